@@ -1,0 +1,554 @@
+//! The operations every backend provides. Algorithms are written once against [`Backend`]; the
+//! GPU backend records them into one command buffer per step, the CPU reference executes them in
+//! plain loops with f64 accumulation.
+//!
+//! Each operation takes an argument struct; [`Backend`] implementations call its `check` so both
+//! backends accept and reject exactly the same requests.
+
+use crate::error::{Error, Result};
+use crate::model::DenseLayer;
+use crate::sparse::Csr;
+
+/// Element type of a backend buffer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum BufKind {
+    /// Real numbers: f32 on the GPU, f64 in the CPU reference.
+    F32,
+    /// Unsigned indices.
+    U32,
+    /// Bytes (datasets); packed four to a word on the GPU.
+    U8,
+}
+
+/// A handle to a buffer owned by a backend.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Buf {
+    /// Slot in the backend's buffer table.
+    pub id: usize,
+    /// Number of elements.
+    pub len: usize,
+    /// Element type.
+    pub kind: BufKind,
+}
+
+/// A sparse matrix resident on a backend (see [`Csr`]).
+#[derive(Clone, Copy, Debug)]
+pub struct CsrBufs {
+    /// Row offsets (rows + 1).
+    pub row_ptr: Buf,
+    /// Column of each entry.
+    pub col: Buf,
+    /// Weight of each entry.
+    pub weight: Buf,
+    /// Number of rows.
+    pub rows: usize,
+    /// Number of columns.
+    pub n_cols: usize,
+}
+
+/// Work counters: how many kernel dispatches and queue submissions a backend has issued.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Kernel dispatches (CPU: operations executed).
+    pub dispatches: u64,
+    /// Queue submissions (CPU: flushes).
+    pub submits: u64,
+}
+
+/// Minibatch gather: `x[r] = normalize(dataset[index[r]])`, `y[r] = labels[index[r]]`.
+#[derive(Clone, Copy, Debug)]
+pub struct Gather {
+    /// Dataset bytes, `n_samples × dim`.
+    pub data: Buf,
+    /// Labels, one per sample.
+    pub labels: Buf,
+    /// Sample index of each output row.
+    pub index: Buf,
+    /// Rows to gather.
+    pub rows: usize,
+    /// Features per sample.
+    pub dim: usize,
+    /// Normalisation: feature = (byte/255 − mean)/std.
+    pub mean: f32,
+    /// Normalisation standard deviation.
+    pub std: f32,
+    /// Output features, `rows × dim`.
+    pub x: Buf,
+    /// Output labels, `rows`.
+    pub y: Buf,
+}
+
+/// Where a dense layer reads its input for job j.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InputBlocks {
+    /// Block d_j: the gathered minibatch of the job's data agent (the first layer).
+    ByData,
+    /// Block j: the previous layer's output for this job.
+    ByJob,
+}
+
+/// Shared shape of a dense operation over a job list: jobs are (model agent, data agent) pairs.
+#[derive(Clone, Copy, Debug)]
+pub struct DenseJobs {
+    /// Job list, two u32 per job: model agent, data agent.
+    pub jobs: Buf,
+    /// Number of jobs.
+    pub n_jobs: usize,
+    /// Rows per job (minibatch size).
+    pub batch: usize,
+    /// The layer's place in the slab.
+    pub layer: DenseLayer,
+    /// Floats per agent slab (parameters and gradients share it).
+    pub stride: usize,
+    /// How the layer input is addressed.
+    pub input_blocks: InputBlocks,
+}
+
+/// Dense forward: `out[j] = act(in[blk(j)] · W_{m_j}ᵀ + b_{m_j})`.
+#[derive(Clone, Copy, Debug)]
+pub struct DenseForward {
+    /// Jobs and layer shape.
+    pub shape: DenseJobs,
+    /// Parameters, agent-major slabs.
+    pub params: Buf,
+    /// Layer input blocks.
+    pub input: Buf,
+    /// Layer output, `n_jobs × batch × out`.
+    pub output: Buf,
+}
+
+/// Dense backward-data: `dx[j] = dz[j] · W_{m_j}`, masked by the previous layer's ReLU.
+#[derive(Clone, Copy, Debug)]
+pub struct DenseBackwardData {
+    /// Jobs and layer shape.
+    pub shape: DenseJobs,
+    /// Parameters, agent-major slabs.
+    pub params: Buf,
+    /// Gradient with respect to this layer's pre-activation, `n_jobs × batch × out`.
+    pub dz: Buf,
+    /// The layer input (the previous layer's ReLU output), for the mask.
+    pub input: Buf,
+    /// Apply the previous layer's ReLU derivative.
+    pub relu_mask: bool,
+    /// Gradient with respect to the previous layer's pre-activation, `n_jobs × batch × in`.
+    pub dx: Buf,
+}
+
+/// Dense backward-weights: job j's gradient slab gets `dW = dz[j]ᵀ · in[blk(j)]`, `db = Σ_b dz[j]`.
+#[derive(Clone, Copy, Debug)]
+pub struct DenseBackwardWeights {
+    /// Jobs and layer shape.
+    pub shape: DenseJobs,
+    /// Gradient with respect to this layer's pre-activation.
+    pub dz: Buf,
+    /// Layer input blocks.
+    pub input: Buf,
+    /// Gradient slabs, one per job (`n_jobs × stride`).
+    pub grads: Buf,
+}
+
+/// Softmax cross-entropy for every job: loss, d(logits) of the mean loss, and hits.
+#[derive(Clone, Copy, Debug)]
+pub struct SoftmaxXent {
+    /// Job list (the data agent selects the labels).
+    pub jobs: Buf,
+    /// Number of jobs.
+    pub n_jobs: usize,
+    /// Rows per job.
+    pub batch: usize,
+    /// Number of classes.
+    pub classes: usize,
+    /// Logits, `n_jobs × batch × classes`.
+    pub logits: Buf,
+    /// Gathered labels, one per data row.
+    pub labels: Buf,
+    /// Output gradient, same shape as the logits.
+    pub dlogits: Buf,
+    /// Output: per-row loss, then per-row correct (two planes of `n_jobs × batch`).
+    pub stats: Buf,
+}
+
+/// Sparse mixing: `out_r = Σ_e w_e · in_{col_e}` over vectors of `len` elements.
+#[derive(Clone, Copy, Debug)]
+pub struct Mix {
+    /// The matrix.
+    pub csr: CsrBufs,
+    /// Stacked input vectors.
+    pub input: Buf,
+    /// Offset of input vector 0.
+    pub in_offset: usize,
+    /// Distance between input vectors.
+    pub in_stride: usize,
+    /// Stacked output vectors (a different buffer from the input).
+    pub output: Buf,
+    /// Offset of output vector 0.
+    pub out_offset: usize,
+    /// Distance between output vectors.
+    pub out_stride: usize,
+    /// Elements per vector.
+    pub len: usize,
+}
+
+/// `y ← a·x + b·y` over the first `len` elements.
+#[derive(Clone, Copy, Debug)]
+pub struct Axpby {
+    /// Input.
+    pub x: Buf,
+    /// Input and output (a different buffer from x).
+    pub y: Buf,
+    /// Coefficient of x.
+    pub a: f32,
+    /// Coefficient of y.
+    pub b: f32,
+    /// Elements.
+    pub len: usize,
+}
+
+/// One local SGD step (PyTorch convention, dampening 0) over the first `len` elements:
+/// `g' = g + λx; m ← βm + g'; u = g' + βm (Nesterov) or m; x ← x − η·u` (β = 0: `u = g'`).
+#[derive(Clone, Copy, Debug)]
+pub struct LocalStep {
+    /// Parameters, updated in place.
+    pub params: Buf,
+    /// Gradients.
+    pub grads: Buf,
+    /// Momentum buffer, updated in place when β ≠ 0.
+    pub momentum_buf: Buf,
+    /// Elements.
+    pub len: usize,
+    /// Learning rate η.
+    pub lr: f32,
+    /// Momentum β.
+    pub momentum: f32,
+    /// Nesterov (true) or heavy ball (false).
+    pub nesterov: bool,
+    /// Weight decay λ, folded into the gradient.
+    pub weight_decay: f32,
+}
+
+/// What a segmented reduction sums.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReduceMode {
+    /// Σ a.
+    Sum = 0,
+    /// Σ a·b.
+    Dot = 1,
+    /// Σ (a − b)².
+    SquaredDistance = 2,
+}
+
+/// Segmented reduction: `out[out_offset + s] = Σ_k f(a[a_offset + s·a_stride + k], b[…])`.
+#[derive(Clone, Copy, Debug)]
+pub struct Reduce {
+    /// What to sum.
+    pub mode: ReduceMode,
+    /// First operand.
+    pub a: Buf,
+    /// Offset of segment 0 in a.
+    pub a_offset: usize,
+    /// Distance between segments in a (0 broadcasts).
+    pub a_stride: usize,
+    /// Second operand (ignored by `Sum`; pass `a` again).
+    pub b: Buf,
+    /// Offset of segment 0 in b.
+    pub b_offset: usize,
+    /// Distance between segments in b (0 broadcasts).
+    pub b_stride: usize,
+    /// Number of segments.
+    pub segments: usize,
+    /// Elements per segment.
+    pub seg_len: usize,
+    /// Output buffer (different from a and b).
+    pub out: Buf,
+    /// Offset of the first result.
+    pub out_offset: usize,
+}
+
+/// The operations every backend provides.
+pub trait Backend {
+    /// One line naming the backend (adapter, driver).
+    fn describe(&self) -> String;
+    /// Allocates a zero-filled buffer.
+    fn alloc(&mut self, kind: BufKind, len: usize, label: &str) -> Result<Buf>;
+    /// Writes reals at an element offset, ordered after all work recorded so far.
+    fn write_f32(&mut self, buf: Buf, offset: usize, data: &[f32]) -> Result<()>;
+    /// Writes indices at an element offset, ordered after all work recorded so far.
+    fn write_u32(&mut self, buf: Buf, offset: usize, data: &[u32]) -> Result<()>;
+    /// Uploads bytes into a new buffer (datasets).
+    fn upload_u8(&mut self, data: &[u8], label: &str) -> Result<Buf>;
+    /// Finishes all recorded work and reads a real buffer.
+    fn read_f32(&mut self, buf: Buf) -> Result<Vec<f64>>;
+    /// Finishes all recorded work and reads an index buffer.
+    fn read_u32(&mut self, buf: Buf) -> Result<Vec<u32>>;
+    /// Copies `len` reals from `src[src_offset..]` to `dst[dst_offset..]`.
+    fn copy(&mut self, src: Buf, src_offset: usize, dst: Buf, dst_offset: usize, len: usize) -> Result<()>;
+    /// Minibatch gather.
+    fn gather(&mut self, op: &Gather) -> Result<()>;
+    /// Dense forward over all jobs.
+    fn dense_forward(&mut self, op: &DenseForward) -> Result<()>;
+    /// Dense backward-data over all jobs.
+    fn dense_backward_data(&mut self, op: &DenseBackwardData) -> Result<()>;
+    /// Dense backward-weights over all jobs.
+    fn dense_backward_weights(&mut self, op: &DenseBackwardWeights) -> Result<()>;
+    /// Softmax cross-entropy over all jobs.
+    fn softmax_xent(&mut self, op: &SoftmaxXent) -> Result<()>;
+    /// Sparse mixing.
+    fn mix(&mut self, op: &Mix) -> Result<()>;
+    /// `y ← a·x + b·y`.
+    fn axpby(&mut self, op: &Axpby) -> Result<()>;
+    /// Local SGD / momentum step.
+    fn local_step(&mut self, op: &LocalStep) -> Result<()>;
+    /// Segmented reduction.
+    fn reduce(&mut self, op: &Reduce) -> Result<()>;
+    /// Submits all recorded work (GPU: one command buffer, one submit).
+    fn flush(&mut self) -> Result<()>;
+    /// Work counters so far.
+    fn counters(&self) -> Counters;
+
+    /// Uploads a sparse matrix (weights rounded to f32 on the GPU).
+    fn upload_csr(&mut self, csr: &Csr, label: &str) -> Result<CsrBufs> {
+        let rows = csr.n_rows();
+        let nnz = csr.nnz().max(1);
+        let row_ptr = self.alloc(BufKind::U32, rows + 1, &format!("{label}.row_ptr"))?;
+        let col = self.alloc(BufKind::U32, nnz, &format!("{label}.col"))?;
+        let weight = self.alloc(BufKind::F32, nnz, &format!("{label}.weight"))?;
+        let bufs = CsrBufs {
+            row_ptr,
+            col,
+            weight,
+            rows,
+            n_cols: csr.n_cols,
+        };
+        self.write_csr(&bufs, csr)?;
+        Ok(bufs)
+    }
+
+    /// Overwrites a resident sparse matrix with one of the same size (time-varying graphs).
+    fn write_csr(&mut self, bufs: &CsrBufs, csr: &Csr) -> Result<()> {
+        if csr.n_rows() != bufs.rows || csr.nnz() > bufs.col.len || csr.n_cols != bufs.n_cols {
+            return Err(Error::op(
+                "write_csr",
+                format!(
+                    "matrix {}×{} with {} entries does not fit buffers for {}×{} with {}",
+                    csr.n_rows(),
+                    csr.n_cols,
+                    csr.nnz(),
+                    bufs.rows,
+                    bufs.n_cols,
+                    bufs.col.len
+                ),
+            ));
+        }
+        if let Some(&c) = csr.col.iter().find(|&&c| c as usize >= csr.n_cols) {
+            return Err(Error::op("write_csr", format!("column {c} ≥ {} columns", csr.n_cols)));
+        }
+        let w: Vec<f32> = csr.weight.iter().map(|&w| w as f32).collect();
+        self.write_u32(bufs.row_ptr, 0, &csr.row_ptr)?;
+        self.write_u32(bufs.col, 0, &csr.col)?;
+        self.write_f32(bufs.weight, 0, &w)
+    }
+}
+
+fn need(op: &'static str, what: &str, buf: Buf, kind: BufKind, end: usize) -> Result<()> {
+    if buf.kind != kind {
+        return Err(Error::op(op, format!("{what} must hold {kind:?}, not {:?}", buf.kind)));
+    }
+    if end > buf.len {
+        return Err(Error::op(
+            op,
+            format!("{what} needs {end} elements but holds {}", buf.len),
+        ));
+    }
+    Ok(())
+}
+
+fn distinct(op: &'static str, written: Buf, others: &[Buf]) -> Result<()> {
+    if others.iter().any(|b| b.id == written.id) {
+        return Err(Error::op(
+            op,
+            "an output buffer is also an input; use a separate buffer (double buffering)",
+        ));
+    }
+    Ok(())
+}
+
+fn nonzero(op: &'static str, pairs: &[(&str, usize)]) -> Result<()> {
+    for (name, v) in pairs {
+        if *v == 0 {
+            return Err(Error::op(op, format!("{name} must be positive")));
+        }
+    }
+    Ok(())
+}
+
+impl Gather {
+    /// Validates sizes and kinds.
+    pub fn check(&self) -> Result<()> {
+        let op = "gather";
+        nonzero(op, &[("rows", self.rows), ("dim", self.dim)])?;
+        need(op, "index", self.index, BufKind::U32, self.rows)?;
+        need(op, "x", self.x, BufKind::F32, self.rows * self.dim)?;
+        need(op, "y", self.y, BufKind::U32, self.rows)?;
+        need(op, "labels", self.labels, BufKind::U32, 1)?;
+        need(op, "data", self.data, BufKind::U8, self.labels.len * self.dim)?;
+        if !(self.std > 0.0 && self.std.is_finite() && self.mean.is_finite()) {
+            return Err(Error::op(op, format!("bad normalisation mean {} std {}", self.mean, self.std)));
+        }
+        distinct(op, self.x, &[self.y])
+    }
+}
+
+impl DenseJobs {
+    fn check(&self, op: &'static str) -> Result<()> {
+        nonzero(
+            op,
+            &[("n_jobs", self.n_jobs), ("batch", self.batch), ("in_dim", self.layer.in_dim), ("out_dim", self.layer.out_dim)],
+        )?;
+        need(op, "jobs", self.jobs, BufKind::U32, 2 * self.n_jobs)?;
+        if self.layer.b_off + self.layer.out_dim > self.stride
+            || self.layer.w_off + self.layer.in_dim * self.layer.out_dim > self.layer.b_off
+        {
+            return Err(Error::op(op, "layer does not fit in the slab stride"));
+        }
+        Ok(())
+    }
+
+    /// Elements a layer-input buffer must hold: data blocks are bounded by the job list's
+    /// largest data agent, which the host knows; we require room for `n_jobs` blocks.
+    fn input_len(&self) -> usize {
+        self.n_jobs * self.batch * self.layer.in_dim
+    }
+
+    fn params_len(&self) -> usize {
+        self.stride
+    }
+}
+
+impl DenseForward {
+    /// Validates sizes and kinds.
+    pub fn check(&self) -> Result<()> {
+        let op = "dense_forward";
+        let s = &self.shape;
+        s.check(op)?;
+        need(op, "params", self.params, BufKind::F32, s.params_len())?;
+        if s.input_blocks == InputBlocks::ByJob {
+            need(op, "input", self.input, BufKind::F32, s.input_len())?;
+        } else {
+            need(op, "input", self.input, BufKind::F32, s.batch * s.layer.in_dim)?;
+        }
+        need(op, "output", self.output, BufKind::F32, s.n_jobs * s.batch * s.layer.out_dim)?;
+        distinct(op, self.output, &[self.params, self.input, s.jobs])
+    }
+}
+
+impl DenseBackwardData {
+    /// Validates sizes and kinds.
+    pub fn check(&self) -> Result<()> {
+        let op = "dense_backward_data";
+        let s = &self.shape;
+        s.check(op)?;
+        if s.input_blocks != InputBlocks::ByJob {
+            return Err(Error::op(op, "the first layer has no input gradient to compute"));
+        }
+        need(op, "params", self.params, BufKind::F32, s.params_len())?;
+        need(op, "dz", self.dz, BufKind::F32, s.n_jobs * s.batch * s.layer.out_dim)?;
+        need(op, "input", self.input, BufKind::F32, s.input_len())?;
+        need(op, "dx", self.dx, BufKind::F32, s.input_len())?;
+        distinct(op, self.dx, &[self.params, self.dz, self.input, s.jobs])
+    }
+}
+
+impl DenseBackwardWeights {
+    /// Validates sizes and kinds.
+    pub fn check(&self) -> Result<()> {
+        let op = "dense_backward_weights";
+        let s = &self.shape;
+        s.check(op)?;
+        need(op, "dz", self.dz, BufKind::F32, s.n_jobs * s.batch * s.layer.out_dim)?;
+        if s.input_blocks == InputBlocks::ByJob {
+            need(op, "input", self.input, BufKind::F32, s.input_len())?;
+        } else {
+            need(op, "input", self.input, BufKind::F32, s.batch * s.layer.in_dim)?;
+        }
+        need(op, "grads", self.grads, BufKind::F32, s.n_jobs * s.stride)?;
+        distinct(op, self.grads, &[self.dz, self.input, s.jobs])
+    }
+}
+
+impl SoftmaxXent {
+    /// Validates sizes and kinds.
+    pub fn check(&self) -> Result<()> {
+        let op = "softmax_xent";
+        nonzero(op, &[("n_jobs", self.n_jobs), ("batch", self.batch), ("classes", self.classes)])?;
+        let rows = self.n_jobs * self.batch;
+        need(op, "jobs", self.jobs, BufKind::U32, 2 * self.n_jobs)?;
+        need(op, "logits", self.logits, BufKind::F32, rows * self.classes)?;
+        need(op, "labels", self.labels, BufKind::U32, self.batch)?;
+        need(op, "dlogits", self.dlogits, BufKind::F32, rows * self.classes)?;
+        need(op, "stats", self.stats, BufKind::F32, 2 * rows)?;
+        distinct(op, self.dlogits, &[self.logits, self.stats])?;
+        distinct(op, self.stats, &[self.logits])
+    }
+}
+
+impl Mix {
+    /// Validates sizes and kinds.
+    pub fn check(&self) -> Result<()> {
+        let op = "mix";
+        let c = &self.csr;
+        need(op, "row_ptr", c.row_ptr, BufKind::U32, c.rows + 1)?;
+        need(op, "col", c.col, BufKind::U32, 1)?;
+        need(op, "weight", c.weight, BufKind::F32, c.col.len)?;
+        if self.len == 0 || c.rows == 0 {
+            return Ok(());
+        }
+        let in_end = self.in_offset + (c.n_cols - 1) * self.in_stride + self.len;
+        need(op, "input", self.input, BufKind::F32, in_end)?;
+        let out_end = self.out_offset + (c.rows - 1) * self.out_stride + self.len;
+        need(op, "output", self.output, BufKind::F32, out_end)?;
+        distinct(op, self.output, &[self.input])
+    }
+}
+
+impl Axpby {
+    /// Validates sizes and kinds.
+    pub fn check(&self) -> Result<()> {
+        need("axpby", "x", self.x, BufKind::F32, self.len)?;
+        need("axpby", "y", self.y, BufKind::F32, self.len)?;
+        distinct("axpby", self.y, &[self.x])
+    }
+}
+
+impl LocalStep {
+    /// Validates sizes, kinds and hyperparameters.
+    pub fn check(&self) -> Result<()> {
+        let op = "local_step";
+        need(op, "params", self.params, BufKind::F32, self.len)?;
+        need(op, "grads", self.grads, BufKind::F32, self.len)?;
+        need(op, "momentum_buf", self.momentum_buf, BufKind::F32, self.len)?;
+        for (name, v) in [("lr", self.lr), ("momentum", self.momentum), ("weight_decay", self.weight_decay)] {
+            if !v.is_finite() {
+                return Err(Error::op(op, format!("{name} is {v}")));
+            }
+        }
+        distinct(op, self.params, &[self.grads, self.momentum_buf])?;
+        distinct(op, self.momentum_buf, &[self.grads])
+    }
+}
+
+impl Reduce {
+    /// Validates sizes and kinds.
+    pub fn check(&self) -> Result<()> {
+        let op = "reduce";
+        need(op, "out", self.out, BufKind::F32, self.out_offset + self.segments)?;
+        if self.segments == 0 || self.seg_len == 0 {
+            return Ok(());
+        }
+        let end = |off: usize, stride: usize| off + (self.segments - 1) * stride + self.seg_len;
+        need(op, "a", self.a, BufKind::F32, end(self.a_offset, self.a_stride))?;
+        if self.mode != ReduceMode::Sum {
+            need(op, "b", self.b, BufKind::F32, end(self.b_offset, self.b_stride))?;
+        }
+        distinct(op, self.out, &[self.a, self.b])
+    }
+}

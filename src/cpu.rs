@@ -1,0 +1,407 @@
+//! The CPU reference backend: the same operations as the GPU kernels in plain loops, with f64
+//! storage and accumulation. It is the ground truth of the parity tests and the fallback when no
+//! adapter exists.
+
+use crate::backend::*;
+use crate::error::{Error, Result};
+
+enum Slot {
+    Real(Vec<f64>),
+    Index(Vec<u32>),
+    Bytes(Vec<u8>),
+}
+
+/// The CPU reference backend.
+#[derive(Default)]
+pub struct CpuBackend {
+    slots: Vec<Slot>,
+    counters: Counters,
+}
+
+impl CpuBackend {
+    /// A backend with no buffers.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn reals(&self, b: Buf) -> &[f64] {
+        match &self.slots[b.id] {
+            Slot::Real(v) => v,
+            _ => unreachable!("kind checked by the op's check()"),
+        }
+    }
+
+    fn indices(&self, b: Buf) -> &[u32] {
+        match &self.slots[b.id] {
+            Slot::Index(v) => v,
+            _ => unreachable!("kind checked by the op's check()"),
+        }
+    }
+
+    fn bytes(&self, b: Buf) -> &[u8] {
+        match &self.slots[b.id] {
+            Slot::Bytes(v) => v,
+            _ => unreachable!("kind checked by the op's check()"),
+        }
+    }
+
+    /// Takes a real buffer out of its slot so it can be written while others are read.
+    fn take(&mut self, b: Buf) -> Vec<f64> {
+        match std::mem::replace(&mut self.slots[b.id], Slot::Real(Vec::new())) {
+            Slot::Real(v) => v,
+            _ => unreachable!("kind checked by the op's check()"),
+        }
+    }
+
+    fn put(&mut self, b: Buf, v: Vec<f64>) {
+        self.slots[b.id] = Slot::Real(v);
+    }
+
+    fn own(&self, b: Buf) -> Result<()> {
+        if b.id >= self.slots.len() {
+            return Err(Error::op("cpu", format!("buffer {} does not belong to this backend", b.id)));
+        }
+        Ok(())
+    }
+
+    /// Reads the job list and checks every (model, data) index against the buffers' extents.
+    fn jobs(&self, s: &DenseJobs, n_models: usize, n_inputs: usize) -> Result<Vec<(usize, usize)>> {
+        let raw = self.indices(s.jobs);
+        let mut out = Vec::with_capacity(s.n_jobs);
+        for j in 0..s.n_jobs {
+            let (m, d) = (raw[2 * j] as usize, raw[2 * j + 1] as usize);
+            let blk = match s.input_blocks {
+                InputBlocks::ByData => d,
+                InputBlocks::ByJob => j,
+            };
+            if m >= n_models || blk >= n_inputs {
+                return Err(Error::op(
+                    "dense",
+                    format!("job {j} = ({m}, {d}) is out of range ({n_models} models, {n_inputs} input blocks)"),
+                ));
+            }
+            out.push((m, blk));
+        }
+        Ok(out)
+    }
+
+    fn tick(&mut self) {
+        self.counters.dispatches += 1;
+    }
+}
+
+impl Backend for CpuBackend {
+    fn describe(&self) -> String {
+        "CPU reference (f64)".into()
+    }
+
+    fn alloc(&mut self, kind: BufKind, len: usize, _label: &str) -> Result<Buf> {
+        self.slots.push(match kind {
+            BufKind::F32 => Slot::Real(vec![0.0; len]),
+            BufKind::U32 => Slot::Index(vec![0; len]),
+            BufKind::U8 => Slot::Bytes(vec![0; len]),
+        });
+        Ok(Buf { id: self.slots.len() - 1, len, kind })
+    }
+
+    fn write_f32(&mut self, buf: Buf, offset: usize, data: &[f32]) -> Result<()> {
+        self.own(buf)?;
+        check_write("write_f32", buf, BufKind::F32, offset, data.len())?;
+        let mut v = self.take(buf);
+        for (d, s) in v[offset..offset + data.len()].iter_mut().zip(data) {
+            *d = *s as f64;
+        }
+        self.put(buf, v);
+        Ok(())
+    }
+
+    fn write_u32(&mut self, buf: Buf, offset: usize, data: &[u32]) -> Result<()> {
+        self.own(buf)?;
+        check_write("write_u32", buf, BufKind::U32, offset, data.len())?;
+        if let Slot::Index(v) = &mut self.slots[buf.id] {
+            v[offset..offset + data.len()].copy_from_slice(data);
+        }
+        Ok(())
+    }
+
+    fn upload_u8(&mut self, data: &[u8], _label: &str) -> Result<Buf> {
+        self.slots.push(Slot::Bytes(data.to_vec()));
+        Ok(Buf { id: self.slots.len() - 1, len: data.len(), kind: BufKind::U8 })
+    }
+
+    fn read_f32(&mut self, buf: Buf) -> Result<Vec<f64>> {
+        self.own(buf)?;
+        check_write("read_f32", buf, BufKind::F32, 0, 0)?;
+        Ok(self.reals(buf).to_vec())
+    }
+
+    fn read_u32(&mut self, buf: Buf) -> Result<Vec<u32>> {
+        self.own(buf)?;
+        check_write("read_u32", buf, BufKind::U32, 0, 0)?;
+        Ok(self.indices(buf).to_vec())
+    }
+
+    fn copy(&mut self, src: Buf, src_offset: usize, dst: Buf, dst_offset: usize, len: usize) -> Result<()> {
+        self.own(src)?;
+        self.own(dst)?;
+        check_write("copy", src, BufKind::F32, src_offset, len)?;
+        check_write("copy", dst, BufKind::F32, dst_offset, len)?;
+        let chunk = self.reals(src)[src_offset..src_offset + len].to_vec();
+        let mut v = self.take(dst);
+        v[dst_offset..dst_offset + len].copy_from_slice(&chunk);
+        self.put(dst, v);
+        Ok(())
+    }
+
+    fn gather(&mut self, op: &Gather) -> Result<()> {
+        op.check()?;
+        let n = op.labels.len;
+        let idx = self.indices(op.index)[..op.rows].to_vec();
+        if let Some(&bad) = idx.iter().find(|&&s| s as usize >= n) {
+            return Err(Error::op("gather", format!("sample index {bad} ≥ dataset size {n}")));
+        }
+        let inv_std = 1.0 / op.std as f64;
+        let data = self.bytes(op.data);
+        let labels = self.indices(op.labels);
+        let mut x = vec![0.0; op.rows * op.dim];
+        let mut y = vec![0u32; op.rows];
+        for (r, &s) in idx.iter().enumerate() {
+            let s = s as usize;
+            for f in 0..op.dim {
+                x[r * op.dim + f] = (data[s * op.dim + f] as f64 / 255.0 - op.mean as f64) * inv_std;
+            }
+            y[r] = labels[s];
+        }
+        let mut xv = self.take(op.x);
+        xv[..x.len()].copy_from_slice(&x);
+        self.put(op.x, xv);
+        if let Slot::Index(v) = &mut self.slots[op.y.id] {
+            v[..op.rows].copy_from_slice(&y);
+        }
+        self.tick();
+        Ok(())
+    }
+
+    fn dense_forward(&mut self, op: &DenseForward) -> Result<()> {
+        op.check()?;
+        let s = &op.shape;
+        let l = s.layer;
+        let blk_len = s.batch * l.in_dim;
+        let jobs = self.jobs(s, op.params.len / s.stride, op.input.len / blk_len)?;
+        let mut y = self.take(op.output);
+        let (p, x) = (self.reals(op.params), self.reals(op.input));
+        for (j, &(m, blk)) in jobs.iter().enumerate() {
+            let w = &p[m * s.stride + l.w_off..];
+            let bias = &p[m * s.stride + l.b_off..];
+            for b in 0..s.batch {
+                let xr = &x[blk * blk_len + b * l.in_dim..][..l.in_dim];
+                for o in 0..l.out_dim {
+                    let wr = &w[o * l.in_dim..][..l.in_dim];
+                    let z: f64 = bias[o] + xr.iter().zip(wr).map(|(a, b)| a * b).sum::<f64>();
+                    y[(j * s.batch + b) * l.out_dim + o] = if l.relu { z.max(0.0) } else { z };
+                }
+            }
+        }
+        self.put(op.output, y);
+        self.tick();
+        Ok(())
+    }
+
+    fn dense_backward_data(&mut self, op: &DenseBackwardData) -> Result<()> {
+        op.check()?;
+        let s = &op.shape;
+        let l = s.layer;
+        let jobs = self.jobs(s, op.params.len / s.stride, s.n_jobs)?;
+        let mut dx = self.take(op.dx);
+        let (p, dz, x) = (self.reals(op.params), self.reals(op.dz), self.reals(op.input));
+        for (j, &(m, _)) in jobs.iter().enumerate() {
+            let w = &p[m * s.stride + l.w_off..];
+            for b in 0..s.batch {
+                let row = j * s.batch + b;
+                for i in 0..l.in_dim {
+                    let at = row * l.in_dim + i;
+                    let v: f64 = (0..l.out_dim).map(|o| dz[row * l.out_dim + o] * w[o * l.in_dim + i]).sum();
+                    dx[at] = if op.relu_mask && x[at] <= 0.0 { 0.0 } else { v };
+                }
+            }
+        }
+        self.put(op.dx, dx);
+        self.tick();
+        Ok(())
+    }
+
+    fn dense_backward_weights(&mut self, op: &DenseBackwardWeights) -> Result<()> {
+        op.check()?;
+        let s = &op.shape;
+        let l = s.layer;
+        let blk_len = s.batch * l.in_dim;
+        let jobs = self.jobs(s, usize::MAX, op.input.len / blk_len)?;
+        let mut g = self.take(op.grads);
+        let (dz, x) = (self.reals(op.dz), self.reals(op.input));
+        for (j, &(_, blk)) in jobs.iter().enumerate() {
+            let slab = &mut g[j * s.stride..(j + 1) * s.stride];
+            for o in 0..l.out_dim {
+                let dzo = |b: usize| dz[(j * s.batch + b) * l.out_dim + o];
+                for i in 0..l.in_dim {
+                    slab[l.w_off + o * l.in_dim + i] =
+                        (0..s.batch).map(|b| dzo(b) * x[blk * blk_len + b * l.in_dim + i]).sum();
+                }
+                slab[l.b_off + o] = (0..s.batch).map(dzo).sum();
+            }
+        }
+        self.put(op.grads, g);
+        self.tick();
+        Ok(())
+    }
+
+    fn softmax_xent(&mut self, op: &SoftmaxXent) -> Result<()> {
+        op.check()?;
+        let (c, rows) = (op.classes, op.n_jobs * op.batch);
+        let jobs = self.indices(op.jobs);
+        let labels = self.indices(op.labels);
+        let logits = self.reals(op.logits);
+        let mut dl = vec![0.0; rows * c];
+        let mut stats = vec![0.0; 2 * rows];
+        for j in 0..op.n_jobs {
+            let d = jobs[2 * j + 1] as usize;
+            for b in 0..op.batch {
+                let Some(&label) = labels.get(d * op.batch + b) else {
+                    return Err(Error::op("softmax_xent", format!("job {j}'s data agent {d} has no labels")));
+                };
+                let label = (label as usize).min(c - 1);
+                let row = j * op.batch + b;
+                let z = &logits[row * c..(row + 1) * c];
+                let (mut arg, mut mx) = (0, z[0]);
+                for (k, &v) in z.iter().enumerate().skip(1) {
+                    if v > mx {
+                        (arg, mx) = (k, v);
+                    }
+                }
+                let sum: f64 = z.iter().map(|v| (v - mx).exp()).sum();
+                for k in 0..c {
+                    let prob = (z[k] - mx).exp() / sum;
+                    dl[row * c + k] = (prob - if k == label { 1.0 } else { 0.0 }) / op.batch as f64;
+                }
+                stats[row] = sum.ln() + mx - z[label];
+                stats[rows + row] = if arg == label { 1.0 } else { 0.0 };
+            }
+        }
+        let mut v = self.take(op.dlogits);
+        v[..dl.len()].copy_from_slice(&dl);
+        self.put(op.dlogits, v);
+        let mut v = self.take(op.stats);
+        v[..stats.len()].copy_from_slice(&stats);
+        self.put(op.stats, v);
+        self.tick();
+        Ok(())
+    }
+
+    fn mix(&mut self, op: &Mix) -> Result<()> {
+        op.check()?;
+        let c = &op.csr;
+        let row_ptr = self.indices(c.row_ptr).to_vec();
+        let col = self.indices(c.col);
+        let w = self.reals(c.weight);
+        let nnz = row_ptr[c.rows] as usize;
+        if nnz > col.len() || row_ptr.windows(2).any(|p| p[0] > p[1]) || col[..nnz].iter().any(|&k| k as usize >= c.n_cols) {
+            return Err(Error::op("mix", "malformed CSR (row offsets or columns out of range)"));
+        }
+        let x = self.reals(op.input);
+        let mut out = vec![0.0; c.rows * op.len];
+        for r in 0..c.rows {
+            for e in row_ptr[r] as usize..row_ptr[r + 1] as usize {
+                let src = &x[op.in_offset + col[e] as usize * op.in_stride..][..op.len];
+                for (o, v) in out[r * op.len..(r + 1) * op.len].iter_mut().zip(src) {
+                    *o += w[e] * v;
+                }
+            }
+        }
+        let mut y = self.take(op.output);
+        for r in 0..c.rows {
+            let at = op.out_offset + r * op.out_stride;
+            y[at..at + op.len].copy_from_slice(&out[r * op.len..(r + 1) * op.len]);
+        }
+        self.put(op.output, y);
+        self.tick();
+        Ok(())
+    }
+
+    fn axpby(&mut self, op: &Axpby) -> Result<()> {
+        op.check()?;
+        let (a, b) = (op.a as f64, op.b as f64);
+        let mut y = self.take(op.y);
+        for (y, x) in y[..op.len].iter_mut().zip(self.reals(op.x)) {
+            *y = a * x + b * *y;
+        }
+        self.put(op.y, y);
+        self.tick();
+        Ok(())
+    }
+
+    fn local_step(&mut self, op: &LocalStep) -> Result<()> {
+        op.check()?;
+        let (lr, beta, wd) = (op.lr as f64, op.momentum as f64, op.weight_decay as f64);
+        let mut x = self.take(op.params);
+        let mut m = self.take(op.momentum_buf);
+        let g = self.reals(op.grads);
+        for k in 0..op.len {
+            let gk = g[k] + wd * x[k];
+            let u = if beta != 0.0 {
+                m[k] = beta * m[k] + gk;
+                if op.nesterov { gk + beta * m[k] } else { m[k] }
+            } else {
+                gk
+            };
+            x[k] -= lr * u;
+        }
+        self.put(op.params, x);
+        self.put(op.momentum_buf, m);
+        self.tick();
+        Ok(())
+    }
+
+    fn reduce(&mut self, op: &Reduce) -> Result<()> {
+        op.check()?;
+        let (a, b) = (self.reals(op.a), self.reals(op.b));
+        let res: Vec<f64> = (0..op.segments)
+            .map(|s| {
+                let xa = &a[op.a_offset + s * op.a_stride..][..op.seg_len];
+                match op.mode {
+                    ReduceMode::Sum => xa.iter().sum(),
+                    ReduceMode::Dot | ReduceMode::SquaredDistance => {
+                        let xb = &b[op.b_offset + s * op.b_stride..][..op.seg_len];
+                        xa.iter()
+                            .zip(xb)
+                            .map(|(x, y)| if op.mode == ReduceMode::Dot { x * y } else { (x - y) * (x - y) })
+                            .sum()
+                    }
+                }
+            })
+            .collect();
+        let mut out = self.take(op.out);
+        out[op.out_offset..op.out_offset + op.segments].copy_from_slice(&res);
+        self.put(op.out, out);
+        self.tick();
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<()> {
+        self.counters.submits += 1;
+        Ok(())
+    }
+
+    fn counters(&self) -> Counters {
+        self.counters
+    }
+}
+
+/// Checks that `len` elements at `offset` fit a buffer of the given kind.
+pub(crate) fn check_write(op: &'static str, buf: Buf, kind: BufKind, offset: usize, len: usize) -> Result<()> {
+    if buf.kind != kind {
+        return Err(Error::op(op, format!("buffer holds {:?}, not {kind:?}", buf.kind)));
+    }
+    if offset + len > buf.len {
+        return Err(Error::op(op, format!("{len} elements at offset {offset} overflow a buffer of {}", buf.len)));
+    }
+    Ok(())
+}

@@ -1,0 +1,482 @@
+//! The GPU backend: operations are recorded as dispatches and encoded into one command buffer
+//! at [`Backend::flush`], with every dispatch's uniform block packed into one arena buffer.
+
+use super::context::{AdapterChoice, GpuContext};
+use super::kernels::{Kernel, PipelineCache};
+use super::params::*;
+use crate::backend::*;
+use crate::cpu::check_write;
+use crate::error::{Error, Result};
+use std::sync::{Arc, Mutex};
+use wgpu::util::DeviceExt;
+
+/// A recorded command, replayed in order at flush.
+enum Command {
+    Dispatch {
+        kernel: Kernel,
+        buffers: Vec<usize>,
+        uniform_offset: u64,
+        uniform_size: u64,
+        groups: [u32; 3],
+    },
+    Copy {
+        src: wgpu::Buffer,
+        src_offset: u64,
+        dst: wgpu::Buffer,
+        dst_offset: u64,
+        size: u64,
+    },
+}
+
+/// The wgpu backend.
+pub struct GpuBackend {
+    ctx: GpuContext,
+    buffers: Vec<wgpu::Buffer>,
+    cache: PipelineCache,
+    pending: Vec<Command>,
+    uniforms: Vec<u8>,
+    arena: Option<wgpu::Buffer>,
+    errors: Arc<Mutex<Vec<String>>>,
+    counters: Counters,
+}
+
+impl GpuBackend {
+    /// Opens the adapter chosen by `WGPU_BACKEND` / `WGPU_ADAPTER_NAME` (best available otherwise).
+    pub fn from_env() -> Result<Self> {
+        Self::new(&AdapterChoice::from_env())
+    }
+
+    /// Opens the best adapter matching a choice.
+    pub fn new(choice: &AdapterChoice) -> Result<Self> {
+        Ok(Self::with_context(GpuContext::new(choice)?))
+    }
+
+    /// Wraps an open device.
+    pub fn with_context(ctx: GpuContext) -> Self {
+        let errors = Arc::new(Mutex::new(Vec::new()));
+        let sink = errors.clone();
+        ctx.device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+            sink.lock().expect("error sink").push(e.to_string());
+        }));
+        GpuBackend {
+            ctx,
+            buffers: Vec::new(),
+            cache: PipelineCache::default(),
+            pending: Vec::new(),
+            uniforms: Vec::new(),
+            arena: None,
+            errors,
+            counters: Counters::default(),
+        }
+    }
+
+    /// The device and adapter facts.
+    pub fn context(&self) -> &GpuContext {
+        &self.ctx
+    }
+
+    /// Waits until all submitted work has finished (for timing).
+    pub fn wait(&self) -> Result<()> {
+        self.ctx
+            .device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| Error::Gpu(e.to_string()))?;
+        self.take_errors()
+    }
+
+    fn take_errors(&self) -> Result<()> {
+        let mut errs = self.errors.lock().expect("error sink");
+        if errs.is_empty() {
+            Ok(())
+        } else {
+            let msg = errs.join("; ");
+            errs.clear();
+            Err(Error::Gpu(msg))
+        }
+    }
+
+    fn buffer(&self, b: Buf) -> Result<&wgpu::Buffer> {
+        self.buffers
+            .get(b.id)
+            .ok_or_else(|| Error::op("gpu", format!("buffer {} does not belong to this backend", b.id)))
+    }
+
+    fn byte_len(kind: BufKind, len: usize) -> u64 {
+        match kind {
+            BufKind::U8 => len.div_ceil(4) as u64 * 4,
+            _ => len as u64 * 4,
+        }
+    }
+
+    /// Checks a buffer against the adapter's allocation and binding limits.
+    fn check_size(&self, label: &str, bytes: u64) -> Result<()> {
+        let l = &self.ctx.limits;
+        let too_large = |limit: u64, limit_name| Error::BufferTooLarge {
+            what: label.to_string(),
+            bytes,
+            limit,
+            limit_name,
+        };
+        if bytes > l.max_buffer_size {
+            return Err(too_large(l.max_buffer_size, "max_buffer_size"));
+        }
+        if bytes > l.max_storage_buffer_binding_size as u64 {
+            return Err(too_large(
+                l.max_storage_buffer_binding_size as u64,
+                "max_storage_buffer_binding_size",
+            ));
+        }
+        Ok(())
+    }
+
+    fn usage() -> wgpu::BufferUsages {
+        wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST
+    }
+
+    /// Writes bytes in order with the recorded work: directly when nothing is pending (queue
+    /// writes land before the next submit's commands), through a staging copy otherwise.
+    fn write_bytes(&mut self, buf: Buf, byte_offset: u64, bytes: &[u8]) -> Result<()> {
+        if bytes.is_empty() {
+            return Ok(());
+        }
+        let dst = self.buffer(buf)?.clone();
+        if self.pending.is_empty() {
+            self.ctx.queue.write_buffer(&dst, byte_offset, bytes);
+        } else {
+            let src = self.ctx.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some("staging write"),
+                contents: bytes,
+                usage: wgpu::BufferUsages::COPY_SRC,
+            });
+            self.pending.push(Command::Copy {
+                src,
+                src_offset: 0,
+                dst,
+                dst_offset: byte_offset,
+                size: bytes.len() as u64,
+            });
+        }
+        Ok(())
+    }
+
+    /// Records one dispatch of `invocations` threads (or, for the reduction, `invocations`
+    /// workgroups), spread over a 2-D grid when one dimension is not enough.
+    fn dispatch<P: bytemuck::Pod>(&mut self, kernel: Kernel, params: &P, buffers: &[Buf], work: usize) -> Result<()> {
+        for b in buffers {
+            self.buffer(*b)?;
+        }
+        if work == 0 {
+            return Ok(());
+        }
+        let groups = match kernel {
+            Kernel::Reduce => work as u64,
+            _ => (work as u64).div_ceil(kernel.workgroup_size() as u64),
+        };
+        let max = self.ctx.limits.max_compute_workgroups_per_dimension as u64;
+        let (gx, gy) = if groups <= max { (groups, 1) } else { (max, groups.div_ceil(max)) };
+        if gy > max {
+            return Err(Error::op(kernel.source().1, format!("{work} invocations exceed the adapter's dispatch grid")));
+        }
+        let align = self.ctx.limits.min_uniform_buffer_offset_alignment as usize;
+        let offset = self.uniforms.len().div_ceil(align) * align;
+        self.uniforms.resize(offset, 0);
+        self.uniforms.extend_from_slice(bytemuck::bytes_of(params));
+        self.pending.push(Command::Dispatch {
+            kernel,
+            buffers: buffers.iter().map(|b| b.id).collect(),
+            uniform_offset: offset as u64,
+            uniform_size: std::mem::size_of::<P>() as u64,
+            groups: [gx as u32, gy as u32, 1],
+        });
+        Ok(())
+    }
+
+    fn encode(&mut self) -> Option<wgpu::CommandBuffer> {
+        if self.pending.is_empty() {
+            return None;
+        }
+        let device = &self.ctx.device;
+        let needed = (self.uniforms.len() as u64).max(256);
+        if self.arena.as_ref().is_none_or(|a| a.size() < needed) {
+            self.arena = Some(device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("uniform arena"),
+                size: needed.next_power_of_two(),
+                usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            }));
+        }
+        let arena = self.arena.clone().expect("just created");
+        if !self.uniforms.is_empty() {
+            self.ctx.queue.write_buffer(&arena, 0, &self.uniforms);
+        }
+        let mut encoder = device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("step") });
+        let commands = std::mem::take(&mut self.pending);
+        let mut i = 0;
+        while i < commands.len() {
+            if let Command::Copy { src, src_offset, dst, dst_offset, size } = &commands[i] {
+                encoder.copy_buffer_to_buffer(src, *src_offset, dst, *dst_offset, *size);
+                i += 1;
+                continue;
+            }
+            // A run of dispatches shares one compute pass.
+            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some("step"),
+                timestamp_writes: None,
+            });
+            while let Some(Command::Dispatch { kernel, buffers, uniform_offset, uniform_size, groups }) = commands.get(i) {
+                let (pipeline, layout) = self.cache.get(device, *kernel);
+                let mut entries = vec![wgpu::BindGroupEntry {
+                    binding: 0,
+                    resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                        buffer: &arena,
+                        offset: *uniform_offset,
+                        size: wgpu::BufferSize::new(*uniform_size),
+                    }),
+                }];
+                for (k, id) in buffers.iter().enumerate() {
+                    entries.push(wgpu::BindGroupEntry {
+                        binding: k as u32 + 1,
+                        resource: self.buffers[*id].as_entire_binding(),
+                    });
+                }
+                let bind_group = device.create_bind_group(&wgpu::BindGroupDescriptor {
+                    label: Some(kernel.source().1),
+                    layout,
+                    entries: &entries,
+                });
+                pass.set_pipeline(pipeline);
+                pass.set_bind_group(0, &bind_group, &[]);
+                pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
+                self.counters.dispatches += 1;
+                i += 1;
+            }
+        }
+        self.uniforms.clear();
+        Some(encoder.finish())
+    }
+
+    fn read_bytes(&mut self, buf: Buf) -> Result<Vec<u8>> {
+        let bytes = Self::byte_len(buf.kind, buf.len);
+        let src = self.buffer(buf)?.clone();
+        let readback = self.ctx.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("readback"),
+            size: bytes.max(4),
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        if bytes > 0 {
+            self.pending.push(Command::Copy { src, src_offset: 0, dst: readback.clone(), dst_offset: 0, size: bytes });
+        }
+        self.flush()?;
+        readback.map_async(wgpu::MapMode::Read, .., |_| {});
+        self.wait()?;
+        let out = readback
+            .get_mapped_range(..)
+            .map_err(|e| Error::Gpu(format!("{e:?}")))?
+            .to_vec();
+        readback.unmap();
+        Ok(out[..bytes as usize].to_vec())
+    }
+}
+
+fn u(v: usize) -> u32 {
+    v as u32
+}
+
+impl Backend for GpuBackend {
+    fn describe(&self) -> String {
+        self.ctx.describe()
+    }
+
+    fn alloc(&mut self, kind: BufKind, len: usize, label: &str) -> Result<Buf> {
+        let bytes = Self::byte_len(kind, len).max(16);
+        self.check_size(label, bytes)?;
+        let b = self.ctx.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(label),
+            size: bytes,
+            usage: Self::usage(),
+            mapped_at_creation: false,
+        });
+        self.take_errors()?;
+        self.buffers.push(b);
+        Ok(Buf { id: self.buffers.len() - 1, len, kind })
+    }
+
+    fn write_f32(&mut self, buf: Buf, offset: usize, data: &[f32]) -> Result<()> {
+        check_write("write_f32", buf, BufKind::F32, offset, data.len())?;
+        self.write_bytes(buf, offset as u64 * 4, bytemuck::cast_slice(data))
+    }
+
+    fn write_u32(&mut self, buf: Buf, offset: usize, data: &[u32]) -> Result<()> {
+        check_write("write_u32", buf, BufKind::U32, offset, data.len())?;
+        self.write_bytes(buf, offset as u64 * 4, bytemuck::cast_slice(data))
+    }
+
+    fn upload_u8(&mut self, data: &[u8], label: &str) -> Result<Buf> {
+        let bytes = Self::byte_len(BufKind::U8, data.len()).max(16);
+        self.check_size(label, bytes)?;
+        let mut padded = data.to_vec();
+        padded.resize(bytes as usize, 0);
+        let b = self.ctx.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some(label),
+            contents: &padded,
+            usage: Self::usage(),
+        });
+        self.take_errors()?;
+        self.buffers.push(b);
+        Ok(Buf { id: self.buffers.len() - 1, len: data.len(), kind: BufKind::U8 })
+    }
+
+    fn read_f32(&mut self, buf: Buf) -> Result<Vec<f64>> {
+        check_write("read_f32", buf, BufKind::F32, 0, 0)?;
+        let bytes = self.read_bytes(buf)?;
+        Ok(bytemuck::cast_slice::<u8, f32>(&bytes).iter().map(|&v| v as f64).collect())
+    }
+
+    fn read_u32(&mut self, buf: Buf) -> Result<Vec<u32>> {
+        check_write("read_u32", buf, BufKind::U32, 0, 0)?;
+        let bytes = self.read_bytes(buf)?;
+        Ok(bytemuck::cast_slice::<u8, u32>(&bytes).to_vec())
+    }
+
+    fn copy(&mut self, src: Buf, src_offset: usize, dst: Buf, dst_offset: usize, len: usize) -> Result<()> {
+        check_write("copy", src, BufKind::F32, src_offset, len)?;
+        check_write("copy", dst, BufKind::F32, dst_offset, len)?;
+        if len > 0 {
+            self.pending.push(Command::Copy {
+                src: self.buffer(src)?.clone(),
+                src_offset: src_offset as u64 * 4,
+                dst: self.buffer(dst)?.clone(),
+                dst_offset: dst_offset as u64 * 4,
+                size: len as u64 * 4,
+            });
+        }
+        Ok(())
+    }
+
+    fn gather(&mut self, op: &Gather) -> Result<()> {
+        op.check()?;
+        let p = GatherParams {
+            rows: u(op.rows),
+            dim: u(op.dim),
+            n_samples: u(op.labels.len),
+            mean: op.mean,
+            inv_std: 1.0 / op.std,
+            ..Default::default()
+        };
+        self.dispatch(Kernel::Gather, &p, &[op.data, op.labels, op.index, op.x, op.y], op.rows * op.dim)
+    }
+
+    fn dense_forward(&mut self, op: &DenseForward) -> Result<()> {
+        op.check()?;
+        let s = &op.shape;
+        let p = dense_params(s);
+        let work = s.n_jobs * s.batch.div_ceil(4) * s.layer.out_dim.div_ceil(4);
+        self.dispatch(Kernel::DenseForward, &p, &[s.jobs, op.params, op.input, op.input, op.output], work)
+    }
+
+    fn dense_backward_data(&mut self, op: &DenseBackwardData) -> Result<()> {
+        op.check()?;
+        let s = &op.shape;
+        let mut p = dense_params(s);
+        p.relu = op.relu_mask as u32;
+        let work = s.n_jobs * s.batch.div_ceil(4) * s.layer.in_dim.div_ceil(4);
+        self.dispatch(Kernel::DenseBackwardData, &p, &[s.jobs, op.params, op.dz, op.input, op.dx], work)
+    }
+
+    fn dense_backward_weights(&mut self, op: &DenseBackwardWeights) -> Result<()> {
+        op.check()?;
+        let s = &op.shape;
+        let p = dense_params(s);
+        let work = s.n_jobs * s.layer.out_dim.div_ceil(4) * (s.layer.in_dim + 1).div_ceil(4);
+        // The params binding is unused by this entry point; bind the input in its place.
+        self.dispatch(Kernel::DenseBackwardWeights, &p, &[s.jobs, op.input, op.dz, op.input, op.grads], work)
+    }
+
+    fn softmax_xent(&mut self, op: &SoftmaxXent) -> Result<()> {
+        op.check()?;
+        let p = XentParams { n_jobs: u(op.n_jobs), batch: u(op.batch), classes: u(op.classes), _pad0: 0 };
+        self.dispatch(
+            Kernel::SoftmaxXent,
+            &p,
+            &[op.jobs, op.logits, op.labels, op.dlogits, op.stats],
+            op.n_jobs * op.batch,
+        )
+    }
+
+    fn mix(&mut self, op: &Mix) -> Result<()> {
+        op.check()?;
+        let c = &op.csr;
+        let p = MixParams {
+            rows: u(c.rows),
+            len: u(op.len),
+            in_stride: u(op.in_stride),
+            in_offset: u(op.in_offset),
+            out_stride: u(op.out_stride),
+            out_offset: u(op.out_offset),
+            ..Default::default()
+        };
+        self.dispatch(Kernel::Mix, &p, &[c.row_ptr, c.col, c.weight, op.input, op.output], c.rows * op.len)
+    }
+
+    fn axpby(&mut self, op: &Axpby) -> Result<()> {
+        op.check()?;
+        let p = UpdateParams { len: u(op.len), a: op.a, b: op.b, ..Default::default() };
+        self.dispatch(Kernel::Axpby, &p, &[op.x, op.y], op.len)
+    }
+
+    fn local_step(&mut self, op: &LocalStep) -> Result<()> {
+        op.check()?;
+        let p = UpdateParams {
+            len: u(op.len),
+            nesterov: op.nesterov as u32,
+            lr: op.lr,
+            momentum: op.momentum,
+            weight_decay: op.weight_decay,
+            ..Default::default()
+        };
+        self.dispatch(Kernel::LocalStep, &p, &[op.params, op.grads, op.momentum_buf], op.len)
+    }
+
+    fn reduce(&mut self, op: &Reduce) -> Result<()> {
+        op.check()?;
+        let p = ReduceParams {
+            segments: u(op.segments),
+            seg_len: u(op.seg_len),
+            mode: op.mode as u32,
+            out_offset: u(op.out_offset),
+            a_offset: u(op.a_offset),
+            a_stride: u(op.a_stride),
+            b_offset: u(op.b_offset),
+            b_stride: u(op.b_stride),
+        };
+        self.dispatch(Kernel::Reduce, &p, &[op.a, op.b, op.out], op.segments)
+    }
+
+    fn flush(&mut self) -> Result<()> {
+        if let Some(cb) = self.encode() {
+            self.ctx.queue.submit([cb]);
+            self.counters.submits += 1;
+        }
+        self.take_errors()
+    }
+
+    fn counters(&self) -> Counters {
+        self.counters
+    }
+}
+
+fn dense_params(s: &DenseJobs) -> DenseParams {
+    DenseParams {
+        n_jobs: u(s.n_jobs),
+        batch: u(s.batch),
+        in_dim: u(s.layer.in_dim),
+        out_dim: u(s.layer.out_dim),
+        w_off: u(s.layer.w_off),
+        b_off: u(s.layer.b_off),
+        param_stride: u(s.stride),
+        in_by_data: (s.input_blocks == InputBlocks::ByData) as u32,
+        relu: s.layer.relu as u32,
+        ..Default::default()
+    }
+}

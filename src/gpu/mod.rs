@@ -1,0 +1,11 @@
+//! The wgpu backend: adapter choice, the kernel catalogue and pipeline cache, and a recorder that
+//! turns a step's operations into one command buffer and one submit.
+
+mod backend;
+mod context;
+mod kernels;
+pub mod params;
+
+pub use backend::GpuBackend;
+pub use context::{AdapterChoice, GpuContext};
+pub use kernels::{Kernel, SHADERS};
