@@ -281,7 +281,14 @@ pub trait Backend {
     /// Finishes all recorded work and reads an index buffer.
     fn read_u32(&mut self, buf: Buf) -> Result<Vec<u32>>;
     /// Copies `len` reals from `src[src_offset..]` to `dst[dst_offset..]`.
-    fn copy(&mut self, src: Buf, src_offset: usize, dst: Buf, dst_offset: usize, len: usize) -> Result<()>;
+    fn copy(
+        &mut self,
+        src: Buf,
+        src_offset: usize,
+        dst: Buf,
+        dst_offset: usize,
+        len: usize,
+    ) -> Result<()>;
     /// Minibatch gather.
     fn gather(&mut self, op: &Gather) -> Result<()>;
     /// Dense forward over all jobs.
@@ -340,7 +347,10 @@ pub trait Backend {
             ));
         }
         if let Some(&c) = csr.col.iter().find(|&&c| c as usize >= csr.n_cols) {
-            return Err(Error::op("write_csr", format!("column {c} ≥ {} columns", csr.n_cols)));
+            return Err(Error::op(
+                "write_csr",
+                format!("column {c} ≥ {} columns", csr.n_cols),
+            ));
         }
         let w: Vec<f32> = csr.weight.iter().map(|&w| w as f32).collect();
         self.write_u32(bufs.row_ptr, 0, &csr.row_ptr)?;
@@ -351,7 +361,10 @@ pub trait Backend {
 
 fn need(op: &'static str, what: &str, buf: Buf, kind: BufKind, end: usize) -> Result<()> {
     if buf.kind != kind {
-        return Err(Error::op(op, format!("{what} must hold {kind:?}, not {:?}", buf.kind)));
+        return Err(Error::op(
+            op,
+            format!("{what} must hold {kind:?}, not {:?}", buf.kind),
+        ));
     }
     if end > buf.len {
         return Err(Error::op(
@@ -390,9 +403,18 @@ impl Gather {
         need(op, "x", self.x, BufKind::F32, self.rows * self.dim)?;
         need(op, "y", self.y, BufKind::U32, self.rows)?;
         need(op, "labels", self.labels, BufKind::U32, 1)?;
-        need(op, "data", self.data, BufKind::U8, self.labels.len * self.dim)?;
+        need(
+            op,
+            "data",
+            self.data,
+            BufKind::U8,
+            self.labels.len * self.dim,
+        )?;
         if !(self.std > 0.0 && self.std.is_finite() && self.mean.is_finite()) {
-            return Err(Error::op(op, format!("bad normalisation mean {} std {}", self.mean, self.std)));
+            return Err(Error::op(
+                op,
+                format!("bad normalisation mean {} std {}", self.mean, self.std),
+            ));
         }
         distinct(op, self.x, &[self.y])
     }
@@ -402,7 +424,12 @@ impl DenseJobs {
     fn check(&self, op: &'static str) -> Result<()> {
         nonzero(
             op,
-            &[("n_jobs", self.n_jobs), ("batch", self.batch), ("in_dim", self.layer.in_dim), ("out_dim", self.layer.out_dim)],
+            &[
+                ("n_jobs", self.n_jobs),
+                ("batch", self.batch),
+                ("in_dim", self.layer.in_dim),
+                ("out_dim", self.layer.out_dim),
+            ],
         )?;
         need(op, "jobs", self.jobs, BufKind::U32, 2 * self.n_jobs)?;
         if self.layer.b_off + self.layer.out_dim > self.stride
@@ -434,9 +461,21 @@ impl DenseForward {
         if s.input_blocks == InputBlocks::ByJob {
             need(op, "input", self.input, BufKind::F32, s.input_len())?;
         } else {
-            need(op, "input", self.input, BufKind::F32, s.batch * s.layer.in_dim)?;
+            need(
+                op,
+                "input",
+                self.input,
+                BufKind::F32,
+                s.batch * s.layer.in_dim,
+            )?;
         }
-        need(op, "output", self.output, BufKind::F32, s.n_jobs * s.batch * s.layer.out_dim)?;
+        need(
+            op,
+            "output",
+            self.output,
+            BufKind::F32,
+            s.n_jobs * s.batch * s.layer.out_dim,
+        )?;
         distinct(op, self.output, &[self.params, self.input, s.jobs])
     }
 }
@@ -448,10 +487,19 @@ impl DenseBackwardData {
         let s = &self.shape;
         s.check(op)?;
         if s.input_blocks != InputBlocks::ByJob {
-            return Err(Error::op(op, "the first layer has no input gradient to compute"));
+            return Err(Error::op(
+                op,
+                "the first layer has no input gradient to compute",
+            ));
         }
         need(op, "params", self.params, BufKind::F32, s.params_len())?;
-        need(op, "dz", self.dz, BufKind::F32, s.n_jobs * s.batch * s.layer.out_dim)?;
+        need(
+            op,
+            "dz",
+            self.dz,
+            BufKind::F32,
+            s.n_jobs * s.batch * s.layer.out_dim,
+        )?;
         need(op, "input", self.input, BufKind::F32, s.input_len())?;
         need(op, "dx", self.dx, BufKind::F32, s.input_len())?;
         distinct(op, self.dx, &[self.params, self.dz, self.input, s.jobs])
@@ -464,11 +512,23 @@ impl DenseBackwardWeights {
         let op = "dense_backward_weights";
         let s = &self.shape;
         s.check(op)?;
-        need(op, "dz", self.dz, BufKind::F32, s.n_jobs * s.batch * s.layer.out_dim)?;
+        need(
+            op,
+            "dz",
+            self.dz,
+            BufKind::F32,
+            s.n_jobs * s.batch * s.layer.out_dim,
+        )?;
         if s.input_blocks == InputBlocks::ByJob {
             need(op, "input", self.input, BufKind::F32, s.input_len())?;
         } else {
-            need(op, "input", self.input, BufKind::F32, s.batch * s.layer.in_dim)?;
+            need(
+                op,
+                "input",
+                self.input,
+                BufKind::F32,
+                s.batch * s.layer.in_dim,
+            )?;
         }
         need(op, "grads", self.grads, BufKind::F32, s.n_jobs * s.stride)?;
         distinct(op, self.grads, &[self.dz, self.input, s.jobs])
@@ -479,12 +539,25 @@ impl SoftmaxXent {
     /// Validates sizes and kinds.
     pub fn check(&self) -> Result<()> {
         let op = "softmax_xent";
-        nonzero(op, &[("n_jobs", self.n_jobs), ("batch", self.batch), ("classes", self.classes)])?;
+        nonzero(
+            op,
+            &[
+                ("n_jobs", self.n_jobs),
+                ("batch", self.batch),
+                ("classes", self.classes),
+            ],
+        )?;
         let rows = self.n_jobs * self.batch;
         need(op, "jobs", self.jobs, BufKind::U32, 2 * self.n_jobs)?;
         need(op, "logits", self.logits, BufKind::F32, rows * self.classes)?;
         need(op, "labels", self.labels, BufKind::U32, self.batch)?;
-        need(op, "dlogits", self.dlogits, BufKind::F32, rows * self.classes)?;
+        need(
+            op,
+            "dlogits",
+            self.dlogits,
+            BufKind::F32,
+            rows * self.classes,
+        )?;
         need(op, "stats", self.stats, BufKind::F32, 2 * rows)?;
         distinct(op, self.dlogits, &[self.logits, self.stats])?;
         distinct(op, self.stats, &[self.logits])
@@ -525,8 +598,18 @@ impl LocalStep {
         let op = "local_step";
         need(op, "params", self.params, BufKind::F32, self.len)?;
         need(op, "grads", self.grads, BufKind::F32, self.len)?;
-        need(op, "momentum_buf", self.momentum_buf, BufKind::F32, self.len)?;
-        for (name, v) in [("lr", self.lr), ("momentum", self.momentum), ("weight_decay", self.weight_decay)] {
+        need(
+            op,
+            "momentum_buf",
+            self.momentum_buf,
+            BufKind::F32,
+            self.len,
+        )?;
+        for (name, v) in [
+            ("lr", self.lr),
+            ("momentum", self.momentum),
+            ("weight_decay", self.weight_decay),
+        ] {
             if !v.is_finite() {
                 return Err(Error::op(op, format!("{name} is {v}")));
             }
@@ -540,14 +623,32 @@ impl Reduce {
     /// Validates sizes and kinds.
     pub fn check(&self) -> Result<()> {
         let op = "reduce";
-        need(op, "out", self.out, BufKind::F32, self.out_offset + self.segments)?;
+        need(
+            op,
+            "out",
+            self.out,
+            BufKind::F32,
+            self.out_offset + self.segments,
+        )?;
         if self.segments == 0 || self.seg_len == 0 {
             return Ok(());
         }
         let end = |off: usize, stride: usize| off + (self.segments - 1) * stride + self.seg_len;
-        need(op, "a", self.a, BufKind::F32, end(self.a_offset, self.a_stride))?;
+        need(
+            op,
+            "a",
+            self.a,
+            BufKind::F32,
+            end(self.a_offset, self.a_stride),
+        )?;
         if self.mode != ReduceMode::Sum {
-            need(op, "b", self.b, BufKind::F32, end(self.b_offset, self.b_stride))?;
+            need(
+                op,
+                "b",
+                self.b,
+                BufKind::F32,
+                end(self.b_offset, self.b_stride),
+            )?;
         }
         distinct(op, self.out, &[self.a, self.b])
     }

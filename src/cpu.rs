@@ -59,7 +59,10 @@ impl CpuBackend {
 
     fn own(&self, b: Buf) -> Result<()> {
         if b.id >= self.slots.len() {
-            return Err(Error::op("cpu", format!("buffer {} does not belong to this backend", b.id)));
+            return Err(Error::op(
+                "cpu",
+                format!("buffer {} does not belong to this backend", b.id),
+            ));
         }
         Ok(())
     }
@@ -101,7 +104,11 @@ impl Backend for CpuBackend {
             BufKind::U32 => Slot::Index(vec![0; len]),
             BufKind::U8 => Slot::Bytes(vec![0; len]),
         });
-        Ok(Buf { id: self.slots.len() - 1, len, kind })
+        Ok(Buf {
+            id: self.slots.len() - 1,
+            len,
+            kind,
+        })
     }
 
     fn write_f32(&mut self, buf: Buf, offset: usize, data: &[f32]) -> Result<()> {
@@ -126,7 +133,11 @@ impl Backend for CpuBackend {
 
     fn upload_u8(&mut self, data: &[u8], _label: &str) -> Result<Buf> {
         self.slots.push(Slot::Bytes(data.to_vec()));
-        Ok(Buf { id: self.slots.len() - 1, len: data.len(), kind: BufKind::U8 })
+        Ok(Buf {
+            id: self.slots.len() - 1,
+            len: data.len(),
+            kind: BufKind::U8,
+        })
     }
 
     fn read_f32(&mut self, buf: Buf) -> Result<Vec<f64>> {
@@ -141,7 +152,14 @@ impl Backend for CpuBackend {
         Ok(self.indices(buf).to_vec())
     }
 
-    fn copy(&mut self, src: Buf, src_offset: usize, dst: Buf, dst_offset: usize, len: usize) -> Result<()> {
+    fn copy(
+        &mut self,
+        src: Buf,
+        src_offset: usize,
+        dst: Buf,
+        dst_offset: usize,
+        len: usize,
+    ) -> Result<()> {
         self.own(src)?;
         self.own(dst)?;
         check_write("copy", src, BufKind::F32, src_offset, len)?;
@@ -158,7 +176,10 @@ impl Backend for CpuBackend {
         let n = op.labels.len;
         let idx = self.indices(op.index)[..op.rows].to_vec();
         if let Some(&bad) = idx.iter().find(|&&s| s as usize >= n) {
-            return Err(Error::op("gather", format!("sample index {bad} ≥ dataset size {n}")));
+            return Err(Error::op(
+                "gather",
+                format!("sample index {bad} ≥ dataset size {n}"),
+            ));
         }
         let inv_std = 1.0 / op.std as f64;
         let data = self.bytes(op.data);
@@ -168,7 +189,8 @@ impl Backend for CpuBackend {
         for (r, &s) in idx.iter().enumerate() {
             let s = s as usize;
             for f in 0..op.dim {
-                x[r * op.dim + f] = (data[s * op.dim + f] as f64 / 255.0 - op.mean as f64) * inv_std;
+                x[r * op.dim + f] =
+                    (data[s * op.dim + f] as f64 / 255.0 - op.mean as f64) * inv_std;
             }
             y[r] = labels[s];
         }
@@ -213,14 +235,20 @@ impl Backend for CpuBackend {
         let l = s.layer;
         let jobs = self.jobs(s, op.params.len / s.stride, s.n_jobs)?;
         let mut dx = self.take(op.dx);
-        let (p, dz, x) = (self.reals(op.params), self.reals(op.dz), self.reals(op.input));
+        let (p, dz, x) = (
+            self.reals(op.params),
+            self.reals(op.dz),
+            self.reals(op.input),
+        );
         for (j, &(m, _)) in jobs.iter().enumerate() {
             let w = &p[m * s.stride + l.w_off..];
             for b in 0..s.batch {
                 let row = j * s.batch + b;
                 for i in 0..l.in_dim {
                     let at = row * l.in_dim + i;
-                    let v: f64 = (0..l.out_dim).map(|o| dz[row * l.out_dim + o] * w[o * l.in_dim + i]).sum();
+                    let v: f64 = (0..l.out_dim)
+                        .map(|o| dz[row * l.out_dim + o] * w[o * l.in_dim + i])
+                        .sum();
                     dx[at] = if op.relu_mask && x[at] <= 0.0 { 0.0 } else { v };
                 }
             }
@@ -243,8 +271,9 @@ impl Backend for CpuBackend {
             for o in 0..l.out_dim {
                 let dzo = |b: usize| dz[(j * s.batch + b) * l.out_dim + o];
                 for i in 0..l.in_dim {
-                    slab[l.w_off + o * l.in_dim + i] =
-                        (0..s.batch).map(|b| dzo(b) * x[blk * blk_len + b * l.in_dim + i]).sum();
+                    slab[l.w_off + o * l.in_dim + i] = (0..s.batch)
+                        .map(|b| dzo(b) * x[blk * blk_len + b * l.in_dim + i])
+                        .sum();
                 }
                 slab[l.b_off + o] = (0..s.batch).map(dzo).sum();
             }
@@ -266,7 +295,10 @@ impl Backend for CpuBackend {
             let d = jobs[2 * j + 1] as usize;
             for b in 0..op.batch {
                 let Some(&label) = labels.get(d * op.batch + b) else {
-                    return Err(Error::op("softmax_xent", format!("job {j}'s data agent {d} has no labels")));
+                    return Err(Error::op(
+                        "softmax_xent",
+                        format!("job {j}'s data agent {d} has no labels"),
+                    ));
                 };
                 let label = (label as usize).min(c - 1);
                 let row = j * op.batch + b;
@@ -303,8 +335,14 @@ impl Backend for CpuBackend {
         let col = self.indices(c.col);
         let w = self.reals(c.weight);
         let nnz = row_ptr[c.rows] as usize;
-        if nnz > col.len() || row_ptr.windows(2).any(|p| p[0] > p[1]) || col[..nnz].iter().any(|&k| k as usize >= c.n_cols) {
-            return Err(Error::op("mix", "malformed CSR (row offsets or columns out of range)"));
+        if nnz > col.len()
+            || row_ptr.windows(2).any(|p| p[0] > p[1])
+            || col[..nnz].iter().any(|&k| k as usize >= c.n_cols)
+        {
+            return Err(Error::op(
+                "mix",
+                "malformed CSR (row offsets or columns out of range)",
+            ));
         }
         let x = self.reals(op.input);
         let mut out = vec![0.0; c.rows * op.len];
@@ -348,7 +386,11 @@ impl Backend for CpuBackend {
             let gk = g[k] + wd * x[k];
             let u = if beta != 0.0 {
                 m[k] = beta * m[k] + gk;
-                if op.nesterov { gk + beta * m[k] } else { m[k] }
+                if op.nesterov {
+                    gk + beta * m[k]
+                } else {
+                    m[k]
+                }
             } else {
                 gk
             };
@@ -372,7 +414,13 @@ impl Backend for CpuBackend {
                         let xb = &b[op.b_offset + s * op.b_stride..][..op.seg_len];
                         xa.iter()
                             .zip(xb)
-                            .map(|(x, y)| if op.mode == ReduceMode::Dot { x * y } else { (x - y) * (x - y) })
+                            .map(|(x, y)| {
+                                if op.mode == ReduceMode::Dot {
+                                    x * y
+                                } else {
+                                    (x - y) * (x - y)
+                                }
+                            })
                             .sum()
                     }
                 }
@@ -396,12 +444,27 @@ impl Backend for CpuBackend {
 }
 
 /// Checks that `len` elements at `offset` fit a buffer of the given kind.
-pub(crate) fn check_write(op: &'static str, buf: Buf, kind: BufKind, offset: usize, len: usize) -> Result<()> {
+pub(crate) fn check_write(
+    op: &'static str,
+    buf: Buf,
+    kind: BufKind,
+    offset: usize,
+    len: usize,
+) -> Result<()> {
     if buf.kind != kind {
-        return Err(Error::op(op, format!("buffer holds {:?}, not {kind:?}", buf.kind)));
+        return Err(Error::op(
+            op,
+            format!("buffer holds {:?}, not {kind:?}", buf.kind),
+        ));
     }
     if offset + len > buf.len {
-        return Err(Error::op(op, format!("{len} elements at offset {offset} overflow a buffer of {}", buf.len)));
+        return Err(Error::op(
+            op,
+            format!(
+                "{len} elements at offset {offset} overflow a buffer of {}",
+                buf.len
+            ),
+        ));
     }
     Ok(())
 }

@@ -53,19 +53,38 @@ pub struct Pass {
 
 impl Pass {
     /// Allocates a pass for a job list of (model agent, data agent) pairs.
-    pub fn new(be: &mut dyn Backend, model: &Mlp, batch: usize, jobs: &[(usize, usize)]) -> Result<Self> {
+    pub fn new(
+        be: &mut dyn Backend,
+        model: &Mlp,
+        batch: usize,
+        jobs: &[(usize, usize)],
+    ) -> Result<Self> {
         if jobs.is_empty() || batch == 0 {
-            return Err(Error::param("jobs/batch", "a pass needs at least one job and one row"));
+            return Err(Error::param(
+                "jobs/batch",
+                "a pass needs at least one job and one row",
+            ));
         }
         let n_jobs = jobs.len();
-        let flat: Vec<u32> = jobs.iter().flat_map(|&(m, d)| [m as u32, d as u32]).collect();
+        let flat: Vec<u32> = jobs
+            .iter()
+            .flat_map(|&(m, d)| [m as u32, d as u32])
+            .collect();
         let job_buf = be.alloc(BufKind::U32, flat.len(), "pass.jobs")?;
         be.write_u32(job_buf, 0, &flat)?;
         let mut acts = Vec::new();
         let mut dz = Vec::new();
         for (k, l) in model.layers().iter().enumerate() {
-            acts.push(be.alloc(BufKind::F32, n_jobs * batch * l.out_dim, &format!("pass.act{k}"))?);
-            dz.push(be.alloc(BufKind::F32, n_jobs * batch * l.out_dim, &format!("pass.dz{k}"))?);
+            acts.push(be.alloc(
+                BufKind::F32,
+                n_jobs * batch * l.out_dim,
+                &format!("pass.act{k}"),
+            )?);
+            dz.push(be.alloc(
+                BufKind::F32,
+                n_jobs * batch * l.out_dim,
+                &format!("pass.dz{k}"),
+            )?);
         }
         Ok(Pass {
             model: model.clone(),
@@ -96,7 +115,11 @@ impl Pass {
             batch: self.batch,
             layer: self.model.layers()[k],
             stride: self.model.stride(),
-            input_blocks: if k == 0 { InputBlocks::ByData } else { InputBlocks::ByJob },
+            input_blocks: if k == 0 {
+                InputBlocks::ByData
+            } else {
+                InputBlocks::ByJob
+            },
         }
     }
 
@@ -145,7 +168,13 @@ impl Pass {
     }
 
     /// Records the backward pass: job j's gradient of its mean loss goes to slab j of `grads`.
-    pub fn record_backward(&self, be: &mut dyn Backend, params: Buf, mb: &Minibatch, grads: Buf) -> Result<()> {
+    pub fn record_backward(
+        &self,
+        be: &mut dyn Backend,
+        params: Buf,
+        mb: &Minibatch,
+        grads: Buf,
+    ) -> Result<()> {
         for k in (0..self.model.layers().len()).rev() {
             be.dense_backward_weights(&DenseBackwardWeights {
                 shape: self.shape(k),

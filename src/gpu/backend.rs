@@ -55,9 +55,10 @@ impl GpuBackend {
     pub fn with_context(ctx: GpuContext) -> Self {
         let errors = Arc::new(Mutex::new(Vec::new()));
         let sink = errors.clone();
-        ctx.device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
-            sink.lock().expect("error sink").push(e.to_string());
-        }));
+        ctx.device
+            .on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+                sink.lock().expect("error sink").push(e.to_string());
+            }));
         GpuBackend {
             ctx,
             buffers: Vec::new(),
@@ -84,6 +85,35 @@ impl GpuBackend {
         self.take_errors()
     }
 
+    /// Measures the device's own ceilings: (peak GFLOP/s of f32 multiply-add, streaming GB/s).
+    ///
+    /// Each probe runs a few times after a warm-up; the best run counts.
+    pub fn measure_ceilings(&mut self) -> Result<(f64, f64)> {
+        let vec4s = 1usize << 20; // 16 MiB per buffer, well past any cache
+        let src = self.alloc(BufKind::F32, 4 * vec4s, "probe.src")?;
+        let dst = self.alloc(BufKind::F32, 4 * vec4s, "probe.dst")?;
+        let mut best = |kernel: Kernel, params: ProbeParams, work: usize| -> Result<f64> {
+            let mut t_best = f64::INFINITY;
+            for rep in 0..4 {
+                let t0 = std::time::Instant::now();
+                self.dispatch(kernel, &params, &[src, dst], work)?;
+                self.flush()?;
+                self.wait()?;
+                if rep > 0 {
+                    t_best = t_best.min(t0.elapsed().as_secs_f64());
+                }
+            }
+            Ok(t_best)
+        };
+        let fma_threads = 1usize << 16;
+        let iters = 512u32;
+        let t = best(Kernel::ProbeFma, ProbeParams { len: fma_threads as u32, iters, ..Default::default() }, fma_threads)?;
+        let gflops = (fma_threads as f64 * 8.0 * 4.0 * 2.0 * iters as f64) / t / 1e9;
+        let t = best(Kernel::ProbeStream, ProbeParams { len: vec4s as u32, iters: 0, ..Default::default() }, vec4s)?;
+        let gbps = (vec4s as f64 * 32.0) / t / 1e9;
+        Ok((gflops, gbps))
+    }
+
     fn take_errors(&self) -> Result<()> {
         let mut errs = self.errors.lock().expect("error sink");
         if errs.is_empty() {
@@ -96,9 +126,12 @@ impl GpuBackend {
     }
 
     fn buffer(&self, b: Buf) -> Result<&wgpu::Buffer> {
-        self.buffers
-            .get(b.id)
-            .ok_or_else(|| Error::op("gpu", format!("buffer {} does not belong to this backend", b.id)))
+        self.buffers.get(b.id).ok_or_else(|| {
+            Error::op(
+                "gpu",
+                format!("buffer {} does not belong to this backend", b.id),
+            )
+        })
     }
 
     fn byte_len(kind: BufKind, len: usize) -> u64 {
@@ -120,9 +153,9 @@ impl GpuBackend {
         if bytes > l.max_buffer_size {
             return Err(too_large(l.max_buffer_size, "max_buffer_size"));
         }
-        if bytes > l.max_storage_buffer_binding_size as u64 {
+        if bytes > l.max_storage_buffer_binding_size {
             return Err(too_large(
-                l.max_storage_buffer_binding_size as u64,
+                l.max_storage_buffer_binding_size,
                 "max_storage_buffer_binding_size",
             ));
         }
@@ -143,11 +176,14 @@ impl GpuBackend {
         if self.pending.is_empty() {
             self.ctx.queue.write_buffer(&dst, byte_offset, bytes);
         } else {
-            let src = self.ctx.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                label: Some("staging write"),
-                contents: bytes,
-                usage: wgpu::BufferUsages::COPY_SRC,
-            });
+            let src = self
+                .ctx
+                .device
+                .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                    label: Some("staging write"),
+                    contents: bytes,
+                    usage: wgpu::BufferUsages::COPY_SRC,
+                });
             self.pending.push(Command::Copy {
                 src,
                 src_offset: 0,
@@ -161,7 +197,13 @@ impl GpuBackend {
 
     /// Records one dispatch of `invocations` threads (or, for the reduction, `invocations`
     /// workgroups), spread over a 2-D grid when one dimension is not enough.
-    fn dispatch<P: bytemuck::Pod>(&mut self, kernel: Kernel, params: &P, buffers: &[Buf], work: usize) -> Result<()> {
+    fn dispatch<P: bytemuck::Pod>(
+        &mut self,
+        kernel: Kernel,
+        params: &P,
+        buffers: &[Buf],
+        work: usize,
+    ) -> Result<()> {
         for b in buffers {
             self.buffer(*b)?;
         }
@@ -173,9 +215,16 @@ impl GpuBackend {
             _ => (work as u64).div_ceil(kernel.workgroup_size() as u64),
         };
         let max = self.ctx.limits.max_compute_workgroups_per_dimension as u64;
-        let (gx, gy) = if groups <= max { (groups, 1) } else { (max, groups.div_ceil(max)) };
+        let (gx, gy) = if groups <= max {
+            (groups, 1)
+        } else {
+            (max, groups.div_ceil(max))
+        };
         if gy > max {
-            return Err(Error::op(kernel.source().1, format!("{work} invocations exceed the adapter's dispatch grid")));
+            return Err(Error::op(
+                kernel.source().1,
+                format!("{work} invocations exceed the adapter's dispatch grid"),
+            ));
         }
         let align = self.ctx.limits.min_uniform_buffer_offset_alignment as usize;
         let offset = self.uniforms.len().div_ceil(align) * align;
@@ -209,11 +258,20 @@ impl GpuBackend {
         if !self.uniforms.is_empty() {
             self.ctx.queue.write_buffer(&arena, 0, &self.uniforms);
         }
-        let mut encoder = device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("step") });
+        let mut encoder = device.create_command_encoder(&wgpu::CommandEncoderDescriptor {
+            label: Some("step"),
+        });
         let commands = std::mem::take(&mut self.pending);
         let mut i = 0;
         while i < commands.len() {
-            if let Command::Copy { src, src_offset, dst, dst_offset, size } = &commands[i] {
+            if let Command::Copy {
+                src,
+                src_offset,
+                dst,
+                dst_offset,
+                size,
+            } = &commands[i]
+            {
                 encoder.copy_buffer_to_buffer(src, *src_offset, dst, *dst_offset, *size);
                 i += 1;
                 continue;
@@ -223,7 +281,14 @@ impl GpuBackend {
                 label: Some("step"),
                 timestamp_writes: None,
             });
-            while let Some(Command::Dispatch { kernel, buffers, uniform_offset, uniform_size, groups }) = commands.get(i) {
+            while let Some(Command::Dispatch {
+                kernel,
+                buffers,
+                uniform_offset,
+                uniform_size,
+                groups,
+            }) = commands.get(i)
+            {
                 let (pipeline, layout) = self.cache.get(device, *kernel);
                 let mut entries = vec![wgpu::BindGroupEntry {
                     binding: 0,
@@ -265,7 +330,13 @@ impl GpuBackend {
             mapped_at_creation: false,
         });
         if bytes > 0 {
-            self.pending.push(Command::Copy { src, src_offset: 0, dst: readback.clone(), dst_offset: 0, size: bytes });
+            self.pending.push(Command::Copy {
+                src,
+                src_offset: 0,
+                dst: readback.clone(),
+                dst_offset: 0,
+                size: bytes,
+            });
         }
         self.flush()?;
         readback.map_async(wgpu::MapMode::Read, .., |_| {});
@@ -299,7 +370,11 @@ impl Backend for GpuBackend {
         });
         self.take_errors()?;
         self.buffers.push(b);
-        Ok(Buf { id: self.buffers.len() - 1, len, kind })
+        Ok(Buf {
+            id: self.buffers.len() - 1,
+            len,
+            kind,
+        })
     }
 
     fn write_f32(&mut self, buf: Buf, offset: usize, data: &[f32]) -> Result<()> {
@@ -317,20 +392,30 @@ impl Backend for GpuBackend {
         self.check_size(label, bytes)?;
         let mut padded = data.to_vec();
         padded.resize(bytes as usize, 0);
-        let b = self.ctx.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-            label: Some(label),
-            contents: &padded,
-            usage: Self::usage(),
-        });
+        let b = self
+            .ctx
+            .device
+            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some(label),
+                contents: &padded,
+                usage: Self::usage(),
+            });
         self.take_errors()?;
         self.buffers.push(b);
-        Ok(Buf { id: self.buffers.len() - 1, len: data.len(), kind: BufKind::U8 })
+        Ok(Buf {
+            id: self.buffers.len() - 1,
+            len: data.len(),
+            kind: BufKind::U8,
+        })
     }
 
     fn read_f32(&mut self, buf: Buf) -> Result<Vec<f64>> {
         check_write("read_f32", buf, BufKind::F32, 0, 0)?;
         let bytes = self.read_bytes(buf)?;
-        Ok(bytemuck::cast_slice::<u8, f32>(&bytes).iter().map(|&v| v as f64).collect())
+        Ok(bytemuck::cast_slice::<u8, f32>(&bytes)
+            .iter()
+            .map(|&v| v as f64)
+            .collect())
     }
 
     fn read_u32(&mut self, buf: Buf) -> Result<Vec<u32>> {
@@ -339,7 +424,14 @@ impl Backend for GpuBackend {
         Ok(bytemuck::cast_slice::<u8, u32>(&bytes).to_vec())
     }
 
-    fn copy(&mut self, src: Buf, src_offset: usize, dst: Buf, dst_offset: usize, len: usize) -> Result<()> {
+    fn copy(
+        &mut self,
+        src: Buf,
+        src_offset: usize,
+        dst: Buf,
+        dst_offset: usize,
+        len: usize,
+    ) -> Result<()> {
         check_write("copy", src, BufKind::F32, src_offset, len)?;
         check_write("copy", dst, BufKind::F32, dst_offset, len)?;
         if len > 0 {
@@ -364,7 +456,12 @@ impl Backend for GpuBackend {
             inv_std: 1.0 / op.std,
             ..Default::default()
         };
-        self.dispatch(Kernel::Gather, &p, &[op.data, op.labels, op.index, op.x, op.y], op.rows * op.dim)
+        self.dispatch(
+            Kernel::Gather,
+            &p,
+            &[op.data, op.labels, op.index, op.x, op.y],
+            op.rows * op.dim,
+        )
     }
 
     fn dense_forward(&mut self, op: &DenseForward) -> Result<()> {
@@ -372,7 +469,12 @@ impl Backend for GpuBackend {
         let s = &op.shape;
         let p = dense_params(s);
         let work = s.n_jobs * s.batch.div_ceil(4) * s.layer.out_dim.div_ceil(4);
-        self.dispatch(Kernel::DenseForward, &p, &[s.jobs, op.params, op.input, op.input, op.output], work)
+        self.dispatch(
+            Kernel::DenseForward,
+            &p,
+            &[s.jobs, op.params, op.input, op.input, op.output],
+            work,
+        )
     }
 
     fn dense_backward_data(&mut self, op: &DenseBackwardData) -> Result<()> {
@@ -381,7 +483,12 @@ impl Backend for GpuBackend {
         let mut p = dense_params(s);
         p.relu = op.relu_mask as u32;
         let work = s.n_jobs * s.batch.div_ceil(4) * s.layer.in_dim.div_ceil(4);
-        self.dispatch(Kernel::DenseBackwardData, &p, &[s.jobs, op.params, op.dz, op.input, op.dx], work)
+        self.dispatch(
+            Kernel::DenseBackwardData,
+            &p,
+            &[s.jobs, op.params, op.dz, op.input, op.dx],
+            work,
+        )
     }
 
     fn dense_backward_weights(&mut self, op: &DenseBackwardWeights) -> Result<()> {
@@ -390,12 +497,22 @@ impl Backend for GpuBackend {
         let p = dense_params(s);
         let work = s.n_jobs * s.layer.out_dim.div_ceil(4) * (s.layer.in_dim + 1).div_ceil(4);
         // The params binding is unused by this entry point; bind the input in its place.
-        self.dispatch(Kernel::DenseBackwardWeights, &p, &[s.jobs, op.input, op.dz, op.input, op.grads], work)
+        self.dispatch(
+            Kernel::DenseBackwardWeights,
+            &p,
+            &[s.jobs, op.input, op.dz, op.input, op.grads],
+            work,
+        )
     }
 
     fn softmax_xent(&mut self, op: &SoftmaxXent) -> Result<()> {
         op.check()?;
-        let p = XentParams { n_jobs: u(op.n_jobs), batch: u(op.batch), classes: u(op.classes), _pad0: 0 };
+        let p = XentParams {
+            n_jobs: u(op.n_jobs),
+            batch: u(op.batch),
+            classes: u(op.classes),
+            _pad0: 0,
+        };
         self.dispatch(
             Kernel::SoftmaxXent,
             &p,
@@ -416,12 +533,22 @@ impl Backend for GpuBackend {
             out_offset: u(op.out_offset),
             ..Default::default()
         };
-        self.dispatch(Kernel::Mix, &p, &[c.row_ptr, c.col, c.weight, op.input, op.output], c.rows * op.len)
+        self.dispatch(
+            Kernel::Mix,
+            &p,
+            &[c.row_ptr, c.col, c.weight, op.input, op.output],
+            c.rows * op.len,
+        )
     }
 
     fn axpby(&mut self, op: &Axpby) -> Result<()> {
         op.check()?;
-        let p = UpdateParams { len: u(op.len), a: op.a, b: op.b, ..Default::default() };
+        let p = UpdateParams {
+            len: u(op.len),
+            a: op.a,
+            b: op.b,
+            ..Default::default()
+        };
         self.dispatch(Kernel::Axpby, &p, &[op.x, op.y], op.len)
     }
 
@@ -435,7 +562,12 @@ impl Backend for GpuBackend {
             weight_decay: op.weight_decay,
             ..Default::default()
         };
-        self.dispatch(Kernel::LocalStep, &p, &[op.params, op.grads, op.momentum_buf], op.len)
+        self.dispatch(
+            Kernel::LocalStep,
+            &p,
+            &[op.params, op.grads, op.momentum_buf],
+            op.len,
+        )
     }
 
     fn reduce(&mut self, op: &Reduce) -> Result<()> {

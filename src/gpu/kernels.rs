@@ -11,6 +11,7 @@ pub const SHADERS: &[(&str, &str)] = &[
     ("mix.wgsl", include_str!("../../shaders/mix.wgsl")),
     ("update.wgsl", include_str!("../../shaders/update.wgsl")),
     ("reduce.wgsl", include_str!("../../shaders/reduce.wgsl")),
+    ("probe.wgsl", include_str!("../../shaders/probe.wgsl")),
 ];
 
 /// How a kernel binds a storage buffer.
@@ -43,11 +44,15 @@ pub enum Kernel {
     LocalStep,
     /// reduce.wgsl `reduce`.
     Reduce,
+    /// probe.wgsl `peak_fma` (benchmarks: compute ceiling).
+    ProbeFma,
+    /// probe.wgsl `stream` (benchmarks: bandwidth ceiling).
+    ProbeStream,
 }
 
 impl Kernel {
     /// Every kernel.
-    pub const ALL: [Kernel; 9] = [
+    pub const ALL: [Kernel; 11] = [
         Kernel::Gather,
         Kernel::DenseForward,
         Kernel::DenseBackwardData,
@@ -57,6 +62,8 @@ impl Kernel {
         Kernel::Axpby,
         Kernel::LocalStep,
         Kernel::Reduce,
+        Kernel::ProbeFma,
+        Kernel::ProbeStream,
     ];
 
     /// (shader file, entry point).
@@ -71,6 +78,8 @@ impl Kernel {
             Kernel::Axpby => ("update.wgsl", "axpby"),
             Kernel::LocalStep => ("update.wgsl", "local_step"),
             Kernel::Reduce => ("reduce.wgsl", "reduce"),
+            Kernel::ProbeFma => ("probe.wgsl", "peak_fma"),
+            Kernel::ProbeStream => ("probe.wgsl", "stream"),
         }
     }
 
@@ -86,6 +95,7 @@ impl Kernel {
             Kernel::Axpby => &[R, W],
             Kernel::LocalStep => &[W, R, W],
             Kernel::Reduce => &[R, R, W],
+            Kernel::ProbeFma | Kernel::ProbeStream => &[R, W],
         }
     }
 

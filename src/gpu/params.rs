@@ -91,12 +91,38 @@ pub struct ReduceParams {
     pub b_stride: u32,
 }
 
+/// `ProbeParams` in probe.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
+pub struct ProbeParams {
+    pub len: u32,
+    pub iters: u32,
+    pub _pad0: u32,
+    pub _pad1: u32,
+}
+
 /// Every (WGSL struct name, shader file, host size) pair, for the layout test.
 pub const UNIFORMS: &[(&str, &str, usize)] = &[
-    ("GatherParams", "gather.wgsl", std::mem::size_of::<GatherParams>()),
-    ("DenseParams", "dense.wgsl", std::mem::size_of::<DenseParams>()),
+    (
+        "GatherParams",
+        "gather.wgsl",
+        std::mem::size_of::<GatherParams>(),
+    ),
+    (
+        "DenseParams",
+        "dense.wgsl",
+        std::mem::size_of::<DenseParams>(),
+    ),
     ("XentParams", "loss.wgsl", std::mem::size_of::<XentParams>()),
     ("MixParams", "mix.wgsl", std::mem::size_of::<MixParams>()),
-    ("UpdateParams", "update.wgsl", std::mem::size_of::<UpdateParams>()),
-    ("ReduceParams", "reduce.wgsl", std::mem::size_of::<ReduceParams>()),
+    (
+        "UpdateParams",
+        "update.wgsl",
+        std::mem::size_of::<UpdateParams>(),
+    ),
+    (
+        "ReduceParams",
+        "reduce.wgsl",
+        std::mem::size_of::<ReduceParams>(),
+    ),
 ];

@@ -14,11 +14,19 @@ pub fn gpu_backends(test: &str) -> Vec<GpuBackend> {
     let env = AdapterChoice::from_env();
     let mut out = Vec::new();
     let mut found = Vec::new();
-    for b in [wgpu::Backends::VULKAN, wgpu::Backends::GL, wgpu::Backends::METAL, wgpu::Backends::DX12] {
+    for b in [
+        wgpu::Backends::VULKAN,
+        wgpu::Backends::GL,
+        wgpu::Backends::METAL,
+        wgpu::Backends::DX12,
+    ] {
         if !env.backends.contains(b) {
             continue;
         }
-        let choice = AdapterChoice { backends: b, name: env.name.clone() };
+        let choice = AdapterChoice {
+            backends: b,
+            name: env.name.clone(),
+        };
         if let Ok(ctx) = GpuContext::new(&choice) {
             found.push(format!("{:?}", ctx.info.backend).to_lowercase());
             out.push(GpuBackend::with_context(ctx));
@@ -72,7 +80,11 @@ pub fn assert_within(what: &str, got: &[f64], want: &[f64], bound: impl Fn(usize
         }
     }
     assert!(!got.is_empty(), "{what}: nothing compared");
-    eprintln!("{what}: {} values, worst error {:.3} of its bound", got.len(), worst);
+    eprintln!(
+        "{what}: {} values, worst error {:.3} of its bound",
+        got.len(),
+        worst
+    );
 }
 
 /// Relative tolerance with an absolute floor: `|got - want| <= rtol·|want| + atol`.

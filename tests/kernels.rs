@@ -1,0 +1,685 @@
+//! Every kernel against the CPU reference on random inputs, on every GPU backend present, for
+//! sizes that are and are not multiples of the 4×4 tiles and the 64-wide workgroups, several
+//! agent counts, and job lists that are not the identity.
+//!
+//! Tolerances. The reference accumulates in f64, so the GPU's error is its own f32 rounding.
+//! For a sum of K products, the f32 error is at most γ_K·Σ|terms| with γ_K ≈ K·ε (Higham,
+//! Accuracy and Stability, §3.1), whatever the summation order. Each test therefore runs the
+//! reference a second time on |inputs| to get Σ|terms| per output and allows
+//! `(K + 2)·ε·Σ|terms| + 1e-30`: tight enough that any indexing error (an O(1) change) fails,
+//! loose enough for any correct order of summation. Elementwise kernels (a few roundings) use
+//! 4 ulps relative with a 1e-7 absolute floor; softmax, whose exp/log are not correctly rounded
+//! on GPUs, uses 1e-5 relative plus 1e-6 absolute (values are O(1) and O(1/batch)).
+
+mod common;
+
+use common::*;
+use swarmgrad::backend::*;
+use swarmgrad::cpu::CpuBackend;
+use swarmgrad::model::{DenseLayer, Mlp};
+use swarmgrad::sparse::Csr;
+use swarmgrad::Result;
+
+/// Runs `record` on the CPU reference (plain and on |inputs|) and on every GPU backend, and
+/// compares every returned buffer with a bound per element built from the |inputs| run.
+fn parity(
+    what: &str,
+    record: impl Fn(&mut dyn Backend, bool) -> Result<Vec<Buf>>,
+    bound: impl Fn(f64, f64) -> f64,
+) {
+    let mut cpu = CpuBackend::new();
+    let outs = record(&mut cpu, false).unwrap();
+    let want: Vec<Vec<f64>> = outs.iter().map(|b| cpu.read_f32(*b).unwrap()).collect();
+    let mut cpu_abs = CpuBackend::new();
+    let outs_abs = record(&mut cpu_abs, true).unwrap();
+    let mags: Vec<Vec<f64>> = outs_abs
+        .iter()
+        .map(|b| cpu_abs.read_f32(*b).unwrap())
+        .collect();
+    for mut gpu in gpu_backends(what) {
+        let name = gpu.describe();
+        let outs = record(&mut gpu, false).unwrap();
+        for (k, b) in outs.iter().enumerate() {
+            let got = gpu.read_f32(*b).unwrap();
+            assert_within(
+                &format!("{what} output {k} on {name}"),
+                &got,
+                &want[k],
+                |i| bound(want[k][i], mags[k][i]),
+            );
+        }
+    }
+}
+
+fn sum_bound(k_terms: usize) -> impl Fn(f64, f64) -> f64 {
+    move |_, mag| (k_terms as f64 + 2.0) * EPS32 * mag + 1e-30
+}
+
+fn abs_if(v: Vec<f32>, abs: bool) -> Vec<f32> {
+    if abs {
+        v.into_iter().map(f32::abs).collect()
+    } else {
+        v
+    }
+}
+
+fn upload(be: &mut dyn Backend, data: &[f32]) -> Buf {
+    let b = be.alloc(BufKind::F32, data.len(), "test").unwrap();
+    be.write_f32(b, 0, data).unwrap();
+    b
+}
+
+fn upload_u32(be: &mut dyn Backend, data: &[u32]) -> Buf {
+    let b = be.alloc(BufKind::U32, data.len(), "test").unwrap();
+    be.write_u32(b, 0, data).unwrap();
+    b
+}
+
+/// Layer shapes: tile- and workgroup-aligned and not.
+const SHAPES: &[(usize, usize, usize)] = &[(5, 13, 7), (32, 64, 10), (1, 3, 1), (17, 100, 33)];
+
+/// (agents, job list) cases: identity, non-identity with repeated models and data.
+fn job_cases() -> Vec<(usize, Vec<(usize, usize)>)> {
+    vec![
+        (1, vec![(0, 0)]),
+        (3, vec![(0, 0), (1, 1), (2, 2)]),
+        (4, vec![(2, 0), (0, 1), (1, 1), (3, 2), (0, 3), (3, 3)]),
+    ]
+}
+
+fn flat_jobs(jobs: &[(usize, usize)]) -> Vec<u32> {
+    jobs.iter()
+        .flat_map(|&(m, d)| [m as u32, d as u32])
+        .collect()
+}
+
+fn layer(in_dim: usize, out_dim: usize, relu: bool) -> (DenseLayer, usize) {
+    // Put the layer at a non-zero offset in a slab with slack, as in a deeper model.
+    let w_off = 3;
+    let l = DenseLayer {
+        in_dim,
+        out_dim,
+        w_off,
+        b_off: w_off + in_dim * out_dim,
+        relu,
+    };
+    (l, l.b_off + out_dim + 5)
+}
+
+#[test]
+fn dense_forward_matches_reference() {
+    for &(batch, in_dim, out_dim) in SHAPES {
+        for (agents, jobs) in job_cases() {
+            for relu in [false, true] {
+                let (l, stride) = layer(in_dim, out_dim, relu);
+                for by_data in [true, false] {
+                    let blocks = if by_data { agents } else { jobs.len() };
+                    let what = format!("dense_forward b{batch} {in_dim}->{out_dim} agents {agents} jobs {} relu {relu} by_data {by_data}", jobs.len());
+                    parity(
+                        &what,
+                        |be, abs| {
+                            let params =
+                                upload(be, &abs_if(uniform(1, agents * stride, -1.0, 1.0), abs));
+                            let input = upload(
+                                be,
+                                &abs_if(uniform(2, blocks * batch * in_dim, -1.0, 1.0), abs),
+                            );
+                            let output =
+                                be.alloc(BufKind::F32, jobs.len() * batch * out_dim, "y")?;
+                            let jb = upload_u32(be, &flat_jobs(&jobs));
+                            let shape = DenseJobs {
+                                jobs: jb,
+                                n_jobs: jobs.len(),
+                                batch,
+                                layer: l,
+                                stride,
+                                input_blocks: if by_data {
+                                    InputBlocks::ByData
+                                } else {
+                                    InputBlocks::ByJob
+                                },
+                            };
+                            be.dense_forward(&DenseForward {
+                                shape,
+                                params,
+                                input,
+                                output,
+                            })?;
+                            Ok(vec![output])
+                        },
+                        sum_bound(in_dim + 1),
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn dense_backward_data_matches_reference() {
+    for &(batch, in_dim, out_dim) in SHAPES {
+        for (agents, jobs) in job_cases() {
+            for relu_mask in [false, true] {
+                let (l, stride) = layer(in_dim, out_dim, false);
+                let what = format!("dense_backward_data b{batch} {in_dim}->{out_dim} agents {agents} jobs {} mask {relu_mask}", jobs.len());
+                parity(
+                    &what,
+                    |be, abs| {
+                        let params =
+                            upload(be, &abs_if(uniform(3, agents * stride, -1.0, 1.0), abs));
+                        let dz = upload(
+                            be,
+                            &abs_if(uniform(4, jobs.len() * batch * out_dim, -1.0, 1.0), abs),
+                        );
+                        // The mask input is identical in both runs: it selects, it is not summed.
+                        let input = upload(be, &uniform(5, jobs.len() * batch * in_dim, -1.0, 1.0));
+                        let dx = be.alloc(BufKind::F32, jobs.len() * batch * in_dim, "dx")?;
+                        let jb = upload_u32(be, &flat_jobs(&jobs));
+                        let shape = DenseJobs {
+                            jobs: jb,
+                            n_jobs: jobs.len(),
+                            batch,
+                            layer: l,
+                            stride,
+                            input_blocks: InputBlocks::ByJob,
+                        };
+                        be.dense_backward_data(&DenseBackwardData {
+                            shape,
+                            params,
+                            dz,
+                            input,
+                            relu_mask,
+                            dx,
+                        })?;
+                        Ok(vec![dx])
+                    },
+                    sum_bound(out_dim),
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn dense_backward_weights_matches_reference() {
+    for &(batch, in_dim, out_dim) in SHAPES {
+        for (agents, jobs) in job_cases() {
+            for by_data in [true, false] {
+                let (l, stride) = layer(in_dim, out_dim, true);
+                let blocks = if by_data { agents } else { jobs.len() };
+                let what = format!("dense_backward_weights b{batch} {in_dim}->{out_dim} agents {agents} jobs {} by_data {by_data}", jobs.len());
+                parity(
+                    &what,
+                    |be, abs| {
+                        let dz = upload(
+                            be,
+                            &abs_if(uniform(6, jobs.len() * batch * out_dim, -1.0, 1.0), abs),
+                        );
+                        let input = upload(
+                            be,
+                            &abs_if(uniform(7, blocks * batch * in_dim, -1.0, 1.0), abs),
+                        );
+                        // Slots outside the layer must keep their contents: start from garbage.
+                        let grads =
+                            upload(be, &abs_if(uniform(8, jobs.len() * stride, -1.0, 1.0), abs));
+                        let jb = upload_u32(be, &flat_jobs(&jobs));
+                        let shape = DenseJobs {
+                            jobs: jb,
+                            n_jobs: jobs.len(),
+                            batch,
+                            layer: l,
+                            stride,
+                            input_blocks: if by_data {
+                                InputBlocks::ByData
+                            } else {
+                                InputBlocks::ByJob
+                            },
+                        };
+                        be.dense_backward_weights(&DenseBackwardWeights {
+                            shape,
+                            dz,
+                            input,
+                            grads,
+                        })?;
+                        Ok(vec![grads])
+                    },
+                    sum_bound(batch),
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn softmax_xent_matches_reference() {
+    for (batch, classes) in [(5, 10), (64, 3), (7, 1), (33, 100)] {
+        for (agents, jobs) in job_cases() {
+            let what = format!(
+                "softmax_xent b{batch} c{classes} agents {agents} jobs {}",
+                jobs.len()
+            );
+            parity(
+                &what,
+                |be, _| {
+                    let logits = upload(be, &uniform(9, jobs.len() * batch * classes, -4.0, 4.0));
+                    let labels = upload_u32(be, &indices(10, agents * batch, classes as u32));
+                    let jb = upload_u32(be, &flat_jobs(&jobs));
+                    let dlogits = be.alloc(BufKind::F32, jobs.len() * batch * classes, "dl")?;
+                    let stats = be.alloc(BufKind::F32, 2 * jobs.len() * batch, "stats")?;
+                    be.softmax_xent(&SoftmaxXent {
+                        jobs: jb,
+                        n_jobs: jobs.len(),
+                        batch,
+                        classes,
+                        logits,
+                        labels,
+                        dlogits,
+                        stats,
+                    })?;
+                    Ok(vec![dlogits, stats])
+                },
+                |want, _| 1e-5 * want.abs() + 1e-6,
+            );
+        }
+    }
+}
+
+#[test]
+fn gather_matches_reference() {
+    for (n_samples, dim, agents, batch) in [(50, 13, 3, 5), (200, 784, 4, 16), (7, 1, 1, 1)] {
+        let bytes: Vec<u8> = indices(11, n_samples * dim, 256)
+            .into_iter()
+            .map(|v| v as u8)
+            .collect();
+        let labels = indices(12, n_samples, 10);
+        let index = indices(13, agents * batch, n_samples as u32);
+        let rows = agents * batch;
+        let what = format!("gather n{n_samples} dim{dim} rows {rows}");
+        let mut cpu = CpuBackend::new();
+        let record = |be: &mut dyn Backend| -> Result<(Buf, Buf)> {
+            let data = be.upload_u8(&bytes, "data")?;
+            let lab = upload_u32(be, &labels);
+            let idx = upload_u32(be, &index);
+            let x = be.alloc(BufKind::F32, rows * dim, "x")?;
+            let y = be.alloc(BufKind::U32, rows, "y")?;
+            be.gather(&Gather {
+                data,
+                labels: lab,
+                index: idx,
+                rows,
+                dim,
+                mean: 0.1307,
+                std: 0.3081,
+                x,
+                y,
+            })?;
+            Ok((x, y))
+        };
+        let (x, y) = record(&mut cpu).unwrap();
+        let (want_x, want_y) = (cpu.read_f32(x).unwrap(), cpu.read_u32(y).unwrap());
+        assert_eq!(
+            want_y,
+            index
+                .iter()
+                .map(|&s| labels[s as usize])
+                .collect::<Vec<_>>()
+        );
+        for mut gpu in gpu_backends(&what) {
+            let (x, y) = record(&mut gpu).unwrap();
+            assert_close(&what, &gpu.read_f32(x).unwrap(), &want_x, 4.0 * EPS32, 1e-7);
+            assert_eq!(gpu.read_u32(y).unwrap(), want_y, "{what}: labels");
+        }
+    }
+}
+
+/// A random sparse matrix with some empty rows and repeated columns.
+fn random_csr(rows: usize, cols: usize, seed: u64) -> Csr {
+    let picks = indices(seed, rows * 4, cols as u32);
+    let ws = uniform(seed + 1, rows * 4, -1.0, 1.0);
+    let lists: Vec<Vec<(usize, f64)>> = (0..rows)
+        .map(|r| {
+            let deg = r % 4; // 0..3 entries: row 0 is empty
+            (0..deg)
+                .map(|e| (picks[r * 4 + e] as usize, ws[r * 4 + e] as f64))
+                .collect()
+        })
+        .collect();
+    Csr::from_rows(cols, &lists)
+}
+
+#[test]
+fn mix_matches_reference() {
+    for (rows, cols, len, in_stride, out_stride, in_off, out_off) in [
+        (4, 4, 10, 10, 10, 0, 0),
+        (16, 16, 130, 192, 128 + 7, 5, 3),
+        (3, 7, 1, 1, 2, 0, 1),
+        (8, 24, 1000, 1024, 1000, 0, 0),
+    ] {
+        let csr = random_csr(rows, cols, rows as u64);
+        let what = format!("mix {rows}x{cols} len {len}");
+        parity(
+            &what,
+            |be, abs| {
+                let mut c = csr.clone();
+                if abs {
+                    c.weight.iter_mut().for_each(|w| *w = w.abs());
+                }
+                let csr_bufs = be.upload_csr(&c, "w")?;
+                let input = upload(
+                    be,
+                    &abs_if(uniform(20, in_off + cols * in_stride, -1.0, 1.0), abs),
+                );
+                // Elements between output vectors must keep their contents.
+                let output = upload(
+                    be,
+                    &abs_if(uniform(21, out_off + rows * out_stride, -1.0, 1.0), abs),
+                );
+                be.mix(&Mix {
+                    csr: csr_bufs,
+                    input,
+                    in_offset: in_off,
+                    in_stride,
+                    output,
+                    out_offset: out_off,
+                    out_stride,
+                    len,
+                })?;
+                Ok(vec![output])
+            },
+            sum_bound(3),
+        );
+    }
+}
+
+#[test]
+fn updates_match_reference() {
+    for len in [1, 63, 64, 1000, 70_001] {
+        parity(
+            &format!("axpby len {len}"),
+            |be, _| {
+                let x = upload(be, &uniform(30, len, -2.0, 2.0));
+                let y = upload(be, &uniform(31, len + 3, -2.0, 2.0));
+                be.axpby(&Axpby {
+                    x,
+                    y,
+                    a: 0.7,
+                    b: -1.3,
+                    len,
+                })?;
+                Ok(vec![y])
+            },
+            |want, _| 4.0 * EPS32 * want.abs().max(1.0) + 1e-7,
+        );
+        for (momentum, nesterov, wd) in [(0.0, false, 0.0), (0.9, false, 1e-4), (0.9, true, 5e-4)] {
+            parity(
+                &format!("local_step len {len} beta {momentum} nesterov {nesterov}"),
+                |be, _| {
+                    let params = upload(be, &uniform(32, len, -2.0, 2.0));
+                    let grads = upload(be, &uniform(33, len, -2.0, 2.0));
+                    let momentum_buf = upload(be, &uniform(34, len, -2.0, 2.0));
+                    // Two steps, so the second reads the momentum the first wrote.
+                    for _ in 0..2 {
+                        be.local_step(&LocalStep {
+                            params,
+                            grads,
+                            momentum_buf,
+                            len,
+                            lr: 0.1,
+                            momentum,
+                            nesterov,
+                            weight_decay: wd,
+                        })?;
+                    }
+                    Ok(vec![params, momentum_buf])
+                },
+                |want, _| 8.0 * EPS32 * want.abs().max(1.0) + 1e-7,
+            );
+        }
+    }
+}
+
+#[test]
+fn reductions_match_reference() {
+    for (segments, seg_len, a_stride, b_stride) in [
+        (1, 1, 1, 1),
+        (4, 300, 300, 0),
+        (16, 1000, 1024, 1024),
+        (3, 65_537, 65_540, 0),
+    ] {
+        for mode in [
+            ReduceMode::Sum,
+            ReduceMode::Dot,
+            ReduceMode::SquaredDistance,
+        ] {
+            parity(
+                &format!("reduce {mode:?} {segments}x{seg_len}"),
+                |be, abs| {
+                    let a = upload(
+                        be,
+                        &abs_if(
+                            uniform(40, (segments - 1) * a_stride + seg_len + 1, -1.0, 1.0),
+                            abs,
+                        ),
+                    );
+                    let bv = uniform(41, (segments - 1) * b_stride + seg_len + 1, -1.0, 1.0);
+                    // |a - b|² ≤ (|a| + |b|)², so the |input| run for SquaredDistance negates b.
+                    let bv = if abs && mode == ReduceMode::SquaredDistance {
+                        bv.into_iter().map(|v| -v.abs()).collect()
+                    } else {
+                        abs_if(bv, abs)
+                    };
+                    let b = upload(be, &bv);
+                    let out = be.alloc(BufKind::F32, segments + 2, "out")?;
+                    be.reduce(&Reduce {
+                        mode,
+                        a,
+                        a_offset: 1,
+                        a_stride,
+                        b,
+                        b_offset: 1,
+                        b_stride,
+                        segments,
+                        seg_len,
+                        out,
+                        out_offset: 2,
+                    })?;
+                    Ok(vec![out])
+                },
+                sum_bound(seg_len + 1),
+            );
+        }
+    }
+}
+
+/// A whole training step: gather → forward → loss → backward → local step → mix, recorded into
+/// one submit, repeated; the GPU must track the reference after many steps.
+fn train_steps(be: &mut dyn Backend, agents: usize, steps: usize) -> Result<(Vec<f64>, Vec<f64>)> {
+    use swarmgrad::pass::{Minibatch, Pass};
+    let model = Mlp::parse("mlp:12-16-9-5").unwrap();
+    let (batch, n_samples) = (6, 97);
+    let bytes: Vec<u8> = indices(50, n_samples * 12, 256)
+        .into_iter()
+        .map(|v| v as u8)
+        .collect();
+    let data = be.upload_u8(&bytes, "data")?;
+    let labels = upload_u32(be, &indices(51, n_samples, 5));
+    let stride = model.stride();
+    let params = upload(be, &model.init(agents, 3, false));
+    let grads = be.alloc(BufKind::F32, agents * stride, "grads")?;
+    let mom = be.alloc(BufKind::F32, agents * stride, "mom")?;
+    let next = be.alloc(BufKind::F32, agents * stride, "next")?;
+    let jobs: Vec<(usize, usize)> = (0..agents).map(|i| (i, i)).collect();
+    let pass = Pass::new(be, &model, batch, &jobs)?;
+    let mb = Minibatch::new(be, agents, batch, 12)?;
+    // Ring weights 1/3 (a single agent mixes with itself).
+    let rows: Vec<Vec<(usize, f64)>> = (0..agents)
+        .map(|i| {
+            if agents == 1 {
+                vec![(0, 1.0)]
+            } else {
+                vec![
+                    ((i + agents - 1) % agents, 1.0 / 3.0),
+                    (i, 1.0 / 3.0),
+                    ((i + 1) % agents, 1.0 / 3.0),
+                ]
+            }
+        })
+        .collect();
+    let w = be.upload_csr(&Csr::from_rows(agents, &rows), "W")?;
+    for t in 0..steps {
+        be.write_u32(
+            mb.index,
+            0,
+            &indices(100 + t as u64, agents * batch, n_samples as u32),
+        )?;
+        be.gather(&Gather {
+            data,
+            labels,
+            index: mb.index,
+            rows: agents * batch,
+            dim: 12,
+            mean: 0.5,
+            std: 0.25,
+            x: mb.x,
+            y: mb.y,
+        })?;
+        pass.record_forward(be, params, &mb)?;
+        pass.record_backward(be, params, &mb, grads)?;
+        let len = agents * stride;
+        be.local_step(&LocalStep {
+            params,
+            grads,
+            momentum_buf: mom,
+            len,
+            lr: 0.05,
+            momentum: 0.9,
+            nesterov: true,
+            weight_decay: 1e-4,
+        })?;
+        be.mix(&Mix {
+            csr: w,
+            input: params,
+            in_offset: 0,
+            in_stride: stride,
+            output: next,
+            out_offset: 0,
+            out_stride: stride,
+            len: stride,
+        })?;
+        be.copy(next, 0, params, 0, len)?;
+        be.flush()?;
+    }
+    Ok((be.read_f32(params)?, be.read_f32(pass.job_stats)?))
+}
+
+#[test]
+fn training_steps_track_the_reference() {
+    // 30 steps of SGD with Nesterov momentum and ring gossip; f32 rounding compounds through
+    // the iterations (and ReLU kinks), so the bound is 1e-4 relative to the parameter scale.
+    let (agents, steps) = (5, 30);
+    let mut cpu = CpuBackend::new();
+    let (want, want_stats) = train_steps(&mut cpu, agents, steps).unwrap();
+    for mut gpu in gpu_backends("training_steps_track_the_reference") {
+        let name = gpu.describe();
+        let (got, stats) = train_steps(&mut gpu, agents, steps).unwrap();
+        assert_close(
+            &format!("params after {steps} steps on {name}"),
+            &got,
+            &want,
+            1e-4,
+            1e-4,
+        );
+        assert_close(
+            &format!("last-step loss/hits on {name}"),
+            &stats,
+            &want_stats,
+            1e-4,
+            1e-4,
+        );
+        assert_eq!(
+            gpu.counters().submits as usize,
+            steps + 2,
+            "one submit per step, plus the two reads"
+        );
+    }
+}
+
+#[test]
+fn dispatches_per_step_do_not_depend_on_the_number_of_agents() {
+    for mut gpu in gpu_backends("dispatch count") {
+        let mut per_step = Vec::new();
+        for agents in [1, 2, 16] {
+            let before = gpu.counters();
+            train_steps(&mut gpu, agents, 3).unwrap();
+            let after = gpu.counters();
+            per_step.push((after.dispatches - before.dispatches) / 3);
+        }
+        // gather, 3 forward, loss, loss reduce, 3 weight grads, 2 data grads, step, mix = 13
+        assert_eq!(
+            per_step,
+            vec![13, 13, 13],
+            "dispatches per step for 1, 2, 16 agents"
+        );
+    }
+}
+
+#[test]
+fn bad_requests_are_typed_errors_on_every_backend() {
+    use swarmgrad::Error;
+    let mut backends: Vec<Box<dyn Backend>> = vec![Box::new(CpuBackend::new())];
+    for g in gpu_backends("bad requests") {
+        backends.push(Box::new(g));
+    }
+    for be in backends.iter_mut() {
+        let be = be.as_mut();
+        let x = be.alloc(BufKind::F32, 10, "x").unwrap();
+        let y = be.alloc(BufKind::F32, 5, "y").unwrap();
+        let idx = be.alloc(BufKind::U32, 10, "i").unwrap();
+        let short = be.axpby(&Axpby {
+            x,
+            y,
+            a: 1.0,
+            b: 1.0,
+            len: 10,
+        });
+        assert!(
+            matches!(short, Err(Error::InvalidOp { op: "axpby", .. })),
+            "{short:?}"
+        );
+        let alias = be.axpby(&Axpby {
+            x,
+            y: x,
+            a: 1.0,
+            b: 1.0,
+            len: 5,
+        });
+        assert!(matches!(alias, Err(Error::InvalidOp { .. })), "{alias:?}");
+        let kind = be.write_f32(idx, 0, &[1.0]);
+        assert!(matches!(kind, Err(Error::InvalidOp { .. })), "{kind:?}");
+        let nan = be.local_step(&LocalStep {
+            params: x,
+            grads: y,
+            momentum_buf: idx,
+            len: 5,
+            lr: f32::NAN,
+            momentum: 0.0,
+            nesterov: false,
+            weight_decay: 0.0,
+        });
+        assert!(matches!(nan, Err(Error::InvalidOp { .. })), "{nan:?}");
+        let bad_csr = Csr::from_rows(2, &[vec![(5, 1.0)]]);
+        assert!(matches!(
+            be.upload_csr(&bad_csr, "w"),
+            Err(Error::InvalidOp { .. })
+        ));
+        be.flush().unwrap();
+    }
+    for mut gpu in gpu_backends("buffer limits") {
+        let limit = gpu.context().limits.max_storage_buffer_binding_size as usize;
+        let err = gpu
+            .alloc(BufKind::F32, limit / 4 + 1, "huge params")
+            .unwrap_err();
+        assert!(matches!(err, Error::BufferTooLarge { .. }), "{err:?}");
+        assert!(err.to_string().contains("huge params"), "{err}");
+    }
+}
