@@ -28,16 +28,26 @@ struct Setup {
 
 fn setup(be: &mut GpuBackend, model: &Mlp, agents: usize) -> swarmgrad::Result<Setup> {
     let dim = model.input_dim();
-    let bytes: Vec<u8> = (0..N_SAMPLES * dim).map(|i| (i * 7919 % 251) as u8).collect();
+    let bytes: Vec<u8> = (0..N_SAMPLES * dim)
+        .map(|i| (i * 7919 % 251) as u8)
+        .collect();
     let data = be.upload_u8(&bytes, "data")?;
     let labels = be.alloc(BufKind::U32, N_SAMPLES, "labels")?;
-    let lab: Vec<u32> = (0..N_SAMPLES as u32).map(|i| i % model.classes() as u32).collect();
+    let lab: Vec<u32> = (0..N_SAMPLES as u32)
+        .map(|i| i % model.classes() as u32)
+        .collect();
     be.write_u32(labels, 0, &lab)?;
     let len = agents * model.stride();
     let params = be.alloc(BufKind::F32, len, "params")?;
     be.write_f32(params, 0, &model.init(agents, 1, true))?;
     let rows: Vec<Vec<(usize, f64)>> = (0..agents)
-        .map(|i| vec![((i + agents - 1) % agents, 1.0 / 3.0), (i, 1.0 / 3.0), ((i + 1) % agents, 1.0 / 3.0)])
+        .map(|i| {
+            vec![
+                ((i + agents - 1) % agents, 1.0 / 3.0),
+                (i, 1.0 / 3.0),
+                ((i + 1) % agents, 1.0 / 3.0),
+            ]
+        })
         .collect();
     Ok(Setup {
         model: model.clone(),
@@ -53,7 +63,9 @@ fn setup(be: &mut GpuBackend, model: &Mlp, agents: usize) -> swarmgrad::Result<S
 }
 
 fn gather(be: &mut GpuBackend, s: &Setup, t: usize) -> swarmgrad::Result<()> {
-    let idx: Vec<u32> = (0..s.agents * BATCH).map(|r| ((r * 31 + t * 17) % N_SAMPLES) as u32).collect();
+    let idx: Vec<u32> = (0..s.agents * BATCH)
+        .map(|r| ((r * 31 + t * 17) % N_SAMPLES) as u32)
+        .collect();
     be.write_u32(s.mb.index, 0, &idx)?;
     be.gather(&Gather {
         data: s.data,
@@ -69,7 +81,11 @@ fn gather(be: &mut GpuBackend, s: &Setup, t: usize) -> swarmgrad::Result<()> {
 }
 
 /// Seconds per call of `step` (flush + wait each time), best of a few batches.
-fn time_per(be: &mut GpuBackend, reps: usize, mut step: impl FnMut(&mut GpuBackend, usize) -> swarmgrad::Result<()>) -> f64 {
+fn time_per(
+    be: &mut GpuBackend,
+    reps: usize,
+    mut step: impl FnMut(&mut GpuBackend, usize) -> swarmgrad::Result<()>,
+) -> f64 {
     for t in 0..2 {
         step(be, t).unwrap();
         be.flush().unwrap();
@@ -101,7 +117,15 @@ fn main() -> swarmgrad::Result<()> {
     println!("model {model}, batch {BATCH} per agent");
     println!(
         "{:>6} | {:>13} | {:>15} | {:>7} | {:>10} | {:>8} | {:>10} | {:>8} | {:>10}",
-        "agents", "fused fwd+bwd", "per-agent disp.", "speedup", "GFLOP/s", "of peak", "mix GB/s", "of peak", "step ms"
+        "agents",
+        "fused fwd+bwd",
+        "per-agent disp.",
+        "speedup",
+        "GFLOP/s",
+        "of peak",
+        "mix GB/s",
+        "of peak",
+        "step ms"
     );
     for agents in [4usize, 16, 32] {
         let s = setup(&mut be, &model, agents)?;
@@ -115,7 +139,12 @@ fn main() -> swarmgrad::Result<()> {
         });
         // Per-agent: one single-job pass per agent, the way a per-agent loop would dispatch.
         let singles: Vec<(Pass, Buf)> = (0..agents)
-            .map(|i| Ok((Pass::new(&mut be, &model, BATCH, &[(i, i)])?, be.alloc(BufKind::F32, model.stride(), "g")?)))
+            .map(|i| {
+                Ok((
+                    Pass::new(&mut be, &model, BATCH, &[(i, i)])?,
+                    be.alloc(BufKind::F32, model.stride(), "g")?,
+                ))
+            })
             .collect::<swarmgrad::Result<_>>()?;
         let t_single = time_per(&mut be, 5, |be, t| {
             gather(be, &s, t)?;
@@ -128,7 +157,16 @@ fn main() -> swarmgrad::Result<()> {
         let flops = 2.0 * (agents * BATCH * (macs_fwd + macs_bw + macs_bd)) as f64;
         let len = model.stride();
         let t_mix = time_per(&mut be, 20, |be, _| {
-            be.mix(&Mix { csr: s.w, input: s.params, in_offset: 0, in_stride: len, output: s.next, out_offset: 0, out_stride: len, len })
+            be.mix(&Mix {
+                csr: s.w,
+                input: s.params,
+                in_offset: 0,
+                in_stride: len,
+                output: s.next,
+                out_offset: 0,
+                out_stride: len,
+                len,
+            })
         });
         let mix_bytes = (agents * len * 4 * 4) as f64; // three reads and one write per element
         let before = be.counters().dispatches;
@@ -146,7 +184,16 @@ fn main() -> swarmgrad::Result<()> {
                 nesterov: true,
                 weight_decay: 1e-4,
             })?;
-            be.mix(&Mix { csr: s.w, input: s.params, in_offset: 0, in_stride: len, output: s.next, out_offset: 0, out_stride: len, len })?;
+            be.mix(&Mix {
+                csr: s.w,
+                input: s.params,
+                in_offset: 0,
+                in_stride: len,
+                output: s.next,
+                out_offset: 0,
+                out_stride: len,
+                len,
+            })?;
             be.copy(s.next, 0, s.params, 0, agents * len)
         });
         let dispatches = (be.counters().dispatches - before) / 17; // 2 warm-up + 3 × 5 steps

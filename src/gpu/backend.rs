@@ -107,9 +107,25 @@ impl GpuBackend {
         };
         let fma_threads = 1usize << 16;
         let iters = 512u32;
-        let t = best(Kernel::ProbeFma, ProbeParams { len: fma_threads as u32, iters, ..Default::default() }, fma_threads)?;
+        let t = best(
+            Kernel::ProbeFma,
+            ProbeParams {
+                len: fma_threads as u32,
+                iters,
+                ..Default::default()
+            },
+            fma_threads,
+        )?;
         let gflops = (fma_threads as f64 * 8.0 * 4.0 * 2.0 * iters as f64) / t / 1e9;
-        let t = best(Kernel::ProbeStream, ProbeParams { len: vec4s as u32, iters: 0, ..Default::default() }, vec4s)?;
+        let t = best(
+            Kernel::ProbeStream,
+            ProbeParams {
+                len: vec4s as u32,
+                iters: 0,
+                ..Default::default()
+            },
+            vec4s,
+        )?;
         let gbps = (vec4s as f64 * 32.0) / t / 1e9;
         Ok((gflops, gbps))
     }

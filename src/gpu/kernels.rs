@@ -125,7 +125,11 @@ impl PipelineCache {
         let modules = &mut self.modules;
         self.pipelines.entry(kernel).or_insert_with(|| {
             let module = modules.entry(file).or_insert_with(|| {
-                let src = SHADERS.iter().find(|(f, _)| *f == file).expect("catalogued").1;
+                let src = SHADERS
+                    .iter()
+                    .find(|(f, _)| *f == file)
+                    .expect("catalogued")
+                    .1;
                 device.create_shader_module(wgpu::ShaderModuleDescriptor {
                     label: Some(file),
                     source: wgpu::ShaderSource::Wgsl(src.into()),
