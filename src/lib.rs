@@ -24,5 +24,6 @@ pub mod graph;
 pub mod model;
 pub mod pass;
 pub mod sparse;
+pub mod train;
 
 pub use error::{Error, Result};

@@ -1,0 +1,227 @@
+//! Evaluation on the test set (ALGORITHMS.md §7): the consensus model x̄, every agent's own
+//! model, the consensus distance, and divergence checks. Runs in chunks of the test set with
+//! one job per model (agents, then x̄) and reads back only a few floats per evaluation.
+
+use crate::backend::{Axpby, Backend, Buf, BufKind, CsrBufs, Mix, Reduce, ReduceMode};
+use crate::error::{Error, Result};
+use crate::model::Mlp;
+use crate::pass::{Minibatch, Pass};
+use crate::sparse::Csr;
+use crate::train::algo::DeviceData;
+
+/// Largest activation buffer (floats) an evaluation chunk may use.
+const EVAL_ACT_BUDGET: usize = 1 << 22;
+
+/// The metrics of one evaluation.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
+pub struct EvalResult {
+    /// Test accuracy of the consensus model x̄.
+    pub consensus_acc: f64,
+    /// Test loss of x̄.
+    pub consensus_loss: f64,
+    /// Mean over agents of each agent's own test accuracy.
+    pub mean_local_acc: f64,
+    /// Lowest agent test accuracy.
+    pub worst_local_acc: f64,
+    /// Agent with the lowest test accuracy.
+    pub worst_agent: usize,
+    /// (1/n) Σ ‖x_i − x̄‖².
+    pub consensus_distance: f64,
+    /// Mean over agents of the last step's minibatch loss (NaN before the first step).
+    pub train_loss: f64,
+    /// Every agent's test accuracy.
+    pub local_acc: Vec<f64>,
+}
+
+/// Buffers and job lists for evaluating all agents and x̄ on a test set.
+pub struct Evaluator {
+    test: DeviceData,
+    agents: usize,
+    stride: usize,
+    d: usize,
+    chunk: usize,
+    mb: Minibatch,
+    full: Pass,
+    rest: Option<(usize, Pass)>,
+    /// Agent slabs then x̄: `(agents + 1) × stride`.
+    models: Buf,
+    avg: CsrBufs,
+    acc: Buf,
+    dist: Buf,
+}
+
+impl Evaluator {
+    /// Prepares evaluation of `agents` models of shape `model` on `test`.
+    pub fn new(be: &mut dyn Backend, model: &Mlp, agents: usize, test: DeviceData) -> Result<Self> {
+        if test.n == 0 {
+            return Err(Error::param("dataset", "the test set is empty"));
+        }
+        let widest = model.sizes().iter().copied().max().unwrap_or(1);
+        let chunk = (EVAL_ACT_BUDGET / ((agents + 1) * widest)).clamp(1, test.n);
+        let jobs: Vec<(usize, usize)> = (0..=agents).map(|m| (m, 0)).collect();
+        let full = Pass::new(be, model, chunk, &jobs)?;
+        let rem = test.n % chunk;
+        let rest = if rem > 0 {
+            Some((rem, Pass::new(be, model, rem, &jobs)?))
+        } else {
+            None
+        };
+        let stride = model.stride();
+        let w = 1.0 / agents as f64;
+        let avg = Csr::from_rows(agents, &[(0..agents).map(|j| (j, w)).collect()]);
+        Ok(Evaluator {
+            mb: Minibatch::new(be, 1, chunk, test.dim)?,
+            models: be.alloc(BufKind::F32, (agents + 1) * stride, "eval.models")?,
+            avg: be.upload_csr(&avg, "eval.avg")?,
+            acc: be.alloc(BufKind::F32, 2 * (agents + 1), "eval.acc")?,
+            dist: be.alloc(BufKind::F32, 2 * agents, "eval.dist")?,
+            test,
+            agents,
+            stride,
+            d: model.n_params(),
+            chunk,
+            full,
+            rest,
+        })
+    }
+
+    /// Evaluates `params` (agent-major slabs); `train_stats` is the training pass's job_stats
+    /// (`None` before the first step), `batch` its rows per job. `step` names the step in
+    /// divergence errors.
+    pub fn evaluate(
+        &mut self,
+        be: &mut dyn Backend,
+        params: Buf,
+        train_stats: Option<(Buf, usize)>,
+        step: u64,
+    ) -> Result<EvalResult> {
+        let (n, stride) = (self.agents, self.stride);
+        // Divergence first: squared norms and consensus distances of every agent.
+        be.copy(params, 0, self.models, 0, n * stride)?;
+        be.mix(&Mix {
+            csr: self.avg,
+            input: params,
+            in_offset: 0,
+            in_stride: stride,
+            output: self.models,
+            out_offset: n * stride,
+            out_stride: stride,
+            len: stride,
+        })?;
+        for (mode, b, b_offset, b_stride, out_offset) in [
+            (ReduceMode::SquaredDistance, self.models, n * stride, 0, 0),
+            (ReduceMode::Dot, params, 0, stride, n),
+        ] {
+            be.reduce(&Reduce {
+                mode,
+                a: params,
+                a_offset: 0,
+                a_stride: stride,
+                b,
+                b_offset,
+                b_stride,
+                segments: n,
+                seg_len: self.d,
+                out: self.dist,
+                out_offset,
+            })?;
+        }
+        let dist = be.read_f32(self.dist)?;
+        let train_loss = match train_stats {
+            Some((buf, batch)) => {
+                let s = be.read_f32(buf)?;
+                let mut sum = 0.0;
+                for (agent, &l) in s[..n].iter().enumerate() {
+                    if !l.is_finite() {
+                        return Err(Error::Diverged {
+                            step,
+                            agent,
+                            what: "training loss",
+                            value: l,
+                        });
+                    }
+                    sum += l / batch as f64;
+                }
+                sum / n as f64
+            }
+            None => f64::NAN,
+        };
+        for agent in 0..n {
+            for (what, v) in [
+                ("squared parameter norm", dist[n + agent]),
+                ("distance to the mean", dist[agent]),
+            ] {
+                if !v.is_finite() {
+                    return Err(Error::Diverged {
+                        step,
+                        agent,
+                        what,
+                        value: v,
+                    });
+                }
+            }
+        }
+        let consensus_distance = dist[..n].iter().sum::<f64>() / n as f64;
+
+        // Test metrics, chunk by chunk, accumulated on the backend.
+        be.write_f32(self.acc, 0, &vec![0.0; 2 * (n + 1)])?;
+        let mut start = 0;
+        while start < self.test.n {
+            let rows = self.chunk.min(self.test.n - start);
+            let pass = if rows == self.chunk {
+                &self.full
+            } else {
+                &self.rest.as_ref().expect("remainder pass exists").1
+            };
+            let idx: Vec<u32> = (start as u32..(start + rows) as u32).collect();
+            be.write_u32(self.mb.index, 0, &idx)?;
+            self.test.record_gather(be, &self.mb, rows)?;
+            pass.record_forward(be, self.models, &self.mb)?;
+            be.axpby(&Axpby {
+                x: pass.job_stats,
+                y: self.acc,
+                a: 1.0,
+                b: 1.0,
+                len: 2 * (n + 1),
+            })?;
+            be.flush()?;
+            start += rows;
+        }
+        let acc = be.read_f32(self.acc)?;
+        let total = self.test.n as f64;
+        let local_acc: Vec<f64> = (0..n).map(|m| acc[n + 1 + m] / total).collect();
+        let (worst_agent, worst) =
+            local_acc
+                .iter()
+                .copied()
+                .enumerate()
+                .fold(
+                    (0, f64::INFINITY),
+                    |b, (i, a)| if a < b.1 { (i, a) } else { b },
+                );
+        let consensus_loss = acc[n] / total;
+        if !consensus_loss.is_finite() {
+            return Err(Error::Diverged {
+                step,
+                agent: 0,
+                what: "consensus-model test loss",
+                value: consensus_loss,
+            });
+        }
+        Ok(EvalResult {
+            consensus_acc: acc[2 * n + 1] / total,
+            consensus_loss,
+            mean_local_acc: local_acc.iter().sum::<f64>() / n as f64,
+            worst_local_acc: worst,
+            worst_agent,
+            consensus_distance,
+            train_loss,
+            local_acc,
+        })
+    }
+
+    /// Rows evaluated per chunk.
+    pub fn chunk(&self) -> usize {
+        self.chunk
+    }
+}

@@ -1,0 +1,19 @@
+//! Training: algorithms written once against the backend trait, learning-rate schedules,
+//! minibatch sampling, evaluation, metrics and plots, the trainer and the main job's CLI.
+
+pub mod algo;
+pub mod cli;
+pub mod config;
+pub mod eval;
+pub mod metrics;
+pub mod sampler;
+pub mod schedule;
+pub mod trainer;
+
+pub use algo::{Algorithm, ALGORITHM_NAMES};
+pub use config::{DatasetKind, TrainConfig};
+pub use eval::EvalResult;
+pub use metrics::MetricsRow;
+pub use sampler::Sampler;
+pub use schedule::LrSchedule;
+pub use trainer::{Summary, Trainer};
