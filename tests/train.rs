@@ -395,3 +395,96 @@ fn dispatches_per_step_do_not_depend_on_agents() {
         assert_eq!(per_step[0], (10.0, 1.0), "{name}");
     }
 }
+
+fn compare_cli(args: &[&str]) -> (i32, String, String) {
+    let mut out = Vec::new();
+    let mut err = Vec::new();
+    let argv = std::iter::once("compare").chain(args.iter().copied());
+    let code = swarmgrad::train::compare::run_compare(argv, &mut out, &mut err);
+    (
+        code,
+        String::from_utf8(out).unwrap(),
+        String::from_utf8(err).unwrap(),
+    )
+}
+
+#[test]
+fn compare_has_one_row_per_run_and_bad_algo_exits_2() {
+    let dir = std::env::temp_dir().join(format!("swarmgrad-compare-{}", std::process::id()));
+    let out_dir = dir.to_str().unwrap();
+    let common = [
+        "--backend",
+        "cpu",
+        "--agents",
+        "4",
+        "--steps",
+        "6",
+        "--eval-every",
+        "3",
+        "--model",
+        "mlp:64-8-10",
+        "--out",
+        out_dir,
+    ];
+    let args: Vec<&str> = [
+        "--algos",
+        "dsgd,allreduce",
+        "--topologies",
+        "ring",
+        "--json",
+    ]
+    .into_iter()
+    .chain(common)
+    .collect();
+    let (code, out, err) = compare_cli(&args);
+    assert_eq!(code, 0, "stderr: {err}");
+    // JSON: the last stdout line is an array with one summary per run, same seed and steps.
+    let v: serde_json::Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
+    let runs = v.as_array().unwrap();
+    let labels: Vec<&str> = runs.iter().map(|r| r["label"].as_str().unwrap()).collect();
+    assert_eq!(labels, ["dsgd-ring", "allreduce"]);
+    for r in runs {
+        assert_eq!(r["steps"], 6);
+        assert_eq!(r["backend"], "cpu");
+        assert!(r["consensus_acc"].is_number() && r["bytes_sent_per_agent"].is_number());
+    }
+    // Table (on stderr with --json): one row per run under the header and rule.
+    for label in &labels {
+        let rows = err
+            .lines()
+            .filter(|l| l.split_whitespace().next() == Some(label))
+            .count();
+        assert_eq!(rows, 1, "table row for {label}: {err}");
+    }
+    assert!(
+        err.contains("consensus acc") && err.contains("wall s"),
+        "{err}"
+    );
+    // compare.csv: header + one row per run; each run's metrics; one plot with a line per run.
+    let csv = std::fs::read_to_string(dir.join("compare.csv")).unwrap();
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines.len(), 1 + 2, "{csv}");
+    assert!(lines[0].starts_with("run,consensus_acc,mean_local_acc,worst_local_acc"));
+    assert!(lines[1].starts_with("dsgd-ring,") && lines[2].starts_with("allreduce,"));
+    assert!(lines.iter().all(|l| l.split(',').count() == 7));
+    for label in &labels {
+        let m = std::fs::read_to_string(dir.join(label).join("metrics.csv")).unwrap();
+        assert_eq!(m.lines().count(), 1 + 3, "header + evaluations at 0, 3, 6");
+    }
+    let svg = std::fs::read_to_string(dir.join("compare.svg")).unwrap();
+    assert_eq!(svg.matches("<polyline").count(), 2 * 2, "2 runs × 2 panels");
+    let _ = std::fs::remove_dir_all(&dir);
+
+    for (args, needle) in [
+        (&["--algos", "dsgd,sgdx"][..], "--algos"),
+        (&["--topologies", "ring,mesh"][..], "--topologies"),
+        (&["--steps", "abc"][..], "--steps"),
+    ] {
+        let all: Vec<&str> = args.iter().copied().chain(["--backend", "cpu"]).collect();
+        let (code, out, err) = compare_cli(&all);
+        assert_eq!(code, 2, "{args:?}: {err}");
+        assert!(err.contains(needle), "{args:?}: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "one-line error: {err}");
+        assert!(out.is_empty(), "nothing runs for {args:?}: {out}");
+    }
+}

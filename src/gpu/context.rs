@@ -37,7 +37,7 @@ impl AdapterChoice {
             let parsed = wgpu::Backends::from_comma_list(b);
             if parsed.is_empty() {
                 return Err(Error::param(
-                    "--gpu-backend",
+                    "gpu-backend",
                     format!("'{b}' names no backend; use vulkan, gl, metal or dx12"),
                 ));
             }

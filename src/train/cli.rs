@@ -17,7 +17,7 @@ use std::path::PathBuf;
 pub const EXIT_USAGE: i32 = 2;
 
 /// Flags of the main job; each overrides the TOML config given with `--config`.
-#[derive(Parser, Debug, Default)]
+#[derive(Parser, Clone, Debug, Default)]
 #[command(
     name = "train",
     allow_negative_numbers = true,
@@ -95,7 +95,7 @@ pub struct Args {
     pub json: bool,
 }
 
-fn flag(name: &str) -> String {
+pub(crate) fn flag(name: &str) -> String {
     format!("--{}", name.replace('_', "-"))
 }
 
@@ -212,7 +212,7 @@ pub fn open_backend(
     }
 }
 
-fn human_bytes(b: f64) -> String {
+pub(crate) fn human_bytes(b: f64) -> String {
     let units = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut v = b;
     let mut k = 0;
@@ -230,28 +230,53 @@ where
     I: IntoIterator<Item = T>,
     T: Into<std::ffi::OsString> + Clone,
 {
-    let args = match Args::try_parse_from(args) {
+    let args = match parse_args::<Args, _, _>(args, out, err) {
         Ok(a) => a,
-        Err(e) => {
-            let code = e.exit_code();
-            let text = e.render().to_string();
-            if code == 0 {
-                let _ = write!(out, "{text}");
-            } else {
-                // One line: clap's first line names the flag and the problem.
-                let first = text
-                    .lines()
-                    .find(|l| !l.trim().is_empty())
-                    .unwrap_or("error: bad arguments");
-                let _ = writeln!(err, "{first} (see --help)");
-            }
-            return code;
-        }
+        Err(code) => return code,
     };
-    match run_args(&args, out, err) {
+    exit_code(run_args(&args, out, err), err, flag)
+}
+
+/// Parses flags with clap: help/version go to `out` (code 0), a bad flag is one line on
+/// `err` (code 2); `Err` holds the exit code.
+pub(crate) fn parse_args<P, I, T>(
+    args: I,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> std::result::Result<P, i32>
+where
+    P: Parser,
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    P::try_parse_from(args).map_err(|e| {
+        let code = e.exit_code();
+        let text = e.render().to_string();
+        if code == 0 {
+            let _ = write!(out, "{text}");
+        } else {
+            // One line: clap's first line names the flag and the problem.
+            let first = text
+                .lines()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("error: bad arguments");
+            let _ = writeln!(err, "{first} (see --help)");
+        }
+        code
+    })
+}
+
+/// Reports a job's outcome on `err` as one line and returns the exit code: 0, 2 for a bad
+/// parameter (named by `flag_of(parameter)`), 1 otherwise.
+pub(crate) fn exit_code(
+    result: Result<()>,
+    err: &mut dyn Write,
+    flag_of: impl Fn(&str) -> String,
+) -> i32 {
+    match result {
         Ok(()) => 0,
         Err(Error::BadParameter { name, reason }) => {
-            let _ = writeln!(err, "error: bad value for {}: {reason}", flag(&name));
+            let _ = writeln!(err, "error: bad value for {}: {reason}", flag_of(&name));
             EXIT_USAGE
         }
         Err(e) => {
@@ -259,6 +284,28 @@ where
             1
         }
     }
+}
+
+/// The progress bar's message for an evaluation row.
+pub(crate) fn progress_message(r: &metrics::MetricsRow) -> String {
+    format!(
+        "acc x̄ {:.3}  local {:.3}  Ξ² {:.2e}",
+        r.consensus_acc, r.mean_local_acc, r.consensus_distance
+    )
+}
+
+/// A progress bar over `total` steps, hidden with `--json` or when stdout is not a terminal.
+pub(crate) fn progress_bar(total: u64, hidden: bool) -> indicatif::ProgressBar {
+    if hidden || !std::io::stdout().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let b = indicatif::ProgressBar::new(total);
+    if let Ok(style) = indicatif::ProgressStyle::with_template(
+        "{bar:40.cyan/blue} {pos}/{len} steps [{elapsed_precise}<{eta_precise}] {msg}",
+    ) {
+        b.set_style(style);
+    }
+    b
 }
 
 /// Runs the main job with parsed arguments.
@@ -298,24 +345,11 @@ pub fn run_args(args: &Args, out: &mut dyn Write, err: &mut dyn Write) -> Result
         trainer.steps_per_epoch()
     );
     let _ = writeln!(info, "{}", trainer.partition_summary());
-    let bar = if args.json || !std::io::stdout().is_terminal() {
-        indicatif::ProgressBar::hidden()
-    } else {
-        let b = indicatif::ProgressBar::new(trainer.total_steps());
-        if let Ok(style) = indicatif::ProgressStyle::with_template(
-            "{bar:40.cyan/blue} {pos}/{len} steps [{elapsed_precise}<{eta_precise}] {msg}",
-        ) {
-            b.set_style(style);
-        }
-        b
-    };
+    let bar = progress_bar(trainer.total_steps(), args.json);
     let summary = trainer.run(|step, _, row| {
         bar.set_position(step);
         if let Some(r) = row {
-            bar.set_message(format!(
-                "acc x̄ {:.3}  local {:.3}  Ξ² {:.2e}",
-                r.consensus_acc, r.mean_local_acc, r.consensus_distance
-            ));
+            bar.set_message(progress_message(r));
         }
     });
     bar.finish_and_clear();

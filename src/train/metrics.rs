@@ -82,7 +82,7 @@ const W: f64 = 760.0;
 const PANEL_H: f64 = 260.0;
 const LEFT: f64 = 78.0;
 const RIGHT: f64 = 190.0;
-const TOP: f64 = 56.0;
+const TOP: f64 = 70.0;
 const GAP: f64 = 70.0;
 
 /// "Nice" tick values covering [lo, hi] (about `n` of them).
@@ -255,52 +255,80 @@ impl Panel {
     }
 }
 
-/// A self-contained SVG: test accuracies (top) and consensus distance, log scale (bottom).
-pub fn plot_svg(rows: &[MetricsRow], title: &str) -> String {
-    let h = TOP + 2.0 * PANEL_H + GAP + 60.0;
+/// Height of a two-panel figure (accuracy on top, consensus distance below).
+const FIG_H: f64 = TOP + 2.0 * PANEL_H + GAP + 60.0;
+
+const DIST_TITLE: &str = "Consensus distance (1/n)Σ‖xᵢ − x̄‖² (log scale; 0 drawn at the floor)";
+
+/// Opens a two-panel SVG document with a grey caption line.
+fn svg_open(title: &str) -> String {
     let mut svg = String::new();
     let _ = writeln!(
         svg,
-        r##"<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{h}" viewBox="0 0 {W} {h}" font-family="sans-serif">"##
+        r##"<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{FIG_H}" viewBox="0 0 {W} {FIG_H}" font-family="sans-serif">"##
     );
     let _ = writeln!(
         svg,
         r##"<rect width="100%" height="100%" fill="#fafafa"/>"##
     );
-    let _ = writeln!(
-        svg,
-        r##"<text x="{}" y="18" font-size="13" text-anchor="middle" fill="#555">{}</text>"##,
-        W / 2.0,
-        escape(title)
-    );
-    let x_max = rows.iter().map(|r| r.step as f64).fold(1.0, f64::max);
-    let acc = Panel {
+    for (k, line) in caption_lines(title).iter().enumerate() {
+        let _ = writeln!(
+            svg,
+            r##"<text x="{}" y="{}" font-size="13" text-anchor="middle" fill="#555">{}</text>"##,
+            W / 2.0,
+            16.0 + 16.0 * k as f64,
+            escape(line)
+        );
+    }
+    svg
+}
+
+/// Splits a long caption at " · " separators into at most two lines that fit the width.
+fn caption_lines(title: &str) -> Vec<String> {
+    const MAX: usize = 100;
+    if title.chars().count() <= MAX {
+        return vec![title.to_string()];
+    }
+    let parts: Vec<&str> = title.split(" · ").collect();
+    let mut first = String::new();
+    let mut k = 0;
+    while k < parts.len() {
+        let next = if first.is_empty() {
+            parts[k].to_string()
+        } else {
+            format!("{first} · {}", parts[k])
+        };
+        if !first.is_empty() && next.chars().count() > MAX {
+            break;
+        }
+        first = next;
+        k += 1;
+    }
+    let rest = parts[k..].join(" · ");
+    if rest.is_empty() {
+        vec![first]
+    } else {
+        vec![first, rest]
+    }
+}
+
+/// The accuracy panel (top, linear [0, 1]) with its axes drawn.
+fn acc_panel(svg: &mut String, x_max: f64, title: &str) -> Panel {
+    let p = Panel {
         y0: TOP,
         x_max,
         y_lo: 0.0,
         y_hi: 1.0,
         log: false,
     };
-    acc.axes(&mut svg, "Test accuracy", "accuracy");
-    let series = |f: fn(&MetricsRow) -> f64| -> Vec<(f64, f64)> {
-        rows.iter().map(|r| (r.step as f64, f(r))).collect()
-    };
-    acc.line(&mut svg, &series(|r| r.consensus_acc), "#1f77b4", "none");
-    acc.line(&mut svg, &series(|r| r.mean_local_acc), "#2ca02c", "6 3");
-    acc.line(&mut svg, &series(|r| r.worst_local_acc), "#d62728", "2 3");
-    acc.legend(
-        &mut svg,
-        &[
-            ("consensus x̄", "#1f77b4", "none"),
-            ("mean local", "#2ca02c", "6 3"),
-            ("worst agent", "#d62728", "2 3"),
-        ],
-    );
-    let pos: Vec<f64> = rows
-        .iter()
-        .map(|r| r.consensus_distance)
-        .filter(|v| v.is_finite() && *v > 0.0)
-        .collect();
+    p.axes(svg, title, "accuracy");
+    p
+}
+
+/// The consensus-distance panel (bottom, log scale over the positive finite `values`) with
+/// its axes drawn.
+fn dist_panel(svg: &mut String, x_max: f64, values: impl Iterator<Item = f64>) -> Panel {
+    let pos: Vec<f64> = values.filter(|v| v.is_finite() && *v > 0.0).collect();
     let (lo, hi) = if pos.is_empty() {
         (1e-8, 1.0)
     } else {
@@ -313,25 +341,108 @@ pub fn plot_svg(rows: &[MetricsRow], title: &str) -> String {
                 .max(10f64.powf(lo.log10().floor() + 1.0)),
         )
     };
-    let dist = Panel {
+    let p = Panel {
         y0: TOP + PANEL_H + GAP,
         x_max,
         y_lo: lo,
         y_hi: hi,
         log: true,
     };
-    dist.axes(
+    p.axes(svg, DIST_TITLE, "consensus distance");
+    p
+}
+
+/// `(step, f(row))` points of a series.
+fn series(rows: &[MetricsRow], f: fn(&MetricsRow) -> f64) -> Vec<(f64, f64)> {
+    rows.iter().map(|r| (r.step as f64, f(r))).collect()
+}
+
+/// A self-contained SVG: test accuracies (top) and consensus distance, log scale (bottom).
+pub fn plot_svg(rows: &[MetricsRow], title: &str) -> String {
+    let mut svg = svg_open(title);
+    let x_max = rows.iter().map(|r| r.step as f64).fold(1.0, f64::max);
+    let acc = acc_panel(&mut svg, x_max, "Test accuracy");
+    acc.line(
         &mut svg,
-        "Consensus distance (1/n)Σ‖xᵢ − x̄‖² (log scale; 0 drawn at the floor)",
-        "consensus distance",
+        &series(rows, |r| r.consensus_acc),
+        "#1f77b4",
+        "none",
     );
+    acc.line(
+        &mut svg,
+        &series(rows, |r| r.mean_local_acc),
+        "#2ca02c",
+        "6 3",
+    );
+    acc.line(
+        &mut svg,
+        &series(rows, |r| r.worst_local_acc),
+        "#d62728",
+        "2 3",
+    );
+    acc.legend(
+        &mut svg,
+        &[
+            ("consensus x̄", "#1f77b4", "none"),
+            ("mean local", "#2ca02c", "6 3"),
+            ("worst agent", "#d62728", "2 3"),
+        ],
+    );
+    let dist = dist_panel(&mut svg, x_max, rows.iter().map(|r| r.consensus_distance));
     dist.line(
         &mut svg,
-        &series(|r| r.consensus_distance),
+        &series(rows, |r| r.consensus_distance),
         "#9467bd",
         "none",
     );
     dist.legend(&mut svg, &[("consensus distance", "#9467bd", "none")]);
+    svg.push_str("</svg>\n");
+    svg
+}
+
+/// Line colours of [`plot_compare_svg`] (Tableau 10); dashes distinguish runs beyond ten.
+const PALETTE: [&str; 10] = [
+    "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
+    "#bcbd22", "#17becf",
+];
+
+/// A self-contained SVG comparing runs: consensus accuracy (top) and consensus distance, log
+/// scale (bottom), against steps, one coloured line per `(label, rows)` run with a legend.
+pub fn plot_compare_svg(runs: &[(&str, &[MetricsRow])], title: &str) -> String {
+    let mut svg = svg_open(title);
+    let x_max = runs
+        .iter()
+        .flat_map(|(_, rows)| rows.iter().map(|r| r.step as f64))
+        .fold(1.0, f64::max);
+    let style = |k: usize| {
+        let dash = ["none", "6 3", "2 3"][(k / PALETTE.len()) % 3];
+        (PALETTE[k % PALETTE.len()], dash)
+    };
+    let legend: Vec<(&str, &str, &str)> = runs
+        .iter()
+        .enumerate()
+        .map(|(k, (label, _))| {
+            let (c, d) = style(k);
+            (*label, c, d)
+        })
+        .collect();
+    let acc = acc_panel(&mut svg, x_max, "Consensus-model test accuracy");
+    for (k, (_, rows)) in runs.iter().enumerate() {
+        let (c, d) = style(k);
+        acc.line(&mut svg, &series(rows, |r| r.consensus_acc), c, d);
+    }
+    acc.legend(&mut svg, &legend);
+    let dist = dist_panel(
+        &mut svg,
+        x_max,
+        runs.iter()
+            .flat_map(|(_, rows)| rows.iter().map(|r| r.consensus_distance)),
+    );
+    for (k, (_, rows)) in runs.iter().enumerate() {
+        let (c, d) = style(k);
+        dist.line(&mut svg, &series(rows, |r| r.consensus_distance), c, d);
+    }
+    dist.legend(&mut svg, &legend);
     svg.push_str("</svg>\n");
     svg
 }
@@ -385,5 +496,21 @@ mod tests {
         let s = plot_svg(&rows, "t<1>");
         assert!(s.starts_with("<svg") && s.trim_end().ends_with("</svg>"));
         assert!(s.contains("t&lt;1&gt;") && s.contains("polyline"));
+    }
+
+    #[test]
+    fn compare_svg_has_a_line_and_legend_entry_per_run() {
+        let rows: Vec<MetricsRow> = (0..4)
+            .map(|k| MetricsRow {
+                step: k * 10,
+                consensus_acc: 0.2 * k as f64,
+                consensus_distance: 10f64.powi(-(k as i32)),
+                ..Default::default()
+            })
+            .collect();
+        let s = plot_compare_svg(&[("dsgd-ring", &rows), ("a<b", &rows[..2])], "cmp");
+        assert!(s.starts_with("<svg") && s.trim_end().ends_with("</svg>"));
+        assert_eq!(s.matches("<polyline").count(), 4, "2 runs × 2 panels");
+        assert!(s.contains("dsgd-ring") && s.contains("a&lt;b"));
     }
 }

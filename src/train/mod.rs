@@ -3,6 +3,7 @@
 
 pub mod algo;
 pub mod cli;
+pub mod compare;
 pub mod config;
 pub mod eval;
 pub mod metrics;

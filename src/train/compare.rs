@@ -1,0 +1,293 @@
+//! Side-by-side runs (`examples/compare.rs`): several algorithms × topologies on one setting,
+//! with the same seed, data and backend, reported as one table, compare.csv, one metrics.csv
+//! per run and one plot with a line per run.
+
+use crate::error::{Error, Result};
+use crate::train::cli::{self, Args};
+use crate::train::config::TrainConfig;
+use crate::train::metrics::{self, MetricsRow};
+use crate::train::trainer::{Summary, Trainer};
+use crate::train::Algorithm;
+use clap::Parser;
+use std::io::Write;
+use std::path::PathBuf;
+
+/// Flags of the comparison: the run lists plus every flag of `train` (the same setting for all).
+#[derive(Parser, Clone, Debug, Default)]
+#[command(
+    name = "compare",
+    allow_negative_numbers = true,
+    about = "Compare algorithms and topologies on one setting (same seed, data and backend)"
+)]
+pub struct CompareArgs {
+    /// Algorithms, comma-separated (default: --algo, else dsgd,allreduce).
+    #[arg(long, value_delimiter = ',', conflicts_with = "algo")]
+    pub algos: Vec<String>,
+    /// Topologies of the gossip algorithms, comma-separated (default: --topology, else ring);
+    /// allreduce ignores them and runs once.
+    #[arg(long, value_delimiter = ',', conflicts_with = "topology")]
+    pub topologies: Vec<String>,
+    /// The shared setting (`--out` defaults to `runs/compare-n<agents>`).
+    #[command(flatten)]
+    pub train: Args,
+}
+
+/// The CSV header of compare.csv.
+pub const COMPARE_CSV_HEADER: &str =
+    "run,consensus_acc,mean_local_acc,worst_local_acc,consensus_distance,bytes_sent_per_agent,wall_s";
+
+/// One planned run: its label and config.
+struct Planned {
+    label: String,
+    config: TrainConfig,
+}
+
+/// A directory-safe form of a run label.
+fn dir_name(label: &str) -> String {
+    label
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "._-".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// The runs: algorithms × topologies, with topology-free algorithms once, duplicates dropped.
+fn plan(args: &CompareArgs) -> Result<Vec<Planned>> {
+    let algos: Vec<String> = if !args.algos.is_empty() {
+        args.algos.clone()
+    } else if let Some(a) = &args.train.algo {
+        vec![a.clone()]
+    } else {
+        vec!["dsgd".into(), "allreduce".into()]
+    };
+    let topologies: Vec<Option<String>> = if !args.topologies.is_empty() {
+        args.topologies.iter().cloned().map(Some).collect()
+    } else {
+        vec![args.train.topology.clone()]
+    };
+    let mut runs: Vec<Planned> = Vec::new();
+    for a in algos.iter().map(|a| a.trim()).filter(|a| !a.is_empty()) {
+        let algo: Algorithm = a.parse()?;
+        let topos: &[Option<String>] = if algo.uses_topology() {
+            &topologies
+        } else {
+            &[None]
+        };
+        for t in topos {
+            let mut run = args.train.clone();
+            run.algo = Some(a.to_string());
+            if algo.uses_topology() {
+                run.topology = t.as_ref().map(|t| t.trim().to_string());
+            } else if args.topologies.is_empty() {
+                run.topology = args.train.topology.clone();
+            } else {
+                run.topology = None;
+            }
+            let config = cli::build_config(&run)?;
+            let label = if algo.uses_topology() {
+                format!("{}-{}", config.algo, config.topology)
+            } else {
+                config.algo.to_string()
+            };
+            if !runs.iter().any(|r| r.label == label) {
+                runs.push(Planned { label, config });
+            }
+        }
+    }
+    if runs.is_empty() {
+        return Err(Error::param("algos", "give at least one algorithm"));
+    }
+    Ok(runs)
+}
+
+/// Runs the comparison with `args` (the first item is the program name); human output goes to
+/// `out` (or `err` with --json, whose JSON array line goes to `out`). Returns the exit code.
+pub fn run_compare<I, T>(args: I, out: &mut dyn Write, err: &mut dyn Write) -> i32
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let args = match cli::parse_args::<CompareArgs, _, _>(args, out, err) {
+        Ok(a) => a,
+        Err(code) => return code,
+    };
+    let flag_of = |name: &str| match name {
+        "algo" if !args.algos.is_empty() => "--algos".to_string(),
+        "topology" if !args.topologies.is_empty() => "--topologies".to_string(),
+        other => cli::flag(other),
+    };
+    cli::exit_code(compare_args(&args, out, err), err, flag_of)
+}
+
+/// Runs the comparison with parsed arguments.
+pub fn compare_args(args: &CompareArgs, out: &mut dyn Write, err: &mut dyn Write) -> Result<()> {
+    let runs = plan(args)?;
+    let first = &runs[0].config;
+    let mut notices = Vec::new();
+    let (mut be, backend_kind) = cli::open_backend(
+        &args.train.backend,
+        args.train.gpu_backend.as_deref(),
+        args.train.adapter.as_deref(),
+        &mut notices,
+    )?;
+    let json = args.train.json;
+    let info: &mut dyn Write = if json { err } else { out };
+    // Every run differs only in algorithm and topology, so one load serves them all.
+    let data = first.load_data()?;
+    notices.extend(data.notices.iter().cloned());
+    for n in &notices {
+        let _ = writeln!(info, "notice: {n}");
+    }
+    let adapter = be.describe();
+    let _ = writeln!(info, "backend: {adapter}");
+    let dir = args
+        .train
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(format!("runs/compare-n{}", first.agents)));
+    let mut done: Vec<(String, Summary)> = Vec::new();
+    let mut setting = String::new();
+    for (k, run) in runs.iter().enumerate() {
+        let mut trainer = Trainer::with_data(run.config.clone(), be, &data.train, &data.test)?;
+        if k == 0 {
+            setting = format!(
+                "n={} · {} · {} · {} · batch {} · lr {} · momentum {} · {} steps · seed {}",
+                first.agents,
+                first.dataset.name(),
+                first.partition()?,
+                trainer.model(),
+                first.batch,
+                first.lr,
+                first.momentum,
+                trainer.total_steps(),
+                first.seed
+            );
+            let _ = writeln!(info, "setting: {setting}");
+            let _ = writeln!(info, "{}", trainer.partition_summary());
+        }
+        let _ = writeln!(info, "run {}/{}: {}", k + 1, runs.len(), run.label);
+        let bar = cli::progress_bar(trainer.total_steps(), json);
+        let summary = trainer.run(|step, _, row| {
+            bar.set_position(step);
+            if let Some(r) = row {
+                bar.set_message(cli::progress_message(r));
+            }
+        });
+        bar.finish_and_clear();
+        let summary = summary?;
+        metrics::write_file(
+            &dir.join(dir_name(&run.label)).join("metrics.csv"),
+            &metrics::to_csv(&summary.rows),
+        )?;
+        be = trainer.into_backend();
+        done.push((run.label.clone(), summary));
+    }
+    let mut csv = String::from(COMPARE_CSV_HEADER);
+    csv.push('\n');
+    for (label, s) in &done {
+        csv.push_str(&format!(
+            "{label},{:.6},{:.6},{:.6},{:.6e},{},{:.4}\n",
+            s.consensus_acc,
+            s.mean_local_acc,
+            s.worst_local_acc,
+            s.consensus_distance,
+            s.bytes_sent_per_agent,
+            s.wall_s
+        ));
+    }
+    metrics::write_file(&dir.join("compare.csv"), &csv)?;
+    let series: Vec<(&str, &[MetricsRow])> = done
+        .iter()
+        .map(|(l, s)| (l.as_str(), s.rows.as_slice()))
+        .collect();
+    metrics::write_file(
+        &dir.join("compare.svg"),
+        &metrics::plot_compare_svg(&series, &setting),
+    )?;
+    let _ = write!(info, "{}", table(&done));
+    let _ = writeln!(
+        info,
+        "outputs: {0}/compare.csv, {0}/compare.svg, {0}/<run>/metrics.csv",
+        dir.display()
+    );
+    if json {
+        let mut arr = Vec::new();
+        for (label, s) in &done {
+            let mut obj =
+                serde_json::to_value(s).map_err(|e| Error::param("json", e.to_string()))?;
+            if let Some(m) = obj.as_object_mut() {
+                m.insert("label".into(), label.as_str().into());
+                m.insert("adapter".into(), adapter.as_str().into());
+                m.insert("backend".into(), backend_kind.into());
+                m.insert(
+                    "out".into(),
+                    dir.join(dir_name(label)).display().to_string().into(),
+                );
+            }
+            arr.push(obj);
+        }
+        let _ = writeln!(out, "{}", serde_json::Value::Array(arr));
+    }
+    Ok(())
+}
+
+/// The final table: one row per run.
+fn table(done: &[(String, Summary)]) -> String {
+    let head = [
+        "run",
+        "consensus acc",
+        "mean local acc",
+        "worst agent acc",
+        "consensus dist",
+        "bytes/agent",
+        "wall s",
+    ];
+    let rows: Vec<[String; 7]> = done
+        .iter()
+        .map(|(label, s)| {
+            [
+                label.clone(),
+                format!("{:.4}", s.consensus_acc),
+                format!("{:.4}", s.mean_local_acc),
+                format!("{:.4} (#{})", s.worst_local_acc, s.worst_agent),
+                format!("{:.3e}", s.consensus_distance),
+                cli::human_bytes(s.bytes_sent_per_agent),
+                format!("{:.2}", s.wall_s),
+            ]
+        })
+        .collect();
+    let mut width: Vec<usize> = head.iter().map(|h| h.chars().count()).collect();
+    for r in &rows {
+        for (w, c) in width.iter_mut().zip(r) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let line = |cells: &[String]| -> String {
+        let parts: Vec<String> = cells
+            .iter()
+            .zip(&width)
+            .enumerate()
+            .map(|(k, (c, &w))| {
+                if k == 0 {
+                    format!("{c:<w$}")
+                } else {
+                    format!("{c:>w$}")
+                }
+            })
+            .collect();
+        format!("{}\n", parts.join("  ").trim_end())
+    };
+    let mut s = line(&head.map(String::from));
+    s.push_str(&line(
+        &width.iter().map(|&w| "─".repeat(w)).collect::<Vec<_>>(),
+    ));
+    for r in &rows {
+        s.push_str(&line(r));
+    }
+    s
+}
