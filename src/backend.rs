@@ -446,6 +446,16 @@ impl DenseJobs {
         self.n_jobs * self.batch * self.layer.in_dim
     }
 
+    /// Checks a layer-input buffer: `n_jobs` blocks when addressed by job; when addressed by data
+    /// agent, at least one block (the CPU reference checks each job's block at execution).
+    fn check_input(&self, op: &'static str, input: Buf) -> Result<()> {
+        let len = match self.input_blocks {
+            InputBlocks::ByJob => self.input_len(),
+            InputBlocks::ByData => self.batch * self.layer.in_dim,
+        };
+        need(op, "input", input, BufKind::F32, len)
+    }
+
     fn params_len(&self) -> usize {
         self.stride
     }
@@ -458,17 +468,7 @@ impl DenseForward {
         let s = &self.shape;
         s.check(op)?;
         need(op, "params", self.params, BufKind::F32, s.params_len())?;
-        if s.input_blocks == InputBlocks::ByJob {
-            need(op, "input", self.input, BufKind::F32, s.input_len())?;
-        } else {
-            need(
-                op,
-                "input",
-                self.input,
-                BufKind::F32,
-                s.batch * s.layer.in_dim,
-            )?;
-        }
+        s.check_input(op, self.input)?;
         need(
             op,
             "output",
@@ -519,17 +519,7 @@ impl DenseBackwardWeights {
             BufKind::F32,
             s.n_jobs * s.batch * s.layer.out_dim,
         )?;
-        if s.input_blocks == InputBlocks::ByJob {
-            need(op, "input", self.input, BufKind::F32, s.input_len())?;
-        } else {
-            need(
-                op,
-                "input",
-                self.input,
-                BufKind::F32,
-                s.batch * s.layer.in_dim,
-            )?;
-        }
+        s.check_input(op, self.input)?;
         need(op, "grads", self.grads, BufKind::F32, s.n_jobs * s.stride)?;
         distinct(op, self.grads, &[self.dz, self.input, s.jobs])
     }
