@@ -156,18 +156,17 @@ fn main() -> swarmgrad::Result<()> {
         });
         let flops = 2.0 * (agents * BATCH * (macs_fwd + macs_bw + macs_bd)) as f64;
         let len = model.stride();
-        let t_mix = time_per(&mut be, 20, |be, _| {
-            be.mix(&Mix {
-                csr: s.w,
-                input: s.params,
-                in_offset: 0,
-                in_stride: len,
-                output: s.next,
-                out_offset: 0,
-                out_stride: len,
-                len,
-            })
-        });
+        let gossip = Mix {
+            csr: s.w,
+            input: s.params,
+            in_offset: 0,
+            in_stride: len,
+            output: s.next,
+            out_offset: 0,
+            out_stride: len,
+            len,
+        };
+        let t_mix = time_per(&mut be, 20, |be, _| be.mix(&gossip));
         let mix_bytes = (agents * len * 4 * 4) as f64; // three reads and one write per element
         let before = be.counters().dispatches;
         let t_step = time_per(&mut be, 5, |be, t| {
@@ -184,16 +183,7 @@ fn main() -> swarmgrad::Result<()> {
                 nesterov: true,
                 weight_decay: 1e-4,
             })?;
-            be.mix(&Mix {
-                csr: s.w,
-                input: s.params,
-                in_offset: 0,
-                in_stride: len,
-                output: s.next,
-                out_offset: 0,
-                out_stride: len,
-                len,
-            })?;
+            be.mix(&gossip)?;
             be.copy(s.next, 0, s.params, 0, agents * len)
         });
         let dispatches = (be.counters().dispatches - before) / 17; // 2 warm-up + 3 × 5 steps

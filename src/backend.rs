@@ -456,6 +456,11 @@ impl DenseJobs {
         need(op, "input", input, BufKind::F32, len)
     }
 
+    /// Elements of a per-job layer-output buffer (activations or their gradients).
+    fn output_len(&self) -> usize {
+        self.n_jobs * self.batch * self.layer.out_dim
+    }
+
     fn params_len(&self) -> usize {
         self.stride
     }
@@ -493,13 +498,7 @@ impl DenseBackwardData {
             ));
         }
         need(op, "params", self.params, BufKind::F32, s.params_len())?;
-        need(
-            op,
-            "dz",
-            self.dz,
-            BufKind::F32,
-            s.n_jobs * s.batch * s.layer.out_dim,
-        )?;
+        need(op, "dz", self.dz, BufKind::F32, s.output_len())?;
         need(op, "input", self.input, BufKind::F32, s.input_len())?;
         need(op, "dx", self.dx, BufKind::F32, s.input_len())?;
         distinct(op, self.dx, &[self.params, self.dz, self.input, s.jobs])
@@ -512,13 +511,7 @@ impl DenseBackwardWeights {
         let op = "dense_backward_weights";
         let s = &self.shape;
         s.check(op)?;
-        need(
-            op,
-            "dz",
-            self.dz,
-            BufKind::F32,
-            s.n_jobs * s.batch * s.layer.out_dim,
-        )?;
+        need(op, "dz", self.dz, BufKind::F32, s.output_len())?;
         s.check_input(op, self.input)?;
         need(op, "grads", self.grads, BufKind::F32, s.n_jobs * s.stride)?;
         distinct(op, self.grads, &[self.dz, self.input, s.jobs])

@@ -93,6 +93,29 @@ fn flat_jobs(jobs: &[(usize, usize)]) -> Vec<u32> {
         .collect()
 }
 
+fn dense_jobs(
+    jobs: Buf,
+    n_jobs: usize,
+    batch: usize,
+    layer: DenseLayer,
+    stride: usize,
+    by_data: bool,
+) -> DenseJobs {
+    let input_blocks = if by_data {
+        InputBlocks::ByData
+    } else {
+        InputBlocks::ByJob
+    };
+    DenseJobs {
+        jobs,
+        n_jobs,
+        batch,
+        layer,
+        stride,
+        input_blocks,
+    }
+}
+
 fn layer(in_dim: usize, out_dim: usize, relu: bool) -> (DenseLayer, usize) {
     // Put the layer at a non-zero offset in a slab with slack, as in a deeper model.
     let w_off = 3;
@@ -127,18 +150,7 @@ fn dense_forward_matches_reference() {
                             let output =
                                 be.alloc(BufKind::F32, jobs.len() * batch * out_dim, "y")?;
                             let jb = upload_u32(be, &flat_jobs(&jobs));
-                            let shape = DenseJobs {
-                                jobs: jb,
-                                n_jobs: jobs.len(),
-                                batch,
-                                layer: l,
-                                stride,
-                                input_blocks: if by_data {
-                                    InputBlocks::ByData
-                                } else {
-                                    InputBlocks::ByJob
-                                },
-                            };
+                            let shape = dense_jobs(jb, jobs.len(), batch, l, stride, by_data);
                             be.dense_forward(&DenseForward {
                                 shape,
                                 params,
@@ -175,14 +187,7 @@ fn dense_backward_data_matches_reference() {
                         let input = upload(be, &uniform(5, jobs.len() * batch * in_dim, -1.0, 1.0));
                         let dx = be.alloc(BufKind::F32, jobs.len() * batch * in_dim, "dx")?;
                         let jb = upload_u32(be, &flat_jobs(&jobs));
-                        let shape = DenseJobs {
-                            jobs: jb,
-                            n_jobs: jobs.len(),
-                            batch,
-                            layer: l,
-                            stride,
-                            input_blocks: InputBlocks::ByJob,
-                        };
+                        let shape = dense_jobs(jb, jobs.len(), batch, l, stride, false);
                         be.dense_backward_data(&DenseBackwardData {
                             shape,
                             params,
@@ -223,18 +228,7 @@ fn dense_backward_weights_matches_reference() {
                         let grads =
                             upload(be, &abs_if(uniform(8, jobs.len() * stride, -1.0, 1.0), abs));
                         let jb = upload_u32(be, &flat_jobs(&jobs));
-                        let shape = DenseJobs {
-                            jobs: jb,
-                            n_jobs: jobs.len(),
-                            batch,
-                            layer: l,
-                            stride,
-                            input_blocks: if by_data {
-                                InputBlocks::ByData
-                            } else {
-                                InputBlocks::ByJob
-                            },
-                        };
+                        let shape = dense_jobs(jb, jobs.len(), batch, l, stride, by_data);
                         be.dense_backward_weights(&DenseBackwardWeights {
                             shape,
                             dz,

@@ -66,11 +66,17 @@ fn gpu_matches_cpu_reference_for_every_algorithm() {
             let what = format!("{algo} β={beta} on {name}");
             common::assert_close(&format!("params, {what}"), &got_p, want_p, 1e-3, 1e-4);
             for (k, (g, w)) in [
-                ("consensus_acc", (got.consensus_acc, want.consensus_acc)),
-                ("mean_local_acc", (got.mean_local_acc, want.mean_local_acc)),
+                (
+                    "consensus_acc",
+                    (got.last.consensus_acc, want.last.consensus_acc),
+                ),
+                (
+                    "mean_local_acc",
+                    (got.last.mean_local_acc, want.last.mean_local_acc),
+                ),
                 (
                     "worst_local_acc",
-                    (got.worst_local_acc, want.worst_local_acc),
+                    (got.last.worst_local_acc, want.last.worst_local_acc),
                 ),
             ] {
                 assert!(
@@ -79,15 +85,16 @@ fn gpu_matches_cpu_reference_for_every_algorithm() {
                 );
             }
             assert!(
-                (got.train_loss - want.train_loss).abs() <= 1e-3 * want.train_loss.abs() + 1e-4,
+                (got.last.train_loss - want.last.train_loss).abs()
+                    <= 1e-3 * want.last.train_loss.abs() + 1e-4,
                 "{what}: train loss"
             );
             assert!(
-                (got.consensus_distance - want.consensus_distance).abs()
-                    <= 1e-2 * want.consensus_distance + 1e-9,
+                (got.last.consensus_distance - want.last.consensus_distance).abs()
+                    <= 1e-2 * want.last.consensus_distance + 1e-9,
                 "{what}: consensus distance {} vs {}",
-                got.consensus_distance,
-                want.consensus_distance
+                got.last.consensus_distance,
+                want.last.consensus_distance
             );
             assert_eq!(got.bytes_sent_per_agent, want.bytes_sent_per_agent);
         }
@@ -109,20 +116,23 @@ fn synthetic_task_is_learned_well_above_chance() {
     let (s, _) = run(c, best_backend());
     // 10 balanced classes: chance is 0.1; the Bayes rate of the default task is about 0.7.
     assert!(
-        s.consensus_acc > 0.45,
+        s.last.consensus_acc > 0.45,
         "consensus accuracy {}",
-        s.consensus_acc
+        s.last.consensus_acc
     );
     assert!(
-        s.mean_local_acc > 0.35,
+        s.last.mean_local_acc > 0.35,
         "mean local accuracy {}",
-        s.mean_local_acc
+        s.last.mean_local_acc
     );
     assert!(
         s.rows.first().unwrap().consensus_acc < 0.25,
         "starts near chance"
     );
-    assert!(s.train_loss < s.rows[1].train_loss, "training loss falls");
+    assert!(
+        s.last.train_loss < s.rows[1].train_loss,
+        "training loss falls"
+    );
 }
 
 #[test]
@@ -216,7 +226,7 @@ fn divergence_is_reported_with_step_and_agent() {
             }
             other => panic!(
                 "expected Diverged, got {:?}",
-                other.map(|s| s.consensus_acc)
+                other.map(|s| s.last.consensus_acc)
             ),
         }
     }

@@ -383,26 +383,26 @@ pub fn run_args(args: &Args, out: &mut dyn Write, err: &mut dyn Write) -> Result
     let table = [
         (
             "consensus accuracy",
-            format!("{:.4}", summary.consensus_acc),
+            format!("{:.4}", summary.last.consensus_acc),
         ),
         (
             "mean local accuracy",
-            format!("{:.4}", summary.mean_local_acc),
+            format!("{:.4}", summary.last.mean_local_acc),
         ),
         (
             "worst agent accuracy",
             format!(
                 "{:.4} (agent {})",
-                summary.worst_local_acc, summary.worst_agent
+                summary.last.worst_local_acc, summary.last.worst_agent
             ),
         ),
         (
             "consensus distance",
-            format!("{:.3e}", summary.consensus_distance),
+            format!("{:.3e}", summary.last.consensus_distance),
         ),
         (
             "train loss (last step)",
-            format!("{:.4}", summary.train_loss),
+            format!("{:.4}", summary.last.train_loss),
         ),
         (
             "bytes sent per agent",

@@ -192,10 +192,10 @@ pub fn compare_args(args: &CompareArgs, out: &mut dyn Write, err: &mut dyn Write
     for (label, s) in &done {
         csv.push_str(&format!(
             "{label},{:.6},{:.6},{:.6},{:.6e},{},{:.4}\n",
-            s.consensus_acc,
-            s.mean_local_acc,
-            s.worst_local_acc,
-            s.consensus_distance,
+            s.last.consensus_acc,
+            s.last.mean_local_acc,
+            s.last.worst_local_acc,
+            s.last.consensus_distance,
             s.bytes_sent_per_agent,
             s.wall_s
         ));
@@ -252,10 +252,10 @@ fn table(done: &[(String, Summary)]) -> String {
         .map(|(label, s)| {
             [
                 label.clone(),
-                format!("{:.4}", s.consensus_acc),
-                format!("{:.4}", s.mean_local_acc),
-                format!("{:.4} (#{})", s.worst_local_acc, s.worst_agent),
-                format!("{:.3e}", s.consensus_distance),
+                format!("{:.4}", s.last.consensus_acc),
+                format!("{:.4}", s.last.mean_local_acc),
+                format!("{:.4} (#{})", s.last.worst_local_acc, s.last.worst_agent),
+                format!("{:.3e}", s.last.consensus_distance),
                 cli::human_bytes(s.bytes_sent_per_agent),
                 format!("{:.2}", s.wall_s),
             ]

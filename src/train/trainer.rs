@@ -28,20 +28,9 @@ pub struct Summary {
     pub steps: u64,
     /// Epochs run (steps / B).
     pub epochs: f64,
-    /// Final consensus-model test accuracy.
-    pub consensus_acc: f64,
-    /// Final consensus-model test loss.
-    pub consensus_loss: f64,
-    /// Final mean local test accuracy.
-    pub mean_local_acc: f64,
-    /// Final worst local test accuracy.
-    pub worst_local_acc: f64,
-    /// Agent with the worst local accuracy.
-    pub worst_agent: usize,
-    /// Final consensus distance.
-    pub consensus_distance: f64,
-    /// Mean training loss of the last step.
-    pub train_loss: f64,
+    /// The final evaluation (flattened into the JSON summary).
+    #[serde(flatten)]
+    pub last: EvalResult,
     /// Mean bytes sent per agent over the run.
     pub bytes_sent_per_agent: f64,
     /// Largest bytes sent by one agent.
@@ -317,13 +306,7 @@ impl Trainer {
             agents: n,
             steps: self.step,
             epochs: self.step as f64 / self.steps_per_epoch as f64,
-            consensus_acc: last.consensus_acc,
-            consensus_loss: last.consensus_loss,
-            mean_local_acc: last.mean_local_acc,
-            worst_local_acc: last.worst_local_acc,
-            worst_agent: last.worst_agent,
-            consensus_distance: last.consensus_distance,
-            train_loss: last.train_loss,
+            last,
             bytes_sent_per_agent: bytes.iter().sum::<u64>() as f64 / n as f64,
             max_bytes_sent: bytes.iter().copied().max().unwrap_or(0),
             dispatches_per_step: step_counters.0 as f64 / ran,
