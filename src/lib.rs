@@ -15,6 +15,7 @@
 //! # Ok::<(), swarmgrad::Error>(())
 //! ```
 
+pub mod algo;
 pub mod backend;
 pub mod cpu;
 pub mod data;

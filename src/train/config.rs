@@ -1,11 +1,11 @@
 //! The configuration of a training run: every knob of the main job, fillable from a TOML file
 //! (serde) and validated with a clear [`Error::BadParameter`] per bad value.
 
+use crate::algo::{Algorithm, LocalHyper};
 use crate::data::{self, Dataset, MnistKind, Partition, Split};
 use crate::error::{Error, Result};
 use crate::graph::{MixingRule, Topology};
 use crate::model::Mlp;
-use crate::train::algo::Algorithm;
 use crate::train::schedule::LrSchedule;
 use std::path::PathBuf;
 
@@ -221,6 +221,15 @@ impl TrainConfig {
             s.with_warmup(self.warmup_from, self.warmup_epochs)
         } else {
             s
+        }
+    }
+
+    /// The local optimizer hyperparameters of this run.
+    pub fn local_hyper(&self) -> LocalHyper {
+        LocalHyper {
+            momentum: self.momentum as f32,
+            nesterov: self.nesterov,
+            weight_decay: self.weight_decay as f32,
         }
     }
 

@@ -2,12 +2,12 @@
 //! model, the consensus distance, and divergence checks. Runs in chunks of the test set with
 //! one job per model (agents, then x̄) and reads back only a few floats per evaluation.
 
+use crate::algo::DeviceData;
 use crate::backend::{Axpby, Backend, Buf, BufKind, CsrBufs, Mix, Reduce, ReduceMode};
 use crate::error::{Error, Result};
 use crate::model::Mlp;
 use crate::pass::{Minibatch, Pass};
 use crate::sparse::Csr;
-use crate::train::algo::DeviceData;
 
 /// Largest activation buffer (floats) an evaluation chunk may use.
 const EVAL_ACT_BUDGET: usize = 1 << 22;

@@ -1,7 +1,6 @@
 //! Training: algorithms written once against the backend trait, learning-rate schedules,
 //! minibatch sampling, evaluation, metrics and plots, the trainer and the main job's CLI.
 
-pub mod algo;
 pub mod cli;
 pub mod compare;
 pub mod config;
@@ -11,7 +10,7 @@ pub mod sampler;
 pub mod schedule;
 pub mod trainer;
 
-pub use algo::{Algorithm, ALGORITHM_NAMES};
+pub use crate::algo::{Algorithm, ALGORITHM_NAMES};
 pub use config::{DatasetKind, TrainConfig};
 pub use eval::EvalResult;
 pub use metrics::MetricsRow;

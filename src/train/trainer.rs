@@ -1,13 +1,11 @@
 //! The trainer: builds data, partition, graph and state from a [`TrainConfig`], runs the steps
 //! with evaluations in between, and returns a [`Summary`].
 
+use crate::algo::{Algo, AlgoSetup, DeviceData, MlpObjective, Objective};
 use crate::backend::Backend;
 use crate::data::{Dataset, PartitionSummary};
 use crate::error::{Error, Result};
 use crate::model::Mlp;
-use crate::pass::{Minibatch, Pass};
-use crate::sparse::Csr;
-use crate::train::algo::{AlgoState, Algorithm, DeviceData, LocalHyper};
 use crate::train::config::TrainConfig;
 use crate::train::eval::{EvalResult, Evaluator};
 use crate::train::metrics::MetricsRow;
@@ -53,12 +51,9 @@ pub struct Trainer {
     config: TrainConfig,
     be: Box<dyn Backend>,
     model: Mlp,
-    state: AlgoState,
-    train: DeviceData,
-    mb: Minibatch,
-    pass: Pass,
+    state: Box<dyn Algo>,
+    objective: MlpObjective,
     eval: Evaluator,
-    sampler: Sampler,
     schedule: LrSchedule,
     steps: u64,
     steps_per_epoch: usize,
@@ -122,27 +117,22 @@ impl Trainer {
         let total_epochs = steps as f64 / steps_per_epoch as f64;
         let schedule = config.schedule(total_epochs);
         schedule.validate()?;
-        let gossip = match config.algo {
-            Algorithm::Dsgd => {
-                let g = config
-                    .topology
-                    .static_graph(n, config.seed)
-                    .map_err(|e| Error::param("topology", e.to_string()))?;
-                config
-                    .mixing
-                    .matrix(&g)
-                    .map_err(|e| Error::param("mixing", e.to_string()))?
-            }
-            Algorithm::AllReduce => Csr::identity(n),
-        };
         let init = model.init(n, config.seed, config.identical_init);
         let be_ref: &mut dyn Backend = be.as_mut();
-        let state = AlgoState::new(be_ref, config.algo, gossip, &model, n, &init)?;
+        let setup = AlgoSetup {
+            agents: n,
+            stride: model.stride(),
+            d: model.n_params(),
+            init: &init,
+            topology: &config.topology,
+            mixing: &config.mixing,
+            hyper: config.local_hyper(),
+            seed: config.seed,
+        };
+        let state = config.algo.build(be_ref, &setup)?;
         let train_dev = DeviceData::upload(be_ref, train, "train")?;
         let test_dev = DeviceData::upload(be_ref, test, "test")?;
-        let mb = Minibatch::new(be_ref, n, config.batch, train.dim())?;
-        let jobs: Vec<(usize, usize)> = (0..n).map(|i| (i, i)).collect();
-        let pass = Pass::new(be_ref, &model, config.batch, &jobs)?;
+        let objective = MlpObjective::new(be_ref, &model, train_dev, sampler)?;
         let eval = Evaluator::new(be_ref, &model, n, test_dev)?;
         be.flush()?;
         Ok(Trainer {
@@ -150,11 +140,8 @@ impl Trainer {
             be,
             model,
             state,
-            train: train_dev,
-            mb,
-            pass,
+            objective,
             eval,
-            sampler,
             schedule,
             steps,
             steps_per_epoch,
@@ -206,36 +193,33 @@ impl Trainer {
 
     /// Reads the current parameters (agent-major slabs of `model().stride()` floats).
     pub fn read_params(&mut self) -> Result<Vec<f64>> {
-        self.be.read_f32(self.state.params)
+        self.be.read_f32(self.state.params())
     }
 
     /// Overwrites the current parameters (agent-major slabs).
     pub fn write_params(&mut self, params: &[f32]) -> Result<()> {
-        if params.len() != self.state.params.len {
+        let buf = self.state.params();
+        if params.len() != buf.len {
             return Err(Error::param(
                 "params",
-                format!(
-                    "{} floats, expected {}",
-                    params.len(),
-                    self.state.params.len
-                ),
+                format!("{} floats, expected {}", params.len(), buf.len),
             ));
         }
-        self.be.write_f32(self.state.params, 0, params)?;
+        self.be.write_f32(buf, 0, params)?;
         self.be.flush()
     }
 
     /// Records one gossip/averaging round (no local step) and submits it.
     pub fn mix_only(&mut self) -> Result<()> {
-        self.state.record_mix(self.be.as_mut())?;
+        self.state.record_gossip(self.be.as_mut())?;
         self.be.flush()
     }
 
     /// Evaluates the current state.
     pub fn evaluate(&mut self) -> Result<EvalResult> {
-        let stats = (self.step > 0).then_some((self.pass.job_stats, self.config.batch));
+        let stats = self.objective.loss_stats().filter(|_| self.step > 0);
         self.eval
-            .evaluate(self.be.as_mut(), self.state.params, stats, self.step)
+            .evaluate(self.be.as_mut(), self.state.params(), stats, self.step)
     }
 
     /// Runs all steps; `progress(step, total, last_row)` is called after every step.
@@ -245,14 +229,8 @@ impl Trainer {
     ) -> Result<Summary> {
         let start = Instant::now();
         let n = self.config.agents;
-        let hyper = LocalHyper {
-            momentum: self.config.momentum as f32,
-            nesterov: self.config.nesterov,
-            weight_decay: self.config.weight_decay as f32,
-        };
         let mut bytes = vec![0u64; n];
         let mut rows = Vec::new();
-        let mut indices = Vec::with_capacity(n * self.config.batch);
         let mut step_counters = (0u64, 0u64);
         let first_step = self.step;
         let mut lr = self
@@ -264,21 +242,14 @@ impl Trainer {
         for t in self.step..self.steps {
             let e = t as f64 / self.steps_per_epoch as f64;
             lr = self.schedule.at(e);
-            self.sampler.next_into(&mut indices);
             let before = self.be.counters();
-            self.state.step(
-                self.be.as_mut(),
-                &self.train,
-                &self.mb,
-                &self.pass,
-                &indices,
-                lr as f32,
-                hyper,
-            )?;
+            self.state
+                .record_step(self.be.as_mut(), &mut self.objective, t, lr as f32)?;
+            self.be.flush()?;
             let after = self.be.counters();
             step_counters.0 += after.dispatches - before.dispatches;
             step_counters.1 += after.submits - before.submits;
-            for (b, s) in bytes.iter_mut().zip(&self.state.bytes_per_step) {
+            for (b, s) in bytes.iter_mut().zip(self.state.bytes_sent()) {
                 *b += s;
             }
             self.step = t + 1;

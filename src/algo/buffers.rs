@@ -1,0 +1,146 @@
+//! The per-agent state every algorithm starts from: parameters (double-buffered for mixing),
+//! gradients and the local momentum buffer, all agent-major slabs.
+
+use crate::backend::{Backend, Buf, BufKind, CsrBufs, LocalStep, Mix};
+use crate::error::{Error, Result};
+
+/// Local optimizer hyperparameters (ALGORITHMS.md §1 LocalStep).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct LocalHyper {
+    /// Momentum β (0: plain SGD).
+    pub momentum: f32,
+    /// Nesterov (true) or heavy ball (false).
+    pub nesterov: bool,
+    /// Weight decay λ, folded into the gradient before momentum.
+    pub weight_decay: f32,
+}
+
+impl Default for LocalHyper {
+    fn default() -> Self {
+        LocalHyper {
+            momentum: 0.0,
+            nesterov: true,
+            weight_decay: 0.0,
+        }
+    }
+}
+
+/// Parameters, their mixing double buffer, gradients and local momentum of all agents.
+pub struct AgentBuffers {
+    /// Current parameters x.
+    pub params: Buf,
+    /// The other half of the double buffer (mix output).
+    pub spare: Buf,
+    /// Gradient slabs g, one per agent.
+    pub grads: Buf,
+    /// Local momentum b (never communicated).
+    pub momentum: Buf,
+    /// Agents n.
+    pub agents: usize,
+    /// Floats per slab.
+    pub stride: usize,
+    /// Trainable scalars per agent d (≤ stride).
+    pub d: usize,
+}
+
+impl AgentBuffers {
+    /// Allocates the buffers and uploads the initial parameters (`agents × stride` floats).
+    pub fn new(
+        be: &mut dyn Backend,
+        agents: usize,
+        stride: usize,
+        d: usize,
+        init: &[f32],
+    ) -> Result<Self> {
+        let len = agents * stride;
+        if init.len() != len || d > stride || agents == 0 {
+            return Err(Error::param(
+                "init",
+                format!(
+                    "{} floats for {agents} slabs of {stride} (d = {d})",
+                    init.len()
+                ),
+            ));
+        }
+        let params = be.alloc(BufKind::F32, len, "params")?;
+        be.write_f32(params, 0, init)?;
+        Ok(AgentBuffers {
+            params,
+            spare: be.alloc(BufKind::F32, len, "params.next")?,
+            grads: be.alloc(BufKind::F32, len, "grads")?,
+            momentum: be.alloc(BufKind::F32, len, "momentum")?,
+            agents,
+            stride,
+            d,
+        })
+    }
+
+    /// Elements of one agent-major buffer.
+    pub fn len(&self) -> usize {
+        self.agents * self.stride
+    }
+
+    /// Always false: there is at least one agent.
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+
+    /// Allocates another zeroed buffer of the same shape (algorithm state).
+    pub fn alloc_like(&self, be: &mut dyn Backend, label: &str) -> Result<Buf> {
+        be.alloc(BufKind::F32, self.len(), label)
+    }
+
+    /// Records `x ← LocalStep(x, g)` on the given parameters with this state's gradients and
+    /// momentum.
+    pub fn record_local_step_on(
+        &self,
+        be: &mut dyn Backend,
+        params: Buf,
+        lr: f32,
+        h: LocalHyper,
+    ) -> Result<()> {
+        be.local_step(&LocalStep {
+            params,
+            grads: self.grads,
+            momentum_buf: self.momentum,
+            len: self.len(),
+            lr,
+            momentum: h.momentum,
+            nesterov: h.nesterov,
+            weight_decay: h.weight_decay,
+        })
+    }
+
+    /// Records `x ← LocalStep(x, g)` on the current parameters.
+    pub fn record_local_step(&self, be: &mut dyn Backend, lr: f32, h: LocalHyper) -> Result<()> {
+        self.record_local_step_on(be, self.params, lr, h)
+    }
+
+    /// Records `x ← W x` (W is agents × agents): reads the current buffer, writes the spare one,
+    /// then swaps them, so every row reads the state at the start of the round.
+    pub fn record_mix(&mut self, be: &mut dyn Backend, w: &CsrBufs) -> Result<()> {
+        record_mix_into(be, w, self.params, self.spare, self.stride)?;
+        std::mem::swap(&mut self.params, &mut self.spare);
+        Ok(())
+    }
+}
+
+/// Records `out ← W · input` over agent slabs of `stride` floats (input and output distinct).
+pub fn record_mix_into(
+    be: &mut dyn Backend,
+    w: &CsrBufs,
+    input: Buf,
+    output: Buf,
+    stride: usize,
+) -> Result<()> {
+    be.mix(&Mix {
+        csr: *w,
+        input,
+        in_offset: 0,
+        in_stride: stride,
+        output,
+        out_offset: 0,
+        out_stride: stride,
+        len: stride,
+    })
+}

@@ -1,0 +1,209 @@
+//! The decentralized algorithms (ALGORITHMS.md §5), one file each, written once against
+//! [`Backend`]. An algorithm records one iteration at a time — gradients from an [`Objective`],
+//! local steps, mixing — and never reads back; the caller submits each iteration with one flush.
+
+mod allreduce;
+mod buffers;
+mod dsgd;
+mod objective;
+
+pub use allreduce::AllReduce;
+pub use buffers::{record_mix_into, AgentBuffers, LocalHyper};
+pub use dsgd::Dsgd;
+pub use objective::{DeviceData, MlpObjective, Objective};
+
+use crate::backend::{Backend, Buf};
+use crate::error::{Error, Result};
+use crate::graph::{MixingRule, Topology};
+use crate::sparse::Csr;
+use std::fmt;
+use std::str::FromStr;
+
+/// One algorithm's state on a backend.
+pub trait Algo {
+    /// The current parameters x (agent-major slabs).
+    fn params(&self) -> Buf;
+    /// Records iteration t with learning rate `lr` (no flush).
+    fn record_step(
+        &mut self,
+        be: &mut dyn Backend,
+        obj: &mut dyn Objective,
+        t: u64,
+        lr: f32,
+    ) -> Result<()>;
+    /// Bytes each agent sent during the last recorded iteration.
+    fn bytes_sent(&self) -> &[u64];
+    /// Named state buffers that make up a checkpoint (parameters first).
+    fn state(&self) -> Vec<(&'static str, Buf)>;
+    /// Records one communication round alone, without a local step (tests and diagnostics).
+    fn record_gossip(&mut self, be: &mut dyn Backend) -> Result<()>;
+}
+
+/// The implemented algorithm names, for help texts and errors.
+pub const ALGORITHM_NAMES: &str = "dsgd, allreduce";
+
+/// Algorithms of ALGORITHMS.md that are specified but not implemented yet.
+pub const PLANNED_ALGORITHMS: &[&str] = &[
+    "qgm",
+    "qg-adam",
+    "relaysgd",
+    "relaysgd-grad",
+    "d2",
+    "gt",
+    "sgp",
+    "slowmo",
+    "ngm",
+    "compngm",
+    "cga",
+    "matcha",
+    "aldsgd",
+];
+
+/// An algorithm name.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Algorithm {
+    /// D-PSGD, adapt-then-combine; with momentum β > 0 it is DSGDm-N (local momentum).
+    #[default]
+    Dsgd,
+    /// Local step, then the exact average of all agents.
+    AllReduce,
+}
+
+/// Everything an algorithm is built from.
+pub struct AlgoSetup<'a> {
+    /// Agents n.
+    pub agents: usize,
+    /// Floats per agent slab.
+    pub stride: usize,
+    /// Trainable scalars per agent d.
+    pub d: usize,
+    /// Initial parameters, `agents × stride`.
+    pub init: &'a [f32],
+    /// Communication topology.
+    pub topology: &'a Topology,
+    /// Gossip weight rule.
+    pub mixing: &'a MixingRule,
+    /// Local optimizer hyperparameters.
+    pub hyper: LocalHyper,
+    /// Seed of random graphs and other algorithm randomness.
+    pub seed: u64,
+}
+
+impl Algorithm {
+    /// The canonical name.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Algorithm::Dsgd => "dsgd",
+            Algorithm::AllReduce => "allreduce",
+        }
+    }
+
+    /// Whether the algorithm communicates over the configured topology.
+    pub fn uses_topology(&self) -> bool {
+        matches!(self, Algorithm::Dsgd)
+    }
+
+    /// Builds the algorithm's state on a backend.
+    pub fn build(&self, be: &mut dyn Backend, s: &AlgoSetup) -> Result<Box<dyn Algo>> {
+        let buf = AgentBuffers::new(be, s.agents, s.stride, s.d, s.init)?;
+        Ok(match self {
+            Algorithm::Dsgd => Box::new(Dsgd::new(be, buf, &gossip_matrix(s)?, s.hyper)?),
+            Algorithm::AllReduce => Box::new(AllReduce::new(be, buf, s.hyper)?),
+        })
+    }
+}
+
+/// The gossip matrix of a static topology under the setup's weight rule.
+pub fn gossip_matrix(s: &AlgoSetup) -> Result<Csr> {
+    let g = s
+        .topology
+        .static_graph(s.agents, s.seed)
+        .map_err(|e| Error::param("topology", e.to_string()))?;
+    s.mixing
+        .matrix(&g)
+        .map_err(|e| Error::param("mixing", e.to_string()))
+}
+
+/// Bytes agent i sends per gossip round with matrix `w`: 4·d per distinct receiver r ≠ i with
+/// `w_ri ≠ 0` (the receiver's row reads x_i); self-messages are free.
+pub fn gossip_bytes_per_agent(w: &Csr, d: usize) -> Vec<u64> {
+    let mut out = vec![0u64; w.n_cols];
+    for r in 0..w.n_rows() {
+        for (c, v) in w.row(r) {
+            if c != r && v != 0.0 {
+                out[c] += 4 * d as u64;
+            }
+        }
+    }
+    out
+}
+
+impl fmt::Display for Algorithm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Algorithm {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        let t = s.trim().to_ascii_lowercase().replace('_', "-");
+        match t.as_str() {
+            "dsgd" | "d-psgd" | "dpsgd" | "dsgdm" | "dsgdm-n" => Ok(Algorithm::Dsgd),
+            "allreduce" | "all-reduce" => Ok(Algorithm::AllReduce),
+            other if PLANNED_ALGORITHMS.contains(&other) => Err(Error::param(
+                "algo",
+                format!("'{s}' is not implemented yet; implemented: {ALGORITHM_NAMES}"),
+            )),
+            _ => Err(Error::param(
+                "algo",
+                format!("unknown algorithm '{s}'; accepted: {ALGORITHM_NAMES}"),
+            )),
+        }
+    }
+}
+
+impl serde::Serialize for Algorithm {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Algorithm {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let s = <String as serde::Deserialize>::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_parse_and_planned_ones_say_not_implemented() {
+        assert_eq!("dsgd".parse::<Algorithm>().unwrap(), Algorithm::Dsgd);
+        assert_eq!(
+            "AllReduce".parse::<Algorithm>().unwrap(),
+            Algorithm::AllReduce
+        );
+        let e = "qgm".parse::<Algorithm>().unwrap_err().to_string();
+        assert!(e.contains("not implemented"), "{e}");
+        let e = "sgd9".parse::<Algorithm>().unwrap_err().to_string();
+        assert!(e.contains("accepted: dsgd, allreduce"), "{e}");
+    }
+
+    #[test]
+    fn gossip_bytes_count_receivers_not_self() {
+        let w = Csr::from_rows(
+            3,
+            &[
+                vec![(0, 0.5), (1, 0.5)],
+                vec![(1, 1.0)],
+                vec![(1, 0.5), (2, 0.5)],
+            ],
+        );
+        assert_eq!(gossip_bytes_per_agent(&w, 10), vec![0, 80, 0]);
+    }
+}
