@@ -6,11 +6,13 @@ mod allreduce;
 mod buffers;
 mod dsgd;
 mod objective;
+mod options;
 
 pub use allreduce::AllReduce;
 pub use buffers::{record_mix_into, AgentBuffers, LocalHyper};
 pub use dsgd::Dsgd;
 pub use objective::{DeviceData, MlpObjective, Objective};
+pub use options::{AlgoOptions, RelayNormalisation};
 
 use crate::backend::{Backend, Buf};
 use crate::error::{Error, Result};
@@ -87,6 +89,8 @@ pub struct AlgoSetup<'a> {
     pub hyper: LocalHyper,
     /// Seed of random graphs and other algorithm randomness.
     pub seed: u64,
+    /// Algorithm-specific options.
+    pub options: &'a AlgoOptions,
 }
 
 impl Algorithm {

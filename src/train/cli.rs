@@ -90,9 +90,99 @@ pub struct Args {
     /// Output directory (default `runs/<algo>-<topology>-n<agents>`).
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Algorithm-specific options.
+    #[command(flatten)]
+    pub options: OptionArgs,
     /// Print a one-line JSON summary as the last stdout line (no progress bar).
     #[arg(long)]
     pub json: bool,
+}
+
+/// Flags of the algorithm-specific options ([`crate::algo::AlgoOptions`]).
+#[derive(clap::Args, Clone, Debug, Default)]
+pub struct OptionArgs {
+    /// Constant gossip neighbour weight w (self weight 1 − deg·w), overriding the mixing rule.
+    #[arg(long)]
+    pub gossip_weight: Option<f64>,
+    /// QGM μ (default: β).
+    #[arg(long)]
+    pub qgm_mu: Option<f64>,
+    /// QGM buffer period K.
+    #[arg(long)]
+    pub qgm_period: Option<u64>,
+    /// QG-Adam β1.
+    #[arg(long)]
+    pub adam_beta1: Option<f64>,
+    /// QG-Adam β2.
+    #[arg(long)]
+    pub adam_beta2: Option<f64>,
+    /// QG-Adam ε.
+    #[arg(long)]
+    pub adam_eps: Option<f64>,
+    /// RelaySGD learning-rate correction: none (default), exact, half-diameter or a number.
+    #[arg(long)]
+    pub relay_lr_correction: Option<String>,
+    /// RelaySGD normalisation: world (default) or counts.
+    #[arg(long)]
+    pub relay_normalisation: Option<String>,
+    /// RelaySGD: update the reference model x0 every step.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    pub relay_update_ref_state: Option<bool>,
+    /// Probability that a directed message is dropped.
+    #[arg(long)]
+    pub drop_prob: Option<f64>,
+    /// SGP hop schedule on the exponential graph: code (default) or cyclic.
+    #[arg(long)]
+    pub hop_schedule: Option<String>,
+    /// SlowMo outer period τ in steps.
+    #[arg(long)]
+    pub slowmo_period: Option<u64>,
+    /// SlowMo outer momentum β_s.
+    #[arg(long)]
+    pub slowmo_beta: Option<f64>,
+    /// SlowMo outer learning rate α_s.
+    #[arg(long)]
+    pub slowmo_lr: Option<f64>,
+}
+
+impl OptionArgs {
+    /// Applies the given flags onto a configuration.
+    pub fn apply(&self, c: &mut TrainConfig) -> Result<()> {
+        let o = &mut c.options;
+        if let Some(w) = self.gossip_weight {
+            c.mixing = crate::graph::MixingRule::Constant(w);
+        }
+        if let Some(v) = self.qgm_mu {
+            o.qgm_mu = Some(v);
+        }
+        macro_rules! set {
+            ($($f:ident),*) => { $( if let Some(v) = self.$f { o.$f = v; } )* };
+        }
+        set!(
+            qgm_period,
+            adam_beta1,
+            adam_beta2,
+            adam_eps,
+            relay_update_ref_state,
+            drop_prob,
+            slowmo_period,
+            slowmo_beta,
+            slowmo_lr
+        );
+        fn parse_err(flag: &'static str) -> impl Fn(crate::graph::GraphError) -> Error {
+            move |e| Error::param(flag, e.to_string())
+        }
+        if let Some(v) = &self.relay_lr_correction {
+            o.relay_lr_correction = v.parse().map_err(parse_err("relay-lr-correction"))?;
+        }
+        if let Some(v) = &self.relay_normalisation {
+            o.relay_normalisation = v.parse()?;
+        }
+        if let Some(v) = &self.hop_schedule {
+            o.hop_schedule = v.parse().map_err(parse_err("hop-schedule"))?;
+        }
+        Ok(())
+    }
 }
 
 pub(crate) fn flag(name: &str) -> String {
@@ -154,6 +244,7 @@ pub fn build_config(args: &Args) -> Result<TrainConfig> {
     if let Some(m) = &args.model {
         c.model = Some(m.clone());
     }
+    args.options.apply(&mut c)?;
     macro_rules! set {
         ($($f:ident),*) => { $( if let Some(v) = args.$f { c.$f = v; } )* };
     }

@@ -1,7 +1,7 @@
 //! The configuration of a training run: every knob of the main job, fillable from a TOML file
 //! (serde) and validated with a clear [`Error::BadParameter`] per bad value.
 
-use crate::algo::{Algorithm, LocalHyper};
+use crate::algo::{AlgoOptions, Algorithm, LocalHyper};
 use crate::data::{self, Dataset, MnistKind, Partition, Split};
 use crate::error::{Error, Result};
 use crate::graph::{MixingRule, Topology};
@@ -125,6 +125,8 @@ pub struct TrainConfig {
     pub synthetic_separation: f32,
     /// Test fraction when only a test split exists (MNIST t10k fallback).
     pub fallback_test_fraction: f64,
+    /// Algorithm-specific options (`[options]` in TOML).
+    pub options: AlgoOptions,
 }
 
 impl Default for TrainConfig {
@@ -158,6 +160,7 @@ impl Default for TrainConfig {
             synthetic_dim: 64,
             synthetic_separation: 3.0,
             fallback_test_fraction: 0.2,
+            options: AlgoOptions::default(),
         }
     }
 }
@@ -235,6 +238,7 @@ impl TrainConfig {
 
     /// Checks every value that does not need the data; the trainer checks the rest.
     pub fn validate(&self) -> Result<()> {
+        self.options.validate()?;
         if self.agents < 1 {
             return Err(Error::param("agents", "need at least 1 agent"));
         }

@@ -128,6 +128,7 @@ impl Trainer {
             mixing: &config.mixing,
             hyper: config.local_hyper(),
             seed: config.seed,
+            options: &config.options,
         };
         let state = config.algo.build(be_ref, &setup)?;
         let train_dev = DeviceData::upload(be_ref, train, "train")?;

@@ -1,0 +1,192 @@
+//! Algorithm-specific options with the papers' defaults (ALGORITHMS.md §5). A TOML config sets
+//! them in an `[options]` table; the command line has one flag per field.
+
+use crate::error::{Error, Result};
+use crate::graph::{HopSchedule, LrCorrection};
+
+/// How RelaySGD normalises the relayed sum (§5.5 step 5).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RelayNormalisation {
+    /// `(S_i + (n − N_i)·x0)/n`: the initial model stands in for models not yet arrived.
+    #[default]
+    World,
+    /// `S_i / N_i`.
+    Counts,
+}
+
+impl std::str::FromStr for RelayNormalisation {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "world" => Ok(RelayNormalisation::World),
+            "counts" => Ok(RelayNormalisation::Counts),
+            other => Err(Error::param(
+                "relay-normalisation",
+                format!("unknown '{other}'; accepted: world, counts"),
+            )),
+        }
+    }
+}
+
+/// Options of the algorithms beyond the local optimizer; defaults follow ALGORITHMS.md.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AlgoOptions {
+    /// QGM μ (None: μ = β, the code's default).
+    pub qgm_mu: Option<f64>,
+    /// QGM buffer period K (1: update every iteration).
+    pub qgm_period: u64,
+    /// QG-Adam β1.
+    pub adam_beta1: f64,
+    /// QG-Adam β2.
+    pub adam_beta2: f64,
+    /// QG-Adam ε.
+    pub adam_eps: f64,
+    /// RelaySGD learning-rate correction (opt-in; None uses the plain learning rate).
+    pub relay_lr_correction: LrCorrection,
+    /// RelaySGD normalisation.
+    pub relay_normalisation: RelayNormalisation,
+    /// RelaySGD: x0 ← x_i after every step (the unreliable-network runs).
+    pub relay_update_ref_state: bool,
+    /// Probability that a directed message is dropped (RelaySGD family, SGP, gossip).
+    pub drop_prob: f64,
+    /// SGP hop schedule on the one-peer exponential graph.
+    pub hop_schedule: HopSchedule,
+    /// SlowMo outer period τ (steps).
+    pub slowmo_period: u64,
+    /// SlowMo outer momentum β_s.
+    pub slowmo_beta: f64,
+    /// SlowMo outer learning rate α_s.
+    pub slowmo_lr: f64,
+}
+
+impl Default for AlgoOptions {
+    fn default() -> Self {
+        AlgoOptions {
+            qgm_mu: None,
+            qgm_period: 1,
+            adam_beta1: 0.9,
+            adam_beta2: 0.999,
+            adam_eps: 1e-8,
+            relay_lr_correction: LrCorrection::None,
+            relay_normalisation: RelayNormalisation::World,
+            relay_update_ref_state: false,
+            drop_prob: 0.0,
+            hop_schedule: HopSchedule::Code,
+            slowmo_period: 48,
+            slowmo_beta: 0.5,
+            slowmo_lr: 1.0,
+        }
+    }
+}
+
+impl AlgoOptions {
+    /// Checks every value; the first bad one is an [`Error::BadParameter`] naming its flag.
+    pub fn validate(&self) -> Result<()> {
+        let unit = |name: &str, v: f64, hi_open: bool| -> Result<()> {
+            let ok = v.is_finite() && v >= 0.0 && if hi_open { v < 1.0 } else { v <= 1.0 };
+            if ok {
+                Ok(())
+            } else {
+                Err(Error::param(
+                    name,
+                    format!("{v} is outside [0, 1{}", if hi_open { ")" } else { "]" }),
+                ))
+            }
+        };
+        if let Some(mu) = self.qgm_mu {
+            unit("qgm-mu", mu, true)?;
+        }
+        if self.qgm_period == 0 {
+            return Err(Error::param("qgm-period", "must be at least 1"));
+        }
+        unit("adam-beta1", self.adam_beta1, true)?;
+        unit("adam-beta2", self.adam_beta2, true)?;
+        if !(self.adam_eps > 0.0 && self.adam_eps.is_finite()) {
+            return Err(Error::param(
+                "adam-eps",
+                format!("{} must be finite and > 0", self.adam_eps),
+            ));
+        }
+        unit("drop-prob", self.drop_prob, true)?;
+        if self.slowmo_period == 0 {
+            return Err(Error::param("slowmo-period", "must be at least 1"));
+        }
+        unit("slowmo-beta", self.slowmo_beta, true)?;
+        if !(self.slowmo_lr > 0.0 && self.slowmo_lr.is_finite()) {
+            return Err(Error::param(
+                "slowmo-lr",
+                format!("{} must be finite and > 0", self.slowmo_lr),
+            ));
+        }
+        if let LrCorrection::Value(c) = self.relay_lr_correction {
+            if !(c > 0.0 && c.is_finite()) {
+                return Err(Error::param(
+                    "relay-lr-correction",
+                    format!("{c} must be finite and > 0"),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_validate_and_bad_values_name_their_flag() {
+        AlgoOptions::default().validate().unwrap();
+        let cases: Vec<(&str, AlgoOptions)> = vec![
+            (
+                "qgm-mu",
+                AlgoOptions {
+                    qgm_mu: Some(1.0),
+                    ..Default::default()
+                },
+            ),
+            (
+                "qgm-period",
+                AlgoOptions {
+                    qgm_period: 0,
+                    ..Default::default()
+                },
+            ),
+            (
+                "adam-eps",
+                AlgoOptions {
+                    adam_eps: 0.0,
+                    ..Default::default()
+                },
+            ),
+            (
+                "drop-prob",
+                AlgoOptions {
+                    drop_prob: f64::NAN,
+                    ..Default::default()
+                },
+            ),
+            (
+                "slowmo-period",
+                AlgoOptions {
+                    slowmo_period: 0,
+                    ..Default::default()
+                },
+            ),
+        ];
+        for (flag, o) in cases {
+            let e = o.validate().unwrap_err().to_string();
+            assert!(e.contains(flag), "{flag}: {e}");
+        }
+        let toml_text =
+            "qgm_period = 4\nrelay_normalisation = \"counts\"\nrelay_lr_correction = \"exact\"";
+        let o: AlgoOptions = toml::from_str(toml_text).unwrap();
+        assert_eq!(
+            (o.qgm_period, o.relay_normalisation),
+            (4, RelayNormalisation::Counts)
+        );
+        assert_eq!(o.relay_lr_correction, LrCorrection::Exact);
+    }
+}
