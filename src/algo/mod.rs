@@ -7,12 +7,14 @@ mod buffers;
 mod dsgd;
 mod objective;
 mod options;
+mod quadratic;
 
 pub use allreduce::AllReduce;
 pub use buffers::{record_mix_into, AgentBuffers, LocalHyper};
 pub use dsgd::Dsgd;
 pub use objective::{DeviceData, MlpObjective, Objective};
 pub use options::{AlgoOptions, RelayNormalisation};
+pub use quadratic::{OneShot, Quadratics};
 
 use crate::backend::{Backend, Buf};
 use crate::error::{Error, Result};
