@@ -226,6 +226,58 @@ pub struct LocalStep {
     pub weight_decay: f32,
 }
 
+/// QG-Adam's parameter step (ALGORITHMS.md §5.4 step 3), moments read only:
+/// `g' = g + λx; a = β1·m1 + g'; s = β2·m2 + (1−β2)·g'²; x ← x − (η/bc1)·a/(√s/√bc2 + ε)`.
+#[derive(Clone, Copy, Debug)]
+pub struct AdamStep {
+    /// Parameters, updated in place.
+    pub params: Buf,
+    /// Gradients.
+    pub grads: Buf,
+    /// First moment m1.
+    pub m1: Buf,
+    /// Second moment m2.
+    pub m2: Buf,
+    /// Elements.
+    pub len: usize,
+    /// Learning rate η.
+    pub lr: f32,
+    /// β1.
+    pub beta1: f32,
+    /// β2.
+    pub beta2: f32,
+    /// ε.
+    pub eps: f32,
+    /// Bias correction 1 − β1^(t+1).
+    pub bc1: f32,
+    /// Bias correction 1 − β2^(t+1).
+    pub bc2: f32,
+    /// Weight decay λ, folded into the gradient.
+    pub weight_decay: f32,
+}
+
+/// QG-Adam's moment update from the realised model change (§5.4 steps 5–6): per agent
+/// `δ̂ = δ/(‖δ‖₂ + 1e-8)`, `m1 ← β1·m1 + (1−β1)·δ̂`, `m2 ← β2·m2 + (1−β2)·δ̂²`.
+#[derive(Clone, Copy, Debug)]
+pub struct AdamMoments {
+    /// The model change δ, agent-major slabs of `stride`.
+    pub delta: Buf,
+    /// ‖δ_i‖², one per agent.
+    pub sq_norms: Buf,
+    /// First moment, updated in place.
+    pub m1: Buf,
+    /// Second moment, updated in place.
+    pub m2: Buf,
+    /// Agents.
+    pub agents: usize,
+    /// Floats per agent slab.
+    pub stride: usize,
+    /// β1.
+    pub beta1: f32,
+    /// β2.
+    pub beta2: f32,
+}
+
 /// What a segmented reduction sums.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ReduceMode {
@@ -307,6 +359,10 @@ pub trait Backend {
     fn local_step(&mut self, op: &LocalStep) -> Result<()>;
     /// Segmented reduction.
     fn reduce(&mut self, op: &Reduce) -> Result<()>;
+    /// QG-Adam parameter step.
+    fn adam_step(&mut self, op: &AdamStep) -> Result<()>;
+    /// QG-Adam moment update.
+    fn adam_moments(&mut self, op: &AdamMoments) -> Result<()>;
     /// Submits all recorded work (GPU: one command buffer, one submit).
     fn flush(&mut self) -> Result<()>;
     /// Work counters so far.
@@ -599,6 +655,56 @@ impl LocalStep {
         }
         distinct(op, self.params, &[self.grads, self.momentum_buf])?;
         distinct(op, self.momentum_buf, &[self.grads])
+    }
+}
+
+impl AdamStep {
+    /// Validates sizes, kinds and hyperparameters.
+    pub fn check(&self) -> Result<()> {
+        let op = "adam_step";
+        for (what, b) in [
+            ("params", self.params),
+            ("grads", self.grads),
+            ("m1", self.m1),
+            ("m2", self.m2),
+        ] {
+            need(op, what, b, BufKind::F32, self.len)?;
+        }
+        let hyper = [
+            self.lr,
+            self.beta1,
+            self.beta2,
+            self.eps,
+            self.bc1,
+            self.bc2,
+            self.weight_decay,
+        ];
+        if hyper.iter().any(|v| !v.is_finite())
+            || self.bc1 <= 0.0
+            || self.bc2 <= 0.0
+            || self.eps <= 0.0
+        {
+            return Err(Error::op(op, format!("bad hyperparameters {hyper:?}")));
+        }
+        distinct(op, self.params, &[self.grads, self.m1, self.m2])
+    }
+}
+
+impl AdamMoments {
+    /// Validates sizes, kinds and hyperparameters.
+    pub fn check(&self) -> Result<()> {
+        let op = "adam_moments";
+        let len = self.agents * self.stride;
+        nonzero(op, &[("agents", self.agents), ("stride", self.stride)])?;
+        need(op, "delta", self.delta, BufKind::F32, len)?;
+        need(op, "sq_norms", self.sq_norms, BufKind::F32, self.agents)?;
+        need(op, "m1", self.m1, BufKind::F32, len)?;
+        need(op, "m2", self.m2, BufKind::F32, len)?;
+        if !(self.beta1.is_finite() && self.beta2.is_finite()) {
+            return Err(Error::op(op, "β1 and β2 must be finite"));
+        }
+        distinct(op, self.m1, &[self.delta, self.sq_norms, self.m2])?;
+        distinct(op, self.m2, &[self.delta, self.sq_norms])
     }
 }
 

@@ -433,6 +433,45 @@ impl Backend for CpuBackend {
         Ok(())
     }
 
+    fn adam_step(&mut self, op: &AdamStep) -> Result<()> {
+        op.check()?;
+        let mut x = self.take(op.params);
+        let (g, m1, m2) = (self.reals(op.grads), self.reals(op.m1), self.reals(op.m2));
+        let (b1, b2, eps, wd) = (
+            op.beta1 as f64,
+            op.beta2 as f64,
+            op.eps as f64,
+            op.weight_decay as f64,
+        );
+        let (step, sbc2) = (op.lr as f64 / op.bc1 as f64, (op.bc2 as f64).sqrt());
+        for k in 0..op.len {
+            let gk = g[k] + wd * x[k];
+            let a = b1 * m1[k] + gk;
+            let s = b2 * m2[k] + (1.0 - b2) * gk * gk;
+            x[k] -= step * a / (s.sqrt() / sbc2 + eps);
+        }
+        self.put(op.params, x);
+        self.tick();
+        Ok(())
+    }
+
+    fn adam_moments(&mut self, op: &AdamMoments) -> Result<()> {
+        op.check()?;
+        let mut m1 = self.take(op.m1);
+        let mut m2 = self.take(op.m2);
+        let (delta, norms) = (self.reals(op.delta), self.reals(op.sq_norms));
+        let (b1, b2) = (op.beta1 as f64, op.beta2 as f64);
+        for k in 0..op.agents * op.stride {
+            let d = delta[k] / (norms[k / op.stride].sqrt() + 1e-8);
+            m1[k] = b1 * m1[k] + (1.0 - b1) * d;
+            m2[k] = b2 * m2[k] + (1.0 - b2) * d * d;
+        }
+        self.put(op.m1, m1);
+        self.put(op.m2, m2);
+        self.tick();
+        Ok(())
+    }
+
     fn flush(&mut self) -> Result<()> {
         self.counters.submits += 1;
         Ok(())

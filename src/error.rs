@@ -75,6 +75,14 @@ pub enum Error {
         /// The underlying error.
         source: std::io::Error,
     },
+    /// A checkpoint that cannot be resumed: truncated, corrupt, or written by another run.
+    #[error("cannot resume from checkpoint {path}: {reason}")]
+    Checkpoint {
+        /// The checkpoint file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// A graph that cannot serve the requested algorithm.
     #[error(transparent)]
     Graph(#[from] crate::graph::GraphError),

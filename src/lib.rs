@@ -25,6 +25,7 @@ pub mod graph;
 pub mod model;
 pub mod pass;
 pub mod sparse;
+pub mod toy;
 pub mod train;
 
 pub use error::{Error, Result};

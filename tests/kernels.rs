@@ -677,3 +677,49 @@ fn bad_requests_are_typed_errors_on_every_backend() {
         assert!(err.to_string().contains("huge params"), "{err}");
     }
 }
+
+#[test]
+fn adam_kernels_match_reference() {
+    // A handful of roundings and one sqrt per element: 16 ulps relative with a 1e-6 floor
+    // (the step divides by √s/√bc2 + ε, so its relative error is a few times that of √).
+    for (agents, stride) in [(1, 5), (3, 64), (4, 1000)] {
+        let len = agents * stride;
+        parity(
+            &format!("adam_step/moments {agents}x{stride}"),
+            |be, _| {
+                let params = upload(be, &uniform(60, len, -1.0, 1.0));
+                let grads = upload(be, &uniform(61, len, -1.0, 1.0));
+                let m1 = upload(be, &uniform(62, len, -0.1, 0.1));
+                let m2 = upload(be, &uniform(63, len, 0.0, 0.01));
+                be.adam_step(&AdamStep {
+                    params,
+                    grads,
+                    m1,
+                    m2,
+                    len,
+                    lr: 0.01,
+                    beta1: 0.9,
+                    beta2: 0.999,
+                    eps: 1e-8,
+                    bc1: 0.19,
+                    bc2: 0.002998,
+                    weight_decay: 1e-4,
+                })?;
+                let delta = upload(be, &uniform(64, len, -1.0, 1.0));
+                let sq_norms = upload(be, &uniform(65, agents, 0.5, 2.0));
+                be.adam_moments(&AdamMoments {
+                    delta,
+                    sq_norms,
+                    m1,
+                    m2,
+                    agents,
+                    stride,
+                    beta1: 0.9,
+                    beta2: 0.999,
+                })?;
+                Ok(vec![params, m1, m2])
+            },
+            |want, _| 16.0 * EPS32 * want.abs() + 1e-6,
+        );
+    }
+}

@@ -353,7 +353,7 @@ fn cli_json_has_every_key_and_bad_flags_exit_2() {
     for (args, needle) in [
         (&["--lr", "-1"][..], "--lr"),
         (&["--momentum", "1"][..], "--momentum"),
-        (&["--algo", "qgm"][..], "not implemented yet"),
+        (&["--algo", "ngm"][..], "not implemented yet"),
         (&["--algo", "sgdx"][..], "accepted: dsgd, allreduce"),
         (&["--topology", "mesh"][..], "accepted: ring"),
         (&["--partition", "zipf"][..], "accepted: iid"),
@@ -497,4 +497,185 @@ fn compare_has_one_row_per_run_and_bad_algo_exits_2() {
         assert_eq!(err.trim().lines().count(), 1, "one-line error: {err}");
         assert!(out.is_empty(), "nothing runs for {args:?}: {out}");
     }
+}
+
+/// Every field of a metrics row but the wall time, as bit patterns (NaN-safe comparison).
+fn row_bits(r: &swarmgrad::train::MetricsRow) -> Vec<u64> {
+    let f = [
+        r.epoch,
+        r.lr,
+        r.consensus_acc,
+        r.consensus_loss,
+        r.mean_local_acc,
+        r.worst_local_acc,
+        r.consensus_distance,
+        r.train_loss,
+        r.bytes_sent_per_agent,
+    ];
+    std::iter::once(r.step)
+        .chain(f.iter().map(|v| v.to_bits()))
+        .collect()
+}
+
+fn bits(v: &[f64]) -> Vec<u64> {
+    v.iter().map(|x| x.to_bits()).collect()
+}
+
+/// Runs 2k steps checkpointing at k, then resumes a fresh trainer from the checkpoint; both must
+/// give bit-identical metrics rows, byte ledger and parameters. Returns the backend.
+fn resume_matches_uninterrupted(be: Box<dyn Backend>, tag: &str) -> Box<dyn Backend> {
+    let dir = std::env::temp_dir().join(format!("swarmgrad-ckpt-{tag}-{}", std::process::id()));
+    let ck = dir.join("checkpoint.bin");
+    // Momentum (a second state buffer), an epoch boundary at step 25 and the checkpoint mid-epoch.
+    let config = small(Algorithm::Dsgd, 0.9, 40);
+    let mut a = Trainer::new(config.clone(), be).unwrap();
+    a.set_checkpoint_every(20, ck.clone()).unwrap();
+    let sa = a.run(|_, _, _| {}).unwrap();
+    let pa = a.read_params().unwrap();
+    let be = a.into_backend();
+    let mut b = Trainer::new(config, be).unwrap();
+    b.load_checkpoint(&ck).unwrap();
+    assert_eq!(b.step(), 20);
+    let sb = b.run(|_, _, _| {}).unwrap();
+    let pb = b.read_params().unwrap();
+    let ra: Vec<Vec<u64>> = sa.rows.iter().map(row_bits).collect();
+    let rb: Vec<Vec<u64>> = sb.rows.iter().map(row_bits).collect();
+    assert_eq!(ra.len(), 5, "{tag}: rows at 0, 10, 20, 30, 40");
+    assert_eq!(ra, rb, "{tag}: metrics rows");
+    assert!(bits(&pa) == bits(&pb), "{tag}: parameters differ");
+    assert_eq!(sa.bytes_sent_per_agent, sb.bytes_sent_per_agent);
+    assert_eq!(sa.max_bytes_sent, sb.max_bytes_sent);
+    assert_eq!(sa.last, sb.last);
+    let _ = std::fs::remove_dir_all(&dir);
+    b.into_backend()
+}
+
+#[test]
+fn resumed_run_is_bit_identical_to_an_uninterrupted_one() {
+    resume_matches_uninterrupted(Box::new(CpuBackend::new()), "cpu");
+    // Saving a checkpoint does not perturb the run.
+    let (plain, p) = run(small(Algorithm::Dsgd, 0.9, 40), Box::new(CpuBackend::new()));
+    let mut t = Trainer::new(small(Algorithm::Dsgd, 0.9, 40), Box::new(CpuBackend::new())).unwrap();
+    let ck = std::env::temp_dir().join(format!("swarmgrad-ckpt-plain-{}.bin", std::process::id()));
+    t.set_checkpoint_every(7, ck.clone()).unwrap();
+    let s = t.run(|_, _, _| {}).unwrap();
+    assert!(bits(&t.read_params().unwrap()) == bits(&p));
+    let want: Vec<Vec<u64>> = plain.rows.iter().map(row_bits).collect();
+    let got: Vec<Vec<u64>> = s.rows.iter().map(row_bits).collect();
+    assert_eq!(got, want);
+    let _ = std::fs::remove_file(&ck);
+    if let Some(gpu) = gpu_backends("checkpoint resume").into_iter().next() {
+        resume_matches_uninterrupted(Box::new(gpu), "gpu");
+    }
+}
+
+#[test]
+fn corrupt_or_foreign_checkpoints_are_typed_errors() {
+    let dir = std::env::temp_dir().join(format!("swarmgrad-ckpt-bad-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let ck = dir.join("checkpoint.bin");
+    let config = small(Algorithm::Dsgd, 0.9, 10);
+    let mut t = Trainer::new(config.clone(), Box::new(CpuBackend::new())).unwrap();
+    t.save_checkpoint(&ck).unwrap();
+    let good = std::fs::read(&ck).unwrap();
+    let fresh = || Trainer::new(config.clone(), Box::new(CpuBackend::new())).unwrap();
+    fresh().load_checkpoint(&ck).unwrap();
+    let mut cases: Vec<(&str, Vec<u8>)> = vec![
+        ("truncated", good[..good.len() - 9].to_vec()),
+        ("empty", Vec::new()),
+    ];
+    let mut flipped = good.clone();
+    let mid = flipped.len() / 2;
+    flipped[mid] ^= 1;
+    cases.push(("flipped byte", flipped));
+    let mut magic = good.clone();
+    magic[0] = b'X';
+    cases.push(("bad magic", magic));
+    for (what, bytes) in cases {
+        let p = dir.join(format!("{}.bin", what.replace(' ', "-")));
+        std::fs::write(&p, bytes).unwrap();
+        match fresh().load_checkpoint(&p) {
+            Err(Error::Checkpoint { reason, .. }) => eprintln!("{what}: {reason}"),
+            other => panic!("{what}: expected Error::Checkpoint, got {other:?}"),
+        }
+    }
+    let other = TrainConfig {
+        lr: 0.05,
+        ..config.clone()
+    };
+    let mut t = Trainer::new(other, Box::new(CpuBackend::new())).unwrap();
+    match t.load_checkpoint(&ck) {
+        Err(Error::Checkpoint { reason, .. }) => assert!(reason.contains("configuration")),
+        other => panic!("foreign config: expected Error::Checkpoint, got {other:?}"),
+    }
+    assert!(matches!(
+        fresh().load_checkpoint(&dir.join("missing.bin")),
+        Err(Error::Io { .. })
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn cli_checkpoint_and_resume() {
+    let dir = std::env::temp_dir().join(format!("swarmgrad-ckpt-cli-{}", std::process::id()));
+    let out_dir = dir.to_str().unwrap();
+    let ck = dir.join("checkpoint.bin");
+    let base = [
+        "--json",
+        "--backend",
+        "cpu",
+        "--agents",
+        "4",
+        "--steps",
+        "12",
+        "--eval-every",
+        "4",
+        "--model",
+        "mlp:64-16-10",
+        "--out",
+        out_dir,
+    ];
+    let mut with_ck = base.to_vec();
+    with_ck.extend(["--checkpoint-every", "8"]);
+    let (code, out, err) = cli(&with_ck);
+    assert_eq!(code, 0, "{err}");
+    assert!(ck.exists());
+    let metrics = std::fs::read_to_string(dir.join("metrics.csv")).unwrap();
+    let summary: serde_json::Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
+    let ck_str = ck.to_str().unwrap().to_string();
+    let mut resume = base.to_vec();
+    resume.extend(["--resume", &ck_str]);
+    let (code, out, err) = cli(&resume);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("resumed from"), "{err}");
+    let again: serde_json::Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
+    for k in [
+        "consensus_acc",
+        "consensus_distance",
+        "train_loss",
+        "bytes_sent_per_agent",
+    ] {
+        assert_eq!(summary[k], again[k], "{k}");
+    }
+    // Same rows apart from the wall-clock column.
+    let strip = |t: &str| -> Vec<String> {
+        t.lines()
+            .map(|l| l.rsplit_once(',').map_or(l, |(a, _)| a).to_string())
+            .collect()
+    };
+    let resumed = std::fs::read_to_string(dir.join("metrics.csv")).unwrap();
+    assert_eq!(strip(&resumed), strip(&metrics));
+    let mut bad = base.to_vec();
+    bad.extend(["--checkpoint-every", "0"]);
+    let (code, _, err) = cli(&bad);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--checkpoint-every"), "{err}");
+    std::fs::write(dir.join("junk.bin"), b"not a checkpoint").unwrap();
+    let junk = dir.join("junk.bin").to_str().unwrap().to_string();
+    let mut bad = base.to_vec();
+    bad.extend(["--resume", &junk]);
+    let (code, _, err) = cli(&bad);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("cannot resume from checkpoint"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -4,17 +4,31 @@
 
 mod allreduce;
 mod buffers;
+mod d2;
 mod dsgd;
+mod gt;
 mod objective;
 mod options;
+mod qg_adam;
+mod qgm;
 mod quadratic;
+mod relay;
+mod sgp;
+mod slowmo;
 
 pub use allreduce::AllReduce;
 pub use buffers::{record_mix_into, AgentBuffers, LocalHyper};
+pub use d2::{check_d2_spectrum, D2, D2_LAMBDA_MIN_BOUND};
 pub use dsgd::Dsgd;
+pub use gt::Gt;
 pub use objective::{DeviceData, MlpObjective, Objective};
 pub use options::{AlgoOptions, RelayNormalisation};
+pub use qg_adam::QgAdam;
+pub use qgm::{Qgm, QGM_MIN_LR};
 pub use quadratic::{OneShot, Quadratics};
+pub use relay::{RelaySgd, RelayTree, RelayVariant};
+pub use sgp::Sgp;
+pub use slowmo::{SlowMo, SlowMoHyper, SLOWMO_MIN_LR};
 
 use crate::backend::{Backend, Buf};
 use crate::error::{Error, Result};
@@ -44,24 +58,11 @@ pub trait Algo {
 }
 
 /// The implemented algorithm names, for help texts and errors.
-pub const ALGORITHM_NAMES: &str = "dsgd, allreduce";
+pub const ALGORITHM_NAMES: &str =
+    "dsgd, allreduce, qgm, qg-adam, d2, gt, sgp, slowmo, relaysgd, relaysgd-grad";
 
 /// Algorithms of ALGORITHMS.md that are specified but not implemented yet.
-pub const PLANNED_ALGORITHMS: &[&str] = &[
-    "qgm",
-    "qg-adam",
-    "relaysgd",
-    "relaysgd-grad",
-    "d2",
-    "gt",
-    "sgp",
-    "slowmo",
-    "ngm",
-    "compngm",
-    "cga",
-    "matcha",
-    "aldsgd",
-];
+pub const PLANNED_ALGORITHMS: &[&str] = &["ngm", "compngm", "cga", "matcha", "aldsgd"];
 
 /// An algorithm name.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -71,6 +72,22 @@ pub enum Algorithm {
     Dsgd,
     /// Local step, then the exact average of all agents.
     AllReduce,
+    /// QGM: quasi-global momentum on D-PSGD (QG-DSGDm-N, §5.3).
+    Qgm,
+    /// QG-Adam v0 (§5.4): Adam moments driven by the normalised realised model change.
+    QgAdam,
+    /// D², form B (§5.10); needs λ_min(W) > −1/3.
+    D2,
+    /// Gradient tracking, epfml/relaysgd form (§5.11): two gossip rounds.
+    Gt,
+    /// SGP on the time-varying one-peer exponential graph (§5.12); n a power of two.
+    Sgp,
+    /// DSGDm-N with a SlowMo-style outer step every τ iterations (§5.14).
+    SlowMo,
+    /// RelaySGD, RelaySum/Model on spanning tree(s) (§5.5).
+    RelaySgd,
+    /// RelaySGD/Grad, RelaySum/Grad on spanning tree(s) (§5.6).
+    RelaySgdGrad,
 }
 
 /// Everything an algorithm is built from.
@@ -101,12 +118,30 @@ impl Algorithm {
         match self {
             Algorithm::Dsgd => "dsgd",
             Algorithm::AllReduce => "allreduce",
+            Algorithm::Qgm => "qgm",
+            Algorithm::QgAdam => "qg-adam",
+            Algorithm::D2 => "d2",
+            Algorithm::Gt => "gt",
+            Algorithm::Sgp => "sgp",
+            Algorithm::SlowMo => "slowmo",
+            Algorithm::RelaySgd => "relaysgd",
+            Algorithm::RelaySgdGrad => "relaysgd-grad",
         }
     }
 
     /// Whether the algorithm communicates over the configured topology.
     pub fn uses_topology(&self) -> bool {
-        matches!(self, Algorithm::Dsgd)
+        matches!(
+            self,
+            Algorithm::Dsgd
+                | Algorithm::Qgm
+                | Algorithm::QgAdam
+                | Algorithm::D2
+                | Algorithm::Gt
+                | Algorithm::SlowMo
+                | Algorithm::RelaySgd
+                | Algorithm::RelaySgdGrad
+        )
     }
 
     /// Builds the algorithm's state on a backend.
@@ -115,6 +150,54 @@ impl Algorithm {
         Ok(match self {
             Algorithm::Dsgd => Box::new(Dsgd::new(be, buf, &gossip_matrix(s)?, s.hyper)?),
             Algorithm::AllReduce => Box::new(AllReduce::new(be, buf, s.hyper)?),
+            Algorithm::Qgm => {
+                qgm::require_no_drops("qgm", s.options.drop_prob)?;
+                let o = s.options;
+                let w = gossip_matrix(s)?;
+                Box::new(Qgm::new(be, buf, &w, s.hyper, o.qgm_mu, o.qgm_period)?)
+            }
+            Algorithm::QgAdam => {
+                qgm::require_no_drops("qg-adam", s.options.drop_prob)?;
+                Box::new(QgAdam::new(
+                    be,
+                    buf,
+                    &gossip_matrix(s)?,
+                    s.hyper,
+                    s.options,
+                )?)
+            }
+            Algorithm::D2 => {
+                qgm::require_no_drops("d2", s.options.drop_prob)?;
+                Box::new(D2::new(be, buf, &gossip_matrix(s)?, s.hyper)?)
+            }
+            Algorithm::Gt => {
+                qgm::require_no_drops("gt", s.options.drop_prob)?;
+                Box::new(Gt::new(be, buf, &gossip_matrix(s)?, s.hyper)?)
+            }
+            Algorithm::Sgp => {
+                let o = s.options;
+                Box::new(Sgp::new(
+                    be,
+                    buf,
+                    s.hyper,
+                    o.hop_schedule,
+                    o.drop_prob,
+                    s.seed,
+                )?)
+            }
+            Algorithm::SlowMo => {
+                qgm::require_no_drops("slowmo", s.options.drop_prob)?;
+                let o = s.options;
+                let outer = SlowMoHyper {
+                    period: o.slowmo_period,
+                    beta: o.slowmo_beta as f32,
+                    lr: o.slowmo_lr as f32,
+                };
+                let w = gossip_matrix(s)?;
+                Box::new(SlowMo::new(be, buf, &w, s.hyper, outer, s.init)?)
+            }
+            Algorithm::RelaySgd => Box::new(RelaySgd::new(be, buf, s, RelayVariant::Model)?),
+            Algorithm::RelaySgdGrad => Box::new(RelaySgd::new(be, buf, s, RelayVariant::Grad)?),
         })
     }
 }
@@ -158,6 +241,14 @@ impl FromStr for Algorithm {
         match t.as_str() {
             "dsgd" | "d-psgd" | "dpsgd" | "dsgdm" | "dsgdm-n" => Ok(Algorithm::Dsgd),
             "allreduce" | "all-reduce" => Ok(Algorithm::AllReduce),
+            "qgm" | "qg-dsgdm-n" | "quasi-global-momentum" => Ok(Algorithm::Qgm),
+            "qg-adam" | "qgadam" => Ok(Algorithm::QgAdam),
+            "d2" | "d-2" => Ok(Algorithm::D2),
+            "gt" | "gradient-tracking" => Ok(Algorithm::Gt),
+            "sgp" | "push-sum" => Ok(Algorithm::Sgp),
+            "slowmo" | "slow-mo" => Ok(Algorithm::SlowMo),
+            "relaysgd" | "relay-sgd" | "relaysum" => Ok(Algorithm::RelaySgd),
+            "relaysgd-grad" | "relay-sgd-grad" | "relaysum-grad" => Ok(Algorithm::RelaySgdGrad),
             other if PLANNED_ALGORITHMS.contains(&other) => Err(Error::param(
                 "algo",
                 format!("'{s}' is not implemented yet; implemented: {ALGORITHM_NAMES}"),
@@ -194,7 +285,7 @@ mod tests {
             "AllReduce".parse::<Algorithm>().unwrap(),
             Algorithm::AllReduce
         );
-        let e = "qgm".parse::<Algorithm>().unwrap_err().to_string();
+        let e = "ngm".parse::<Algorithm>().unwrap_err().to_string();
         assert!(e.contains("not implemented"), "{e}");
         let e = "sgd9".parse::<Algorithm>().unwrap_err().to_string();
         assert!(e.contains("accepted: dsgd, allreduce"), "{e}");

@@ -601,6 +601,45 @@ impl Backend for GpuBackend {
         self.dispatch(Kernel::Reduce, &p, &[op.a, op.b, op.out], op.segments)
     }
 
+    fn adam_step(&mut self, op: &AdamStep) -> Result<()> {
+        op.check()?;
+        let p = AdamParams {
+            len: u(op.len),
+            lr: op.lr,
+            beta1: op.beta1,
+            beta2: op.beta2,
+            eps: op.eps,
+            bc1: op.bc1,
+            bc2: op.bc2,
+            weight_decay: op.weight_decay,
+            ..Default::default()
+        };
+        self.dispatch(
+            Kernel::AdamStep,
+            &p,
+            &[op.params, op.grads, op.m1, op.m2],
+            op.len,
+        )
+    }
+
+    fn adam_moments(&mut self, op: &AdamMoments) -> Result<()> {
+        op.check()?;
+        let len = op.agents * op.stride;
+        let p = AdamParams {
+            len: u(len),
+            stride: u(op.stride),
+            beta1: op.beta1,
+            beta2: op.beta2,
+            ..Default::default()
+        };
+        self.dispatch(
+            Kernel::AdamMoments,
+            &p,
+            &[op.delta, op.sq_norms, op.m1, op.m2],
+            len,
+        )
+    }
+
     fn flush(&mut self) -> Result<()> {
         if let Some(cb) = self.encode() {
             self.ctx.queue.submit([cb]);

@@ -12,6 +12,7 @@ pub const SHADERS: &[(&str, &str)] = &[
     ("update.wgsl", include_str!("../../shaders/update.wgsl")),
     ("reduce.wgsl", include_str!("../../shaders/reduce.wgsl")),
     ("probe.wgsl", include_str!("../../shaders/probe.wgsl")),
+    ("adam.wgsl", include_str!("../../shaders/adam.wgsl")),
 ];
 
 /// How a kernel binds a storage buffer.
@@ -44,6 +45,10 @@ pub enum Kernel {
     LocalStep,
     /// reduce.wgsl `reduce`.
     Reduce,
+    /// adam.wgsl `adam_step`.
+    AdamStep,
+    /// adam.wgsl `adam_moments`.
+    AdamMoments,
     /// probe.wgsl `peak_fma` (benchmarks: compute ceiling).
     ProbeFma,
     /// probe.wgsl `stream` (benchmarks: bandwidth ceiling).
@@ -52,7 +57,7 @@ pub enum Kernel {
 
 impl Kernel {
     /// Every kernel.
-    pub const ALL: [Kernel; 11] = [
+    pub const ALL: [Kernel; 13] = [
         Kernel::Gather,
         Kernel::DenseForward,
         Kernel::DenseBackwardData,
@@ -62,6 +67,8 @@ impl Kernel {
         Kernel::Axpby,
         Kernel::LocalStep,
         Kernel::Reduce,
+        Kernel::AdamStep,
+        Kernel::AdamMoments,
         Kernel::ProbeFma,
         Kernel::ProbeStream,
     ];
@@ -78,6 +85,8 @@ impl Kernel {
             Kernel::Axpby => ("update.wgsl", "axpby"),
             Kernel::LocalStep => ("update.wgsl", "local_step"),
             Kernel::Reduce => ("reduce.wgsl", "reduce"),
+            Kernel::AdamStep => ("adam.wgsl", "adam_step"),
+            Kernel::AdamMoments => ("adam.wgsl", "adam_moments"),
             Kernel::ProbeFma => ("probe.wgsl", "peak_fma"),
             Kernel::ProbeStream => ("probe.wgsl", "stream"),
         }
@@ -95,6 +104,8 @@ impl Kernel {
             Kernel::Axpby => &[R, W],
             Kernel::LocalStep => &[W, R, W],
             Kernel::Reduce => &[R, R, W],
+            Kernel::AdamStep => &[W, R, R, R],
+            Kernel::AdamMoments => &[R, R, W, W],
             Kernel::ProbeFma | Kernel::ProbeStream => &[R, W],
         }
     }

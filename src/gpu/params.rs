@@ -91,6 +91,24 @@ pub struct ReduceParams {
     pub b_stride: u32,
 }
 
+/// `AdamParams` in adam.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
+pub struct AdamParams {
+    pub len: u32,
+    pub stride: u32,
+    pub _pad0: u32,
+    pub _pad1: u32,
+    pub lr: f32,
+    pub beta1: f32,
+    pub beta2: f32,
+    pub eps: f32,
+    pub bc1: f32,
+    pub bc2: f32,
+    pub weight_decay: f32,
+    pub _pad2: f32,
+}
+
 /// `ProbeParams` in probe.wgsl.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]

@@ -96,6 +96,12 @@ pub struct Args {
     /// Print a one-line JSON summary as the last stdout line (no progress bar).
     #[arg(long)]
     pub json: bool,
+    /// Write <out>/checkpoint.bin every N steps (atomically; not after the last step).
+    #[arg(long)]
+    pub checkpoint_every: Option<u64>,
+    /// Resume from a checkpoint written by a run with the same configuration.
+    #[arg(long)]
+    pub resume: Option<PathBuf>,
 }
 
 /// Flags of the algorithm-specific options ([`crate::algo::AlgoOptions`]).
@@ -416,6 +422,26 @@ pub fn run_args(args: &Args, out: &mut dyn Write, err: &mut dyn Write) -> Result
     let adapter = be.describe();
     let _ = writeln!(info, "backend: {adapter}");
     let mut trainer = Trainer::new(config.clone(), be)?;
+    let dir = args.out.clone().unwrap_or_else(|| {
+        let topo = if config.algo.uses_topology() {
+            config.topology.name()
+        } else {
+            "complete"
+        };
+        PathBuf::from(format!("runs/{}-{}-n{}", config.algo, topo, config.agents))
+    });
+    if let Some(every) = args.checkpoint_every {
+        trainer.set_checkpoint_every(every, dir.join(crate::train::checkpoint::FILE_NAME))?;
+    }
+    if let Some(p) = &args.resume {
+        trainer.load_checkpoint(p)?;
+        let _ = writeln!(
+            info,
+            "resumed from {} at step {}",
+            p.display(),
+            trainer.step()
+        );
+    }
     for n in trainer.notices() {
         let _ = writeln!(info, "notice: {n}");
     }
@@ -445,14 +471,6 @@ pub fn run_args(args: &Args, out: &mut dyn Write, err: &mut dyn Write) -> Result
     });
     bar.finish_and_clear();
     let summary = summary?;
-    let dir = args.out.clone().unwrap_or_else(|| {
-        let topo = if config.algo.uses_topology() {
-            config.topology.name()
-        } else {
-            "complete"
-        };
-        PathBuf::from(format!("runs/{}-{}-n{}", config.algo, topo, config.agents))
-    });
     metrics::write_file(&dir.join("metrics.csv"), &metrics::to_csv(&summary.rows))?;
     metrics::write_file(
         &dir.join("partition.csv"),

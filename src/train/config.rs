@@ -395,7 +395,7 @@ mod tests {
             (Algorithm::AllReduce, 4, Topology::Complete)
         );
         assert!(TrainConfig::from_toml("agnets = 4").is_err());
-        assert!(TrainConfig::from_toml("algo = \"qgm\"")
+        assert!(TrainConfig::from_toml("algo = \"ngm\"")
             .unwrap_err()
             .to_string()
             .contains("not implemented"));

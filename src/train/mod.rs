@@ -1,6 +1,7 @@
 //! Training: algorithms written once against the backend trait, learning-rate schedules,
 //! minibatch sampling, evaluation, metrics and plots, the trainer and the main job's CLI.
 
+pub mod checkpoint;
 pub mod cli;
 pub mod compare;
 pub mod config;
@@ -14,6 +15,6 @@ pub use crate::algo::{Algorithm, ALGORITHM_NAMES};
 pub use config::{DatasetKind, TrainConfig};
 pub use eval::EvalResult;
 pub use metrics::MetricsRow;
-pub use sampler::Sampler;
+pub use sampler::{Sampler, SamplerState};
 pub use schedule::LrSchedule;
 pub use trainer::{Summary, Trainer};

@@ -9,6 +9,18 @@ use rand_chacha::ChaCha8Rng;
 /// RNG stream offset of minibatch order (agent i uses stream `SAMPLER_STREAM + i`).
 const SAMPLER_STREAM: u64 = 1 << 32;
 
+/// A sampler's position (part of a checkpoint): every agent's current permutation, cursor and
+/// RNG word position.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SamplerState {
+    /// The current epoch's permutation of each agent (empty before the first batch).
+    pub order: Vec<Vec<u32>>,
+    /// Each agent's cursor into its permutation (`u64::MAX` before the first batch).
+    pub pos: Vec<u64>,
+    /// Each agent's ChaCha word position as (high, low) 64-bit halves.
+    pub word_pos: Vec<(u64, u64)>,
+}
+
 /// Per-agent minibatch sampler over index lists into one dataset.
 #[derive(Clone, Debug)]
 pub struct Sampler {
@@ -86,6 +98,54 @@ impl Sampler {
         }
     }
 
+    /// The sampler's position, enough to continue the same batch sequence after a restore.
+    pub fn state(&self) -> SamplerState {
+        SamplerState {
+            order: self.order.clone(),
+            pos: self.pos.iter().map(|&p| p as u64).collect(),
+            word_pos: self
+                .rngs
+                .iter()
+                .map(|r| {
+                    let w = r.get_word_pos();
+                    ((w >> 64) as u64, w as u64)
+                })
+                .collect(),
+        }
+    }
+
+    /// Continues from a saved position of a sampler with the same partition, batch and seed.
+    pub fn restore(&mut self, s: &SamplerState) -> Result<()> {
+        let n = self.parts.len();
+        let bad = |r: String| Err(Error::param("sampler state", r));
+        if s.order.len() != n || s.pos.len() != n || s.word_pos.len() != n {
+            return bad(format!("saved for {} agents, not {n}", s.order.len()));
+        }
+        for (a, (o, &p)) in s.order.iter().zip(&s.pos).enumerate() {
+            let fresh = o.is_empty() && p == u64::MAX;
+            let mut sorted = o.clone();
+            sorted.sort_unstable();
+            let mut part: Vec<u32> = self.parts[a].iter().map(|&i| i as u32).collect();
+            part.sort_unstable();
+            if !fresh && (sorted != part || p > o.len() as u64) {
+                return bad(format!(
+                    "agent {a}'s permutation or cursor does not fit its partition"
+                ));
+            }
+        }
+        for (a, r) in self.rngs.iter_mut().enumerate() {
+            let (hi, lo) = s.word_pos[a];
+            r.set_word_pos(((hi as u128) << 64) | lo as u128);
+        }
+        self.order = s.order.clone();
+        self.pos = s
+            .pos
+            .iter()
+            .map(|&p| usize::try_from(p).unwrap_or(usize::MAX))
+            .collect();
+        Ok(())
+    }
+
     /// The next minibatch of every agent as a new vector.
     pub fn next_batch(&mut self) -> Vec<u32> {
         let mut v = Vec::with_capacity(self.parts.len() * self.batch);
@@ -143,6 +203,32 @@ mod tests {
         }
         assert_ne!(epochs[0], epochs[1], "reshuffled each epoch");
         assert_eq!(s.steps_per_epoch(), 32 / 3 / 4);
+    }
+
+    #[test]
+    fn restored_state_continues_the_same_sequence() {
+        let mut a = Sampler::new(parts(), 4, 5).unwrap();
+        let fresh = a.state();
+        for _ in 0..7 {
+            a.next_batch();
+        }
+        let saved = a.state();
+        let want: Vec<Vec<u32>> = (0..9).map(|_| a.next_batch()).collect();
+        let mut b = Sampler::new(parts(), 4, 5).unwrap();
+        b.restore(&saved).unwrap();
+        let got: Vec<Vec<u32>> = (0..9).map(|_| b.next_batch()).collect();
+        assert_eq!(got, want);
+        let mut c = Sampler::new(parts(), 4, 5).unwrap();
+        c.restore(&fresh).unwrap();
+        assert_eq!(
+            c.next_batch(),
+            Sampler::new(parts(), 4, 5).unwrap().next_batch()
+        );
+        let mut bad = saved.clone();
+        bad.order[0][0] = 31;
+        assert!(c.restore(&bad).is_err());
+        bad.order.pop();
+        assert!(c.restore(&bad).is_err());
     }
 
     #[test]

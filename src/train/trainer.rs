@@ -6,11 +6,13 @@ use crate::backend::Backend;
 use crate::data::{Dataset, PartitionSummary};
 use crate::error::{Error, Result};
 use crate::model::Mlp;
+use crate::train::checkpoint::{self, Checkpoint};
 use crate::train::config::TrainConfig;
 use crate::train::eval::{EvalResult, Evaluator};
 use crate::train::metrics::MetricsRow;
 use crate::train::sampler::Sampler;
 use crate::train::schedule::LrSchedule;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 /// The outcome of a run: final metrics and counters.
@@ -60,6 +62,11 @@ pub struct Trainer {
     summary: PartitionSummary,
     notices: Vec<String>,
     step: u64,
+    bytes: Vec<u64>,
+    rows: Vec<MetricsRow>,
+    last_eval: Option<EvalResult>,
+    wall_offset: f64,
+    checkpoint_every: Option<(u64, PathBuf)>,
 }
 
 impl Trainer {
@@ -149,6 +156,11 @@ impl Trainer {
             summary,
             notices: Vec::new(),
             step: 0,
+            bytes: vec![0; n],
+            rows: Vec::new(),
+            last_eval: None,
+            wall_offset: 0.0,
+            checkpoint_every: None,
         })
     }
 
@@ -223,26 +235,125 @@ impl Trainer {
             .evaluate(self.be.as_mut(), self.state.params(), stats, self.step)
     }
 
-    /// Runs all steps; `progress(step, total, last_row)` is called after every step.
+    /// Steps completed so far.
+    pub fn step(&self) -> u64 {
+        self.step
+    }
+
+    /// Writes a checkpoint to `path` every `every` steps during [`Trainer::run`] (not after the
+    /// last step).
+    pub fn set_checkpoint_every(&mut self, every: u64, path: PathBuf) -> Result<()> {
+        if every == 0 {
+            return Err(Error::param("checkpoint-every", "must be at least 1"));
+        }
+        self.checkpoint_every = Some((every, path));
+        Ok(())
+    }
+
+    /// The named buffers of a checkpoint: the algorithm's state, then the objective's loss stats.
+    fn named_buffers(&self) -> Vec<(String, crate::backend::Buf)> {
+        let mut v: Vec<(String, crate::backend::Buf)> = self
+            .state
+            .state()
+            .into_iter()
+            .map(|(n, b)| (n.to_string(), b))
+            .collect();
+        if let Some((b, _)) = self.objective.loss_stats() {
+            v.push(("objective.loss_stats".into(), b));
+        }
+        v
+    }
+
+    fn config_json(&self) -> Result<String> {
+        serde_json::to_string(&self.config)
+            .map_err(|e| Error::param("config", format!("cannot encode: {e}")))
+    }
+
+    /// The full state of the run after the steps completed so far.
+    pub fn checkpoint(&mut self) -> Result<Checkpoint> {
+        let named = self.named_buffers();
+        Ok(Checkpoint {
+            config: self.config_json()?,
+            step: self.step,
+            total_steps: self.steps,
+            bytes: self.bytes.clone(),
+            sampler: self.objective.sampler().state(),
+            rows: self.rows.clone(),
+            last: self.last_eval.clone(),
+            wall_s: self.rows.last().map_or(self.wall_offset, |r| r.wall_s),
+            buffers: checkpoint::read_buffers(self.be.as_mut(), &named)?,
+        })
+    }
+
+    /// Writes a checkpoint file atomically.
+    pub fn save_checkpoint(&mut self, path: &Path) -> Result<()> {
+        self.checkpoint()?.save(path)
+    }
+
+    /// Continues from a checkpoint file written by a run with the same configuration; a
+    /// truncated, corrupt or foreign checkpoint is an [`Error::Checkpoint`].
+    pub fn load_checkpoint(&mut self, path: &Path) -> Result<()> {
+        let c = Checkpoint::load(path)?;
+        self.restore(&c, path)
+    }
+
+    /// Continues from a checkpoint (`path` names it in errors).
+    pub fn restore(&mut self, c: &Checkpoint, path: &Path) -> Result<()> {
+        let bad = |reason: String| Error::Checkpoint {
+            path: path.to_path_buf(),
+            reason,
+        };
+        if c.config != self.config_json()? {
+            return Err(bad(
+                "it was written by a run with a different configuration".into(),
+            ));
+        }
+        if c.total_steps != self.steps || c.step > self.steps {
+            return Err(bad(format!(
+                "step {} of {} does not fit this run of {} steps",
+                c.step, c.total_steps, self.steps
+            )));
+        }
+        if c.bytes.len() != self.config.agents {
+            return Err(bad(format!("byte ledger of {} agents", c.bytes.len())));
+        }
+        let named = self.named_buffers();
+        checkpoint::write_buffers(self.be.as_mut(), &named, &c.buffers, path)?;
+        self.objective
+            .sampler_mut()
+            .restore(&c.sampler)
+            .map_err(|e| bad(e.to_string()))?;
+        self.step = c.step;
+        self.bytes = c.bytes.clone();
+        self.rows = c.rows.clone();
+        self.last_eval = c.last.clone();
+        self.wall_offset = c.wall_s;
+        Ok(())
+    }
+
+    /// Runs the remaining steps; `progress(step, total, last_row)` is called after every step.
+    /// A fresh run starts with an evaluation; a resumed one continues its saved metrics rows.
     pub fn run(
         &mut self,
         mut progress: impl FnMut(u64, u64, Option<&MetricsRow>),
     ) -> Result<Summary> {
         let start = Instant::now();
+        let wall = |offset: f64| offset + start.elapsed().as_secs_f64();
         let n = self.config.agents;
-        let mut bytes = vec![0u64; n];
-        let mut rows = Vec::new();
         let mut step_counters = (0u64, 0u64);
         let first_step = self.step;
-        let mut lr = self
-            .schedule
-            .at(first_step as f64 / self.steps_per_epoch as f64);
-        let mut last_eval = None;
-        let first = self.evaluate()?;
-        rows.push(self.row(&first, lr, &bytes, start.elapsed().as_secs_f64()));
+        if self.rows.is_empty() {
+            let lr = self
+                .schedule
+                .at(first_step as f64 / self.steps_per_epoch as f64);
+            let first = self.evaluate()?;
+            let row = self.row(&first, lr, wall(self.wall_offset));
+            self.rows.push(row);
+            self.last_eval = Some(first);
+        }
         for t in self.step..self.steps {
             let e = t as f64 / self.steps_per_epoch as f64;
-            lr = self.schedule.at(e);
+            let lr = self.schedule.at(e);
             let before = self.be.counters();
             self.state
                 .record_step(self.be.as_mut(), &mut self.objective, t, lr as f32)?;
@@ -250,23 +361,31 @@ impl Trainer {
             let after = self.be.counters();
             step_counters.0 += after.dispatches - before.dispatches;
             step_counters.1 += after.submits - before.submits;
-            for (b, s) in bytes.iter_mut().zip(self.state.bytes_sent()) {
+            for (b, s) in self.bytes.iter_mut().zip(self.state.bytes_sent()) {
                 *b += s;
             }
             self.step = t + 1;
-            let mut row = None;
+            let mut evaluated = false;
             if self.step.is_multiple_of(self.config.eval_every) || self.step == self.steps {
                 let r = self.evaluate()?;
-                rows.push(self.row(&r, lr, &bytes, start.elapsed().as_secs_f64()));
-                row = rows.last();
-                last_eval = Some(r);
+                let row = self.row(&r, lr, wall(self.wall_offset));
+                self.rows.push(row);
+                self.last_eval = Some(r);
+                evaluated = true;
             }
-            progress(self.step, self.steps, row);
+            if let Some((every, path)) = self.checkpoint_every.clone() {
+                if self.step.is_multiple_of(every) && self.step < self.steps {
+                    self.save_checkpoint(&path)?;
+                }
+            }
+            progress(
+                self.step,
+                self.steps,
+                if evaluated { self.rows.last() } else { None },
+            );
         }
-        let last = match last_eval {
-            Some(r) => r,
-            None => first,
-        };
+        let last = self.last_eval.clone().unwrap_or_default();
+        let bytes = &self.bytes;
         let ran = (self.step - first_step).max(1) as f64;
         Ok(Summary {
             algo: self.config.algo.to_string(),
@@ -285,11 +404,12 @@ impl Trainer {
             submits_per_step: step_counters.1 as f64 / ran,
             wall_s: start.elapsed().as_secs_f64(),
             backend: self.be.describe(),
-            rows,
+            rows: self.rows.clone(),
         })
     }
 
-    fn row(&self, r: &EvalResult, lr: f64, bytes: &[u64], wall_s: f64) -> MetricsRow {
+    fn row(&self, r: &EvalResult, lr: f64, wall_s: f64) -> MetricsRow {
+        let bytes = &self.bytes;
         MetricsRow {
             step: self.step,
             epoch: self.step as f64 / self.steps_per_epoch as f64,

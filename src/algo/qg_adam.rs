@@ -1,0 +1,136 @@
+//! QG-Adam v0 (ALGORITHMS.md §5.4): Adam whose moments are driven by the normalised realised
+//! model change after gossip instead of the local gradient.
+//!
+//! Iteration t: g = ∇F + λx, x_prev = x; a = β1·m1 + g, s = β2·m2 + (1−β2)·g⊙g;
+//! x½ = x − (η/bc1)·a/(√s/√bc2 + ε) with bc_k = 1 − β_k^(t+1); x ← W x½; δ = x_prev − x;
+//! δ̂ = δ/(‖δ‖₂ + 1e-8) per agent; m1 ← β1·m1 + (1−β1)·δ̂; m2 ← β2·m2 + (1−β2)·δ̂⊙δ̂.
+
+use super::{gossip_bytes_per_agent, AgentBuffers, Algo, LocalHyper, Objective};
+use crate::algo::AlgoOptions;
+use crate::backend::{
+    AdamMoments, AdamStep, Axpby, Backend, Buf, BufKind, CsrBufs, Reduce, ReduceMode,
+};
+use crate::error::Result;
+use crate::sparse::Csr;
+
+/// QG-Adam state: x, m1, m2, and the temporaries x_prev (then δ) and ‖δ_i‖².
+pub struct QgAdam {
+    buf: AgentBuffers,
+    w: CsrBufs,
+    weight_decay: f32,
+    beta1: f32,
+    beta2: f32,
+    eps: f32,
+    m1: Buf,
+    m2: Buf,
+    prev: Buf,
+    sq_norms: Buf,
+    bytes: Vec<u64>,
+}
+
+impl QgAdam {
+    /// Uploads W; β1, β2 and ε come from the options, λ from the local hyperparameters
+    /// (momentum and Nesterov do not apply).
+    pub fn new(
+        be: &mut dyn Backend,
+        buf: AgentBuffers,
+        w: &Csr,
+        hyper: LocalHyper,
+        o: &AlgoOptions,
+    ) -> Result<Self> {
+        Ok(QgAdam {
+            w: be.upload_csr(w, "W")?,
+            weight_decay: hyper.weight_decay,
+            beta1: o.adam_beta1 as f32,
+            beta2: o.adam_beta2 as f32,
+            eps: o.adam_eps as f32,
+            m1: buf.alloc_like(be, "adam.m1")?,
+            m2: buf.alloc_like(be, "adam.m2")?,
+            prev: buf.alloc_like(be, "adam.prev")?,
+            sq_norms: be.alloc(BufKind::F32, buf.agents, "adam.norms")?,
+            bytes: gossip_bytes_per_agent(w, buf.d),
+            buf,
+        })
+    }
+}
+
+impl Algo for QgAdam {
+    fn params(&self) -> Buf {
+        self.buf.params
+    }
+
+    fn record_step(
+        &mut self,
+        be: &mut dyn Backend,
+        obj: &mut dyn Objective,
+        t: u64,
+        lr: f32,
+    ) -> Result<()> {
+        let len = self.buf.len();
+        obj.record_gradients(be, self.buf.params, self.buf.grads, t)?;
+        be.copy(self.buf.params, 0, self.prev, 0, len)?;
+        let power = |b: f32| 1.0 - (b as f64).powf(t as f64 + 1.0);
+        be.adam_step(&AdamStep {
+            params: self.buf.params,
+            grads: self.buf.grads,
+            m1: self.m1,
+            m2: self.m2,
+            len,
+            lr,
+            beta1: self.beta1,
+            beta2: self.beta2,
+            eps: self.eps,
+            bc1: power(self.beta1) as f32,
+            bc2: power(self.beta2) as f32,
+            weight_decay: self.weight_decay,
+        })?;
+        self.buf.record_mix(be, &self.w)?;
+        // δ = x_prev − x, in place of x_prev.
+        be.axpby(&Axpby {
+            x: self.buf.params,
+            y: self.prev,
+            a: -1.0,
+            b: 1.0,
+            len,
+        })?;
+        be.reduce(&Reduce {
+            mode: ReduceMode::Dot,
+            a: self.prev,
+            a_offset: 0,
+            a_stride: self.buf.stride,
+            b: self.prev,
+            b_offset: 0,
+            b_stride: self.buf.stride,
+            segments: self.buf.agents,
+            seg_len: self.buf.d,
+            out: self.sq_norms,
+            out_offset: 0,
+        })?;
+        be.adam_moments(&AdamMoments {
+            delta: self.prev,
+            sq_norms: self.sq_norms,
+            m1: self.m1,
+            m2: self.m2,
+            agents: self.buf.agents,
+            stride: self.buf.stride,
+            beta1: self.beta1,
+            beta2: self.beta2,
+        })
+    }
+
+    fn bytes_sent(&self) -> &[u64] {
+        &self.bytes
+    }
+
+    fn state(&self) -> Vec<(&'static str, Buf)> {
+        vec![
+            ("params", self.buf.params),
+            ("m1", self.m1),
+            ("m2", self.m2),
+        ]
+    }
+
+    fn record_gossip(&mut self, be: &mut dyn Backend) -> Result<()> {
+        self.buf.record_mix(be, &self.w)
+    }
+}

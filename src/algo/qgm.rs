@@ -1,0 +1,188 @@
+//! QGM — quasi-global momentum, QG-DSGDm-N (ALGORITHMS.md §5.3), general buffer period K.
+//!
+//! Iteration t, in this order: g = ∇F_i(x) + λx and x_prev = x; m = βm̂ + g (a temporary, m̂
+//! untouched) and u = g + βm (Nesterov) or m; x½ = x − η u; x ← W x½; v ← v + (x_prev − x)/η;
+//! every K steps (t mod K = 0) m̂ ← μm̂ + (1 − μ)·v/K and v ← 0. With K = 1 the buffer update is
+//! m̂ ← μm̂ + (1 − μ)(x_prev − x)/η, exactly the epfml/relaysgd form when μ = β. The division
+//! uses the learning rate of the step just taken, guarded by max(η, 1e-8).
+
+use super::{gossip_bytes_per_agent, AgentBuffers, Algo, LocalHyper, Objective};
+use crate::backend::{Axpby, Backend, Buf, CsrBufs, LocalStep};
+use crate::error::{Error, Result};
+use crate::sparse::Csr;
+
+/// Smallest learning rate the buffer update divides by.
+pub const QGM_MIN_LR: f32 = 1e-8;
+
+/// QGM state: x, m̂, v (K > 1 only), x_prev and the temporary m.
+pub struct Qgm {
+    buf: AgentBuffers,
+    w: CsrBufs,
+    hyper: LocalHyper,
+    mu: f32,
+    period: u64,
+    /// m̂, the quasi-global momentum buffer.
+    mhat: Buf,
+    /// The temporary m = βm̂ + g (the local step's momentum slot).
+    m: Buf,
+    /// x_prev, then δ = x_prev − x.
+    prev: Buf,
+    /// v, the accumulated model change over a period (K > 1).
+    v: Option<Buf>,
+    bytes: Vec<u64>,
+}
+
+impl Qgm {
+    /// Uploads W; `mu` None means μ = β; `period` is K ≥ 1. Errors unless β > 0.
+    pub fn new(
+        be: &mut dyn Backend,
+        buf: AgentBuffers,
+        w: &Csr,
+        hyper: LocalHyper,
+        mu: Option<f64>,
+        period: u64,
+    ) -> Result<Self> {
+        if !(hyper.momentum > 0.0 && hyper.momentum < 1.0) {
+            return Err(Error::param(
+                "momentum",
+                format!(
+                    "QGM needs a momentum β in (0, 1), got {} (β = 0 leaves no buffer to track; use dsgd)",
+                    hyper.momentum
+                ),
+            ));
+        }
+        if period == 0 {
+            return Err(Error::param("qgm-period", "must be at least 1"));
+        }
+        let mu = mu.map_or(hyper.momentum, |m| m as f32);
+        if !(0.0..1.0).contains(&mu) {
+            return Err(Error::param("qgm-mu", format!("{mu} is outside [0, 1)")));
+        }
+        let bytes = gossip_bytes_per_agent(w, buf.d);
+        let v = if period > 1 {
+            Some(buf.alloc_like(be, "qgm.v")?)
+        } else {
+            None
+        };
+        Ok(Qgm {
+            w: be.upload_csr(w, "W")?,
+            mhat: buf.alloc_like(be, "qgm.mhat")?,
+            m: buf.alloc_like(be, "qgm.m")?,
+            prev: buf.alloc_like(be, "qgm.prev")?,
+            v,
+            buf,
+            hyper,
+            mu,
+            period,
+            bytes,
+        })
+    }
+}
+
+impl Algo for Qgm {
+    fn params(&self) -> Buf {
+        self.buf.params
+    }
+
+    fn record_step(
+        &mut self,
+        be: &mut dyn Backend,
+        obj: &mut dyn Objective,
+        t: u64,
+        lr: f32,
+    ) -> Result<()> {
+        let len = self.buf.len();
+        let x = self.buf.params;
+        // 1. g = ∇F(x) (λx is folded in by the local step); x_prev = x.
+        obj.record_gradients(be, x, self.buf.grads, t)?;
+        be.copy(x, 0, self.prev, 0, len)?;
+        // 2.–3. m = βm̂ + g in a temporary, u = g + βm or m, x½ = x − ηu.
+        be.copy(self.mhat, 0, self.m, 0, len)?;
+        be.local_step(&LocalStep {
+            params: x,
+            grads: self.buf.grads,
+            momentum_buf: self.m,
+            len,
+            lr,
+            momentum: self.hyper.momentum,
+            nesterov: self.hyper.nesterov,
+            weight_decay: self.hyper.weight_decay,
+        })?;
+        // x ← W x½.
+        self.buf.record_mix(be, &self.w)?;
+        // 4. δ = x_prev − x.
+        be.axpby(&Axpby {
+            x: self.buf.params,
+            y: self.prev,
+            a: -1.0,
+            b: 1.0,
+            len,
+        })?;
+        let inv_lr = 1.0 / lr.max(QGM_MIN_LR);
+        let mu = self.mu;
+        match self.v {
+            None => be.axpby(&Axpby {
+                x: self.prev,
+                y: self.mhat,
+                a: (1.0 - mu) * inv_lr,
+                b: mu,
+                len,
+            }),
+            Some(v) => {
+                // v ← v + δ/η.
+                be.axpby(&Axpby {
+                    x: self.prev,
+                    y: v,
+                    a: inv_lr,
+                    b: 1.0,
+                    len,
+                })?;
+                // 5. Every K steps from t = 0: m̂ ← μm̂ + (1 − μ)v/K; v ← 0.
+                if t.is_multiple_of(self.period) {
+                    be.axpby(&Axpby {
+                        x: v,
+                        y: self.mhat,
+                        a: (1.0 - mu) / self.period as f32,
+                        b: mu,
+                        len,
+                    })?;
+                    be.axpby(&Axpby {
+                        x: self.mhat,
+                        y: v,
+                        a: 0.0,
+                        b: 0.0,
+                        len,
+                    })?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn bytes_sent(&self) -> &[u64] {
+        &self.bytes
+    }
+
+    fn state(&self) -> Vec<(&'static str, Buf)> {
+        let mut s = vec![("params", self.buf.params), ("qgm.mhat", self.mhat)];
+        if let Some(v) = self.v {
+            s.push(("qgm.v", v));
+        }
+        s
+    }
+
+    fn record_gossip(&mut self, be: &mut dyn Backend) -> Result<()> {
+        self.buf.record_mix(be, &self.w)
+    }
+}
+
+/// Errors when message drops are requested for an algorithm whose gossip does not model them.
+pub(super) fn require_no_drops(algo: &str, drop_prob: f64) -> Result<()> {
+    if drop_prob > 0.0 {
+        return Err(Error::param(
+            "drop-prob",
+            format!("{algo} does not simulate dropped messages yet (only sgp does); use 0"),
+        ));
+    }
+    Ok(())
+}

@@ -1,0 +1,880 @@
+//! QGM, D², gradient tracking, SGP and SlowMo (ALGORITHMS.md §5.3, §5.10–§5.12, §5.14) on the
+//! CPU reference and every GPU backend: host-side f64 simulations of the specified recursions,
+//! the §8.2 equivalences and fixed points, mean preservation, determinism, the byte ledger and
+//! short trainer runs.
+
+mod common;
+
+use common::{assert_close, gpu_backends};
+use swarmgrad::algo::{Algo, AlgoOptions, AlgoSetup, Algorithm, LocalHyper, Quadratics, Sgp};
+use swarmgrad::backend::Backend;
+use swarmgrad::cpu::CpuBackend;
+use swarmgrad::graph::{HopSchedule, MixingRule, Topology};
+use swarmgrad::train::{TrainConfig, Trainer};
+
+const D: usize = 3;
+const CONSTANT_W: MixingRule = MixingRule::Constant(0.3233);
+
+/// Distinct targets t_i[k] = i + 0.25k − 1.
+fn targets(n: usize) -> Vec<Vec<f64>> {
+    (0..n)
+        .map(|i| (0..D).map(|k| i as f64 + 0.25 * k as f64 - 1.0).collect())
+        .collect()
+}
+
+/// The identical initial model of every agent.
+fn init(n: usize) -> Vec<f32> {
+    (0..n).flat_map(|_| [0.5f32, -0.25, 1.0]).collect()
+}
+
+fn hyper(momentum: f32, weight_decay: f32) -> LocalHyper {
+    LocalHyper {
+        momentum,
+        nesterov: true,
+        weight_decay,
+    }
+}
+
+/// One algorithm on the constants task, built on `be`.
+struct Run {
+    algo: Box<dyn Algo>,
+    obj: Quadratics,
+}
+
+#[allow(clippy::too_many_arguments)]
+fn build(
+    be: &mut dyn Backend,
+    algo: Algorithm,
+    n: usize,
+    topology: Topology,
+    mixing: MixingRule,
+    h: LocalHyper,
+    options: &AlgoOptions,
+    x0: &[f32],
+) -> swarmgrad::Result<Run> {
+    let obj = Quadratics::constants(be, &targets(n))?;
+    let algo = algo.build(
+        be,
+        &AlgoSetup {
+            agents: n,
+            stride: D,
+            d: D,
+            init: x0,
+            topology: &topology,
+            mixing: &mixing,
+            hyper: h,
+            seed: 7,
+            options,
+        },
+    )?;
+    Ok(Run { algo, obj })
+}
+
+impl Run {
+    fn step(&mut self, be: &mut dyn Backend, t: u64, lr: f32) {
+        self.algo.record_step(be, &mut self.obj, t, lr).unwrap();
+        be.flush().unwrap();
+    }
+    fn params(&self, be: &mut dyn Backend) -> Vec<f64> {
+        be.read_f32(self.algo.params()).unwrap()
+    }
+    fn state(&self, be: &mut dyn Backend, name: &str) -> Vec<f64> {
+        let (_, b) = *self
+            .algo
+            .state()
+            .iter()
+            .find(|(k, _)| *k == name)
+            .unwrap_or_else(|| panic!("no state {name}"));
+        be.read_f32(b).unwrap()
+    }
+}
+
+/// The CPU reference first, then every GPU backend, each with its name.
+fn backends(test: &str) -> Vec<(String, Box<dyn Backend>)> {
+    let mut v: Vec<(String, Box<dyn Backend>)> = vec![("cpu".into(), Box::new(CpuBackend::new()))];
+    for g in gpu_backends(test) {
+        v.push((g.describe(), Box::new(g)));
+    }
+    v
+}
+
+/// (rtol, atol) for comparing a backend with an f64 host simulation.
+fn tol(name: &str) -> (f64, f64) {
+    if name == "cpu" {
+        (1e-6, 1e-6)
+    } else {
+        (1e-4, 1e-4)
+    }
+}
+
+fn dense_w(n: usize, topology: Topology, mixing: MixingRule) -> Vec<Vec<f64>> {
+    let g = topology.static_graph(n, 7).unwrap();
+    mixing.matrix(&g).unwrap().to_dense()
+}
+
+fn matvec(w: &[Vec<f64>], x: &[Vec<f64>]) -> Vec<Vec<f64>> {
+    w.iter()
+        .map(|row| {
+            (0..D)
+                .map(|k| row.iter().zip(x).map(|(a, xj)| a * xj[k]).sum())
+                .collect()
+        })
+        .collect()
+}
+
+fn flat(x: &[Vec<f64>]) -> Vec<f64> {
+    x.iter().flatten().copied().collect()
+}
+
+fn unflat(x: &[f32], n: usize) -> Vec<Vec<f64>> {
+    (0..n)
+        .map(|i| x[i * D..][..D].iter().map(|&v| f64::from(v)).collect())
+        .collect()
+}
+
+fn grad(x: &[Vec<f64>], t: &[Vec<f64>], wd: f64) -> Vec<Vec<f64>> {
+    x.iter()
+        .zip(t)
+        .map(|(xi, ti)| (0..D).map(|k| xi[k] - ti[k] + wd * xi[k]).collect())
+        .collect()
+}
+
+/// Consensus distance (1/n)Σ‖x_i − x̄‖² and the mean x̄.
+fn consensus(x: &[f64], n: usize) -> (f64, Vec<f64>) {
+    let mean: Vec<f64> = (0..D)
+        .map(|k| (0..n).map(|i| x[i * D + k]).sum::<f64>() / n as f64)
+        .collect();
+    let dist = (0..n)
+        .map(|i| {
+            (0..D)
+                .map(|k| (x[i * D + k] - mean[k]).powi(2))
+                .sum::<f64>()
+        })
+        .sum::<f64>()
+        / n as f64;
+    (dist, mean)
+}
+
+/// Warmup-like learning rates that change every step (the buffer must divide by each).
+fn lr_at(t: u64) -> f32 {
+    0.05 + 0.02 * (t % 4) as f32
+}
+
+/// §5.3 general-K recursion in f64: returns (x, m̂) after each step.
+fn qgm_sim(
+    n: usize,
+    w: &[Vec<f64>],
+    beta: f64,
+    mu: f64,
+    k_period: u64,
+    wd: f64,
+    steps: u64,
+) -> Vec<(Vec<f64>, Vec<f64>)> {
+    let tg = targets(n);
+    let mut x = unflat(&init(n), n);
+    let mut mhat = vec![vec![0.0; D]; n];
+    let mut v = vec![vec![0.0; D]; n];
+    let mut out = Vec::new();
+    for t in 0..steps {
+        let lr = f64::from(lr_at(t));
+        let g = grad(&x, &tg, wd);
+        let prev = x.clone();
+        let mut xh = x.clone();
+        for i in 0..n {
+            for k in 0..D {
+                let m = beta * mhat[i][k] + g[i][k];
+                let u = g[i][k] + beta * m;
+                xh[i][k] -= lr * u;
+            }
+        }
+        x = matvec(w, &xh);
+        for i in 0..n {
+            for k in 0..D {
+                v[i][k] += (prev[i][k] - x[i][k]) / lr.max(1e-8);
+            }
+        }
+        if t % k_period == 0 {
+            for i in 0..n {
+                for k in 0..D {
+                    mhat[i][k] = mu * mhat[i][k] + (1.0 - mu) * v[i][k] / k_period as f64;
+                    v[i][k] = 0.0;
+                }
+            }
+        }
+        out.push((flat(&x), flat(&mhat)));
+    }
+    out
+}
+
+/// The epfml/relaysgd `quasi_global_momentum` loop in f64: a PyTorch SGD step with the buffer
+/// restored afterwards, gossip, then buf ← β·buf + (prev − p)(1 − β)/max(lr, 1e-8).
+fn qgm_relaysgd_sim(n: usize, w: &[Vec<f64>], beta: f64, wd: f64, steps: u64) -> Vec<Vec<f64>> {
+    let tg = targets(n);
+    let mut p = unflat(&init(n), n);
+    let mut buf = vec![vec![0.0; D]; n];
+    let mut out = Vec::new();
+    for t in 0..steps {
+        let lr = f64::from(lr_at(t));
+        let prev = p.clone();
+        let g = grad(&p, &tg, wd);
+        for i in 0..n {
+            for k in 0..D {
+                let b = beta * buf[i][k] + g[i][k]; // on a clone: the state is restored
+                p[i][k] -= lr * (g[i][k] + beta * b);
+            }
+        }
+        p = matvec(w, &p);
+        for i in 0..n {
+            for k in 0..D {
+                buf[i][k] =
+                    buf[i][k] * beta + (prev[i][k] - p[i][k]) * ((1.0 - beta) / lr.max(1e-8));
+            }
+        }
+        out.push(flat(&p));
+    }
+    out
+}
+
+#[test]
+fn qgm_rejects_zero_momentum_and_matches_the_recursion() {
+    let n = 5;
+    let (beta, wd) = (0.9f32, 1e-2f32);
+    let w = dense_w(n, Topology::Ring, MixingRule::MetropolisHastings);
+    // §8.2.7: the epfml/relaysgd loop and the §5.3 recursion (K = 1, μ = β) are one recursion.
+    let relay = qgm_relaysgd_sim(n, &w, f64::from(beta), f64::from(wd), 6);
+    let k1 = qgm_sim(n, &w, f64::from(beta), f64::from(beta), 1, f64::from(wd), 6);
+    for (a, (b, _)) in relay.iter().zip(&k1) {
+        assert_close("relaysgd form vs §5.3 K=1", a, b, 1e-12, 1e-12);
+    }
+    for (name, mut be) in backends("qgm recursion") {
+        let be = be.as_mut();
+        let o = AlgoOptions::default();
+        let e = build(
+            be,
+            Algorithm::Qgm,
+            n,
+            Topology::Ring,
+            MixingRule::MetropolisHastings,
+            hyper(0.0, wd),
+            &o,
+            &init(n),
+        )
+        .err()
+        .expect("β = 0 must be rejected")
+        .to_string();
+        assert!(e.contains("momentum"), "{e}");
+        let (rtol, atol) = tol(&name);
+        // K = 1, μ = β (default) against both simulations.
+        let mut r = build(
+            be,
+            Algorithm::Qgm,
+            n,
+            Topology::Ring,
+            MixingRule::MetropolisHastings,
+            hyper(beta, wd),
+            &o,
+            &init(n),
+        )
+        .unwrap();
+        for t in 0..6 {
+            r.step(be, t, lr_at(t));
+            let (x, mh) = &k1[t as usize];
+            assert_close(
+                &format!("qgm K=1 x, t={t}, {name}"),
+                &r.params(be),
+                x,
+                rtol,
+                atol,
+            );
+            assert_close(
+                &format!("qgm K=1 m̂, t={t}, {name}"),
+                &r.state(be, "qgm.mhat"),
+                mh,
+                rtol,
+                10.0 * atol,
+            );
+            assert_close(
+                &format!("qgm vs relaysgd form, t={t}, {name}"),
+                &r.params(be),
+                &relay[t as usize],
+                rtol,
+                atol,
+            );
+        }
+        // K = 3, μ = 0.7: the buffer follows t = 0, 3, … and divides v by K.
+        let o3 = AlgoOptions {
+            qgm_period: 3,
+            qgm_mu: Some(0.7),
+            ..Default::default()
+        };
+        let k3 = qgm_sim(
+            n,
+            &w,
+            f64::from(beta),
+            f64::from(0.7f32),
+            3,
+            f64::from(wd),
+            7,
+        );
+        let mut r = build(
+            be,
+            Algorithm::Qgm,
+            n,
+            Topology::Ring,
+            MixingRule::MetropolisHastings,
+            hyper(beta, wd),
+            &o3,
+            &init(n),
+        )
+        .unwrap();
+        for t in 0..7 {
+            r.step(be, t, lr_at(t));
+            let (x, mh) = &k3[t as usize];
+            assert_close(
+                &format!("qgm K=3 x, t={t}, {name}"),
+                &r.params(be),
+                x,
+                rtol,
+                atol,
+            );
+            assert_close(
+                &format!("qgm K=3 m̂, t={t}, {name}"),
+                &r.state(be, "qgm.mhat"),
+                mh,
+                rtol,
+                10.0 * atol,
+            );
+        }
+    }
+}
+
+/// D² form A in f64 (local momentum β; constant η): y = x⁰ + u⁰, then
+/// y = 2xᵗ − xᵗ⁻¹ + uᵗ − uᵗ⁻¹; xᵗ⁺¹ = W y.
+fn d2_form_a(n: usize, w: &[Vec<f64>], beta: f64, lr: f64, steps: u64) -> Vec<f64> {
+    let tg = targets(n);
+    let mut x = unflat(&init(n), n);
+    let mut x_prev = x.clone();
+    let mut u_prev = vec![vec![0.0; D]; n];
+    let mut b = vec![vec![0.0; D]; n];
+    for t in 0..steps {
+        let g = grad(&x, &tg, 0.0);
+        let mut u = vec![vec![0.0; D]; n];
+        for i in 0..n {
+            for k in 0..D {
+                b[i][k] = beta * b[i][k] + g[i][k];
+                u[i][k] = -lr * (g[i][k] + beta * b[i][k]);
+            }
+        }
+        let y: Vec<Vec<f64>> = (0..n)
+            .map(|i| {
+                (0..D)
+                    .map(|k| {
+                        if t == 0 {
+                            x[i][k] + u[i][k]
+                        } else {
+                            2.0 * x[i][k] - x_prev[i][k] + u[i][k] - u_prev[i][k]
+                        }
+                    })
+                    .collect()
+            })
+            .collect();
+        x_prev = x;
+        x = matvec(w, &y);
+        u_prev = u;
+    }
+    flat(&x)
+}
+
+#[test]
+fn d2_form_b_matches_form_a_and_checks_the_spectrum() {
+    let n = 6;
+    let w = dense_w(n, Topology::Ring, CONSTANT_W);
+    let o = AlgoOptions::default();
+    for (name, mut be) in backends("d2") {
+        let be = be.as_mut();
+        let e = build(
+            be,
+            Algorithm::D2,
+            n,
+            Topology::Ring,
+            MixingRule::MetropolisHastings,
+            hyper(0.0, 0.0),
+            &o,
+            &init(n),
+        )
+        .err()
+        .expect("the MH ring with even n has λ_min = −1/3")
+        .to_string();
+        assert!(e.contains("--gossip-weight 0.3233"), "{e}");
+        let (rtol, atol) = tol(&name);
+        for beta in [0.0f32, 0.9] {
+            let want = d2_form_a(n, &w, f64::from(beta), f64::from(0.1f32), 25);
+            let mut r = build(
+                be,
+                Algorithm::D2,
+                n,
+                Topology::Ring,
+                CONSTANT_W,
+                hyper(beta, 0.0),
+                &o,
+                &init(n),
+            )
+            .unwrap();
+            for t in 0..25 {
+                r.step(be, t, 0.1);
+            }
+            assert_close(
+                &format!("d2 form B vs form A, β={beta}, {name}"),
+                &r.params(be),
+                &want,
+                rtol,
+                atol,
+            );
+        }
+    }
+}
+
+#[test]
+fn d2_and_gt_reach_the_minimiser_and_dsgd_keeps_a_bias() {
+    let n = 6;
+    let o = AlgoOptions::default();
+    let tg = targets(n);
+    let opt: Vec<f64> = (0..D)
+        .map(|k| tg.iter().map(|t| t[k]).sum::<f64>() / n as f64)
+        .collect();
+    let want: Vec<f64> = (0..n).flat_map(|_| opt.clone()).collect();
+    for (name, mut be) in backends("fixed points") {
+        let be = be.as_mut();
+        let atol = if name == "cpu" { 1e-9 } else { 2e-5 };
+        for algo in [Algorithm::D2, Algorithm::Gt, Algorithm::Dsgd] {
+            let mut r = build(
+                be,
+                algo,
+                n,
+                Topology::Ring,
+                CONSTANT_W,
+                hyper(0.0, 0.0),
+                &o,
+                &init(n),
+            )
+            .unwrap();
+            for t in 0..400 {
+                r.algo.record_step(be, &mut r.obj, t, 0.1).unwrap();
+                if t % 50 == 49 {
+                    be.flush().unwrap();
+                }
+            }
+            let x = r.params(be);
+            let (dist, mean) = consensus(&x, n);
+            eprintln!("{algo} on {name}: consensus distance {dist:e}, mean {mean:?}");
+            assert_close(&format!("{algo} mean, {name}"), &mean, &opt, 0.0, atol);
+            if algo == Algorithm::Dsgd {
+                assert!(
+                    dist > 1e-3,
+                    "dsgd should keep a heterogeneity bias: {dist:e}"
+                );
+            } else {
+                assert_close(
+                    &format!("{algo} every agent at the minimiser, {name}"),
+                    &x,
+                    &want,
+                    0.0,
+                    atol,
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn sgp_preserves_the_mean_reaches_consensus_and_follows_the_hop_schedule() {
+    let o = AlgoOptions::default();
+    for (name, mut be) in backends("sgp") {
+        let be = be.as_mut();
+        for n in [8usize, 16] {
+            // Distinct starting models; lr = 0 leaves only the two gossip rounds per step.
+            let x0: Vec<f32> = (0..n * D)
+                .map(|k| ((k * 7919) % 23) as f32 - 11.0)
+                .collect();
+            let mut r = build(
+                be,
+                Algorithm::Sgp,
+                n,
+                Topology::Ring,
+                MixingRule::MetropolisHastings,
+                hyper(0.9, 0.0),
+                &o,
+                &x0,
+            )
+            .unwrap();
+            let (d0, m0) = consensus(&r.params(be), n);
+            let mut dist = d0;
+            for t in 0..40 {
+                r.step(be, t, 0.0);
+                let (dt, mt) = consensus(&r.params(be), n);
+                assert_close(
+                    &format!("sgp mean, n={n}, t={t}, {name}"),
+                    &mt,
+                    &m0,
+                    1e-6,
+                    1e-6,
+                );
+                dist = dt;
+            }
+            eprintln!("sgp n={n} on {name}: consensus distance {d0:e} → {dist:e} after 40 steps");
+            assert!(dist < 1e-10 * d0.max(1.0), "no consensus: {dist:e}");
+        }
+        // Hop schedules on n = 16 (D = 4): a one-hot model at agent 0 shows the hops of t = 2.
+        for (sched, want_nonzero) in [
+            (HopSchedule::Code, [0usize, 1, 4, 5]),
+            (HopSchedule::Cyclic, [0, 1, 2, 3]),
+        ] {
+            let n = 16;
+            let o = AlgoOptions {
+                hop_schedule: sched,
+                ..Default::default()
+            };
+            let mut x0 = vec![0.0f32; n * D];
+            x0[..D].copy_from_slice(&[1.0, 1.0, 1.0]);
+            let mut r = build(
+                be,
+                Algorithm::Sgp,
+                n,
+                Topology::Ring,
+                MixingRule::MetropolisHastings,
+                hyper(0.0, 0.0),
+                &o,
+                &x0,
+            )
+            .unwrap();
+            r.step(be, 2, 0.0);
+            let x = r.params(be);
+            let nonzero: Vec<usize> = (0..n).filter(|&i| x[i * D] != 0.0).collect();
+            assert_eq!(nonzero, want_nonzero, "{sched} on {name}");
+            for &i in &want_nonzero {
+                assert_eq!(x[i * D], 0.25, "{sched}: agent {i} on {name}");
+            }
+        }
+    }
+    // The schedules themselves: round 0 of `code` only uses hops {1, 4} for D = 4.
+    let mut be = CpuBackend::new();
+    let mk = |be: &mut CpuBackend, s: HopSchedule, drop: f64| {
+        let buf = swarmgrad::algo::AgentBuffers::new(be, 16, D, D, &[0.0; 16 * D]).unwrap();
+        Sgp::new(be, buf, hyper(0.0, 0.0), s, drop, 3).unwrap()
+    };
+    let code = mk(&mut be, HopSchedule::Code, 0.0);
+    let cyclic = mk(&mut be, HopSchedule::Cyclic, 0.0);
+    let hops = |s: &Sgp, r: usize| (0..8).map(|t| s.graph().hop(t, r)).collect::<Vec<_>>();
+    assert_eq!(hops(&code, 0), [1, 4, 1, 4, 1, 4, 1, 4]);
+    assert_eq!(hops(&code, 1), [1, 8, 4, 2, 1, 8, 4, 2]);
+    assert_eq!(hops(&cyclic, 0), [1, 4, 1, 4, 1, 4, 1, 4]);
+    assert_eq!(hops(&cyclic, 1), [2, 8, 2, 8, 2, 8, 2, 8]);
+    // Without drops every round matrix is doubly stochastic (the mean is preserved); with drops
+    // it stays row stochastic and a dropped row keeps the receiver's model.
+    let dropping = mk(&mut be, HopSchedule::Code, 0.3);
+    let mut dropped = 0;
+    for (s, doubly) in [(&code, true), (&dropping, false)] {
+        for t in 0..20 {
+            for r in 0..2 {
+                let w = s.round_matrix(t, r).to_dense();
+                for (j, row) in w.iter().enumerate() {
+                    let col: f64 = w.iter().map(|ri| ri[j]).sum();
+                    let rs: f64 = row.iter().sum();
+                    assert!((rs - 1.0).abs() < 1e-15, "row {j} sums to {rs}");
+                    if doubly {
+                        assert!((col - 1.0).abs() < 1e-15, "column {j} sums to {col}");
+                    }
+                    dropped += usize::from(row[j] == 1.0);
+                }
+            }
+        }
+    }
+    // With drops the receiver keeps its model (row stochastic, the §5.12 rule): ~30% of 640 rows.
+    assert!((120..260).contains(&dropped), "{dropped} dropped messages");
+}
+
+#[test]
+fn slowmo_outer_step_fires_at_zero_and_every_tau() {
+    let n = 6;
+    let tau = 3;
+    let o = AlgoOptions {
+        slowmo_period: tau,
+        slowmo_beta: 0.5,
+        slowmo_lr: 1.0,
+        ..Default::default()
+    };
+    let lr = 0.1f32;
+    let w = dense_w(n, Topology::Ring, MixingRule::MetropolisHastings);
+    // Host simulation of DSGDm-N plus the outer step.
+    let tg = targets(n);
+    let mut x = unflat(&init(n), n);
+    let mut b = vec![vec![0.0; D]; n];
+    let mut slow = x[0].clone();
+    let mut us = [0.0; D];
+    let mut sim = Vec::new();
+    for t in 0..8u64 {
+        let g = grad(&x, &tg, 0.0);
+        for i in 0..n {
+            for k in 0..D {
+                b[i][k] = f64::from(0.9f32) * b[i][k] + g[i][k];
+                x[i][k] -= f64::from(lr) * (g[i][k] + f64::from(0.9f32) * b[i][k]);
+            }
+        }
+        x = matvec(&w, &x);
+        if t % tau == 0 {
+            for k in 0..D {
+                let mean = x.iter().map(|xi| xi[k]).sum::<f64>() / n as f64;
+                us[k] = 0.5 * us[k] + (slow[k] - mean) / f64::from(lr);
+                slow[k] -= f64::from(lr) * us[k];
+            }
+            x = vec![slow.clone(); n];
+        }
+        sim.push(flat(&x));
+    }
+    for (name, mut be) in backends("slowmo") {
+        let be = be.as_mut();
+        let (rtol, atol) = tol(&name);
+        let mut r = build(
+            be,
+            Algorithm::SlowMo,
+            n,
+            Topology::Ring,
+            MixingRule::MetropolisHastings,
+            hyper(0.9, 0.0),
+            &o,
+            &init(n),
+        )
+        .unwrap();
+        for t in 0..8u64 {
+            r.step(be, t, lr);
+            let x = r.params(be);
+            let identical = (1..n).all(|i| x[i * D..][..D] == x[..D]);
+            assert_eq!(
+                identical,
+                t % tau == 0,
+                "t={t} on {name}: agents identical = {identical}"
+            );
+            assert_close(
+                &format!("slowmo t={t}, {name}"),
+                &x,
+                &sim[t as usize],
+                rtol,
+                atol,
+            );
+            let bytes = r.algo.bytes_sent().to_vec();
+            let want = if t % tau == 0 { 24 + 12 } else { 24 };
+            assert_eq!(bytes, vec![want; n], "slowmo bytes at t={t}");
+        }
+    }
+}
+
+/// The five algorithms with the configuration each is tested in.
+fn cases() -> Vec<(Algorithm, usize, MixingRule, LocalHyper, AlgoOptions)> {
+    let mh = MixingRule::MetropolisHastings;
+    vec![
+        (
+            Algorithm::Qgm,
+            6,
+            mh,
+            hyper(0.9, 1e-3),
+            AlgoOptions::default(),
+        ),
+        (
+            Algorithm::Qgm,
+            6,
+            mh,
+            hyper(0.9, 0.0),
+            AlgoOptions {
+                qgm_period: 4,
+                ..Default::default()
+            },
+        ),
+        (
+            Algorithm::D2,
+            6,
+            CONSTANT_W,
+            hyper(0.9, 0.0),
+            AlgoOptions::default(),
+        ),
+        (
+            Algorithm::Gt,
+            6,
+            CONSTANT_W,
+            hyper(0.9, 0.0),
+            AlgoOptions::default(),
+        ),
+        (
+            Algorithm::Sgp,
+            8,
+            mh,
+            hyper(0.9, 0.0),
+            AlgoOptions::default(),
+        ),
+        (
+            Algorithm::Sgp,
+            8,
+            mh,
+            hyper(0.9, 0.0),
+            AlgoOptions {
+                drop_prob: 0.2,
+                ..Default::default()
+            },
+        ),
+        (
+            Algorithm::SlowMo,
+            6,
+            mh,
+            hyper(0.9, 0.0),
+            AlgoOptions {
+                slowmo_period: 5,
+                ..Default::default()
+            },
+        ),
+    ]
+}
+
+/// Runs `steps` steps and returns every state buffer and the per-step dispatch count.
+fn run_case(
+    be: &mut dyn Backend,
+    c: &(Algorithm, usize, MixingRule, LocalHyper, AlgoOptions),
+    steps: u64,
+) -> (Vec<Vec<f64>>, Vec<u64>, f64) {
+    let (algo, n, mixing, h, o) = c;
+    let mut r = build(be, *algo, *n, Topology::Ring, *mixing, *h, o, &init(*n)).unwrap();
+    be.flush().unwrap();
+    let before = be.counters().dispatches;
+    let mut bytes = Vec::new();
+    for t in 0..steps {
+        r.algo.record_step(be, &mut r.obj, t, 0.05).unwrap();
+        be.flush().unwrap();
+        if t == 1 {
+            bytes = r.algo.bytes_sent().to_vec();
+        }
+    }
+    let per_step = (be.counters().dispatches - before) as f64 / steps as f64;
+    let state = r
+        .algo
+        .state()
+        .iter()
+        .map(|&(_, b)| be.read_f32(b).unwrap())
+        .collect();
+    (state, bytes, per_step)
+}
+
+#[test]
+fn gpu_matches_cpu_is_deterministic_and_ledgers_bytes() {
+    let steps = 60;
+    let cpu: Vec<_> = cases()
+        .iter()
+        .map(|c| {
+            let mut be = CpuBackend::new();
+            let a = run_case(&mut be, c, steps);
+            let b = run_case(&mut be, c, steps);
+            assert_eq!(a.0, b.0, "{} not deterministic on the CPU", c.0);
+            eprintln!(
+                "{} ({:?}): {:.1} dispatches per step (incl. 1 gradient)",
+                c.0, c.4, a.2
+            );
+            a
+        })
+        .collect();
+    // Byte ledger at t = 1 (ring: two neighbours; d = 3 floats = 12 bytes per message).
+    let want_bytes = [24u64, 24, 24, 48, 24, 24, 24];
+    for ((c, got), want) in cases().iter().zip(&cpu).zip(want_bytes) {
+        assert_eq!(got.1, vec![want; c.1], "{} bytes", c.0);
+    }
+    for mut gpu in gpu_backends("algorithms gpu parity") {
+        let name = gpu.describe();
+        for (c, want) in cases().iter().zip(&cpu) {
+            let a = run_case(&mut gpu, c, steps);
+            let b = run_case(&mut gpu, c, steps);
+            assert_eq!(a.0, b.0, "{} not bit-identical across runs on {name}", c.0);
+            for (k, (g, w)) in a.0.iter().zip(&want.0).enumerate() {
+                let scale = w.iter().fold(1.0f64, |m, v| m.max(v.abs()));
+                assert_close(
+                    &format!("{} state {k} on {name}", c.0),
+                    g,
+                    w,
+                    1e-4,
+                    1e-4 * scale,
+                );
+            }
+        }
+    }
+}
+
+fn small(algo: Algorithm) -> TrainConfig {
+    let (agents, mixing, momentum) = match algo {
+        Algorithm::Sgp => (4, MixingRule::MetropolisHastings, 0.9),
+        Algorithm::D2 | Algorithm::Gt => (5, CONSTANT_W, 0.0),
+        _ => (5, MixingRule::MetropolisHastings, 0.9),
+    };
+    TrainConfig {
+        algo,
+        topology: Topology::Ring,
+        mixing,
+        agents,
+        partition: "dirichlet".into(),
+        alpha: Some(0.5),
+        model: Some("mlp:16-16-10".into()),
+        batch: 8,
+        lr: 0.05,
+        momentum,
+        steps: Some(20),
+        epochs: None,
+        eval_every: 10,
+        seed: 3,
+        synthetic_train: 1_000,
+        synthetic_test: 300,
+        synthetic_dim: 16,
+        options: AlgoOptions {
+            slowmo_period: 4,
+            ..Default::default()
+        },
+        ..Default::default()
+    }
+}
+
+#[test]
+fn trainer_runs_every_algorithm_on_cpu_and_gpu() {
+    let algos = [
+        Algorithm::Qgm,
+        Algorithm::D2,
+        Algorithm::Gt,
+        Algorithm::Sgp,
+        Algorithm::SlowMo,
+    ];
+    let mut want = Vec::new();
+    for algo in algos {
+        let mut t = Trainer::new(small(algo), Box::new(CpuBackend::new())).unwrap();
+        let s = t.run(|_, _, _| {}).unwrap();
+        assert!(
+            s.last.train_loss.is_finite(),
+            "{algo}: loss {}",
+            s.last.train_loss
+        );
+        eprintln!(
+            "{algo} (cpu): loss {:.4}, mean local acc {:.3}, {:.1} dispatches/step, {} bytes/agent",
+            s.last.train_loss, s.last.mean_local_acc, s.dispatches_per_step, s.bytes_sent_per_agent
+        );
+        want.push(t.read_params().unwrap());
+    }
+    for gpu in gpu_backends("algorithms trainer") {
+        let name = gpu.describe();
+        let mut be: Box<dyn Backend> = Box::new(gpu);
+        for (algo, want) in algos.iter().zip(&want) {
+            let mut t = Trainer::new(small(*algo), be).unwrap();
+            let s = t.run(|_, _, _| {}).unwrap();
+            assert!(s.last.train_loss.is_finite());
+            let p = t.read_params().unwrap();
+            assert_close(
+                &format!("{algo} trainer params on {name}"),
+                &p,
+                want,
+                1e-3,
+                1e-4,
+            );
+            be = t.into_backend();
+        }
+    }
+}
