@@ -324,6 +324,12 @@ pub trait Backend {
     fn alloc(&mut self, kind: BufKind, len: usize, label: &str) -> Result<Buf>;
     /// Writes reals at an element offset, ordered after all work recorded so far.
     fn write_f32(&mut self, buf: Buf, offset: usize, data: &[f32]) -> Result<()>;
+    /// Writes reals given in f64, ordered after all work recorded so far: the CPU reference
+    /// keeps them exactly, a GPU rounds them to f32.
+    fn write_f64(&mut self, buf: Buf, offset: usize, data: &[f64]) -> Result<()> {
+        let rounded: Vec<f32> = data.iter().map(|&v| v as f32).collect();
+        self.write_f32(buf, offset, &rounded)
+    }
     /// Writes indices at an element offset, ordered after all work recorded so far.
     fn write_u32(&mut self, buf: Buf, offset: usize, data: &[u32]) -> Result<()>;
     /// Uploads bytes into a new buffer (datasets).
@@ -368,7 +374,7 @@ pub trait Backend {
     /// Work counters so far.
     fn counters(&self) -> Counters;
 
-    /// Uploads a sparse matrix (weights rounded to f32 on the GPU).
+    /// Uploads a sparse matrix (weights exact on the CPU reference, rounded to f32 on a GPU).
     fn upload_csr(&mut self, csr: &Csr, label: &str) -> Result<CsrBufs> {
         let rows = csr.n_rows();
         let nnz = csr.nnz().max(1);
@@ -408,10 +414,9 @@ pub trait Backend {
                 format!("column {c} ≥ {} columns", csr.n_cols),
             ));
         }
-        let w: Vec<f32> = csr.weight.iter().map(|&w| w as f32).collect();
         self.write_u32(bufs.row_ptr, 0, &csr.row_ptr)?;
         self.write_u32(bufs.col, 0, &csr.col)?;
-        self.write_f32(bufs.weight, 0, &w)
+        self.write_f64(bufs.weight, 0, &csr.weight)
     }
 }
 

@@ -122,6 +122,15 @@ impl Backend for CpuBackend {
         Ok(())
     }
 
+    fn write_f64(&mut self, buf: Buf, offset: usize, data: &[f64]) -> Result<()> {
+        self.own(buf)?;
+        check_write("write_f64", buf, BufKind::F32, offset, data.len())?;
+        let mut v = self.take(buf);
+        v[offset..offset + data.len()].copy_from_slice(data);
+        self.put(buf, v);
+        Ok(())
+    }
+
     fn write_u32(&mut self, buf: Buf, offset: usize, data: &[u32]) -> Result<()> {
         self.own(buf)?;
         check_write("write_u32", buf, BufKind::U32, offset, data.len())?;

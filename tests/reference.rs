@@ -112,3 +112,32 @@ fn loss_is_log_classes_for_a_zero_model() {
         (b[0] - 0.25).abs() < 1e-12 && (b[1] + 0.25).abs() < 1e-12 && (b[3] + 0.25).abs() < 1e-12
     );
 }
+
+#[test]
+fn cpu_reference_keeps_f64_mixing_weights_and_coefficients() {
+    use swarmgrad::sparse::Csr;
+    let mut be = CpuBackend::new();
+    let third = 1.0 / 3.0;
+    let w = Csr::from_rows(3, &[vec![(0, third), (1, third), (2, third)]]);
+    let w = be.upload_csr(&w, "w").unwrap();
+    let x = be.alloc(BufKind::F32, 3, "x").unwrap();
+    be.write_f64(x, 0, &[0.1, 0.2, 0.3]).unwrap();
+    let y = be.alloc(BufKind::F32, 1, "y").unwrap();
+    be.mix(&Mix {
+        csr: w,
+        input: x,
+        in_offset: 0,
+        in_stride: 1,
+        output: y,
+        out_offset: 0,
+        out_stride: 1,
+        len: 1,
+    })
+    .unwrap();
+    // Exactly the f64 computation; f32-rounded weights would be off by ~1e-8.
+    assert_eq!(
+        be.read_f32(y).unwrap()[0],
+        third * 0.1 + third * 0.2 + third * 0.3
+    );
+    assert_eq!(be.read_f32(x).unwrap(), vec![0.1, 0.2, 0.3]);
+}

@@ -35,11 +35,11 @@ impl Quadratics {
                     format!("agent {i}: H must be {d}×{d} and c of length {d}, all finite"),
                 ));
             }
-            slabs.extend(hi.iter().map(|&v| v as f32));
-            slabs.extend(ci.iter().map(|&v| -v as f32));
+            slabs.extend(hi);
+            slabs.extend(ci.iter().map(|&v| -v));
         }
         let coeffs = be.alloc(BufKind::F32, slabs.len(), "quadratics")?;
-        be.write_f32(coeffs, 0, &slabs)?;
+        be.write_f64(coeffs, 0, &slabs)?;
         let flat: Vec<u32> = (0..agents as u32).flat_map(|i| [i, i]).collect();
         let jobs = be.alloc(BufKind::U32, flat.len(), "quadratics.jobs")?;
         be.write_u32(jobs, 0, &flat)?;
