@@ -116,11 +116,13 @@ fn main() -> swarmgrad::Result<()> {
     let macs_bd: usize = layers.iter().skip(1).map(|l| l.in_dim * l.out_dim).sum();
     println!("model {model}, batch {BATCH} per agent");
     println!(
-        "{:>6} | {:>13} | {:>15} | {:>7} | {:>10} | {:>8} | {:>10} | {:>8} | {:>10}",
+        "{:>6} | {:>13} | {:>15} | {:>7} | {:>14} | {:>7} | {:>10} | {:>8} | {:>10} | {:>8} | {:>10}",
         "agents",
         "fused fwd+bwd",
         "per-agent disp.",
         "speedup",
+        "scalar kernels",
+        "vec4 x",
         "GFLOP/s",
         "of peak",
         "mix GB/s",
@@ -132,11 +134,15 @@ fn main() -> swarmgrad::Result<()> {
         let jobs: Vec<(usize, usize)> = (0..agents).map(|i| (i, i)).collect();
         let fused = Pass::new(&mut be, &model, BATCH, &jobs)?;
         let grads = be.alloc(BufKind::F32, agents * model.stride(), "grads")?;
-        let t_fused = time_per(&mut be, 5, |be, t| {
+        let fused_step = |be: &mut GpuBackend, t: usize| {
             gather(be, &s, t)?;
             fused.record_forward(be, s.params, &s.mb)?;
             fused.record_backward(be, s.params, &s.mb, grads)
-        });
+        };
+        let t_fused = time_per(&mut be, 5, fused_step);
+        be.set_vectorized(false);
+        let t_scalar = time_per(&mut be, 5, fused_step);
+        be.set_vectorized(true);
         // Per-agent: one single-job pass per agent, the way a per-agent loop would dispatch.
         let singles: Vec<(Pass, Buf)> = (0..agents)
             .map(|i| {
@@ -188,11 +194,13 @@ fn main() -> swarmgrad::Result<()> {
         });
         let dispatches = (be.counters().dispatches - before) / 17; // 2 warm-up + 3 × 5 steps
         println!(
-            "{:>6} | {:>10.2} ms | {:>12.2} ms | {:>6.2}x | {:>10.2} | {:>7.1}% | {:>10.2} | {:>7.1}% | {:>7.2} ({dispatches} dispatches)",
+            "{:>6} | {:>10.2} ms | {:>12.2} ms | {:>6.2}x | {:>11.2} ms | {:>6.2}x | {:>10.2} | {:>7.1}% | {:>10.2} | {:>7.1}% | {:>7.2} ({dispatches} dispatches)",
             agents,
             t_fused * 1e3,
             t_single * 1e3,
             t_single / t_fused,
+            t_scalar * 1e3,
+            t_scalar / t_fused,
             flops / t_fused / 1e9,
             100.0 * flops / t_fused / 1e9 / peak_gflops,
             mix_bytes / t_mix / 1e9,

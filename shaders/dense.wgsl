@@ -99,6 +99,77 @@ fn dense_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wor
     }
 }
 
+// Vectorised views of the same buffers for dense_forward_vec4 (in_dim, w_off, stride and the
+// block sizes all multiples of 4, so every row starts on a vec4 boundary).
+@group(0) @binding(2) var<storage, read> params4: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read> a_in4: array<vec4<f32>>;
+
+// dense_forward with vec4 loads along the reduction: 8 vec4 loads feed 64 multiply-adds.
+@compute @workgroup_size(WG)
+fn dense_forward_vec4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let tiles_o = (p.out_dim + T - 1u) / T;
+    let tiles_b = (p.batch + T - 1u) / T;
+    let id = linear_id(gid, nwg);
+    if (id >= p.n_jobs * tiles_b * tiles_o) {
+        return;
+    }
+    let j = id / (tiles_b * tiles_o);
+    let rest = id - j * tiles_b * tiles_o;
+    let b0 = (rest / tiles_o) * T;
+    let o0 = (rest % tiles_o) * T;
+    let m = jobs[2u * j];
+    let k4 = p.in_dim / 4u;
+    let x_base = input_block(j) * p.batch * k4;
+    let w_base = (m * p.param_stride + p.w_off) / 4u;
+    let r = min(vec4<u32>(b0, b0 + 1u, b0 + 2u, b0 + 3u), vec4<u32>(p.batch - 1u));
+    let o = min(vec4<u32>(o0, o0 + 1u, o0 + 2u, o0 + 3u), vec4<u32>(p.out_dim - 1u));
+    let xr = x_base + r * k4;
+    let wr = w_base + o * k4;
+    var acc0 = vec4<f32>(0.0);
+    var acc1 = vec4<f32>(0.0);
+    var acc2 = vec4<f32>(0.0);
+    var acc3 = vec4<f32>(0.0);
+    for (var i = 0u; i < k4; i++) {
+        let w0 = params4[wr.x + i];
+        let w1 = params4[wr.y + i];
+        let w2 = params4[wr.z + i];
+        let w3 = params4[wr.w + i];
+        let x0 = a_in4[xr.x + i];
+        let x1 = a_in4[xr.y + i];
+        let x2 = a_in4[xr.z + i];
+        let x3 = a_in4[xr.w + i];
+        acc0 += vec4<f32>(dot(x0, w0), dot(x0, w1), dot(x0, w2), dot(x0, w3));
+        acc1 += vec4<f32>(dot(x1, w0), dot(x1, w1), dot(x1, w2), dot(x1, w3));
+        acc2 += vec4<f32>(dot(x2, w0), dot(x2, w1), dot(x2, w2), dot(x2, w3));
+        acc3 += vec4<f32>(dot(x3, w0), dot(x3, w1), dot(x3, w2), dot(x3, w3));
+    }
+    // The bias is read through the vec4 view too (one view per binding per entry point).
+    let bb = m * p.param_stride + p.b_off + o;
+    let bias = vec4<f32>(
+        params4[bb.x / 4u][bb.x % 4u],
+        params4[bb.y / 4u][bb.y % 4u],
+        params4[bb.z / 4u][bb.z % 4u],
+        params4[bb.w / 4u][bb.w % 4u],
+    );
+    var rows = array<vec4<f32>, 4>(acc0 + bias, acc1 + bias, acc2 + bias, acc3 + bias);
+    let y_base = j * p.batch * p.out_dim;
+    for (var t = 0u; t < T; t++) {
+        let row = b0 + t;
+        if (row >= p.batch) {
+            break;
+        }
+        var v = rows[t];
+        if (p.relu != 0u) {
+            v = max(v, vec4<f32>(0.0));
+        }
+        for (var u = 0u; u < T; u++) {
+            if (o0 + u < p.out_dim) {
+                out[y_base + row * p.out_dim + o0 + u] = v[u];
+            }
+        }
+    }
+}
+
 // dx[j, b, i] = sum_o dz[j, b, o] * W[m, o, i], times relu'(x[j, b, i]) when `relu` is set
 // (the previous layer's ReLU: its output is this layer's input, and relu(z) > 0 iff z > 0).
 // Tile = 4 rows × 4 inputs; adjacent invocations read adjacent columns of W.
@@ -201,6 +272,58 @@ fn dense_backward_weights(@builtin(global_invocation_id) gid: vec3<u32>, @builti
                 out[g_base + p.w_off + o * p.in_dim + i] = rows[t][u];
             } else if (i == p.in_dim) {
                 out[g_base + p.b_off + o] = rows[t][u];
+            }
+        }
+    }
+}
+
+// A vec4 view of b_in for dense_backward_weights_vec4 (in_dim a multiple of 4).
+@group(0) @binding(4) var<storage, read> b_in4: array<vec4<f32>>;
+
+// dense_backward_weights with one vec4 load of the layer input per row: the tile's four columns
+// are contiguous. The tile at column in_dim is the bias column (input 1).
+@compute @workgroup_size(WG)
+fn dense_backward_weights_vec4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let cols = p.in_dim + 1u;
+    let tiles_i = (cols + T - 1u) / T;
+    let tiles_o = (p.out_dim + T - 1u) / T;
+    let id = linear_id(gid, nwg);
+    if (id >= p.n_jobs * tiles_o * tiles_i) {
+        return;
+    }
+    let j = id / (tiles_o * tiles_i);
+    let rest = id - j * tiles_o * tiles_i;
+    let o0 = (rest / tiles_i) * T;
+    let i0 = (rest % tiles_i) * T;
+    let ov = min(vec4<u32>(o0, o0 + 1u, o0 + 2u, o0 + 3u), vec4<u32>(p.out_dim - 1u));
+    let bias_tile = i0 >= p.in_dim;
+    let k4 = p.in_dim / 4u;
+    let x_base = input_block(j) * p.batch * k4 + min(i0 / 4u, k4 - 1u);
+    let dz_base = j * p.batch * p.out_dim;
+    var acc0 = vec4<f32>(0.0);
+    var acc1 = vec4<f32>(0.0);
+    var acc2 = vec4<f32>(0.0);
+    var acc3 = vec4<f32>(0.0);
+    for (var b = 0u; b < p.batch; b++) {
+        let x = select(b_in4[x_base + b * k4], vec4<f32>(1.0), bias_tile);
+        let zb = dz_base + b * p.out_dim;
+        acc0 += a_in[zb + ov.x] * x;
+        acc1 += a_in[zb + ov.y] * x;
+        acc2 += a_in[zb + ov.z] * x;
+        acc3 += a_in[zb + ov.w] * x;
+    }
+    var rows = array<vec4<f32>, 4>(acc0, acc1, acc2, acc3);
+    let g_base = j * p.param_stride;
+    for (var t = 0u; t < T; t++) {
+        let o = o0 + t;
+        if (o >= p.out_dim) {
+            break;
+        }
+        if (bias_tile) {
+            out[g_base + p.b_off + o] = rows[t][0];
+        } else {
+            for (var u = 0u; u < T; u++) {
+                out[g_base + p.w_off + o * p.in_dim + i0 + u] = rows[t][u];
             }
         }
     }

@@ -117,8 +117,10 @@ fn dense_jobs(
 }
 
 fn layer(in_dim: usize, out_dim: usize, relu: bool) -> (DenseLayer, usize) {
-    // Put the layer at a non-zero offset in a slab with slack, as in a deeper model.
-    let w_off = 3;
+    // Put the layer at a non-zero offset in a slab with slack, as in a deeper model. Widths that
+    // are multiples of 4 get 16-byte-aligned offsets, so the GPU takes its vec4 kernels there
+    // and its scalar kernels elsewhere: SHAPES covers both.
+    let w_off = if in_dim % 4 == 0 { 4 } else { 3 };
     let l = DenseLayer {
         in_dim,
         out_dim,
@@ -126,7 +128,7 @@ fn layer(in_dim: usize, out_dim: usize, relu: bool) -> (DenseLayer, usize) {
         b_off: w_off + in_dim * out_dim,
         relu,
     };
-    (l, l.b_off + out_dim + 5)
+    (l, (l.b_off + out_dim + 5).next_multiple_of(4))
 }
 
 #[test]

@@ -38,6 +38,7 @@ pub struct GpuBackend {
     arena: Option<wgpu::Buffer>,
     errors: Arc<Mutex<Vec<String>>>,
     counters: Counters,
+    vectorized: bool,
 }
 
 impl GpuBackend {
@@ -68,7 +69,14 @@ impl GpuBackend {
             arena: None,
             errors,
             counters: Counters::default(),
+            vectorized: true,
         }
+    }
+
+    /// Chooses the dense kernels with vec4 loads where rows are 16-byte aligned (the default) or
+    /// the scalar ones everywhere (for benchmarks comparing the two).
+    pub fn set_vectorized(&mut self, on: bool) {
+        self.vectorized = on;
     }
 
     /// The device and adapter facts.
@@ -485,8 +493,17 @@ impl Backend for GpuBackend {
         let s = &op.shape;
         let p = dense_params(s);
         let work = s.n_jobs * s.batch.div_ceil(4) * s.layer.out_dim.div_ceil(4);
+        // Rows start on 16-byte boundaries when these are multiples of 4: use vec4 loads.
+        let aligned = [s.layer.in_dim, s.layer.w_off, s.stride]
+            .iter()
+            .all(|v| v % 4 == 0);
+        let kernel = if aligned && self.vectorized {
+            Kernel::DenseForwardVec4
+        } else {
+            Kernel::DenseForward
+        };
         self.dispatch(
-            Kernel::DenseForward,
+            kernel,
             &p,
             &[s.jobs, op.params, op.input, op.input, op.output],
             work,
@@ -512,9 +529,14 @@ impl Backend for GpuBackend {
         let s = &op.shape;
         let p = dense_params(s);
         let work = s.n_jobs * s.layer.out_dim.div_ceil(4) * (s.layer.in_dim + 1).div_ceil(4);
+        let kernel = if s.layer.in_dim % 4 == 0 && self.vectorized {
+            Kernel::DenseBackwardWeightsVec4
+        } else {
+            Kernel::DenseBackwardWeights
+        };
         // The params binding is unused by this entry point; bind the input in its place.
         self.dispatch(
-            Kernel::DenseBackwardWeights,
+            kernel,
             &p,
             &[s.jobs, op.input, op.dz, op.input, op.grads],
             work,

@@ -31,8 +31,12 @@ pub enum Kernel {
     Gather,
     /// dense.wgsl `dense_forward`.
     DenseForward,
+    /// dense.wgsl `dense_forward_vec4` (rows aligned to 16 bytes).
+    DenseForwardVec4,
     /// dense.wgsl `dense_backward_data`.
     DenseBackwardData,
+    /// dense.wgsl `dense_backward_weights_vec4` (input rows aligned to 16 bytes).
+    DenseBackwardWeightsVec4,
     /// dense.wgsl `dense_backward_weights`.
     DenseBackwardWeights,
     /// loss.wgsl `softmax_xent`.
@@ -57,11 +61,13 @@ pub enum Kernel {
 
 impl Kernel {
     /// Every kernel.
-    pub const ALL: [Kernel; 13] = [
+    pub const ALL: [Kernel; 15] = [
         Kernel::Gather,
         Kernel::DenseForward,
+        Kernel::DenseForwardVec4,
         Kernel::DenseBackwardData,
         Kernel::DenseBackwardWeights,
+        Kernel::DenseBackwardWeightsVec4,
         Kernel::SoftmaxXent,
         Kernel::Mix,
         Kernel::Axpby,
@@ -78,8 +84,10 @@ impl Kernel {
         match self {
             Kernel::Gather => ("gather.wgsl", "gather"),
             Kernel::DenseForward => ("dense.wgsl", "dense_forward"),
+            Kernel::DenseForwardVec4 => ("dense.wgsl", "dense_forward_vec4"),
             Kernel::DenseBackwardData => ("dense.wgsl", "dense_backward_data"),
             Kernel::DenseBackwardWeights => ("dense.wgsl", "dense_backward_weights"),
+            Kernel::DenseBackwardWeightsVec4 => ("dense.wgsl", "dense_backward_weights_vec4"),
             Kernel::SoftmaxXent => ("loss.wgsl", "softmax_xent"),
             Kernel::Mix => ("mix.wgsl", "mix"),
             Kernel::Axpby => ("update.wgsl", "axpby"),
@@ -96,9 +104,11 @@ impl Kernel {
     pub(crate) fn storage(self) -> &'static [Access] {
         match self {
             Kernel::Gather => &[R, R, R, W, W],
-            Kernel::DenseForward | Kernel::DenseBackwardData | Kernel::DenseBackwardWeights => {
-                &[R, R, R, R, W]
-            }
+            Kernel::DenseForward
+            | Kernel::DenseForwardVec4
+            | Kernel::DenseBackwardData
+            | Kernel::DenseBackwardWeights
+            | Kernel::DenseBackwardWeightsVec4 => &[R, R, R, R, W],
             Kernel::SoftmaxXent => &[R, R, R, W, W],
             Kernel::Mix => &[R, R, R, R, W],
             Kernel::Axpby => &[R, W],
