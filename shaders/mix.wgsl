@@ -37,3 +37,23 @@ fn mix(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) n
     }
     dst[p.out_offset + r * p.out_stride + k] = acc;
 }
+
+// Vectorised views for mix_vec4 (len, strides and offsets multiples of 4).
+@group(0) @binding(4) var<storage, read> src4: array<vec4<f32>>;
+@group(0) @binding(5) var<storage, read_write> dst4: array<vec4<f32>>;
+
+// mix with four consecutive elements per invocation; p.len, strides and offsets are in vec4s.
+@compute @workgroup_size(WG)
+fn mix_vec4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let id = gid.x + gid.y * nwg.x * WG;
+    if (id >= p.rows * p.len) {
+        return;
+    }
+    let r = id / p.len;
+    let k = id - r * p.len;
+    var acc = vec4<f32>(0.0);
+    for (var e = row_ptr[r]; e < row_ptr[r + 1u]; e++) {
+        acc += weight[e] * src4[p.in_offset + col[e] * p.in_stride + k];
+    }
+    dst4[p.out_offset + r * p.out_stride + k] = acc;
+}

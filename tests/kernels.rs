@@ -350,6 +350,7 @@ fn mix_matches_reference() {
         (16, 16, 130, 192, 128 + 7, 5, 3),
         (3, 7, 1, 1, 2, 0, 1),
         (8, 24, 1000, 1024, 1000, 0, 0),
+        (6, 6, 256, 256, 260, 4, 8),
     ] {
         let csr = random_csr(rows, cols, rows as u64);
         let what = format!("mix {rows}x{cols} len {len}");

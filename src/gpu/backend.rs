@@ -73,8 +73,8 @@ impl GpuBackend {
         }
     }
 
-    /// Chooses the dense kernels with vec4 loads where rows are 16-byte aligned (the default) or
-    /// the scalar ones everywhere (for benchmarks comparing the two).
+    /// Chooses the dense and mix kernels with vec4 loads where rows are 16-byte aligned (the
+    /// default) or the scalar ones everywhere (for benchmarks comparing the two).
     pub fn set_vectorized(&mut self, on: bool) {
         self.vectorized = on;
     }
@@ -562,20 +562,33 @@ impl Backend for GpuBackend {
     fn mix(&mut self, op: &Mix) -> Result<()> {
         op.check()?;
         let c = &op.csr;
+        // Four elements per invocation when every vector starts on a 16-byte boundary.
+        let sizes = [
+            op.len,
+            op.in_stride,
+            op.in_offset,
+            op.out_stride,
+            op.out_offset,
+        ];
+        let (kernel, unit) = if self.vectorized && sizes.iter().all(|v| v % 4 == 0) {
+            (Kernel::MixVec4, 4)
+        } else {
+            (Kernel::Mix, 1)
+        };
         let p = MixParams {
             rows: u(c.rows),
-            len: u(op.len),
-            in_stride: u(op.in_stride),
-            in_offset: u(op.in_offset),
-            out_stride: u(op.out_stride),
-            out_offset: u(op.out_offset),
+            len: u(op.len / unit),
+            in_stride: u(op.in_stride / unit),
+            in_offset: u(op.in_offset / unit),
+            out_stride: u(op.out_stride / unit),
+            out_offset: u(op.out_offset / unit),
             ..Default::default()
         };
         self.dispatch(
-            Kernel::Mix,
+            kernel,
             &p,
             &[c.row_ptr, c.col, c.weight, op.input, op.output],
-            c.rows * op.len,
+            c.rows * op.len / unit,
         )
     }
 

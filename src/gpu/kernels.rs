@@ -43,6 +43,8 @@ pub enum Kernel {
     SoftmaxXent,
     /// mix.wgsl `mix`.
     Mix,
+    /// mix.wgsl `mix_vec4` (vectors aligned to 16 bytes).
+    MixVec4,
     /// update.wgsl `axpby`.
     Axpby,
     /// update.wgsl `local_step`.
@@ -61,7 +63,7 @@ pub enum Kernel {
 
 impl Kernel {
     /// Every kernel.
-    pub const ALL: [Kernel; 15] = [
+    pub const ALL: [Kernel; 16] = [
         Kernel::Gather,
         Kernel::DenseForward,
         Kernel::DenseForwardVec4,
@@ -70,6 +72,7 @@ impl Kernel {
         Kernel::DenseBackwardWeightsVec4,
         Kernel::SoftmaxXent,
         Kernel::Mix,
+        Kernel::MixVec4,
         Kernel::Axpby,
         Kernel::LocalStep,
         Kernel::Reduce,
@@ -90,6 +93,7 @@ impl Kernel {
             Kernel::DenseBackwardWeightsVec4 => ("dense.wgsl", "dense_backward_weights_vec4"),
             Kernel::SoftmaxXent => ("loss.wgsl", "softmax_xent"),
             Kernel::Mix => ("mix.wgsl", "mix"),
+            Kernel::MixVec4 => ("mix.wgsl", "mix_vec4"),
             Kernel::Axpby => ("update.wgsl", "axpby"),
             Kernel::LocalStep => ("update.wgsl", "local_step"),
             Kernel::Reduce => ("reduce.wgsl", "reduce"),
@@ -110,7 +114,7 @@ impl Kernel {
             | Kernel::DenseBackwardWeights
             | Kernel::DenseBackwardWeightsVec4 => &[R, R, R, R, W],
             Kernel::SoftmaxXent => &[R, R, R, W, W],
-            Kernel::Mix => &[R, R, R, R, W],
+            Kernel::Mix | Kernel::MixVec4 => &[R, R, R, R, W],
             Kernel::Axpby => &[R, W],
             Kernel::LocalStep => &[W, R, W],
             Kernel::Reduce => &[R, R, W],
