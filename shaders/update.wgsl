@@ -57,3 +57,39 @@ fn local_step(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgr
     }
     sx[k] = x - p.lr * u;
 }
+
+// Vectorised views for the vec4 entry points (len a multiple of 4; p.len counts vec4s).
+@group(0) @binding(1) var<storage, read> ax4: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read_write> ay4: array<vec4<f32>>;
+
+// axpby, four elements per invocation.
+@compute @workgroup_size(WG)
+fn axpby_vec4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let k = gid.x + gid.y * nwg.x * WG;
+    if (k >= p.len) {
+        return;
+    }
+    ay4[k] = p.a * ax4[k] + p.b * ay4[k];
+}
+
+@group(0) @binding(1) var<storage, read_write> sx4: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> sg4: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read_write> sm4: array<vec4<f32>>;
+
+// local_step, four elements per invocation.
+@compute @workgroup_size(WG)
+fn local_step_vec4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let k = gid.x + gid.y * nwg.x * WG;
+    if (k >= p.len) {
+        return;
+    }
+    let x = sx4[k];
+    let g = sg4[k] + p.weight_decay * x;
+    var u = g;
+    if (p.momentum != 0.0) {
+        let m = p.momentum * sm4[k] + g;
+        sm4[k] = m;
+        u = select(m, g + p.momentum * m, p.nesterov != 0u);
+    }
+    sx4[k] = x - p.lr * u;
+}

@@ -264,6 +264,16 @@ impl GpuBackend {
         Ok(())
     }
 
+    /// An elementwise kernel and its elements per invocation: the vec4 variant when the length
+    /// is a multiple of 4 (buffers always start 16-byte aligned).
+    fn elementwise(&self, len: usize, scalar: Kernel, vec4: Kernel) -> (Kernel, usize) {
+        if self.vectorized && len % 4 == 0 {
+            (vec4, 4)
+        } else {
+            (scalar, 1)
+        }
+    }
+
     fn encode(&mut self) -> Option<wgpu::CommandBuffer> {
         if self.pending.is_empty() {
             return None;
@@ -594,19 +604,21 @@ impl Backend for GpuBackend {
 
     fn axpby(&mut self, op: &Axpby) -> Result<()> {
         op.check()?;
+        let (kernel, unit) = self.elementwise(op.len, Kernel::Axpby, Kernel::AxpbyVec4);
         let p = UpdateParams {
-            len: u(op.len),
+            len: u(op.len / unit),
             a: op.a,
             b: op.b,
             ..Default::default()
         };
-        self.dispatch(Kernel::Axpby, &p, &[op.x, op.y], op.len)
+        self.dispatch(kernel, &p, &[op.x, op.y], op.len / unit)
     }
 
     fn local_step(&mut self, op: &LocalStep) -> Result<()> {
         op.check()?;
+        let (kernel, unit) = self.elementwise(op.len, Kernel::LocalStep, Kernel::LocalStepVec4);
         let p = UpdateParams {
-            len: u(op.len),
+            len: u(op.len / unit),
             nesterov: op.nesterov as u32,
             lr: op.lr,
             momentum: op.momentum,
@@ -614,10 +626,10 @@ impl Backend for GpuBackend {
             ..Default::default()
         };
         self.dispatch(
-            Kernel::LocalStep,
+            kernel,
             &p,
             &[op.params, op.grads, op.momentum_buf],
-            op.len,
+            op.len / unit,
         )
     }
 

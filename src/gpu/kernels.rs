@@ -47,8 +47,12 @@ pub enum Kernel {
     MixVec4,
     /// update.wgsl `axpby`.
     Axpby,
+    /// update.wgsl `axpby_vec4` (length a multiple of 4).
+    AxpbyVec4,
     /// update.wgsl `local_step`.
     LocalStep,
+    /// update.wgsl `local_step_vec4` (length a multiple of 4).
+    LocalStepVec4,
     /// reduce.wgsl `reduce`.
     Reduce,
     /// adam.wgsl `adam_step`.
@@ -63,7 +67,7 @@ pub enum Kernel {
 
 impl Kernel {
     /// Every kernel.
-    pub const ALL: [Kernel; 16] = [
+    pub const ALL: [Kernel; 18] = [
         Kernel::Gather,
         Kernel::DenseForward,
         Kernel::DenseForwardVec4,
@@ -74,7 +78,9 @@ impl Kernel {
         Kernel::Mix,
         Kernel::MixVec4,
         Kernel::Axpby,
+        Kernel::AxpbyVec4,
         Kernel::LocalStep,
+        Kernel::LocalStepVec4,
         Kernel::Reduce,
         Kernel::AdamStep,
         Kernel::AdamMoments,
@@ -95,7 +101,9 @@ impl Kernel {
             Kernel::Mix => ("mix.wgsl", "mix"),
             Kernel::MixVec4 => ("mix.wgsl", "mix_vec4"),
             Kernel::Axpby => ("update.wgsl", "axpby"),
+            Kernel::AxpbyVec4 => ("update.wgsl", "axpby_vec4"),
             Kernel::LocalStep => ("update.wgsl", "local_step"),
+            Kernel::LocalStepVec4 => ("update.wgsl", "local_step_vec4"),
             Kernel::Reduce => ("reduce.wgsl", "reduce"),
             Kernel::AdamStep => ("adam.wgsl", "adam_step"),
             Kernel::AdamMoments => ("adam.wgsl", "adam_moments"),
@@ -115,8 +123,8 @@ impl Kernel {
             | Kernel::DenseBackwardWeightsVec4 => &[R, R, R, R, W],
             Kernel::SoftmaxXent => &[R, R, R, W, W],
             Kernel::Mix | Kernel::MixVec4 => &[R, R, R, R, W],
-            Kernel::Axpby => &[R, W],
-            Kernel::LocalStep => &[W, R, W],
+            Kernel::Axpby | Kernel::AxpbyVec4 => &[R, W],
+            Kernel::LocalStep | Kernel::LocalStepVec4 => &[W, R, W],
             Kernel::Reduce => &[R, R, W],
             Kernel::AdamStep => &[W, R, R, R],
             Kernel::AdamMoments => &[R, R, W, W],
