@@ -373,6 +373,11 @@ pub trait Backend {
     fn flush(&mut self) -> Result<()>;
     /// Work counters so far.
     fn counters(&self) -> Counters;
+    /// Device time spent on recorded work since the last call, where the device can measure it
+    /// (GPU timestamp queries); finishes all recorded work first.
+    fn gpu_seconds(&mut self) -> Result<Option<f64>> {
+        Ok(None)
+    }
 
     /// Uploads a sparse matrix (weights exact on the CPU reference, rounded to f32 on a GPU).
     fn upload_csr(&mut self, csr: &Csr, label: &str) -> Result<CsrBufs> {

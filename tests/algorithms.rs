@@ -1,7 +1,7 @@
-//! QGM, D², gradient tracking, SGP and SlowMo (ALGORITHMS.md §5.3, §5.10–§5.12, §5.14) on the
-//! CPU reference and every GPU backend: host-side f64 simulations of the specified recursions,
-//! the §8.2 equivalences and fixed points, mean preservation, determinism, the byte ledger and
-//! short trainer runs.
+//! QGM, QG-Adam, D², gradient tracking, SGP and SlowMo (ALGORITHMS.md §5.3–§5.4, §5.10–§5.12,
+//! §5.14) on the CPU reference and every GPU backend: host-side f64 simulations of the specified
+//! recursions, the §8.2 equivalences and fixed points, mean preservation, determinism, the byte
+//! ledger and short trainer runs.
 
 mod common;
 
@@ -876,5 +876,174 @@ fn trainer_runs_every_algorithm_on_cpu_and_gpu() {
             );
             be = t.into_backend();
         }
+    }
+}
+
+/// §5.4 QG-Adam v0 in f64, in the specified order: g = ∇F + λx, x_prev = x; a = β1·m1 + g,
+/// s = β2·m2 + (1−β2)·g²; x½ = x − (η/bc1)·a/(√s/√bc2 + ε), bc_k = 1 − β_k^(t+1); x ← W x½;
+/// δ = x_prev − x, δ̂ = δ/(‖δ‖₂ + 1e-8) per agent over its d entries; m1 ← β1·m1 + (1−β1)·δ̂,
+/// m2 ← β2·m2 + (1−β2)·δ̂². Returns (x, m1, m2) after each step.
+fn qg_adam_sim(
+    n: usize,
+    w: &[Vec<f64>],
+    (b1, b2, eps): (f64, f64, f64),
+    wd: f64,
+    steps: u64,
+) -> Vec<(Vec<f64>, Vec<f64>, Vec<f64>)> {
+    let tg = targets(n);
+    let mut x = unflat(&init(n), n);
+    let mut m1 = vec![vec![0.0; D]; n];
+    let mut m2 = vec![vec![0.0; D]; n];
+    let mut out = Vec::new();
+    for t in 0..steps {
+        let lr = f64::from(lr_at(t));
+        let g = grad(&x, &tg, wd);
+        let prev = x.clone();
+        let bc1 = 1.0 - b1.powi(t as i32 + 1);
+        let bc2 = 1.0 - b2.powi(t as i32 + 1);
+        let mut xh = x.clone();
+        for i in 0..n {
+            for k in 0..D {
+                let a = b1 * m1[i][k] + g[i][k];
+                let s = b2 * m2[i][k] + (1.0 - b2) * g[i][k] * g[i][k];
+                xh[i][k] -= lr / bc1 * a / (s.sqrt() / bc2.sqrt() + eps);
+            }
+        }
+        x = matvec(w, &xh);
+        for i in 0..n {
+            let delta: Vec<f64> = (0..D).map(|k| prev[i][k] - x[i][k]).collect();
+            let norm = delta.iter().map(|v| v * v).sum::<f64>().sqrt();
+            for k in 0..D {
+                let dh = delta[k] / (norm + 1e-8);
+                m1[i][k] = b1 * m1[i][k] + (1.0 - b1) * dh;
+                m2[i][k] = b2 * m2[i][k] + (1.0 - b2) * dh * dh;
+            }
+        }
+        out.push((flat(&x), flat(&m1), flat(&m2)));
+    }
+    out
+}
+
+#[test]
+fn qg_adam_matches_the_recursion_is_deterministic_and_ledgers_bytes() {
+    // Ring of 5 (MH 1/3), λ = 1e-2, learning rate changing every step, 10 steps. Tolerances
+    // against the f64 simulation: CPU rtol 1e-6 + atol 1e-6 on x and m1, atol 1e-9 on m2
+    // (|m2| ≲ 1e-3); GPU (f32) rtol 1e-4 + atol 1e-4 on x and m1, atol 1e-7 on m2.
+    let (n, steps, wd) = (5, 10u64, 1e-2f32);
+    let o = AlgoOptions::default();
+    let betas = (
+        f64::from(o.adam_beta1 as f32),
+        f64::from(o.adam_beta2 as f32),
+        f64::from(o.adam_eps as f32),
+    );
+    let w = dense_w(n, Topology::Ring, MixingRule::MetropolisHastings);
+    let sim = qg_adam_sim(n, &w, betas, f64::from(wd), steps);
+    // The moments really are driven by δ̂: ‖δ̂_i‖ = 1 ⇒ Σ_k m2 grows like (1 − β2^(t+1)).
+    let m2_sum: f64 = sim[0].2[..D].iter().sum();
+    assert!((m2_sum - (1.0 - betas.1)).abs() < 1e-9, "{m2_sum}");
+    for (name, mut be) in backends("qg-adam recursion") {
+        let be = be.as_mut();
+        let (rtol, atol) = tol(&name);
+        let m2_atol = if name == "cpu" { 1e-9 } else { 1e-7 };
+        let mut finals = Vec::new();
+        for _rep in 0..2 {
+            let mut r = build(
+                be,
+                Algorithm::QgAdam,
+                n,
+                Topology::Ring,
+                MixingRule::MetropolisHastings,
+                hyper(0.0, wd),
+                &o,
+                &init(n),
+            )
+            .unwrap();
+            let mut worst = [0.0f64; 3];
+            for t in 0..steps {
+                r.step(be, t, lr_at(t));
+                let (x, m1, m2) = &sim[t as usize];
+                let got = [r.params(be), r.state(be, "m1"), r.state(be, "m2")];
+                let what = ["x", "m1", "m2"];
+                let atols = [atol, atol, m2_atol];
+                for (j, (g, want)) in got.iter().zip([x, m1, m2]).enumerate() {
+                    assert_eq!(g.len(), want.len());
+                    for (i, (a, b)) in g.iter().zip(want).enumerate() {
+                        let ratio = (a - b).abs() / (rtol * b.abs() + atols[j]);
+                        assert!(
+                            ratio <= 1.0,
+                            "qg-adam {} at t={t}, index {i} on {name}: {a} vs simulation {b}",
+                            what[j]
+                        );
+                        worst[j] = worst[j].max(ratio);
+                    }
+                }
+                assert_eq!(r.algo.bytes_sent(), &[24u64; 5][..], "bytes at t={t}");
+            }
+            eprintln!(
+                "qg-adam on {name}: worst error / bound over {steps} steps: x {:.3}, m1 {:.3}, m2 {:.3}",
+                worst[0], worst[1], worst[2]
+            );
+            finals.push(
+                r.algo
+                    .state()
+                    .iter()
+                    .map(|&(_, b)| be.read_f32(b).unwrap())
+                    .collect::<Vec<_>>(),
+            );
+        }
+        assert_eq!(finals[0], finals[1], "qg-adam not bit-identical on {name}");
+    }
+}
+
+#[test]
+fn trainer_runs_qg_adam_on_cpu_and_gpu() {
+    // Adam's first step moves every weight by about η/bc1 = 10η, so use η = 0.005.
+    let cfg = || TrainConfig {
+        lr: 0.005,
+        momentum: 0.0,
+        weight_decay: 1e-4,
+        ..small(Algorithm::QgAdam)
+    };
+    let mut t = Trainer::new(cfg(), Box::new(CpuBackend::new())).unwrap();
+    let s = t.run(|_, _, _| {}).unwrap();
+    eprintln!(
+        "qg-adam (cpu): loss {:.4}, consensus test loss {:.4}, mean local acc {:.3}, {:.1} dispatches/step, {} bytes/agent",
+        s.last.train_loss,
+        s.last.consensus_loss,
+        s.last.mean_local_acc,
+        s.dispatches_per_step,
+        s.bytes_sent_per_agent
+    );
+    assert!(s.last.train_loss.is_finite(), "loss {}", s.last.train_loss);
+    let want = t.read_params().unwrap();
+    let mut again = Trainer::new(cfg(), Box::new(CpuBackend::new())).unwrap();
+    again.run(|_, _, _| {}).unwrap();
+    assert_eq!(
+        again.read_params().unwrap(),
+        want,
+        "cpu run not deterministic"
+    );
+    for gpu in gpu_backends("qg-adam trainer") {
+        let name = gpu.describe();
+        let mut be: Box<dyn Backend> = Box::new(gpu);
+        let mut runs = Vec::new();
+        for _ in 0..2 {
+            let mut t = Trainer::new(cfg(), be).unwrap();
+            let s = t.run(|_, _, _| {}).unwrap();
+            assert!(s.last.train_loss.is_finite());
+            runs.push(t.read_params().unwrap());
+            be = t.into_backend();
+        }
+        assert_eq!(
+            runs[0], runs[1],
+            "qg-adam trainer not deterministic on {name}"
+        );
+        assert_close(
+            &format!("qg-adam trainer params on {name}"),
+            &runs[0],
+            &want,
+            1e-3,
+            1e-4,
+        );
     }
 }

@@ -120,7 +120,7 @@ fn layer(in_dim: usize, out_dim: usize, relu: bool) -> (DenseLayer, usize) {
     // Put the layer at a non-zero offset in a slab with slack, as in a deeper model. Widths that
     // are multiples of 4 get 16-byte-aligned offsets, so the GPU takes its vec4 kernels there
     // and its scalar kernels elsewhere: SHAPES covers both.
-    let w_off = if in_dim % 4 == 0 { 4 } else { 3 };
+    let w_off = if in_dim.is_multiple_of(4) { 4 } else { 3 };
     let l = DenseLayer {
         in_dim,
         out_dim,
@@ -724,5 +724,24 @@ fn adam_kernels_match_reference() {
             },
             |want, _| 16.0 * EPS32 * want.abs() + 1e-6,
         );
+    }
+}
+
+#[test]
+fn gpu_time_is_measured_where_timestamps_exist() {
+    assert_eq!(CpuBackend::new().gpu_seconds().unwrap(), None);
+    for mut gpu in gpu_backends("gpu time") {
+        let has_timestamps = gpu
+            .context()
+            .features
+            .contains(wgpu::Features::TIMESTAMP_QUERY);
+        train_steps(&mut gpu, 4, 3).unwrap();
+        let t = gpu.gpu_seconds().unwrap();
+        assert_eq!(t.is_some(), has_timestamps, "{}", gpu.describe());
+        if let Some(t) = t {
+            assert!(t > 0.0 && t < 60.0, "{}: {t} s", gpu.describe());
+            // The total was taken: nothing new has run since.
+            assert_eq!(gpu.gpu_seconds().unwrap(), Some(0.0));
+        }
     }
 }

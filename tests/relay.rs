@@ -14,6 +14,7 @@ use swarmgrad::backend::Backend;
 use swarmgrad::cpu::CpuBackend;
 use swarmgrad::graph::{relay_trees, Graph, LrCorrection, MixingRule, SpanningTree, Topology};
 use swarmgrad::train::{TrainConfig, Trainer};
+use swarmgrad::Error;
 
 /// The CPU reference followed by every GPU backend.
 fn backends(test: &str) -> Vec<Box<dyn Backend>> {
@@ -596,6 +597,31 @@ fn trainer_runs_relay_on_cpu_and_gpu_alike() {
                 1e-4,
             );
             assert_eq!(got.bytes_sent_per_agent, want.bytes_sent_per_agent);
+        }
+    }
+}
+
+#[test]
+fn trainer_accepts_every_relay_topology_including_double_binary_trees() {
+    for algo in [Algorithm::RelaySgd, Algorithm::RelaySgdGrad] {
+        let c = small_train(algo, Topology::DoubleBinaryTrees);
+        c.validate().unwrap();
+        let mut t = Trainer::new(c, Box::new(CpuBackend::new())).unwrap();
+        let s = t.run(|_, _, _| {}).unwrap();
+        let p = t.read_params().unwrap();
+        eprintln!(
+            "{algo} double-binary-trees: loss {:.4}, consensus acc {:.3}, bytes/agent {}",
+            s.last.train_loss, s.last.consensus_acc, s.bytes_sent_per_agent
+        );
+        assert_eq!(s.topology, "double-binary-trees");
+        assert!(p.iter().all(|v| v.is_finite()) && s.last.train_loss.is_finite());
+        assert!(s.bytes_sent_per_agent > 0.0);
+        // Not a spanning-tree source: the one-peer exponential graph is time-varying.
+        let mut bad = small_train(algo, Topology::Exponential);
+        bad.agents = 8;
+        match bad.validate() {
+            Err(Error::BadParameter { name, .. }) => assert_eq!(name, "topology"),
+            other => panic!("{algo} exponential: expected BadParameter, got {other:?}"),
         }
     }
 }

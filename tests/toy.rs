@@ -315,3 +315,64 @@ fn bad_flags_exit_2_with_one_line_naming_the_flag() {
         assert!(err.contains(flag), "{args:?}: {err}");
     }
 }
+
+#[test]
+fn heterogeneity_leaves_relaysgd_d2_gt_exact_and_gives_dsgd_a_floor() {
+    // n = 8, d = 10, ζ² = 10 on the f64 CPU backend, fixed learning rates (the fastest of the
+    // study's grid for n = 8). Measured (seed 1): relaysgd chain 22 steps, d2 19, gt 64 to 1e-6;
+    // dsgd's error after 600 steps 2.6e-3 (η 0.1), 7.3e-3 (η 0.2), 1.6e-2 (η 0.4), and exactly
+    // 100× smaller at ζ² = 0.1 (the floor is proportional to ζ²).
+    let spec = |zeta2| RandomQuadraticsSpec {
+        agents: 8,
+        d: 10,
+        zeta2,
+        seed: 1,
+        ..Default::default()
+    };
+    let p = ToyProblem::random_quadratics(&RandomQuadratics::new(&spec(10.0)).unwrap()).unwrap();
+    let p_low = ToyProblem::random_quadratics(&RandomQuadratics::new(&spec(0.1)).unwrap()).unwrap();
+    let mut be = CpuBackend::new();
+    let w = MixingRule::Constant(0.3233);
+    for (algo, mixing, lr, budget) in [
+        (
+            Algorithm::RelaySgd,
+            MixingRule::MetropolisHastings,
+            2.2,
+            100,
+        ),
+        (Algorithm::D2, w, 0.8, 100),
+        (Algorithm::Gt, w, 0.28, 300),
+    ] {
+        let run = ToyRun {
+            algo,
+            topology: Topology::Ring,
+            mixing,
+            lr,
+            ..Default::default()
+        };
+        let r = toy::run_to_target(&mut be, &p, &run, 1e-6, 600).unwrap();
+        eprintln!("{algo} at ζ² = 10, η {lr}: {r:?}");
+        let k = r
+            .steps
+            .unwrap_or_else(|| panic!("{algo} did not reach 1e-6: {r:?}"));
+        assert!(k <= budget, "{algo}: {k} steps > {budget}");
+    }
+    for lr in [0.1, 0.2, 0.4] {
+        let run = ToyRun {
+            algo: Algorithm::Dsgd,
+            mixing: MixingRule::MetropolisHastings,
+            lr,
+            ..Default::default()
+        };
+        let hi = toy::run_to_target(&mut be, &p, &run, 1e-6, 600).unwrap();
+        let lo = toy::run_to_target(&mut be, &p_low, &run, 1e-6, 600).unwrap();
+        eprintln!(
+            "dsgd η {lr}: error {:.3e} at ζ² = 10, {:.3e} at ζ² = 0.1",
+            hi.final_error, lo.final_error
+        );
+        assert!(hi.steps.is_none() && !hi.diverged, "{hi:?}");
+        assert!(hi.final_error > 1e-3, "dsgd floor {:e}", hi.final_error);
+        let ratio = hi.final_error / lo.final_error;
+        assert!((90.0..110.0).contains(&ratio), "floor ratio {ratio}");
+    }
+}

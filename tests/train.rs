@@ -679,3 +679,203 @@ fn cli_checkpoint_and_resume() {
     assert!(err.contains("cannot resume from checkpoint"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Runs `config` uninterrupted, then again paused after `k` steps with a checkpoint taken there
+/// (the paused run continues), then a fresh trainer resumed from that checkpoint: all three must
+/// give bit-identical metrics rows, ledgers and parameters. Returns the backend.
+fn resume_at(
+    config: &TrainConfig,
+    k: u64,
+    be: Box<dyn Backend>,
+    tag: &str,
+) -> (Box<dyn Backend>, Vec<f64>) {
+    let ck = std::env::temp_dir().join(format!("swarmgrad-ckpt-{tag}-{}.bin", std::process::id()));
+    let mut a = Trainer::new(config.clone(), be).unwrap();
+    let sa = a.run(|_, _, _| {}).unwrap();
+    let pa = a.read_params().unwrap();
+    let mut b = Trainer::new(config.clone(), a.into_backend()).unwrap();
+    b.run_until(k, |_, _, _| {}).unwrap();
+    assert_eq!(b.step(), k);
+    b.save_checkpoint(&ck).unwrap();
+    let sb = b.run(|_, _, _| {}).unwrap();
+    let pb = b.read_params().unwrap();
+    let mut c = Trainer::new(config.clone(), b.into_backend()).unwrap();
+    c.load_checkpoint(&ck).unwrap();
+    let sc = c.run(|_, _, _| {}).unwrap();
+    let pc = c.read_params().unwrap();
+    let ra: Vec<Vec<u64>> = sa.rows.iter().map(row_bits).collect();
+    for (what, s, p) in [("paused", &sb, &pb), ("resumed", &sc, &pc)] {
+        let r: Vec<Vec<u64>> = s.rows.iter().map(row_bits).collect();
+        assert_eq!(r, ra, "{tag}: {what} metrics rows");
+        assert!(bits(p) == bits(&pa), "{tag}: {what} parameters differ");
+        assert_eq!(s.bytes_sent_per_agent, sa.bytes_sent_per_agent, "{tag}");
+        assert_eq!(s.last, sa.last, "{tag}");
+    }
+    let _ = std::fs::remove_file(&ck);
+    (c.into_backend(), pa)
+}
+
+/// RelaySGD with drops, RelaySGD/Grad, and double binary trees with drops, on 5 agents (ring:
+/// a chain of diameter 4; double trees of depth 2).
+fn relay_resume_configs() -> Vec<(String, TrainConfig)> {
+    let mut out = Vec::new();
+    for (algo, topology, drop_prob) in [
+        (Algorithm::RelaySgd, Topology::Ring, 0.1),
+        (Algorithm::RelaySgdGrad, Topology::Ring, 0.0),
+        (Algorithm::RelaySgdGrad, Topology::Ring, 0.1),
+        (Algorithm::RelaySgd, Topology::DoubleBinaryTrees, 0.1),
+    ] {
+        let mut c = small(algo, 0.9, 30);
+        c.topology = topology;
+        c.options.drop_prob = drop_prob;
+        out.push((format!("{algo}-{topology}-drop{drop_prob}"), c));
+    }
+    out
+}
+
+#[test]
+fn relay_resume_is_bit_identical_before_and_after_the_tree_diameter() {
+    // Checkpoints at step 2 (messages still travelling: the chain's diameter is 4) and step 17
+    // (past it, mid-epoch, between evaluations).
+    let mut be: Box<dyn Backend> = Box::new(CpuBackend::new());
+    for (tag, config) in relay_resume_configs() {
+        for k in [2, 17] {
+            be = resume_at(&config, k, be, &format!("cpu-{tag}-{k}")).0;
+        }
+    }
+    // The host state matters: resuming with the round counter moved shifts the drop stream.
+    let (tag, config) = &relay_resume_configs()[0];
+    let ck = std::env::temp_dir().join(format!("swarmgrad-ckpt-tamper-{}.bin", std::process::id()));
+    let mut a = Trainer::new(config.clone(), be).unwrap();
+    a.run_until(17, |_, _, _| {}).unwrap();
+    let mut saved = a.checkpoint().unwrap();
+    a.run(|_, _, _| {}).unwrap();
+    let want = a.read_params().unwrap();
+    assert_eq!(saved.algo_host["rounds"], 17, "{tag}: {}", saved.algo_host);
+    saved.algo_host["rounds"] = 18.into();
+    let mut b = Trainer::new(config.clone(), a.into_backend()).unwrap();
+    b.restore(&saved, &ck).unwrap();
+    b.run(|_, _, _| {}).unwrap();
+    let got = b.read_params().unwrap();
+    let gap = got
+        .iter()
+        .zip(&want)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f64::max);
+    eprintln!("{tag}: round counter off by one after resuming: max |Δx| = {gap:e}");
+    assert!(
+        gap > 0.0,
+        "{tag}: the drop stream must depend on the round counter"
+    );
+    // Missing or malformed host state is a typed checkpoint error.
+    saved.algo_host = serde_json::Value::Null;
+    let mut c = Trainer::new(config.clone(), b.into_backend()).unwrap();
+    match c.restore(&saved, &ck) {
+        Err(Error::Checkpoint { reason, .. }) => eprintln!("null host state: {reason}"),
+        other => panic!("expected Error::Checkpoint, got {other:?}"),
+    }
+    for gpu in gpu_backends("relay checkpoint resume") {
+        eprintln!("relay resume on {}", gpu.describe());
+        let mut be: Box<dyn Backend> = Box::new(gpu);
+        for (tag, config) in relay_resume_configs() {
+            for k in [2, 17] {
+                be = resume_at(&config, k, be, &format!("gpu-{tag}-{k}")).0;
+            }
+        }
+    }
+}
+
+#[test]
+fn sgp_summary_names_the_exponential_graph() {
+    let mut c = small(Algorithm::Sgp, 0.0, 4);
+    c.agents = 4;
+    let (s, _) = run(c.clone(), Box::new(CpuBackend::new()));
+    assert_eq!(s.topology, "exponential");
+    // The configured static topology plays no part (sgp does not need a static graph).
+    c.topology = Topology::Torus;
+    let (s, _) = run(c.clone(), Box::new(CpuBackend::new()));
+    assert_eq!(s.topology, "exponential");
+    c.agents = 5;
+    match Trainer::new(c, Box::new(CpuBackend::new())) {
+        Err(Error::BadParameter { name, .. }) => assert_eq!(name, "agents"),
+        Err(e) => panic!("expected BadParameter(agents), got {e}"),
+        Ok(_) => panic!("sgp with 5 agents must be rejected"),
+    }
+    let (s, _) = run(
+        small(Algorithm::AllReduce, 0.0, 2),
+        Box::new(CpuBackend::new()),
+    );
+    assert_eq!(s.topology, "complete (all-reduce)");
+    let (s, _) = run(small(Algorithm::Dsgd, 0.0, 2), Box::new(CpuBackend::new()));
+    assert_eq!(s.topology, "ring");
+}
+
+#[test]
+fn dsgd_runs_on_the_exponential_graph_and_in_cta_order() {
+    let mut c = small(Algorithm::Dsgd, 0.9, 20);
+    c.agents = 8;
+    c.topology = Topology::Exponential;
+    let (s, p) = run(c.clone(), Box::new(CpuBackend::new()));
+    assert_eq!(s.topology, "exponential");
+    assert!(p.iter().all(|v| v.is_finite()) && s.last.train_loss.is_finite());
+    let d = c.model().unwrap().n_params() as f64;
+    // One message of 4d bytes to one peer per step.
+    assert_eq!(s.bytes_sent_per_agent, 20.0 * 4.0 * d);
+    c.options.dsgd_order = swarmgrad::algo::DsgdOrder::Cta;
+    let (_, q) = run(c.clone(), Box::new(CpuBackend::new()));
+    assert!(bits(&p) != bits(&q), "CTA and ATC must differ");
+    c.agents = 6;
+    match Trainer::new(c, Box::new(CpuBackend::new())) {
+        Err(Error::BadParameter { name, .. }) => assert_eq!(name, "topology"),
+        Err(e) => panic!("expected BadParameter(topology), got {e}"),
+        Ok(_) => panic!("exponential with 6 agents must be rejected"),
+    }
+}
+
+#[test]
+fn cli_accepts_dsgd_order_and_relay_double_trees() {
+    let dir = std::env::temp_dir().join(format!("swarmgrad-cli-order-{}", std::process::id()));
+    let out_dir = dir.to_str().unwrap();
+    let base = [
+        "--json",
+        "--backend",
+        "cpu",
+        "--agents",
+        "8",
+        "--steps",
+        "6",
+        "--eval-every",
+        "3",
+        "--model",
+        "mlp:64-16-10",
+        "--out",
+        out_dir,
+    ];
+    let summary = |extra: &[&str]| {
+        let mut args = base.to_vec();
+        args.extend(extra);
+        let (code, out, err) = cli(&args);
+        assert_eq!(code, 0, "{extra:?}: {err}");
+        let v: serde_json::Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
+        v
+    };
+    let atc = summary(&["--algo", "dsgd", "--topology", "exponential"]);
+    let cta = summary(&[
+        "--algo",
+        "dsgd",
+        "--topology",
+        "exponential",
+        "--dsgd-order",
+        "cta",
+    ]);
+    assert_eq!(cta["topology"], "exponential");
+    assert_ne!(atc["consensus_distance"], cta["consensus_distance"]);
+    let relay = summary(&["--algo", "relaysgd", "--topology", "double-binary-trees"]);
+    assert_eq!(relay["topology"], "double-binary-trees");
+    let mut bad = base.to_vec();
+    bad.extend(["--dsgd-order", "sideways"]);
+    let (code, _, err) = cli(&bad);
+    assert_eq!(code, 2);
+    assert!(err.contains("dsgd-order"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -1,21 +1,31 @@
-//! D-PSGD, adapt-then-combine, and DSGDm-N with local momentum (ALGORITHMS.md §5.1, §5.2):
-//! `x½ = LocalStep(x, ∇F_i(x) + λx)`, then `x ← W x½`.
+//! D-PSGD and DSGDm-N with local momentum (ALGORITHMS.md §5.1, §5.2), in either order:
+//!
+//! - adapt-then-combine (default): `x½ = LocalStep(x, ∇F_i(x) + λx)`, then `x ← W x½`;
+//! - combine-then-adapt (the NGM repository's baselines, §5.1 trap): `x½ = W x`, then
+//!   `x ← LocalStep(x½, ∇F_i(x½) + λx½)`.
+//!
+//! W is a static gossip matrix, or round 0 of the time-varying one-peer exponential graph
+//! (`mixing(t, 0)`, rewritten with `write_csr` before each step's work, as SGP does).
 
-use super::{gossip_bytes_per_agent, AgentBuffers, Algo, LocalHyper, Objective};
+use super::{gossip_bytes_per_agent, AgentBuffers, Algo, DsgdOrder, LocalHyper, Objective};
 use crate::backend::{Backend, Buf, CsrBufs};
 use crate::error::Result;
+use crate::graph::OnePeerExponential;
 use crate::sparse::Csr;
 
 /// D-PSGD / DSGDm-N state.
 pub struct Dsgd {
     buf: AgentBuffers,
     w: CsrBufs,
+    /// The time-varying graph whose round-0 matrix is written every step (None: static W).
+    exponential: Option<OnePeerExponential>,
     hyper: LocalHyper,
+    order: DsgdOrder,
     bytes: Vec<u64>,
 }
 
 impl Dsgd {
-    /// Uploads the gossip matrix `w` (agents × agents).
+    /// Uploads the static gossip matrix `w` (agents × agents); adapt-then-combine.
     pub fn new(
         be: &mut dyn Backend,
         buf: AgentBuffers,
@@ -25,10 +35,37 @@ impl Dsgd {
         let bytes = gossip_bytes_per_agent(w, buf.d);
         Ok(Dsgd {
             w: be.upload_csr(w, "W")?,
+            exponential: None,
             buf,
             hyper,
+            order: DsgdOrder::Atc,
             bytes,
         })
+    }
+
+    /// Gossips on the one-peer exponential graph `graph` (one round per step: round 0 of
+    /// iteration t); adapt-then-combine.
+    pub fn exponential(
+        be: &mut dyn Backend,
+        buf: AgentBuffers,
+        graph: OnePeerExponential,
+        hyper: LocalHyper,
+    ) -> Result<Self> {
+        let w0 = graph.mixing(0, 0);
+        let mut me = Dsgd::new(be, buf, &w0, hyper)?;
+        me.exponential = Some(graph);
+        Ok(me)
+    }
+
+    /// The same state running in `order`.
+    pub fn with_order(mut self, order: DsgdOrder) -> Self {
+        self.order = order;
+        self
+    }
+
+    /// The order of local step and gossip.
+    pub fn order(&self) -> DsgdOrder {
+        self.order
     }
 }
 
@@ -44,9 +81,22 @@ impl Algo for Dsgd {
         t: u64,
         lr: f32,
     ) -> Result<()> {
-        obj.record_gradients(be, self.buf.params, self.buf.grads, t)?;
-        self.buf.record_local_step(be, lr, self.hyper)?;
-        self.buf.record_mix(be, &self.w)
+        // Ordered after the previous step's mix, before this step's.
+        if let Some(g) = &self.exponential {
+            be.write_csr(&self.w, &g.mixing(t, 0))?;
+        }
+        match self.order {
+            DsgdOrder::Atc => {
+                obj.record_gradients(be, self.buf.params, self.buf.grads, t)?;
+                self.buf.record_local_step(be, lr, self.hyper)?;
+                self.buf.record_mix(be, &self.w)
+            }
+            DsgdOrder::Cta => {
+                self.buf.record_mix(be, &self.w)?;
+                obj.record_gradients(be, self.buf.params, self.buf.grads, t)?;
+                self.buf.record_local_step(be, lr, self.hyper)
+            }
+        }
     }
 
     fn bytes_sent(&self) -> &[u64] {
@@ -57,7 +107,193 @@ impl Algo for Dsgd {
         vec![("params", self.buf.params), ("momentum", self.buf.momentum)]
     }
 
+    /// One round with the most recently written matrix (the static W, or the last step's).
     fn record_gossip(&mut self, be: &mut dyn Backend) -> Result<()> {
         self.buf.record_mix(be, &self.w)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::algo::{AlgoOptions, AlgoSetup, Algorithm, Quadratics};
+    use crate::cpu::CpuBackend;
+    use crate::graph::{HopSchedule, MixingRule, Topology};
+
+    const D: usize = 3;
+
+    fn targets(n: usize) -> Vec<Vec<f64>> {
+        (0..n)
+            .map(|i| (0..D).map(|k| i as f64 + 0.25 * k as f64 - 1.0).collect())
+            .collect()
+    }
+
+    /// Heterogeneous initial models (so mixing moves them).
+    fn init(n: usize) -> Vec<f32> {
+        (0..n * D).map(|k| (k % 7) as f32 * 0.5 - 1.0).collect()
+    }
+
+    /// Hyperparameters exact in f32 so the CPU reference matches an f64 host simulation.
+    fn hyper() -> LocalHyper {
+        LocalHyper {
+            momentum: 0.875,
+            nesterov: true,
+            weight_decay: 0.0078125,
+        }
+    }
+
+    /// Runs `steps` steps of D-PSGD on the constants task and returns the parameters.
+    fn run(topology: Topology, order: DsgdOrder, n: usize, steps: u64, lr: f32) -> Vec<f64> {
+        let mut be = CpuBackend::new();
+        let options = AlgoOptions {
+            dsgd_order: order,
+            ..Default::default()
+        };
+        let x0 = init(n);
+        let mut obj = Quadratics::constants(&mut be, &targets(n)).unwrap();
+        let mut algo = Algorithm::Dsgd
+            .build(
+                &mut be,
+                &AlgoSetup {
+                    agents: n,
+                    stride: D,
+                    d: D,
+                    init: &x0,
+                    topology: &topology,
+                    mixing: &MixingRule::MetropolisHastings,
+                    hyper: hyper(),
+                    seed: 7,
+                    options: &options,
+                },
+            )
+            .unwrap();
+        for t in 0..steps {
+            algo.record_step(&mut be, &mut obj, t, lr).unwrap();
+            be.flush().unwrap();
+        }
+        assert!(algo.bytes_sent().iter().all(|&b| b > 0));
+        be.read_f32(algo.params()).unwrap()
+    }
+
+    /// f64 host simulation; `w(t)` is iteration t's dense mixing matrix.
+    fn simulate(
+        w: impl Fn(u64) -> Vec<Vec<f64>>,
+        order: DsgdOrder,
+        n: usize,
+        steps: u64,
+        lr: f64,
+    ) -> Vec<f64> {
+        let h = hyper();
+        let (beta, wd) = (h.momentum as f64, h.weight_decay as f64);
+        let tg = targets(n);
+        let mut x: Vec<f64> = init(n).iter().map(|&v| v as f64).collect();
+        let mut m = vec![0.0; n * D];
+        let mix = |x: &[f64], w: &[Vec<f64>]| -> Vec<f64> {
+            (0..n * D)
+                .map(|p| (0..n).map(|j| w[p / D][j] * x[j * D + p % D]).sum())
+                .collect()
+        };
+        let adapt = |x: &mut [f64], m: &mut [f64]| {
+            for p in 0..n * D {
+                let g = x[p] - tg[p / D][p % D] + wd * x[p];
+                m[p] = beta * m[p] + g;
+                x[p] -= lr * (g + beta * m[p]);
+            }
+        };
+        for t in 0..steps {
+            let wt = w(t);
+            match order {
+                DsgdOrder::Atc => {
+                    adapt(&mut x, &mut m);
+                    x = mix(&x, &wt);
+                }
+                DsgdOrder::Cta => {
+                    x = mix(&x, &wt);
+                    adapt(&mut x, &mut m);
+                }
+            }
+        }
+        x
+    }
+
+    fn max_diff(a: &[f64], b: &[f64]) -> f64 {
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0, f64::max)
+    }
+
+    fn means(x: &[f64], n: usize) -> Vec<f64> {
+        (0..D)
+            .map(|k| (0..n).map(|i| x[i * D + k]).sum::<f64>() / n as f64)
+            .collect()
+    }
+
+    #[test]
+    fn cta_matches_the_host_simulation_and_differs_from_atc() {
+        let n = 6;
+        let g = Topology::Ring.static_graph(n, 7).unwrap();
+        let w = MixingRule::MetropolisHastings
+            .matrix(&g)
+            .unwrap()
+            .to_dense();
+        for order in [DsgdOrder::Atc, DsgdOrder::Cta] {
+            let got = run(Topology::Ring, order, n, 12, 0.125);
+            let want = simulate(|_| w.clone(), order, n, 12, 0.125);
+            let err = max_diff(&got, &want);
+            eprintln!("{order:?}: CPU vs host simulation max |Δ| = {err:e}");
+            assert!(err < 1e-12, "{order:?}: CPU vs host simulation {err:e}");
+        }
+        let atc = run(Topology::Ring, DsgdOrder::Atc, n, 12, 0.125);
+        let cta = run(Topology::Ring, DsgdOrder::Cta, n, 12, 0.125);
+        let gap = max_diff(&atc, &cta);
+        eprintln!("ATC vs CTA after 12 steps: max |Δ| = {gap:e}");
+        assert!(gap > 1e-2, "ATC and CTA should differ, max gap {gap:e}");
+    }
+
+    #[test]
+    fn both_orders_preserve_the_mean_with_zero_lr() {
+        let n = 6;
+        let x0: Vec<f64> = init(n).iter().map(|&v| v as f64).collect();
+        for order in [DsgdOrder::Atc, DsgdOrder::Cta] {
+            for topo in [Topology::Ring, Topology::Exponential] {
+                let n = if topo == Topology::Exponential { 8 } else { n };
+                let x0: Vec<f64> = if n == 6 {
+                    x0.clone()
+                } else {
+                    init(n).iter().map(|&v| v as f64).collect()
+                };
+                let x = run(topo, order, n, 5, 0.0);
+                let err = max_diff(&means(&x, n), &means(&x0, n));
+                eprintln!("{order:?} {topo}: lr 0, mean drift {err:e}");
+                assert!(err < 1e-12, "{order:?} {topo}: mean moved by {err:e}");
+                assert!(max_diff(&x, &x0) > 1e-3, "{order:?} {topo}: no mixing");
+            }
+        }
+    }
+
+    #[test]
+    fn exponential_gossip_uses_round_zero_of_each_step() {
+        let n = 8;
+        let g = OnePeerExponential::new(n, HopSchedule::Code).unwrap();
+        for order in [DsgdOrder::Atc, DsgdOrder::Cta] {
+            let got = run(Topology::Exponential, order, n, 9, 0.125);
+            let want = simulate(|t| g.mixing(t, 0).to_dense(), order, n, 9, 0.125);
+            let err = max_diff(&got, &want);
+            eprintln!("{order:?}: CPU vs host simulation max |Δ| = {err:e}");
+            assert!(err < 1e-12, "{order:?}: CPU vs host simulation {err:e}");
+        }
+        // Round 0 hops 2^(2t mod 3) = 1, 4, 2: three pure gossip steps average exactly.
+        let x = run(Topology::Exponential, DsgdOrder::Atc, n, 3, 0.0);
+        let x0: Vec<f64> = init(n).iter().map(|&v| v as f64).collect();
+        let mean = means(&x0, n);
+        let spread = (0..n * D)
+            .map(|p| (x[p] - mean[p % D]).abs())
+            .fold(0.0, f64::max);
+        eprintln!("exponential, 3 gossip steps: max distance to the mean {spread:e}");
+        assert!(
+            spread < 1e-12,
+            "exact average after log2 n steps: {spread:e}"
+        );
     }
 }

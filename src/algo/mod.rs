@@ -22,7 +22,7 @@ pub use d2::{check_d2_spectrum, D2, D2_LAMBDA_MIN_BOUND};
 pub use dsgd::Dsgd;
 pub use gt::Gt;
 pub use objective::{DeviceData, MlpObjective, Objective};
-pub use options::{AlgoOptions, RelayNormalisation};
+pub use options::{AlgoOptions, DsgdOrder, RelayNormalisation};
 pub use qg_adam::QgAdam;
 pub use qgm::{Qgm, QGM_MIN_LR};
 pub use quadratic::{OneShot, Quadratics};
@@ -32,7 +32,7 @@ pub use slowmo::{SlowMo, SlowMoHyper, SLOWMO_MIN_LR};
 
 use crate::backend::{Backend, Buf};
 use crate::error::{Error, Result};
-use crate::graph::{MixingRule, Topology};
+use crate::graph::{MixingRule, OnePeerExponential, Topology};
 use crate::sparse::Csr;
 use std::fmt;
 use std::str::FromStr;
@@ -55,6 +55,22 @@ pub trait Algo {
     fn state(&self) -> Vec<(&'static str, Buf)>;
     /// Records one communication round alone, without a local step (tests and diagnostics).
     fn record_gossip(&mut self, be: &mut dyn Backend) -> Result<()>;
+    /// Host-side state the next steps depend on beyond `state()`, t and the seed (JSON; floats,
+    /// if any, as bit patterns). `Null` when there is none.
+    fn host_state(&self) -> serde_json::Value {
+        serde_json::Value::Null
+    }
+    /// Restores what [`Algo::host_state`] returned; anything but `Null` is an error by default.
+    fn restore_host_state(&mut self, v: &serde_json::Value) -> Result<()> {
+        if v.is_null() {
+            Ok(())
+        } else {
+            Err(Error::param(
+                "checkpoint",
+                "it holds host-side algorithm state this algorithm does not keep",
+            ))
+        }
+    }
 }
 
 /// The implemented algorithm names, for help texts and errors.
@@ -67,7 +83,8 @@ pub const PLANNED_ALGORITHMS: &[&str] = &["ngm", "compngm", "cga", "matcha", "al
 /// An algorithm name.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum Algorithm {
-    /// D-PSGD, adapt-then-combine; with momentum β > 0 it is DSGDm-N (local momentum).
+    /// D-PSGD (adapt-then-combine, or combine-then-adapt with `dsgd_order`); with momentum
+    /// β > 0 it is DSGDm-N (local momentum). Static graphs or the one-peer exponential graph.
     #[default]
     Dsgd,
     /// Local step, then the exact average of all agents.
@@ -148,7 +165,16 @@ impl Algorithm {
     pub fn build(&self, be: &mut dyn Backend, s: &AlgoSetup) -> Result<Box<dyn Algo>> {
         let buf = AgentBuffers::new(be, s.agents, s.stride, s.d, s.init)?;
         Ok(match self {
-            Algorithm::Dsgd => Box::new(Dsgd::new(be, buf, &gossip_matrix(s)?, s.hyper)?),
+            Algorithm::Dsgd => {
+                let dsgd = if *s.topology == Topology::Exponential {
+                    let g = OnePeerExponential::new(s.agents, s.options.hop_schedule)
+                        .map_err(|e| Error::param("topology", e.to_string()))?;
+                    Dsgd::exponential(be, buf, g, s.hyper)?
+                } else {
+                    Dsgd::new(be, buf, &gossip_matrix(s)?, s.hyper)?
+                };
+                Box::new(dsgd.with_order(s.options.dsgd_order))
+            }
             Algorithm::AllReduce => Box::new(AllReduce::new(be, buf, s.hyper)?),
             Algorithm::Qgm => {
                 qgm::require_no_drops("qgm", s.options.drop_prob)?;

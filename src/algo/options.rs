@@ -29,6 +29,31 @@ impl std::str::FromStr for RelayNormalisation {
     }
 }
 
+/// D-PSGD's order of local step and gossip (ALGORITHMS.md §5.1).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DsgdOrder {
+    /// Adapt-then-combine: `x ← W·LocalStep(x, ∇F(x))` (Lian et al., epfml/relaysgd).
+    #[default]
+    Atc,
+    /// Combine-then-adapt: `x½ = W x`, `x ← LocalStep(x½, ∇F(x½))` (the NGM repository).
+    Cta,
+}
+
+impl std::str::FromStr for DsgdOrder {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "atc" | "adapt-then-combine" => Ok(DsgdOrder::Atc),
+            "cta" | "combine-then-adapt" => Ok(DsgdOrder::Cta),
+            other => Err(Error::param(
+                "dsgd-order",
+                format!("unknown '{other}'; accepted: atc, cta"),
+            )),
+        }
+    }
+}
+
 /// Options of the algorithms beyond the local optimizer; defaults follow ALGORITHMS.md.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -59,6 +84,8 @@ pub struct AlgoOptions {
     pub slowmo_beta: f64,
     /// SlowMo outer learning rate α_s.
     pub slowmo_lr: f64,
+    /// D-PSGD order: adapt-then-combine (default) or combine-then-adapt.
+    pub dsgd_order: DsgdOrder,
 }
 
 impl Default for AlgoOptions {
@@ -77,6 +104,7 @@ impl Default for AlgoOptions {
             slowmo_period: 48,
             slowmo_beta: 0.5,
             slowmo_lr: 1.0,
+            dsgd_order: DsgdOrder::Atc,
         }
     }
 }
@@ -180,9 +208,16 @@ mod tests {
             let e = o.validate().unwrap_err().to_string();
             assert!(e.contains(flag), "{flag}: {e}");
         }
-        let toml_text =
-            "qgm_period = 4\nrelay_normalisation = \"counts\"\nrelay_lr_correction = \"exact\"";
+        let toml_text = "qgm_period = 4\nrelay_normalisation = \"counts\"\n\
+                         relay_lr_correction = \"exact\"\ndsgd_order = \"cta\"";
         let o: AlgoOptions = toml::from_str(toml_text).unwrap();
+        assert_eq!(o.dsgd_order, DsgdOrder::Cta);
+        assert_eq!("ATC".parse::<DsgdOrder>().unwrap(), DsgdOrder::Atc);
+        assert!("ctA2"
+            .parse::<DsgdOrder>()
+            .unwrap_err()
+            .to_string()
+            .contains("dsgd-order"));
         assert_eq!(
             (o.qgm_period, o.relay_normalisation),
             (4, RelayNormalisation::Counts)

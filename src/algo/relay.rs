@@ -589,6 +589,22 @@ impl RelaySgd {
     }
 }
 
+/// One tree's host bookkeeping in a checkpoint.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct LaneHostState {
+    received: Vec<bool>,
+    counts: Vec<usize>,
+}
+
+/// The host state that, with the stack buffer, determines every later round: the round counter
+/// (it selects the drop stream) and each tree's arrival flags and counts (they select the
+/// message and averaging matrices).
+#[derive(serde::Serialize, serde::Deserialize)]
+struct RelayHostState {
+    rounds: u64,
+    lanes: Vec<LaneHostState>,
+}
+
 impl Algo for RelaySgd {
     fn params(&self) -> Buf {
         self.buf.params
@@ -619,5 +635,60 @@ impl Algo for RelaySgd {
 
     fn record_gossip(&mut self, be: &mut dyn Backend) -> Result<()> {
         self.record_round(be, None)
+    }
+
+    fn host_state(&self) -> serde_json::Value {
+        let h = RelayHostState {
+            rounds: self.rounds,
+            lanes: self
+                .lanes
+                .iter()
+                .map(|l| LaneHostState {
+                    received: l.tree.received.clone(),
+                    counts: l.tree.counts.clone(),
+                })
+                .collect(),
+        };
+        serde_json::to_value(h).unwrap_or(serde_json::Value::Null)
+    }
+
+    fn restore_host_state(&mut self, v: &serde_json::Value) -> Result<()> {
+        let bad = |reason: String| Error::param("checkpoint", format!("relay state: {reason}"));
+        let h: RelayHostState =
+            serde_json::from_value(v.clone()).map_err(|e| bad(e.to_string()))?;
+        if h.lanes.len() != self.lanes.len() {
+            return Err(bad(format!(
+                "{} trees, this run has {}",
+                h.lanes.len(),
+                self.lanes.len()
+            )));
+        }
+        let n = self.buf.agents;
+        for (t, (saved, lane)) in h.lanes.iter().zip(&self.lanes).enumerate() {
+            let m = lane.edge_count();
+            if saved.received.len() != m || saved.counts.len() != m {
+                return Err(bad(format!(
+                    "tree {t}: {} flags and {} counts for {m} edges",
+                    saved.received.len(),
+                    saved.counts.len()
+                )));
+            }
+            let consistent = saved.received.iter().zip(&saved.counts).all(|(&r, &c)| {
+                if r {
+                    (1..n).contains(&c)
+                } else {
+                    c == 0
+                }
+            });
+            if !consistent {
+                return Err(bad(format!("tree {t}: counts do not fit the flags")));
+            }
+        }
+        for (saved, lane) in h.lanes.into_iter().zip(&mut self.lanes) {
+            lane.tree.received = saved.received;
+            lane.tree.counts = saved.counts;
+        }
+        self.rounds = h.rounds;
+        Ok(())
     }
 }

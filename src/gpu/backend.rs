@@ -4,6 +4,7 @@
 use super::context::{AdapterChoice, GpuContext};
 use super::kernels::{Kernel, PipelineCache};
 use super::params::*;
+use super::timer::GpuTimer;
 use crate::backend::*;
 use crate::cpu::check_write;
 use crate::error::{Error, Result};
@@ -39,6 +40,7 @@ pub struct GpuBackend {
     errors: Arc<Mutex<Vec<String>>>,
     counters: Counters,
     vectorized: bool,
+    timer: Option<GpuTimer>,
 }
 
 impl GpuBackend {
@@ -61,7 +63,6 @@ impl GpuBackend {
                 sink.lock().expect("error sink").push(e.to_string());
             }));
         GpuBackend {
-            ctx,
             buffers: Vec::new(),
             cache: PipelineCache::default(),
             pending: Vec::new(),
@@ -70,6 +71,8 @@ impl GpuBackend {
             errors,
             counters: Counters::default(),
             vectorized: true,
+            timer: GpuTimer::new(&ctx.device, &ctx.queue),
+            ctx,
         }
     }
 
@@ -267,7 +270,7 @@ impl GpuBackend {
     /// An elementwise kernel and its elements per invocation: the vec4 variant when the length
     /// is a multiple of 4 (buffers always start 16-byte aligned).
     fn elementwise(&self, len: usize, scalar: Kernel, vec4: Kernel) -> (Kernel, usize) {
-        if self.vectorized && len % 4 == 0 {
+        if self.vectorized && len.is_multiple_of(4) {
             (vec4, 4)
         } else {
             (scalar, 1)
@@ -313,7 +316,7 @@ impl GpuBackend {
             // A run of dispatches shares one compute pass.
             let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
                 label: Some("step"),
-                timestamp_writes: None,
+                timestamp_writes: self.timer.as_mut().and_then(GpuTimer::next_pass),
             });
             while let Some(Command::Dispatch {
                 kernel,
@@ -506,7 +509,7 @@ impl Backend for GpuBackend {
         // Rows start on 16-byte boundaries when these are multiples of 4: use vec4 loads.
         let aligned = [s.layer.in_dim, s.layer.w_off, s.stride]
             .iter()
-            .all(|v| v % 4 == 0);
+            .all(|v| v.is_multiple_of(4));
         let kernel = if aligned && self.vectorized {
             Kernel::DenseForwardVec4
         } else {
@@ -539,7 +542,7 @@ impl Backend for GpuBackend {
         let s = &op.shape;
         let p = dense_params(s);
         let work = s.n_jobs * s.layer.out_dim.div_ceil(4) * (s.layer.in_dim + 1).div_ceil(4);
-        let kernel = if s.layer.in_dim % 4 == 0 && self.vectorized {
+        let kernel = if s.layer.in_dim.is_multiple_of(4) && self.vectorized {
             Kernel::DenseBackwardWeightsVec4
         } else {
             Kernel::DenseBackwardWeights
@@ -580,7 +583,7 @@ impl Backend for GpuBackend {
             op.out_stride,
             op.out_offset,
         ];
-        let (kernel, unit) = if self.vectorized && sizes.iter().all(|v| v % 4 == 0) {
+        let (kernel, unit) = if self.vectorized && sizes.iter().all(|v| v.is_multiple_of(4)) {
             (Kernel::MixVec4, 4)
         } else {
             (Kernel::Mix, 1)
@@ -692,7 +695,21 @@ impl Backend for GpuBackend {
             self.ctx.queue.submit([cb]);
             self.counters.submits += 1;
         }
+        if let Some(t) = self.timer.as_mut().filter(|t| t.nearly_full()) {
+            t.collect(&self.ctx.device, &self.ctx.queue)?;
+        }
         self.take_errors()
+    }
+
+    fn gpu_seconds(&mut self) -> Result<Option<f64>> {
+        self.flush()?;
+        match self.timer.as_mut() {
+            Some(t) => {
+                t.collect(&self.ctx.device, &self.ctx.queue)?;
+                Ok(Some(t.take_seconds()))
+            }
+            None => Ok(None),
+        }
     }
 
     fn counters(&self) -> Counters {

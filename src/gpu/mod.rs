@@ -5,6 +5,7 @@ mod backend;
 mod context;
 mod kernels;
 pub mod params;
+mod timer;
 
 pub use backend::GpuBackend;
 pub use context::{AdapterChoice, GpuContext};

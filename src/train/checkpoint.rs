@@ -1,9 +1,11 @@
 //! Trainer checkpoints: every named state buffer of the algorithm (and the objective's last loss
-//! statistics), the sampler's position, the step counter, the byte ledger, the metrics rows so
-//! far and the configuration, in one file written atomically (temp file + rename).
+//! statistics), the algorithm's host-side state, the sampler's position, the step counter, the
+//! byte ledger, the metrics rows so far and the configuration, in one file written atomically
+//! (temp file + rename).
 //!
 //! Format (little endian): the 8-byte magic `SWGCKPT\0`, a u32 version, a u64 header length, the
-//! JSON header (floats stored as their bit patterns), the buffers back to back (reals as f64,
+//! JSON header (floats stored as their bit patterns; `algo_host` may be absent in older files and
+//! then reads as `null`), the buffers back to back (reals as f64,
 //! indices as u32, in header order), and a u64 FNV-1a checksum of everything before it. Reals are
 //! stored as f64 so the CPU reference resumes bit for bit; GPU values are f32 widened exactly.
 
@@ -68,6 +70,8 @@ pub struct Checkpoint {
     pub wall_s: f64,
     /// Named state buffers (algorithm state first).
     pub buffers: Vec<(String, BufData)>,
+    /// The algorithm's host-side state ([`crate::algo::Algo::host_state`]; `Null` if none).
+    pub algo_host: serde_json::Value,
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -81,6 +85,8 @@ struct Header {
     last: Option<LastRecord>,
     wall_s: u64,
     buffers: Vec<BufEntry>,
+    #[serde(default)]
+    algo_host: serde_json::Value,
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -208,6 +214,7 @@ impl Checkpoint {
                     len: d.len() as u64,
                 })
                 .collect(),
+            algo_host: self.algo_host.clone(),
         };
         let json = serde_json::to_vec(&header)
             .map_err(|e| Error::param("checkpoint", format!("cannot encode the header: {e}")))?;
@@ -333,6 +340,7 @@ impl Checkpoint {
             last,
             wall_s: f64::from_bits(h.wall_s),
             buffers,
+            algo_host: h.algo_host,
         })
     }
 
@@ -520,6 +528,7 @@ mod tests {
                 ("params".into(), BufData::Real(vec![0.1, -2.0, 1e-300])),
                 ("flags".into(), BufData::Index(vec![4, 5])),
             ],
+            algo_host: serde_json::json!({"rounds": 3, "lanes": [{"received": [true, false]}]}),
         }
     }
 
@@ -530,8 +539,8 @@ mod tests {
         let back = Checkpoint::from_bytes(&bytes, Path::new("x")).unwrap();
         assert_eq!(back.rows[0].train_loss.to_bits(), f64::NAN.to_bits());
         assert_eq!(
-            (back.step, &back.buffers, &back.last),
-            (c.step, &c.buffers, &c.last)
+            (back.step, &back.buffers, &back.last, &back.algo_host),
+            (c.step, &c.buffers, &c.last, &c.algo_host)
         );
         for cut in [0, 5, 20, bytes.len() / 2, bytes.len() - 1] {
             let e = Checkpoint::from_bytes(&bytes[..cut], Path::new("x")).unwrap_err();

@@ -149,6 +149,9 @@ pub struct OptionArgs {
     /// SlowMo outer learning rate α_s.
     #[arg(long)]
     pub slowmo_lr: Option<f64>,
+    /// D-PSGD order: atc (adapt-then-combine, default) or cta (combine-then-adapt).
+    #[arg(long)]
+    pub dsgd_order: Option<String>,
 }
 
 impl OptionArgs {
@@ -186,6 +189,9 @@ impl OptionArgs {
         }
         if let Some(v) = &self.hop_schedule {
             o.hop_schedule = v.parse().map_err(parse_err("hop-schedule"))?;
+        }
+        if let Some(v) = &self.dsgd_order {
+            o.dsgd_order = v.parse()?;
         }
         Ok(())
     }
@@ -528,6 +534,13 @@ pub fn run_args(args: &Args, out: &mut dyn Write, err: &mut dyn Write) -> Result
         (
             "wall time",
             format!("{:.2} s ({} steps)", summary.wall_s, summary.steps),
+        ),
+        (
+            "GPU time of the steps",
+            match summary.gpu_s {
+                Some(g) => format!("{g:.2} s (timestamp queries)"),
+                None => "not measured on this backend".into(),
+            },
         ),
         (
             "outputs",

@@ -1,7 +1,7 @@
 //! The trainer: builds data, partition, graph and state from a [`TrainConfig`], runs the steps
 //! with evaluations in between, and returns a [`Summary`].
 
-use crate::algo::{Algo, AlgoSetup, DeviceData, MlpObjective, Objective};
+use crate::algo::{Algo, AlgoSetup, Algorithm, DeviceData, MlpObjective, Objective};
 use crate::backend::Backend;
 use crate::data::{Dataset, PartitionSummary};
 use crate::error::{Error, Result};
@@ -41,11 +41,22 @@ pub struct Summary {
     pub submits_per_step: f64,
     /// Wall-clock seconds of the run (including evaluations).
     pub wall_s: f64,
+    /// Device time of the training steps (GPU timestamp queries; None where unavailable).
+    pub gpu_s: Option<f64>,
     /// Backend description.
     pub backend: String,
     /// Every evaluation.
     #[serde(skip)]
     pub rows: Vec<MetricsRow>,
+}
+
+/// The topology a run communicates over, as the summary names it.
+fn topology_label(c: &TrainConfig) -> String {
+    match c.algo {
+        Algorithm::Sgp => "exponential".into(),
+        a if a.uses_topology() => c.topology.to_string(),
+        _ => "complete (all-reduce)".into(),
+    }
 }
 
 /// A prepared training run on a backend.
@@ -282,6 +293,7 @@ impl Trainer {
             last: self.last_eval.clone(),
             wall_s: self.rows.last().map_or(self.wall_offset, |r| r.wall_s),
             buffers: checkpoint::read_buffers(self.be.as_mut(), &named)?,
+            algo_host: self.state.host_state(),
         })
     }
 
@@ -319,6 +331,9 @@ impl Trainer {
         }
         let named = self.named_buffers();
         checkpoint::write_buffers(self.be.as_mut(), &named, &c.buffers, path)?;
+        self.state
+            .restore_host_state(&c.algo_host)
+            .map_err(|e| bad(e.to_string()))?;
         self.objective
             .sampler_mut()
             .restore(&c.sampler)
@@ -333,10 +348,19 @@ impl Trainer {
 
     /// Runs the remaining steps; `progress(step, total, last_row)` is called after every step.
     /// A fresh run starts with an evaluation; a resumed one continues its saved metrics rows.
-    pub fn run(
+    pub fn run(&mut self, progress: impl FnMut(u64, u64, Option<&MetricsRow>)) -> Result<Summary> {
+        self.run_until(self.steps, progress)
+    }
+
+    /// Like [`Trainer::run`], but stops after step `stop` (at most the run's total); a later
+    /// call continues exactly as if the run had not paused. Evaluations happen at the usual
+    /// steps only (every `eval_every`, and the last step of the whole run).
+    pub fn run_until(
         &mut self,
+        stop: u64,
         mut progress: impl FnMut(u64, u64, Option<&MetricsRow>),
     ) -> Result<Summary> {
+        let stop = stop.min(self.steps);
         let start = Instant::now();
         let wall = |offset: f64| offset + start.elapsed().as_secs_f64();
         let n = self.config.agents;
@@ -351,7 +375,9 @@ impl Trainer {
             self.rows.push(row);
             self.last_eval = Some(first);
         }
-        for t in self.step..self.steps {
+        // GPU time of the training steps only: evaluation time is read and dropped.
+        let mut gpu_s = self.be.gpu_seconds()?.map(|_| 0.0);
+        for t in self.step..stop {
             let e = t as f64 / self.steps_per_epoch as f64;
             let lr = self.schedule.at(e);
             let before = self.be.counters();
@@ -367,7 +393,11 @@ impl Trainer {
             self.step = t + 1;
             let mut evaluated = false;
             if self.step.is_multiple_of(self.config.eval_every) || self.step == self.steps {
+                if let (Some(total), Some(s)) = (gpu_s.as_mut(), self.be.gpu_seconds()?) {
+                    *total += s;
+                }
                 let r = self.evaluate()?;
+                self.be.gpu_seconds()?;
                 let row = self.row(&r, lr, wall(self.wall_offset));
                 self.rows.push(row);
                 self.last_eval = Some(r);
@@ -384,16 +414,16 @@ impl Trainer {
                 if evaluated { self.rows.last() } else { None },
             );
         }
+        if let (Some(total), Some(s)) = (gpu_s.as_mut(), self.be.gpu_seconds()?) {
+            *total += s;
+        }
+        self.wall_offset = wall(self.wall_offset);
         let last = self.last_eval.clone().unwrap_or_default();
         let bytes = &self.bytes;
         let ran = (self.step - first_step).max(1) as f64;
         Ok(Summary {
             algo: self.config.algo.to_string(),
-            topology: if self.config.algo.uses_topology() {
-                self.config.topology.to_string()
-            } else {
-                "complete (all-reduce)".into()
-            },
+            topology: topology_label(&self.config),
             agents: n,
             steps: self.step,
             epochs: self.step as f64 / self.steps_per_epoch as f64,
@@ -403,6 +433,7 @@ impl Trainer {
             dispatches_per_step: step_counters.0 as f64 / ran,
             submits_per_step: step_counters.1 as f64 / ran,
             wall_s: start.elapsed().as_secs_f64(),
+            gpu_s,
             backend: self.be.describe(),
             rows: self.rows.clone(),
         })
