@@ -236,7 +236,7 @@ fn qgm_relaysgd_sim(n: usize, w: &[Vec<f64>], beta: f64, wd: f64, steps: u64) ->
 }
 
 #[test]
-fn qgm_rejects_zero_momentum_and_matches_the_recursion() {
+fn qgm_with_zero_momentum_is_dsgd_and_matches_the_recursion() {
     let n = 5;
     let (beta, wd) = (0.9f32, 1e-2f32);
     let w = dense_w(n, Topology::Ring, MixingRule::MetropolisHastings);
@@ -249,7 +249,8 @@ fn qgm_rejects_zero_momentum_and_matches_the_recursion() {
     for (name, mut be) in backends("qgm recursion") {
         let be = be.as_mut();
         let o = AlgoOptions::default();
-        let e = build(
+        // β = 0: QGM is D-PSGD, bit for bit.
+        let mut q0 = build(
             be,
             Algorithm::Qgm,
             n,
@@ -259,8 +260,35 @@ fn qgm_rejects_zero_momentum_and_matches_the_recursion() {
             &o,
             &init(n),
         )
+        .unwrap();
+        let mut d0 = build(
+            be,
+            Algorithm::Dsgd,
+            n,
+            Topology::Ring,
+            MixingRule::MetropolisHastings,
+            hyper(0.0, wd),
+            &o,
+            &init(n),
+        )
+        .unwrap();
+        for t in 0..6 {
+            q0.step(be, t, lr_at(t));
+            d0.step(be, t, lr_at(t));
+        }
+        assert_eq!(q0.params(be), d0.params(be), "QGM β=0 vs D-PSGD on {name}");
+        let e = build(
+            be,
+            Algorithm::Qgm,
+            n,
+            Topology::Ring,
+            MixingRule::MetropolisHastings,
+            hyper(1.0, wd),
+            &o,
+            &init(n),
+        )
         .err()
-        .expect("β = 0 must be rejected")
+        .expect("β = 1 must be rejected")
         .to_string();
         assert!(e.contains("momentum"), "{e}");
         let (rtol, atol) = tol(&name);

@@ -55,6 +55,10 @@ pub trait Algo {
     fn state(&self) -> Vec<(&'static str, Buf)>;
     /// Records one communication round alone, without a local step (tests and diagnostics).
     fn record_gossip(&mut self, be: &mut dyn Backend) -> Result<()>;
+    /// Lines the user should see about how this run was set up (e.g. a learning-rate factor).
+    fn notes(&self) -> Vec<String> {
+        Vec::new()
+    }
     /// Host-side state the next steps depend on beyond `state()`, t and the seed (JSON; floats,
     /// if any, as bit patterns). `Null` when there is none.
     fn host_state(&self) -> serde_json::Value {

@@ -33,7 +33,7 @@ pub struct Qgm {
 }
 
 impl Qgm {
-    /// Uploads W; `mu` None means μ = β; `period` is K ≥ 1. Errors unless β > 0.
+    /// Uploads W; `mu` None means μ = β; `period` is K ≥ 1; β must be in [0, 1).
     pub fn new(
         be: &mut dyn Backend,
         buf: AgentBuffers,
@@ -42,13 +42,12 @@ impl Qgm {
         mu: Option<f64>,
         period: u64,
     ) -> Result<Self> {
-        if !(hyper.momentum > 0.0 && hyper.momentum < 1.0) {
+        // β = 0 is allowed: the temporary m is then the gradient itself and QGM is exactly
+        // D-PSGD (the tests check it bit for bit); the buffer m̂ has no effect.
+        if !(0.0..1.0).contains(&hyper.momentum) {
             return Err(Error::param(
                 "momentum",
-                format!(
-                    "QGM needs a momentum β in (0, 1), got {} (β = 0 leaves no buffer to track; use dsgd)",
-                    hyper.momentum
-                ),
+                format!("QGM needs a momentum β in [0, 1), got {}", hyper.momentum),
             ));
         }
         if period == 0 {

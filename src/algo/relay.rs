@@ -606,6 +606,16 @@ struct RelayHostState {
 }
 
 impl Algo for RelaySgd {
+    fn notes(&self) -> Vec<String> {
+        if self.lr_factor == 1.0 {
+            return Vec::new();
+        }
+        vec![format!(
+            "RelaySGD learning-rate correction: η × {:.6}",
+            self.lr_factor
+        )]
+    }
+
     fn params(&self) -> Buf {
         self.buf.params
     }

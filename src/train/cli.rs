@@ -455,7 +455,7 @@ pub fn run_args(args: &Args, out: &mut dyn Write, err: &mut dyn Write) -> Result
         info,
         "run: {} on {} with {} agents, {}, partition {}, model {}, batch {}, lr {}, momentum {}{}, {} steps ({} per epoch)",
         config.algo,
-        if config.algo.uses_topology() { config.topology.to_string() } else { "exact averaging".into() },
+        crate::train::trainer::topology_label(&config),
         config.agents,
         config.dataset.name(),
         config.partition()?,
@@ -467,6 +467,9 @@ pub fn run_args(args: &Args, out: &mut dyn Write, err: &mut dyn Write) -> Result
         trainer.total_steps(),
         trainer.steps_per_epoch()
     );
+    for n in trainer.algorithm_notes() {
+        let _ = writeln!(info, "note: {n}");
+    }
     let _ = writeln!(info, "{}", trainer.partition_summary());
     let bar = progress_bar(trainer.total_steps(), args.json);
     let summary = trainer.run(|step, _, row| {

@@ -51,7 +51,8 @@ pub struct Summary {
 }
 
 /// The topology a run communicates over, as the summary names it.
-fn topology_label(c: &TrainConfig) -> String {
+/// The topology a run communicates over, as shown to the user.
+pub fn topology_label(c: &TrainConfig) -> String {
     match c.algo {
         Algorithm::Sgp => "exponential".into(),
         a if a.uses_topology() => c.topology.to_string(),
@@ -198,6 +199,11 @@ impl Trainer {
     /// The per-agent label statistics of the partition.
     pub fn partition_summary(&self) -> &PartitionSummary {
         &self.summary
+    }
+
+    /// What the algorithm reports about its set-up (e.g. the RelaySGD learning-rate factor).
+    pub fn algorithm_notes(&self) -> Vec<String> {
+        self.state.notes()
     }
 
     /// Notices from data loading (fallbacks taken).
