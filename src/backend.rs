@@ -69,9 +69,9 @@ pub struct Gather {
     /// Features per sample.
     pub dim: usize,
     /// Normalisation: feature = (byte/255 − mean)/std.
-    pub mean: f32,
+    pub mean: f64,
     /// Normalisation standard deviation.
-    pub std: f32,
+    pub std: f64,
     /// Output features, `rows × dim`.
     pub x: Buf,
     /// Output labels, `rows`.
@@ -197,9 +197,9 @@ pub struct Axpby {
     /// Input and output (a different buffer from x).
     pub y: Buf,
     /// Coefficient of x.
-    pub a: f32,
+    pub a: f64,
     /// Coefficient of y.
-    pub b: f32,
+    pub b: f64,
     /// Elements.
     pub len: usize,
 }
@@ -217,13 +217,13 @@ pub struct LocalStep {
     /// Elements.
     pub len: usize,
     /// Learning rate η.
-    pub lr: f32,
+    pub lr: f64,
     /// Momentum β.
-    pub momentum: f32,
+    pub momentum: f64,
     /// Nesterov (true) or heavy ball (false).
     pub nesterov: bool,
     /// Weight decay λ, folded into the gradient.
-    pub weight_decay: f32,
+    pub weight_decay: f64,
 }
 
 /// QG-Adam's parameter step (ALGORITHMS.md §5.4 step 3), moments read only:
@@ -241,19 +241,19 @@ pub struct AdamStep {
     /// Elements.
     pub len: usize,
     /// Learning rate η.
-    pub lr: f32,
+    pub lr: f64,
     /// β1.
-    pub beta1: f32,
+    pub beta1: f64,
     /// β2.
-    pub beta2: f32,
+    pub beta2: f64,
     /// ε.
-    pub eps: f32,
+    pub eps: f64,
     /// Bias correction 1 − β1^(t+1).
-    pub bc1: f32,
+    pub bc1: f64,
     /// Bias correction 1 − β2^(t+1).
-    pub bc2: f32,
+    pub bc2: f64,
     /// Weight decay λ, folded into the gradient.
-    pub weight_decay: f32,
+    pub weight_decay: f64,
 }
 
 /// QG-Adam's moment update from the realised model change (§5.4 steps 5–6): per agent
@@ -273,9 +273,9 @@ pub struct AdamMoments {
     /// Floats per agent slab.
     pub stride: usize,
     /// β1.
-    pub beta1: f32,
+    pub beta1: f64,
     /// β2.
-    pub beta2: f32,
+    pub beta2: f64,
 }
 
 /// What a segmented reduction sums.

@@ -190,7 +190,7 @@ impl Backend for CpuBackend {
                 format!("sample index {bad} ≥ dataset size {n}"),
             ));
         }
-        let inv_std = 1.0 / op.std as f64;
+        let inv_std = 1.0 / op.std;
         let data = self.bytes(op.data);
         let labels = self.indices(op.labels);
         let mut x = vec![0.0; op.rows * op.dim];
@@ -198,8 +198,7 @@ impl Backend for CpuBackend {
         for (r, &s) in idx.iter().enumerate() {
             let s = s as usize;
             for f in 0..op.dim {
-                x[r * op.dim + f] =
-                    (data[s * op.dim + f] as f64 / 255.0 - op.mean as f64) * inv_std;
+                x[r * op.dim + f] = (data[s * op.dim + f] as f64 / 255.0 - op.mean) * inv_std;
             }
             y[r] = labels[s];
         }
@@ -375,7 +374,7 @@ impl Backend for CpuBackend {
 
     fn axpby(&mut self, op: &Axpby) -> Result<()> {
         op.check()?;
-        let (a, b) = (op.a as f64, op.b as f64);
+        let (a, b) = (op.a, op.b);
         let mut y = self.take(op.y);
         for (y, x) in y[..op.len].iter_mut().zip(self.reals(op.x)) {
             *y = a * x + b * *y;
@@ -387,7 +386,7 @@ impl Backend for CpuBackend {
 
     fn local_step(&mut self, op: &LocalStep) -> Result<()> {
         op.check()?;
-        let (lr, beta, wd) = (op.lr as f64, op.momentum as f64, op.weight_decay as f64);
+        let (lr, beta, wd) = (op.lr, op.momentum, op.weight_decay);
         let mut x = self.take(op.params);
         let mut m = self.take(op.momentum_buf);
         let g = self.reals(op.grads);
@@ -446,13 +445,8 @@ impl Backend for CpuBackend {
         op.check()?;
         let mut x = self.take(op.params);
         let (g, m1, m2) = (self.reals(op.grads), self.reals(op.m1), self.reals(op.m2));
-        let (b1, b2, eps, wd) = (
-            op.beta1 as f64,
-            op.beta2 as f64,
-            op.eps as f64,
-            op.weight_decay as f64,
-        );
-        let (step, sbc2) = (op.lr as f64 / op.bc1 as f64, (op.bc2 as f64).sqrt());
+        let (b1, b2, eps, wd) = (op.beta1, op.beta2, op.eps, op.weight_decay);
+        let (step, sbc2) = (op.lr / op.bc1, (op.bc2).sqrt());
         for k in 0..op.len {
             let gk = g[k] + wd * x[k];
             let a = b1 * m1[k] + gk;
@@ -469,7 +463,7 @@ impl Backend for CpuBackend {
         let mut m1 = self.take(op.m1);
         let mut m2 = self.take(op.m2);
         let (delta, norms) = (self.reals(op.delta), self.reals(op.sq_norms));
-        let (b1, b2) = (op.beta1 as f64, op.beta2 as f64);
+        let (b1, b2) = (op.beta1, op.beta2);
         for k in 0..op.agents * op.stride {
             let d = delta[k] / (norms[k / op.stride].sqrt() + 1e-8);
             m1[k] = b1 * m1[k] + (1.0 - b1) * d;

@@ -3,9 +3,9 @@
 //! reference or the f32 GPU backend; and the heterogeneity study of issue 5
 //! ([`heterogeneity_table`], `examples/heterogeneity.rs`).
 //!
-//! Quadratic coefficients are rounded to f32 on construction (the [`Quadratics`] objective uploads
-//! f32), and every optimum and error is computed in f64 from those rounded coefficients, so the
-//! fixed points of an f64 run are exact to rounding.
+//! Coefficients, learning rates and states stay f64 on the CPU reference (the GPU rounds them to
+//! f32), and every optimum and error is computed in f64, so the fixed points of a CPU run are exact
+//! to rounding.
 
 use crate::algo::{
     Algo, AlgoOptions, AlgoSetup, Algorithm, LocalHyper, Objective, OneShot, Quadratics,
@@ -27,7 +27,7 @@ const TOY_STREAM: u64 = 0x7059;
 /// Where the agents' gradients come from.
 #[derive(Clone, Debug, PartialEq)]
 pub enum ToyGradient {
-    /// g_i = H_i x − c_i with d×d row-major H_i (f32-representable values).
+    /// g_i = H_i x − c_i with d×d row-major H_i.
     Quadratic {
         /// One H_i per agent.
         h: Vec<Vec<f64>>,
@@ -59,11 +59,6 @@ pub struct ToyProblem {
     pub default_lr: f64,
 }
 
-/// Rounds to the nearest f32 (the precision the objective uploads).
-fn r32(v: f64) -> f64 {
-    v as f32 as f64
-}
-
 /// The d×d identity, row-major.
 fn eye(d: usize) -> Vec<f64> {
     (0..d * d)
@@ -85,10 +80,7 @@ impl ToyProblem {
         if targets.iter().flatten().any(|v| !v.is_finite()) {
             return Err(Error::param("targets", "targets must be finite"));
         }
-        let c: Vec<Vec<f64>> = targets
-            .iter()
-            .map(|t| t.iter().map(|&v| r32(v)).collect())
-            .collect();
+        let c: Vec<Vec<f64>> = targets.iter().map(|t| t.to_vec()).collect();
         Self::quadratic("constants", vec![eye(d); n], c, vec![0.0; n * d], 0.5)
     }
 
@@ -119,7 +111,7 @@ impl ToyProblem {
         let c: Vec<Vec<f64>> = (0..agents)
             .map(|i| {
                 let th = 2.0 * std::f64::consts::PI * i as f64 / (agents - 1) as f64;
-                vec![r32(th.cos()), r32(th.sin())]
+                vec![th.cos(), th.sin()]
             })
             .collect();
         Self::quadratic(
@@ -137,16 +129,8 @@ impl ToyProblem {
         let d = q.d;
         let h: Vec<Vec<f64>> = q.a.iter().map(|a| ata(a, d)).collect();
         let c: Vec<Vec<f64>> = q.a.iter().zip(&q.b).map(|(a, b)| atb(a, b, d)).collect();
-        let h = h.into_iter().map(|m| m.into_iter().map(r32).collect());
-        let c = c.into_iter().map(|v| v.into_iter().map(r32).collect());
         let n = q.a.len();
-        Self::quadratic(
-            "random-quadratics",
-            h.collect(),
-            c.collect(),
-            vec![0.0; n * d],
-            1.0,
-        )
+        Self::quadratic("random-quadratics", h, c, vec![0.0; n * d], 1.0)
     }
 
     /// CorrectionFactor: every agent gets gradient −1 (each coordinate) at step 0 only; η = 1.
@@ -690,7 +674,7 @@ pub fn run_problem(
         out.push((0, be.read_f32(algo.params())?));
     }
     for t in 0..run.steps {
-        algo.record_step(be, obj.as_mut(), t, run.lr as f32)?;
+        algo.record_step(be, obj.as_mut(), t, run.lr)?;
         be.flush()?;
         if print.contains(&(t + 1)) {
             out.push((t + 1, be.read_f32(algo.params())?));
@@ -878,9 +862,9 @@ pub fn run_from_args(a: &ToyArgs, p: &ToyProblem) -> Result<ToyRun> {
         topology,
         mixing: c.mixing,
         hyper: LocalHyper {
-            momentum: a.momentum as f32,
+            momentum: a.momentum,
             nesterov: a.nesterov,
-            weight_decay: a.weight_decay as f32,
+            weight_decay: a.weight_decay,
         },
         options: c.options,
         lr,
@@ -1077,7 +1061,7 @@ pub fn run_to_target(
     let mut e = e0;
     let mut reached = None;
     for t in 0..max_steps {
-        algo.record_step(be, obj.as_mut(), t, run.lr as f32)?;
+        algo.record_step(be, obj.as_mut(), t, run.lr)?;
         be.flush()?;
         e = error(be, algo.as_ref())?;
         if e <= target && reached.is_none() {

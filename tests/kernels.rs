@@ -658,7 +658,7 @@ fn bad_requests_are_typed_errors_on_every_backend() {
             grads: y,
             momentum_buf: idx,
             len: 5,
-            lr: f32::NAN,
+            lr: f64::NAN,
             momentum: 0.0,
             nesterov: false,
             weight_decay: 0.0,

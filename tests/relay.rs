@@ -61,7 +61,8 @@ impl Run<'_> {
         let mut obj = (self.make_obj)(be);
         let mut out = Vec::new();
         for t in 0..steps {
-            algo.record_step(be, obj.as_mut(), t, self.lr).unwrap();
+            algo.record_step(be, obj.as_mut(), t, self.lr.into())
+                .unwrap();
             be.flush().unwrap();
             if every || t + 1 == steps {
                 out.push(be.read_f32(algo.params()).unwrap());

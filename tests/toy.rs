@@ -176,7 +176,7 @@ fn one_shot_tasks_move_the_mean_by_the_injected_total() {
     let snaps1 = toy::run_problem(&mut be, &p, &run1, &[1, 60]).unwrap();
     assert!(snaps
         .iter()
-        .all(|(_, x)| (p.mean(x)[0] - 0.1f32 as f64).abs() < 1e-15));
+        .all(|(_, x)| (p.mean(x)[0] - 0.1).abs() < 1e-15));
     assert!(snaps1.iter().all(|(_, x)| x.iter().all(|&v| v == 1.0)));
     let p = ToyProblem::delivery(9, 1, None).unwrap();
     let snaps = toy::run_problem(&mut be, &p, &run1, &[1, 60]).unwrap();

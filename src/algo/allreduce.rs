@@ -46,7 +46,7 @@ impl Algo for AllReduce {
         be: &mut dyn Backend,
         obj: &mut dyn Objective,
         t: u64,
-        lr: f32,
+        lr: f64,
     ) -> Result<()> {
         obj.record_gradients(be, self.buf.params, self.buf.grads, t)?;
         self.buf.record_local_step(be, lr, self.hyper)?;

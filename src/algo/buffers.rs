@@ -8,11 +8,11 @@ use crate::error::{Error, Result};
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct LocalHyper {
     /// Momentum β (0: plain SGD).
-    pub momentum: f32,
+    pub momentum: f64,
     /// Nesterov (true) or heavy ball (false).
     pub nesterov: bool,
     /// Weight decay λ, folded into the gradient before momentum.
-    pub weight_decay: f32,
+    pub weight_decay: f64,
 }
 
 impl Default for LocalHyper {
@@ -96,7 +96,7 @@ impl AgentBuffers {
         &self,
         be: &mut dyn Backend,
         params: Buf,
-        lr: f32,
+        lr: f64,
         h: LocalHyper,
     ) -> Result<()> {
         be.local_step(&LocalStep {
@@ -112,7 +112,7 @@ impl AgentBuffers {
     }
 
     /// Records `x ← LocalStep(x, g)` on the current parameters.
-    pub fn record_local_step(&self, be: &mut dyn Backend, lr: f32, h: LocalHyper) -> Result<()> {
+    pub fn record_local_step(&self, be: &mut dyn Backend, lr: f64, h: LocalHyper) -> Result<()> {
         self.record_local_step_on(be, self.params, lr, h)
     }
 

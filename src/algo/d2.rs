@@ -68,7 +68,7 @@ impl Algo for D2 {
         be: &mut dyn Backend,
         obj: &mut dyn Objective,
         t: u64,
-        lr: f32,
+        lr: f64,
     ) -> Result<()> {
         let (len, s) = (self.buf.len(), self.buf.stride);
         obj.record_gradients(be, self.buf.params, self.buf.grads, t)?;

@@ -79,7 +79,7 @@ impl Algo for Dsgd {
         be: &mut dyn Backend,
         obj: &mut dyn Objective,
         t: u64,
-        lr: f32,
+        lr: f64,
     ) -> Result<()> {
         // Ordered after the previous step's mix, before this step's.
         if let Some(g) = &self.exponential {
@@ -143,7 +143,7 @@ mod tests {
     }
 
     /// Runs `steps` steps of D-PSGD on the constants task and returns the parameters.
-    fn run(topology: Topology, order: DsgdOrder, n: usize, steps: u64, lr: f32) -> Vec<f64> {
+    fn run(topology: Topology, order: DsgdOrder, n: usize, steps: u64, lr: f64) -> Vec<f64> {
         let mut be = CpuBackend::new();
         let options = AlgoOptions {
             dsgd_order: order,
@@ -184,7 +184,7 @@ mod tests {
         lr: f64,
     ) -> Vec<f64> {
         let h = hyper();
-        let (beta, wd) = (h.momentum as f64, h.weight_decay as f64);
+        let (beta, wd) = (h.momentum, h.weight_decay);
         let tg = targets(n);
         let mut x: Vec<f64> = init(n).iter().map(|&v| v as f64).collect();
         let mut m = vec![0.0; n * D];

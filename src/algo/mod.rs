@@ -47,7 +47,7 @@ pub trait Algo {
         be: &mut dyn Backend,
         obj: &mut dyn Objective,
         t: u64,
-        lr: f32,
+        lr: f64,
     ) -> Result<()>;
     /// Bytes each agent sent during the last recorded iteration.
     fn bytes_sent(&self) -> &[u64];
@@ -220,8 +220,8 @@ impl Algorithm {
                 let o = s.options;
                 let outer = SlowMoHyper {
                     period: o.slowmo_period,
-                    beta: o.slowmo_beta as f32,
-                    lr: o.slowmo_lr as f32,
+                    beta: o.slowmo_beta,
+                    lr: o.slowmo_lr,
                 };
                 let w = gossip_matrix(s)?;
                 Box::new(SlowMo::new(be, buf, &w, s.hyper, outer, s.init)?)

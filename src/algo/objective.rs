@@ -40,9 +40,9 @@ pub struct DeviceData {
     /// Features per sample.
     pub dim: usize,
     /// Normalisation mean.
-    pub mean: f32,
+    pub mean: f64,
     /// Normalisation std.
-    pub std: f32,
+    pub std: f64,
 }
 
 impl DeviceData {
@@ -56,8 +56,8 @@ impl DeviceData {
             labels,
             n: ds.len(),
             dim: ds.dim(),
-            mean: ds.mean(),
-            std: ds.std(),
+            mean: ds.mean() as f64,
+            std: ds.std() as f64,
         })
     }
 

@@ -17,10 +17,10 @@ use crate::sparse::Csr;
 pub struct QgAdam {
     buf: AgentBuffers,
     w: CsrBufs,
-    weight_decay: f32,
-    beta1: f32,
-    beta2: f32,
-    eps: f32,
+    weight_decay: f64,
+    beta1: f64,
+    beta2: f64,
+    eps: f64,
     m1: Buf,
     m2: Buf,
     prev: Buf,
@@ -41,9 +41,9 @@ impl QgAdam {
         Ok(QgAdam {
             w: be.upload_csr(w, "W")?,
             weight_decay: hyper.weight_decay,
-            beta1: o.adam_beta1 as f32,
-            beta2: o.adam_beta2 as f32,
-            eps: o.adam_eps as f32,
+            beta1: o.adam_beta1,
+            beta2: o.adam_beta2,
+            eps: o.adam_eps,
             m1: buf.alloc_like(be, "adam.m1")?,
             m2: buf.alloc_like(be, "adam.m2")?,
             prev: buf.alloc_like(be, "adam.prev")?,
@@ -64,12 +64,12 @@ impl Algo for QgAdam {
         be: &mut dyn Backend,
         obj: &mut dyn Objective,
         t: u64,
-        lr: f32,
+        lr: f64,
     ) -> Result<()> {
         let len = self.buf.len();
         obj.record_gradients(be, self.buf.params, self.buf.grads, t)?;
         be.copy(self.buf.params, 0, self.prev, 0, len)?;
-        let power = |b: f32| 1.0 - (b as f64).powf(t as f64 + 1.0);
+        let power = |b: f64| 1.0 - b.powf(t as f64 + 1.0);
         be.adam_step(&AdamStep {
             params: self.buf.params,
             grads: self.buf.grads,
@@ -80,8 +80,8 @@ impl Algo for QgAdam {
             beta1: self.beta1,
             beta2: self.beta2,
             eps: self.eps,
-            bc1: power(self.beta1) as f32,
-            bc2: power(self.beta2) as f32,
+            bc1: power(self.beta1),
+            bc2: power(self.beta2),
             weight_decay: self.weight_decay,
         })?;
         self.buf.record_mix(be, &self.w)?;

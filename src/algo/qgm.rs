@@ -12,14 +12,14 @@ use crate::error::{Error, Result};
 use crate::sparse::Csr;
 
 /// Smallest learning rate the buffer update divides by.
-pub const QGM_MIN_LR: f32 = 1e-8;
+pub const QGM_MIN_LR: f64 = 1e-8;
 
 /// QGM state: x, m̂, v (K > 1 only), x_prev and the temporary m.
 pub struct Qgm {
     buf: AgentBuffers,
     w: CsrBufs,
     hyper: LocalHyper,
-    mu: f32,
+    mu: f64,
     period: u64,
     /// m̂, the quasi-global momentum buffer.
     mhat: Buf,
@@ -53,7 +53,7 @@ impl Qgm {
         if period == 0 {
             return Err(Error::param("qgm-period", "must be at least 1"));
         }
-        let mu = mu.map_or(hyper.momentum, |m| m as f32);
+        let mu = mu.unwrap_or(hyper.momentum);
         if !(0.0..1.0).contains(&mu) {
             return Err(Error::param("qgm-mu", format!("{mu} is outside [0, 1)")));
         }
@@ -88,7 +88,7 @@ impl Algo for Qgm {
         be: &mut dyn Backend,
         obj: &mut dyn Objective,
         t: u64,
-        lr: f32,
+        lr: f64,
     ) -> Result<()> {
         let len = self.buf.len();
         let x = self.buf.params;
@@ -141,7 +141,7 @@ impl Algo for Qgm {
                     be.axpby(&Axpby {
                         x: v,
                         y: self.mhat,
-                        a: (1.0 - mu) / self.period as f32,
+                        a: (1.0 - mu) / self.period as f64,
                         b: mu,
                         len,
                     })?;

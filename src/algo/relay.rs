@@ -402,15 +402,15 @@ impl RelaySgd {
                 *a += v as f64;
             }
         }
-        let x0: Vec<f32> = x0.iter().map(|v| (v / n as f64) as f32).collect();
+        let x0: Vec<f64> = x0.iter().map(|v| v / n as f64).collect();
         let double = self.lanes.len() == 2;
         for (t, lane) in self.lanes.iter().enumerate() {
-            let part: Vec<f32> = if double {
+            let part: Vec<f64> = if double {
                 x0.iter().skip(t).step_by(2).copied().collect()
             } else {
                 x0.clone()
             };
-            be.write_f32(self.stack, lane.x0_base(), &part)?;
+            be.write_f64(self.stack, lane.x0_base(), &part)?;
         }
         Ok(())
     }
@@ -532,7 +532,7 @@ impl RelaySgd {
     }
 
     /// Records one round; `lr` None skips the local step (a pure communication round).
-    fn record_round(&mut self, be: &mut dyn Backend, lr: Option<f32>) -> Result<()> {
+    fn record_round(&mut self, be: &mut dyn Backend, lr: Option<f64>) -> Result<()> {
         let x = self.buf.params;
         let len = self.buf.len();
         match self.variant {
@@ -541,7 +541,7 @@ impl RelaySgd {
                     self.record_into_lanes(be, x, Lane::x0_base)?;
                 }
                 if let Some(lr) = lr {
-                    let lr = (lr as f64 * self.lr_factor) as f32;
+                    let lr = lr * self.lr_factor;
                     self.buf.record_local_step(be, lr, self.hyper)?;
                 }
                 self.record_into_lanes(be, x, |l| l.stack_base)?;
@@ -625,7 +625,7 @@ impl Algo for RelaySgd {
         be: &mut dyn Backend,
         obj: &mut dyn Objective,
         t: u64,
-        lr: f32,
+        lr: f64,
     ) -> Result<()> {
         obj.record_gradients(be, self.buf.params, self.buf.grads, t)?;
         self.record_round(be, Some(lr))

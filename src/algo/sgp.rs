@@ -101,7 +101,7 @@ impl Algo for Sgp {
         be: &mut dyn Backend,
         obj: &mut dyn Objective,
         t: u64,
-        lr: f32,
+        lr: f64,
     ) -> Result<()> {
         // The writes are ordered after the previous step's mixes, before this step's.
         for r in 0..EXPONENTIAL_ROUNDS {

@@ -11,7 +11,7 @@ use crate::error::{Error, Result};
 use crate::sparse::Csr;
 
 /// Smallest learning rate the outer step divides by.
-pub const SLOWMO_MIN_LR: f32 = 1e-8;
+pub const SLOWMO_MIN_LR: f64 = 1e-8;
 
 /// SlowMo hyperparameters (ALGORITHMS.md §5.14).
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -19,9 +19,9 @@ pub struct SlowMoHyper {
     /// Outer period τ ≥ 1.
     pub period: u64,
     /// Outer momentum β_s.
-    pub beta: f32,
+    pub beta: f64,
     /// Outer learning rate α_s.
-    pub lr: f32,
+    pub lr: f64,
 }
 
 /// SlowMo state: DSGDm-N buffers plus x_slow, u_s and the mean slab.
@@ -99,7 +99,7 @@ impl Algo for SlowMo {
         be: &mut dyn Backend,
         obj: &mut dyn Objective,
         t: u64,
-        lr: f32,
+        lr: f64,
     ) -> Result<()> {
         let s = self.buf.stride;
         obj.record_gradients(be, self.buf.params, self.buf.grads, t)?;

@@ -489,8 +489,8 @@ impl Backend for GpuBackend {
             rows: u(op.rows),
             dim: u(op.dim),
             n_samples: u(op.labels.len),
-            mean: op.mean,
-            inv_std: 1.0 / op.std,
+            mean: op.mean as f32,
+            inv_std: (1.0 / op.std) as f32,
             ..Default::default()
         };
         self.dispatch(
@@ -610,8 +610,8 @@ impl Backend for GpuBackend {
         let (kernel, unit) = self.elementwise(op.len, Kernel::Axpby, Kernel::AxpbyVec4);
         let p = UpdateParams {
             len: u(op.len / unit),
-            a: op.a,
-            b: op.b,
+            a: op.a as f32,
+            b: op.b as f32,
             ..Default::default()
         };
         self.dispatch(kernel, &p, &[op.x, op.y], op.len / unit)
@@ -623,9 +623,9 @@ impl Backend for GpuBackend {
         let p = UpdateParams {
             len: u(op.len / unit),
             nesterov: op.nesterov as u32,
-            lr: op.lr,
-            momentum: op.momentum,
-            weight_decay: op.weight_decay,
+            lr: op.lr as f32,
+            momentum: op.momentum as f32,
+            weight_decay: op.weight_decay as f32,
             ..Default::default()
         };
         self.dispatch(
@@ -655,13 +655,13 @@ impl Backend for GpuBackend {
         op.check()?;
         let p = AdamParams {
             len: u(op.len),
-            lr: op.lr,
-            beta1: op.beta1,
-            beta2: op.beta2,
-            eps: op.eps,
-            bc1: op.bc1,
-            bc2: op.bc2,
-            weight_decay: op.weight_decay,
+            lr: op.lr as f32,
+            beta1: op.beta1 as f32,
+            beta2: op.beta2 as f32,
+            eps: op.eps as f32,
+            bc1: op.bc1 as f32,
+            bc2: op.bc2 as f32,
+            weight_decay: op.weight_decay as f32,
             ..Default::default()
         };
         self.dispatch(
@@ -678,8 +678,8 @@ impl Backend for GpuBackend {
         let p = AdamParams {
             len: u(len),
             stride: u(op.stride),
-            beta1: op.beta1,
-            beta2: op.beta2,
+            beta1: op.beta1 as f32,
+            beta2: op.beta2 as f32,
             ..Default::default()
         };
         self.dispatch(

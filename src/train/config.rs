@@ -230,9 +230,9 @@ impl TrainConfig {
     /// The local optimizer hyperparameters of this run.
     pub fn local_hyper(&self) -> LocalHyper {
         LocalHyper {
-            momentum: self.momentum as f32,
+            momentum: self.momentum,
             nesterov: self.nesterov,
-            weight_decay: self.weight_decay as f32,
+            weight_decay: self.weight_decay,
         }
     }
 

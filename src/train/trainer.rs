@@ -388,7 +388,7 @@ impl Trainer {
             let lr = self.schedule.at(e);
             let before = self.be.counters();
             self.state
-                .record_step(self.be.as_mut(), &mut self.objective, t, lr as f32)?;
+                .record_step(self.be.as_mut(), &mut self.objective, t, lr)?;
             self.be.flush()?;
             let after = self.be.counters();
             step_counters.0 += after.dispatches - before.dispatches;
