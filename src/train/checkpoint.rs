@@ -9,7 +9,7 @@
 //! indices as u32, in header order), and a u64 FNV-1a checksum of everything before it. Reals are
 //! stored as f64 so the CPU reference resumes bit for bit; GPU values are f32 widened exactly.
 
-use crate::backend::{Axpby, Backend, Buf, BufKind};
+use crate::backend::{Backend, Buf, BufKind};
 use crate::error::{Error, Result};
 use crate::train::eval::EvalResult;
 use crate::train::metrics::MetricsRow;
@@ -411,10 +411,9 @@ fn same_bits(a: f64, b: f64) -> bool {
     a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan())
 }
 
-/// Writes saved contents into named buffers, exactly: reals are split into three f32 parts
-/// (lo, mid, hi) summed in place on the backend, which reproduces any f64 of the CPU reference in
-/// normal range bit for bit, and is a plain write for f32 values. The result is read back and
-/// compared bit for bit. Names, kinds and lengths must match.
+/// Writes saved contents into named buffers, exactly (`write_f64`: the CPU reference keeps f64,
+/// a GPU saved f32 values to begin with). The result is read back and compared bit for bit.
+/// Names, kinds and lengths must match.
 pub fn write_buffers(
     be: &mut dyn Backend,
     named: &[(String, Buf)],
@@ -447,7 +446,7 @@ pub fn write_buffers(
         }
         match data {
             BufData::Index(v) => be.write_u32(*buf, 0, v)?,
-            BufData::Real(v) => write_exact(be, *buf, v)?,
+            BufData::Real(v) => be.write_f64(*buf, 0, v)?,
         }
     }
     be.flush()?;
@@ -465,33 +464,6 @@ pub fn write_buffers(
                 format!("buffer {name} does not fit this backend's precision"),
             ));
         }
-    }
-    Ok(())
-}
-
-fn write_exact(be: &mut dyn Backend, buf: Buf, v: &[f64]) -> Result<()> {
-    let hi: Vec<f32> = v.iter().map(|&x| x as f32).collect();
-    let r1: Vec<f64> = v.iter().zip(&hi).map(|(&x, &h)| x - h as f64).collect();
-    let mid: Vec<f32> = r1.iter().map(|&x| x as f32).collect();
-    let lo: Vec<f32> = r1
-        .iter()
-        .zip(&mid)
-        .map(|(&x, &m)| (x - m as f64) as f32)
-        .collect();
-    if mid.iter().chain(&lo).all(|&x| x == 0.0) {
-        return be.write_f32(buf, 0, &hi);
-    }
-    let tmp = be.alloc(BufKind::F32, buf.len, "checkpoint.restore")?;
-    be.write_f32(buf, 0, &lo)?;
-    for part in [&mid, &hi] {
-        be.write_f32(tmp, 0, part)?;
-        be.axpby(&Axpby {
-            x: tmp,
-            y: buf,
-            a: 1.0,
-            b: 1.0,
-            len: buf.len,
-        })?;
     }
     Ok(())
 }
