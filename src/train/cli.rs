@@ -27,7 +27,8 @@ pub struct Args {
     /// TOML config file (keys as in TrainConfig); flags override it.
     #[arg(long)]
     pub config: Option<PathBuf>,
-    /// Algorithm: dsgd (with --momentum > 0: DSGDm-N) or allreduce.
+    /// Algorithm: dsgd (with --momentum > 0: DSGDm-N), allreduce, qgm, qg-adam, d2, gt, sgp,
+    /// slowmo, relaysgd, relaysgd-grad.
     #[arg(long)]
     pub algo: Option<String>,
     /// Topology (ring, torus, complete, star, chain, hypercube, ...).
