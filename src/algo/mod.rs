@@ -165,8 +165,24 @@ impl Algorithm {
         )
     }
 
+    /// Whether the algorithm simulates dropped messages (`--drop-prob`).
+    pub fn simulates_drops(&self) -> bool {
+        matches!(
+            self,
+            Algorithm::Sgp | Algorithm::RelaySgd | Algorithm::RelaySgdGrad
+        )
+    }
+
     /// Builds the algorithm's state on a backend.
     pub fn build(&self, be: &mut dyn Backend, s: &AlgoSetup) -> Result<Box<dyn Algo>> {
+        if s.options.drop_prob > 0.0 && !self.simulates_drops() {
+            return Err(Error::param(
+                "drop-prob",
+                format!(
+                    "{self} does not simulate dropped messages (sgp, relaysgd and relaysgd-grad do); use 0"
+                ),
+            ));
+        }
         let buf = AgentBuffers::new(be, s.agents, s.stride, s.d, s.init)?;
         Ok(match self {
             Algorithm::Dsgd => {
@@ -181,29 +197,19 @@ impl Algorithm {
             }
             Algorithm::AllReduce => Box::new(AllReduce::new(be, buf, s.hyper)?),
             Algorithm::Qgm => {
-                qgm::require_no_drops("qgm", s.options.drop_prob)?;
                 let o = s.options;
                 let w = gossip_matrix(s)?;
                 Box::new(Qgm::new(be, buf, &w, s.hyper, o.qgm_mu, o.qgm_period)?)
             }
-            Algorithm::QgAdam => {
-                qgm::require_no_drops("qg-adam", s.options.drop_prob)?;
-                Box::new(QgAdam::new(
-                    be,
-                    buf,
-                    &gossip_matrix(s)?,
-                    s.hyper,
-                    s.options,
-                )?)
-            }
-            Algorithm::D2 => {
-                qgm::require_no_drops("d2", s.options.drop_prob)?;
-                Box::new(D2::new(be, buf, &gossip_matrix(s)?, s.hyper)?)
-            }
-            Algorithm::Gt => {
-                qgm::require_no_drops("gt", s.options.drop_prob)?;
-                Box::new(Gt::new(be, buf, &gossip_matrix(s)?, s.hyper)?)
-            }
+            Algorithm::QgAdam => Box::new(QgAdam::new(
+                be,
+                buf,
+                &gossip_matrix(s)?,
+                s.hyper,
+                s.options,
+            )?),
+            Algorithm::D2 => Box::new(D2::new(be, buf, &gossip_matrix(s)?, s.hyper)?),
+            Algorithm::Gt => Box::new(Gt::new(be, buf, &gossip_matrix(s)?, s.hyper)?),
             Algorithm::Sgp => {
                 let o = s.options;
                 Box::new(Sgp::new(
@@ -216,7 +222,6 @@ impl Algorithm {
                 )?)
             }
             Algorithm::SlowMo => {
-                qgm::require_no_drops("slowmo", s.options.drop_prob)?;
                 let o = s.options;
                 let outer = SlowMoHyper {
                     period: o.slowmo_period,
@@ -332,5 +337,31 @@ mod tests {
             ],
         );
         assert_eq!(gossip_bytes_per_agent(&w, 10), vec![0, 80, 0]);
+    }
+
+    #[test]
+    fn drops_are_refused_where_they_are_not_simulated() {
+        let mut be = crate::cpu::CpuBackend::new();
+        let options = AlgoOptions {
+            drop_prob: 0.1,
+            ..Default::default()
+        };
+        let init = vec![0.0f32; 4 * 2];
+        let setup = AlgoSetup {
+            agents: 4,
+            stride: 2,
+            d: 2,
+            init: &init,
+            topology: &Topology::Ring,
+            mixing: &MixingRule::MetropolisHastings,
+            hyper: LocalHyper::default(),
+            seed: 0,
+            options: &options,
+        };
+        for a in [Algorithm::Dsgd, Algorithm::AllReduce, Algorithm::D2] {
+            let e = a.build(&mut be, &setup).err().expect("refused").to_string();
+            assert!(e.contains("drop-prob"), "{a}: {e}");
+        }
+        assert!(Algorithm::RelaySgd.build(&mut be, &setup).is_ok());
     }
 }

@@ -174,14 +174,3 @@ impl Algo for Qgm {
         self.buf.record_mix(be, &self.w)
     }
 }
-
-/// Errors when message drops are requested for an algorithm whose gossip does not model them.
-pub(super) fn require_no_drops(algo: &str, drop_prob: f64) -> Result<()> {
-    if drop_prob > 0.0 {
-        return Err(Error::param(
-            "drop-prob",
-            format!("{algo} does not simulate dropped messages yet (only sgp does); use 0"),
-        ));
-    }
-    Ok(())
-}
