@@ -57,6 +57,10 @@ pub struct ToyProblem {
     pub error_scale: f64,
     /// The learning rate the task prescribes (η = 1 for the one-shot tasks).
     pub default_lr: f64,
+    /// Gradient noise: each gradient gets `noise_scale · ξ`, ξ ~ N(0, I) (0: none).
+    pub noise_scale: f64,
+    /// Seed of the gradient noise.
+    pub noise_seed: u64,
 }
 
 /// The d×d identity, row-major.
@@ -165,6 +169,8 @@ impl ToyProblem {
             optimum: None,
             error_scale: 0.0,
             default_lr: 1.0,
+            noise_scale: 0.0,
+            noise_seed: 0,
         })
     }
 
@@ -192,13 +198,43 @@ impl ToyProblem {
             optimum: Some(optimum),
             error_scale,
             default_lr: 0.1,
+            noise_scale: 0.0,
+            noise_seed: 0,
         })
+    }
+
+    /// Adds Gaussian gradient noise of level σ with the task's scaling (ALGORITHMS.md §8.1):
+    /// σ·ξ (constants, one-minus-one), σξ/√2 (circle), (σ/√d)·ξ (random quadratics).
+    pub fn with_noise(mut self, sigma: f64, seed: u64) -> Result<Self> {
+        if !(sigma.is_finite() && sigma >= 0.0) {
+            return Err(Error::param(
+                "noise",
+                format!("{sigma} must be finite and ≥ 0"),
+            ));
+        }
+        if sigma > 0.0 && matches!(self.gradient, ToyGradient::OneShot(_)) {
+            return Err(Error::param(
+                "noise",
+                format!("the {} task has no gradient noise", self.name),
+            ));
+        }
+        self.noise_scale = match self.name {
+            "circle" => sigma / 2f64.sqrt(),
+            "random-quadratics" => sigma / (self.d as f64).sqrt(),
+            _ => sigma,
+        };
+        self.noise_seed = seed;
+        Ok(self)
     }
 
     /// The objective on a backend.
     pub fn objective(&self, be: &mut dyn Backend) -> Result<Box<dyn Objective>> {
         Ok(match &self.gradient {
-            ToyGradient::Quadratic { h, c } => Box::new(Quadratics::new(be, h, c)?),
+            ToyGradient::Quadratic { h, c } => Box::new(Quadratics::new(be, h, c)?.with_noise(
+                be,
+                self.noise_scale,
+                self.noise_seed,
+            )?),
             ToyGradient::OneShot(v) => Box::new(OneShot::new(be, v)?),
         })
     }
@@ -730,6 +766,10 @@ pub struct ToyArgs {
     /// Seed (start point of one-minus-one, random quadratics, algorithm randomness).
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// Gradient noise level σ (σ·ξ for constants and one-minus-one, σξ/√2 for circle,
+    /// (σ/√d)·ξ for random quadratics; ξ standard normal, seeded by --seed and the step).
+    #[arg(long, default_value_t = 0.0)]
+    pub noise: f64,
     /// Random quadratics: heterogeneity ζ².
     #[arg(long, default_value_t = 0.1)]
     pub heterogeneity: f64,
@@ -755,6 +795,10 @@ pub struct ToyArgs {
 
 /// Builds the problem the flags describe.
 pub fn problem_from_args(a: &ToyArgs) -> Result<ToyProblem> {
+    task_from_args(a)?.with_noise(a.noise, a.seed)
+}
+
+fn task_from_args(a: &ToyArgs) -> Result<ToyProblem> {
     let agents = |default: usize| a.agents.unwrap_or(default);
     let task = a.task.trim().to_ascii_lowercase().replace('_', "-");
     if a.targets.is_some() && task != "constants" {

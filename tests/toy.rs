@@ -376,3 +376,67 @@ fn heterogeneity_leaves_relaysgd_d2_gt_exact_and_gives_dsgd_a_floor() {
         assert!((90.0..110.0).contains(&ratio), "floor ratio {ratio}");
     }
 }
+
+#[test]
+fn gradient_noise_is_seeded_and_the_same_on_every_backend() {
+    let base = [
+        "--task",
+        "constants",
+        "--targets",
+        "0,1,2,3",
+        "--algo",
+        "allreduce",
+        "--topology",
+        "ring",
+        "--lr",
+        "0.1",
+        "--steps",
+        "200",
+        "--noise",
+        "0.5",
+        "--backend",
+        "cpu",
+    ];
+    let run = |extra: &[&str]| {
+        let mut a = base.to_vec();
+        a.extend_from_slice(extra);
+        let (code, out, err) = cli(&a);
+        assert_eq!(code, 0, "{err}");
+        let last: serde_json::Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
+        last["x"][0][0].as_f64().unwrap()
+    };
+    let (a, b, c) = (
+        run(&["--seed", "3"]),
+        run(&["--seed", "3"]),
+        run(&["--seed", "4"]),
+    );
+    assert_eq!(a, b, "same seed, same noise");
+    assert_ne!(a, c, "another seed, other noise");
+    // All-reduce averages the noise of 4 agents: the iterate fluctuates around mean(t) = 1.5
+    // with standard deviation about 0.5·sqrt(η/(2 − η)/4) ≈ 0.06.
+    assert!((a - 1.5).abs() < 0.4 && a != 1.5, "{a}");
+    let mut be = CpuBackend::new();
+    let p = ToyProblem::constants(&[vec![0.0], vec![1.0], vec![2.0], vec![3.0]])
+        .unwrap()
+        .with_noise(0.5, 3)
+        .unwrap();
+    let cpu =
+        toy::run_problem(&mut be, &p, &ring_quarter(Algorithm::AllReduce, 50), &[50]).unwrap();
+    for mut gpu in common::gpu_backends("toy noise") {
+        let got =
+            toy::run_problem(&mut gpu, &p, &ring_quarter(Algorithm::AllReduce, 50), &[50]).unwrap();
+        common::assert_close("noisy all-reduce on gpu", &got[0].1, &cpu[0].1, 1e-5, 1e-5);
+    }
+    for bad in [["--noise", "-1"], ["--noise", "nan"]] {
+        let mut a = base.to_vec();
+        a.truncate(a.len() - 4);
+        a.extend_from_slice(&bad);
+        let (code, _, err) = cli(&a);
+        assert_eq!(code, 2, "{err}");
+        assert!(err.contains("noise"), "{err}");
+    }
+    assert!(ToyProblem::delivery(4, 1, None)
+        .unwrap()
+        .with_noise(0.1, 0)
+        .is_err());
+}

@@ -7,13 +7,26 @@ use super::Objective;
 use crate::backend::{Axpby, Backend, Buf, BufKind, DenseForward, DenseJobs, InputBlocks};
 use crate::error::{Error, Result};
 use crate::model::DenseLayer;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use rand_distr::{Distribution, StandardNormal};
 
-/// `g_i = H_i x_i − c_i` for every agent, with parameters of `d` floats per agent (stride d).
+/// `g_i = H_i x_i − c_i` for every agent, with parameters of `d` floats per agent (stride d),
+/// optionally plus `scale · ξ_i^t` with ξ standard normal (seeded per iteration).
 pub struct Quadratics {
     coeffs: Buf,
     jobs: Buf,
     agents: usize,
     d: usize,
+    noise: Option<GradientNoise>,
+}
+
+/// Seeded Gaussian gradient noise: drawn on the host per iteration (the toy problems are small)
+/// and added with one axpby.
+struct GradientNoise {
+    buf: Buf,
+    scale: f64,
+    seed: u64,
 }
 
 impl Quadratics {
@@ -48,7 +61,23 @@ impl Quadratics {
             jobs,
             agents,
             d,
+            noise: None,
         })
+    }
+
+    /// Adds `scale · ξ` to every gradient, ξ ~ N(0, I) from the stream (seed, iteration).
+    pub fn with_noise(mut self, be: &mut dyn Backend, scale: f64, seed: u64) -> Result<Self> {
+        if !(scale.is_finite() && scale >= 0.0) {
+            return Err(Error::param(
+                "noise",
+                format!("{scale} must be finite and ≥ 0"),
+            ));
+        }
+        if scale > 0.0 {
+            let buf = be.alloc(BufKind::F32, self.agents * self.d, "quadratics.noise")?;
+            self.noise = Some(GradientNoise { buf, scale, seed });
+        }
+        Ok(self)
     }
 
     /// f_i(x) = ½‖x − t_i‖²: H_i = I, c_i = t_i (the constants task).
@@ -77,7 +106,7 @@ impl Objective for Quadratics {
         be: &mut dyn Backend,
         params: Buf,
         grads: Buf,
-        _t: u64,
+        t: u64,
     ) -> Result<()> {
         let d = self.d;
         be.dense_forward(&DenseForward {
@@ -98,6 +127,22 @@ impl Objective for Quadratics {
             params: self.coeffs,
             input: params,
             output: grads,
+        })?;
+        let Some(noise) = &self.noise else {
+            return Ok(());
+        };
+        let mut rng = ChaCha8Rng::seed_from_u64(noise.seed);
+        rng.set_stream(t);
+        let xi: Vec<f64> = (0..noise.buf.len)
+            .map(|_| StandardNormal.sample(&mut rng))
+            .collect();
+        be.write_f64(noise.buf, 0, &xi)?;
+        be.axpby(&Axpby {
+            x: noise.buf,
+            y: grads,
+            a: noise.scale,
+            b: 1.0,
+            len: noise.buf.len,
         })
     }
 }
