@@ -4,6 +4,8 @@
 mod backend;
 mod context;
 mod kernels;
+// The fields mirror the WGSL uniform structs of the same names, where they are documented.
+#[allow(missing_docs)]
 pub mod params;
 mod timer;
 
