@@ -214,9 +214,9 @@ pub enum GraphError {
         row: usize,
         /// Column index.
         col: usize,
-        /// W[row][col].
+        /// `W[row][col]`.
         a: f64,
-        /// W[col][row].
+        /// `W[col][row]`.
         b: f64,
     },
     /// A matrix has a negative entry.

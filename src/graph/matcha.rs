@@ -400,7 +400,7 @@ pub fn activation_probabilities(n: usize, matchings: &[Matching], budget: f64) -
 }
 
 /// ρ(a) = λ_max(I − J − 2aL̄ + a²(L̄² + 2V)), V = Σ_j p_j(1 − p_j)L_j: the spectral norm of
-/// E[WᵀW] − J for W = I − a Σ_j B_j L_j, B_j ~ Bernoulli(p_j).
+/// `E[WᵀW] − J` for W = I − a Σ_j B_j L_j, B_j ~ Bernoulli(p_j).
 pub fn rho(n: usize, matchings: &[Matching], p: &[f64], a: f64) -> Result<f64> {
     let lbar = expected_laplacian(n, matchings, p)?;
     let var = weighted_sum(n, matchings, |j| p[j] * (1.0 - p[j]));
@@ -599,7 +599,7 @@ impl Matcha {
         lambda2(&self.expected_laplacian())
     }
 
-    /// ρ(α) = λ_max(E[WᵀW] − J) for independent Bernoulli(p) flags.
+    /// ρ(α) = `λ_max(E[WᵀW] − J)` for independent Bernoulli(p) flags.
     pub fn rho(&self) -> Result<f64> {
         rho(self.n, &self.matchings, &self.probabilities, self.alpha)
     }
@@ -656,7 +656,7 @@ impl Matcha {
         Ok(Csr::from_rows(self.n, &rows))
     }
 
-    /// E[W] = I − α L̄ as CSR (rows sorted, zero entries dropped except the diagonal).
+    /// `E[W] = I − α L̄` as CSR (rows sorted, zero entries dropped except the diagonal).
     pub fn expected_mixing(&self) -> Csr {
         let l = self.expected_laplacian();
         let rows: Vec<Vec<(usize, f64)>> = l

@@ -97,7 +97,7 @@ pub struct Args {
     /// Print a one-line JSON summary as the last stdout line (no progress bar).
     #[arg(long)]
     pub json: bool,
-    /// Write <out>/checkpoint.bin every N steps (atomically; not after the last step).
+    /// Write `<out>/checkpoint.bin` every N steps (atomically; not after the last step).
     #[arg(long)]
     pub checkpoint_every: Option<u64>,
     /// Resume from a checkpoint written by a run with the same configuration.
