@@ -4,13 +4,14 @@
 //! - combine-then-adapt (the NGM repository's baselines, §5.1 trap): `x½ = W x`, then
 //!   `x ← LocalStep(x½, ∇F_i(x½) + λx½)`.
 //!
-//! W is a static gossip matrix, or round 0 of the time-varying one-peer exponential graph
-//! (`mixing(t, 0)`, rewritten with `write_csr` before each step's work, as SGP does).
+//! W is a static gossip matrix, or the time-varying one-peer exponential graph with one round per
+//! step and hop 2^(t mod log₂ n), so every hop is used and log₂ n steps average exactly (the
+//! matrix is rewritten with `write_csr` before each step's work, as SGP does).
 
 use super::{gossip_bytes_per_agent, AgentBuffers, Algo, DsgdOrder, LocalHyper, Objective};
 use crate::backend::{Backend, Buf, CsrBufs};
-use crate::error::Result;
-use crate::graph::OnePeerExponential;
+use crate::error::{Error, Result};
+use crate::graph::{HopSchedule, OnePeerExponential};
 use crate::sparse::Csr;
 
 /// D-PSGD / DSGDm-N state.
@@ -43,15 +44,17 @@ impl Dsgd {
         })
     }
 
-    /// Gossips on the one-peer exponential graph `graph` (one round per step: round 0 of
-    /// iteration t); adapt-then-combine.
+    /// Gossips on the one-peer exponential graph of `n` agents, one round per step with hop
+    /// 2^(t mod log₂ n); adapt-then-combine.
     pub fn exponential(
         be: &mut dyn Backend,
         buf: AgentBuffers,
-        graph: OnePeerExponential,
+        n: usize,
         hyper: LocalHyper,
     ) -> Result<Self> {
-        let w0 = graph.mixing(0, 0);
+        let graph = OnePeerExponential::new(n, HopSchedule::Cyclic)
+            .map_err(|e| Error::param("topology", e.to_string()))?;
+        let w0 = exponential_round(&graph, 0);
         let mut me = Dsgd::new(be, buf, &w0, hyper)?;
         me.exponential = Some(graph);
         Ok(me)
@@ -69,6 +72,12 @@ impl Dsgd {
     }
 }
 
+/// The mixing matrix of step t: under the cyclic schedule, round r of iteration t′ uses hop
+/// 2^((2t′ + r) mod log₂ n), so (t′, r) = (⌊t/2⌋, t mod 2) gives hop 2^(t mod log₂ n).
+fn exponential_round(g: &OnePeerExponential, t: u64) -> Csr {
+    g.mixing(t / 2, (t % 2) as usize)
+}
+
 impl Algo for Dsgd {
     fn params(&self) -> Buf {
         self.buf.params
@@ -83,7 +92,7 @@ impl Algo for Dsgd {
     ) -> Result<()> {
         // Ordered after the previous step's mix, before this step's.
         if let Some(g) = &self.exponential {
-            be.write_csr(&self.w, &g.mixing(t, 0))?;
+            be.write_csr(&self.w, &exponential_round(g, t))?;
         }
         match self.order {
             DsgdOrder::Atc => {
@@ -273,17 +282,17 @@ mod tests {
     }
 
     #[test]
-    fn exponential_gossip_uses_round_zero_of_each_step() {
+    fn exponential_gossip_cycles_through_every_hop() {
         let n = 8;
-        let g = OnePeerExponential::new(n, HopSchedule::Code).unwrap();
+        let g = OnePeerExponential::new(n, HopSchedule::Cyclic).unwrap();
         for order in [DsgdOrder::Atc, DsgdOrder::Cta] {
             let got = run(Topology::Exponential, order, n, 9, 0.125);
-            let want = simulate(|t| g.mixing(t, 0).to_dense(), order, n, 9, 0.125);
+            let want = simulate(|t| exponential_round(&g, t).to_dense(), order, n, 9, 0.125);
             let err = max_diff(&got, &want);
             eprintln!("{order:?}: CPU vs host simulation max |Δ| = {err:e}");
             assert!(err < 1e-12, "{order:?}: CPU vs host simulation {err:e}");
         }
-        // Round 0 hops 2^(2t mod 3) = 1, 4, 2: three pure gossip steps average exactly.
+        // Hops 2^(t mod 3) = 1, 2, 4: three pure gossip steps average exactly.
         let x = run(Topology::Exponential, DsgdOrder::Atc, n, 3, 0.0);
         let x0: Vec<f64> = init(n).iter().map(|&v| v as f64).collect();
         let mean = means(&x0, n);

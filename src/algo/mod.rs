@@ -32,7 +32,7 @@ pub use slowmo::{SlowMo, SlowMoHyper, SLOWMO_MIN_LR};
 
 use crate::backend::{Backend, Buf};
 use crate::error::{Error, Result};
-use crate::graph::{MixingRule, OnePeerExponential, Topology};
+use crate::graph::{MixingRule, Topology};
 use crate::sparse::Csr;
 use std::fmt;
 use std::str::FromStr;
@@ -187,9 +187,7 @@ impl Algorithm {
         Ok(match self {
             Algorithm::Dsgd => {
                 let dsgd = if *s.topology == Topology::Exponential {
-                    let g = OnePeerExponential::new(s.agents, s.options.hop_schedule)
-                        .map_err(|e| Error::param("topology", e.to_string()))?;
-                    Dsgd::exponential(be, buf, g, s.hyper)?
+                    Dsgd::exponential(be, buf, s.agents, s.hyper)?
                 } else {
                     Dsgd::new(be, buf, &gossip_matrix(s)?, s.hyper)?
                 };
