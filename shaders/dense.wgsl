@@ -46,6 +46,27 @@ fn input_block(j: u32) -> u32 {
     return select(j, jobs[2u * j + 1u], p.in_by_data != 0u);
 }
 
+// Writes a forward tile (rows b0.., outputs o0..) of job j, applying the ReLU; masked at the edges.
+fn store_forward_tile(j: u32, b0: u32, o0: u32, tile: array<vec4<f32>, 4>) {
+    var rows = tile;
+    let y_base = j * p.batch * p.out_dim;
+    for (var t = 0u; t < T; t++) {
+        let row = b0 + t;
+        if (row >= p.batch) {
+            break;
+        }
+        var v = rows[t];
+        if (p.relu != 0u) {
+            v = max(v, vec4<f32>(0.0));
+        }
+        for (var u = 0u; u < T; u++) {
+            if (o0 + u < p.out_dim) {
+                out[y_base + row * p.out_dim + o0 + u] = v[u];
+            }
+        }
+    }
+}
+
 // y[j, b, o] = act(sum_i x[blk, b, i] * W[m, o, i] + bias[m, o]); tile = 4 rows × 4 outputs.
 @compute @workgroup_size(WG)
 fn dense_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
@@ -80,23 +101,7 @@ fn dense_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wor
     }
     let bb = m * p.param_stride + p.b_off;
     let bias = vec4<f32>(params[bb + o.x], params[bb + o.y], params[bb + o.z], params[bb + o.w]);
-    var rows = array<vec4<f32>, 4>(acc0 + bias, acc1 + bias, acc2 + bias, acc3 + bias);
-    let y_base = j * p.batch * p.out_dim;
-    for (var t = 0u; t < T; t++) {
-        let row = b0 + t;
-        if (row >= p.batch) {
-            break;
-        }
-        var v = rows[t];
-        if (p.relu != 0u) {
-            v = max(v, vec4<f32>(0.0));
-        }
-        for (var u = 0u; u < T; u++) {
-            if (o0 + u < p.out_dim) {
-                out[y_base + row * p.out_dim + o0 + u] = v[u];
-            }
-        }
-    }
+    store_forward_tile(j, b0, o0, array<vec4<f32>, 4>(acc0 + bias, acc1 + bias, acc2 + bias, acc3 + bias));
 }
 
 // Vectorised views of the same buffers for dense_forward_vec4 (in_dim, w_off, stride and the
@@ -151,23 +156,7 @@ fn dense_forward_vec4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(nu
         params4[bb.z / 4u][bb.z % 4u],
         params4[bb.w / 4u][bb.w % 4u],
     );
-    var rows = array<vec4<f32>, 4>(acc0 + bias, acc1 + bias, acc2 + bias, acc3 + bias);
-    let y_base = j * p.batch * p.out_dim;
-    for (var t = 0u; t < T; t++) {
-        let row = b0 + t;
-        if (row >= p.batch) {
-            break;
-        }
-        var v = rows[t];
-        if (p.relu != 0u) {
-            v = max(v, vec4<f32>(0.0));
-        }
-        for (var u = 0u; u < T; u++) {
-            if (o0 + u < p.out_dim) {
-                out[y_base + row * p.out_dim + o0 + u] = v[u];
-            }
-        }
-    }
+    store_forward_tile(j, b0, o0, array<vec4<f32>, 4>(acc0 + bias, acc1 + bias, acc2 + bias, acc3 + bias));
 }
 
 // dx[j, b, i] = sum_o dz[j, b, o] * W[m, o, i], times relu'(x[j, b, i]) when `relu` is set
