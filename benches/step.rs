@@ -5,10 +5,10 @@
 //! every measurement flushes and waits for the device before reading the clock.
 
 use std::time::Instant;
+use swarmgrad::backend::gpu::GpuBackend;
 use swarmgrad::backend::*;
-use swarmgrad::gpu::GpuBackend;
+use swarmgrad::model::pass::{Minibatch, Pass};
 use swarmgrad::model::Mlp;
-use swarmgrad::pass::{Minibatch, Pass};
 use swarmgrad::sparse::Csr;
 
 const BATCH: usize = 32;

@@ -2,7 +2,7 @@
 //!
 //! `cargo run --release --example adapters` (honours WGPU_BACKEND and WGPU_ADAPTER_NAME).
 
-use swarmgrad::gpu::{AdapterChoice, GpuContext};
+use swarmgrad::backend::gpu::{AdapterChoice, GpuContext};
 
 fn main() {
     let choice = AdapterChoice::from_env();

@@ -4,7 +4,7 @@
 //! (takes every flag of `train`; writes compare.csv, compare.svg and <run>/metrics.csv).
 
 fn main() {
-    let code = swarmgrad::train::compare::run_compare(
+    let code = swarmgrad::cli::compare::run_compare(
         std::env::args_os(),
         &mut std::io::stdout(),
         &mut std::io::stderr(),

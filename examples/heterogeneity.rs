@@ -4,7 +4,7 @@
 //!
 //! `cargo run --release --example heterogeneity [-- --agents 32 --max-steps 3000 --seed 1]`
 
-use swarmgrad::cpu::CpuBackend;
+use swarmgrad::backend::reference::ReferenceBackend;
 use swarmgrad::toy::{heterogeneity_markdown, heterogeneity_table, HeterogeneityStudy};
 
 fn main() {
@@ -24,7 +24,8 @@ fn main() {
         }
     }
     let start = std::time::Instant::now();
-    let cells = heterogeneity_table(&mut CpuBackend::new(), &s).unwrap_or_else(|e| panic!("{e}"));
+    let cells =
+        heterogeneity_table(&mut ReferenceBackend::new(), &s).unwrap_or_else(|e| panic!("{e}"));
     println!(
         "Random quadratics: n = {}, d = {}, L = {}, μ = {:?}, r₀ = {}, seed {}; target f(x̄) − f(x*) ≤ {:e}; \
          η grid {:?}; CPU backend (f64); {:.1} s\n",

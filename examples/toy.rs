@@ -5,7 +5,7 @@
 //! prints one JSON line `{"step": t, "x": [[...], ...], "error": ...}` per printed step.
 
 fn main() {
-    let code = swarmgrad::toy::run_toy(
+    let code = swarmgrad::cli::toy::run_toy(
         std::env::args_os(),
         &mut std::io::stdout(),
         &mut std::io::stderr(),

@@ -4,7 +4,7 @@
 //! (see `--help`; `--config FILE.toml` fills every key of `TrainConfig`, flags override it).
 
 fn main() {
-    let code = swarmgrad::train::cli::run_cli(
+    let code = swarmgrad::cli::train::run_cli(
         std::env::args_os(),
         &mut std::io::stdout(),
         &mut std::io::stderr(),

@@ -4,13 +4,14 @@
 //! graph, each with its own model and its own label-skewed slice of the data, run together in
 //! batched WGSL kernels through wgpu (Vulkan, Metal, DX12, GL). Every kernel covers all agents in
 //! one dispatch; algorithms are thin schedulers over the [`backend::Backend`] trait, which has a
-//! GPU implementation ([`gpu::GpuBackend`]) and a CPU reference ([`cpu::CpuBackend`]).
+//! GPU implementation ([`backend::gpu::GpuBackend`]) and an f64 CPU reference
+//! ([`backend::reference::ReferenceBackend`]).
 //!
 //! The main job in a few lines — QGM on a ring of 4 agents with Dirichlet(1) label skew on the
-//! built-in synthetic task, on the CPU reference (pass a [`gpu::GpuBackend`] to run on a GPU):
+//! built-in synthetic task, on the CPU reference (pass a [`backend::gpu::GpuBackend`] to run on a GPU):
 //!
 //! ```
-//! use swarmgrad::{cpu::CpuBackend, train::{TrainConfig, Trainer}};
+//! use swarmgrad::{backend::reference::ReferenceBackend, train::{TrainConfig, Trainer}};
 //! let config = TrainConfig {
 //!     algo: "qgm".parse()?,
 //!     momentum: 0.9,
@@ -19,28 +20,29 @@
 //!     synthetic_train: 2_000,
 //!     ..Default::default()
 //! };
-//! let mut trainer = Trainer::new(config, Box::new(CpuBackend::new()))?;
+//! let mut trainer = Trainer::new(config, Box::new(ReferenceBackend::new()))?;
 //! let summary = trainer.run(|_step, _total, _row| {})?;
 //! assert!(summary.last.consensus_acc > 0.1, "better than chance");
 //! println!("{:.3} after {} steps", summary.last.consensus_acc, summary.steps);
 //! # Ok::<(), swarmgrad::Error>(())
 //! ```
 //!
-//! Layout: [`backend`] (the operations), [`cpu`] and [`gpu`] (the two backends), [`model`] and
-//! [`pass`] (MLP forward/backward over job lists), [`algo`] (one module per algorithm),
+//! Layout, from the bottom up: [`backend`] (the operations, with the f64 reference and the wgpu
+//! backend inside), [`model`] (MLP layout and its forward/backward over job lists),
+//! [`objective`] (gradient sources: minibatches, toy quadratics), [`algo`] (one module per
+//! algorithm), [`cli`] (the command lines of the examples),
 //! [`graph`], [`data`], [`train`] (trainer, schedules, evaluation, metrics, CLIs), [`toy`].
 
 #![warn(missing_docs)]
 
 pub mod algo;
 pub mod backend;
-pub mod cpu;
+pub mod cli;
 pub mod data;
 pub mod error;
-pub mod gpu;
 pub mod graph;
 pub mod model;
-pub mod pass;
+pub mod objective;
 pub mod sparse;
 pub mod toy;
 pub mod train;

@@ -7,8 +7,8 @@ mod common;
 
 use common::{assert_close, gpu_backends};
 use swarmgrad::algo::{Algo, AlgoOptions, AlgoSetup, Algorithm, LocalHyper, Quadratics, Sgp};
+use swarmgrad::backend::reference::ReferenceBackend;
 use swarmgrad::backend::Backend;
-use swarmgrad::cpu::CpuBackend;
 use swarmgrad::graph::{HopSchedule, MixingRule, Topology};
 use swarmgrad::train::{TrainConfig, Trainer};
 
@@ -93,7 +93,8 @@ impl Run {
 
 /// The CPU reference first, then every GPU backend, each with its name.
 fn backends(test: &str) -> Vec<(String, Box<dyn Backend>)> {
-    let mut v: Vec<(String, Box<dyn Backend>)> = vec![("cpu".into(), Box::new(CpuBackend::new()))];
+    let mut v: Vec<(String, Box<dyn Backend>)> =
+        vec![("cpu".into(), Box::new(ReferenceBackend::new()))];
     for g in gpu_backends(test) {
         v.push((g.describe(), Box::new(g)));
     }
@@ -587,8 +588,8 @@ fn sgp_preserves_the_mean_reaches_consensus_and_follows_the_hop_schedule() {
         }
     }
     // The schedules themselves: round 0 of `code` only uses hops {1, 4} for D = 4.
-    let mut be = CpuBackend::new();
-    let mk = |be: &mut CpuBackend, s: HopSchedule, drop: f64| {
+    let mut be = ReferenceBackend::new();
+    let mk = |be: &mut ReferenceBackend, s: HopSchedule, drop: f64| {
         let buf = swarmgrad::algo::AgentBuffers::new(be, 16, D, D, &[0.0; 16 * D]).unwrap();
         Sgp::new(be, buf, hyper(0.0, 0.0), s, drop, 3).unwrap()
     };
@@ -797,7 +798,7 @@ fn gpu_matches_cpu_is_deterministic_and_ledgers_bytes() {
     let cpu: Vec<_> = cases()
         .iter()
         .map(|c| {
-            let mut be = CpuBackend::new();
+            let mut be = ReferenceBackend::new();
             let a = run_case(&mut be, c, steps);
             let b = run_case(&mut be, c, steps);
             assert_eq!(a.0, b.0, "{} not deterministic on the CPU", c.0);
@@ -876,7 +877,7 @@ fn trainer_runs_every_algorithm_on_cpu_and_gpu() {
     ];
     let mut want = Vec::new();
     for algo in algos {
-        let mut t = Trainer::new(small(algo), Box::new(CpuBackend::new())).unwrap();
+        let mut t = Trainer::new(small(algo), Box::new(ReferenceBackend::new())).unwrap();
         let s = t.run(|_, _, _| {}).unwrap();
         assert!(
             s.last.train_loss.is_finite(),
@@ -1039,7 +1040,7 @@ fn trainer_runs_qg_adam_on_cpu_and_gpu() {
         },
         ..small(Algorithm::QgAdam)
     };
-    let mut t = Trainer::new(cfg(), Box::new(CpuBackend::new())).unwrap();
+    let mut t = Trainer::new(cfg(), Box::new(ReferenceBackend::new())).unwrap();
     let s = t.run(|_, _, _| {}).unwrap();
     eprintln!(
         "qg-adam (cpu): loss {:.4}, consensus test loss {:.4}, mean local acc {:.3}, {:.1} dispatches/step, {} bytes/agent",
@@ -1051,7 +1052,7 @@ fn trainer_runs_qg_adam_on_cpu_and_gpu() {
     );
     assert!(s.last.train_loss.is_finite(), "loss {}", s.last.train_loss);
     let want = t.read_params().unwrap();
-    let mut again = Trainer::new(cfg(), Box::new(CpuBackend::new())).unwrap();
+    let mut again = Trainer::new(cfg(), Box::new(ReferenceBackend::new())).unwrap();
     again.run(|_, _, _| {}).unwrap();
     assert_eq!(
         again.read_params().unwrap(),

@@ -14,8 +14,8 @@
 mod common;
 
 use common::*;
+use swarmgrad::backend::reference::ReferenceBackend;
 use swarmgrad::backend::*;
-use swarmgrad::cpu::CpuBackend;
 use swarmgrad::model::{DenseLayer, Mlp};
 use swarmgrad::sparse::Csr;
 use swarmgrad::Result;
@@ -27,10 +27,10 @@ fn parity(
     record: impl Fn(&mut dyn Backend, bool) -> Result<Vec<Buf>>,
     bound: impl Fn(f64, f64) -> f64,
 ) {
-    let mut cpu = CpuBackend::new();
+    let mut cpu = ReferenceBackend::new();
     let outs = record(&mut cpu, false).unwrap();
     let want: Vec<Vec<f64>> = outs.iter().map(|b| cpu.read_f32(*b).unwrap()).collect();
-    let mut cpu_abs = CpuBackend::new();
+    let mut cpu_abs = ReferenceBackend::new();
     let outs_abs = record(&mut cpu_abs, true).unwrap();
     let mags: Vec<Vec<f64>> = outs_abs
         .iter()
@@ -291,7 +291,7 @@ fn gather_matches_reference() {
         let index = indices(13, agents * batch, n_samples as u32);
         let rows = agents * batch;
         let what = format!("gather n{n_samples} dim{dim} rows {rows}");
-        let mut cpu = CpuBackend::new();
+        let mut cpu = ReferenceBackend::new();
         let record = |be: &mut dyn Backend| -> Result<(Buf, Buf)> {
             let data = be.upload_u8(&bytes, "data")?;
             let lab = upload_u32(be, &labels);
@@ -491,7 +491,7 @@ fn reductions_match_reference() {
 /// A whole training step: gather → forward → loss → backward → local step → mix, recorded into
 /// one submit, repeated; the GPU must track the reference after many steps.
 fn train_steps(be: &mut dyn Backend, agents: usize, steps: usize) -> Result<(Vec<f64>, Vec<f64>)> {
-    use swarmgrad::pass::{Minibatch, Pass};
+    use swarmgrad::model::pass::{Minibatch, Pass};
     let model = Mlp::parse("mlp:12-16-9-5").unwrap();
     let (batch, n_samples) = (6, 97);
     let bytes: Vec<u8> = indices(50, n_samples * 12, 256)
@@ -574,7 +574,7 @@ fn training_steps_track_the_reference() {
     // 30 steps of SGD with Nesterov momentum and ring gossip; f32 rounding compounds through
     // the iterations (and ReLU kinks), so the bound is 1e-4 relative to the parameter scale.
     let (agents, steps) = (5, 30);
-    let mut cpu = CpuBackend::new();
+    let mut cpu = ReferenceBackend::new();
     let (want, want_stats) = train_steps(&mut cpu, agents, steps).unwrap();
     for mut gpu in gpu_backends("training_steps_track_the_reference") {
         let name = gpu.describe();
@@ -623,7 +623,7 @@ fn dispatches_per_step_do_not_depend_on_the_number_of_agents() {
 #[test]
 fn bad_requests_are_typed_errors_on_every_backend() {
     use swarmgrad::Error;
-    let mut backends: Vec<Box<dyn Backend>> = vec![Box::new(CpuBackend::new())];
+    let mut backends: Vec<Box<dyn Backend>> = vec![Box::new(ReferenceBackend::new())];
     for g in gpu_backends("bad requests") {
         backends.push(Box::new(g));
     }
@@ -729,7 +729,7 @@ fn adam_kernels_match_reference() {
 
 #[test]
 fn gpu_time_is_measured_where_timestamps_exist() {
-    assert_eq!(CpuBackend::new().gpu_seconds().unwrap(), None);
+    assert_eq!(ReferenceBackend::new().gpu_seconds().unwrap(), None);
     for mut gpu in gpu_backends("gpu time") {
         let has_timestamps = gpu
             .context()

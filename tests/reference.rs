@@ -7,10 +7,10 @@
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use swarmgrad::backend::reference::ReferenceBackend;
 use swarmgrad::backend::*;
-use swarmgrad::cpu::CpuBackend;
+use swarmgrad::model::pass::{Minibatch, Pass};
 use swarmgrad::model::Mlp;
-use swarmgrad::pass::{Minibatch, Pass};
 
 /// Mean loss of every job and the gradient slabs, for parameters `p` (agent-major).
 fn loss_and_grad(
@@ -21,7 +21,7 @@ fn loss_and_grad(
     y: &[u32],
     batch: usize,
 ) -> (Vec<f64>, Vec<f64>) {
-    let mut be = CpuBackend::new();
+    let mut be = ReferenceBackend::new();
     let params = be.alloc(BufKind::F32, p.len(), "p").unwrap();
     // The reference stores f64; write_f32 would round, so write through a f64-exact path:
     // every test value is a multiple of 2^-20 so it is exact in f32 as well.
@@ -116,7 +116,7 @@ fn loss_is_log_classes_for_a_zero_model() {
 #[test]
 fn cpu_reference_keeps_f64_mixing_weights_and_coefficients() {
     use swarmgrad::sparse::Csr;
-    let mut be = CpuBackend::new();
+    let mut be = ReferenceBackend::new();
     let third = 1.0 / 3.0;
     let w = Csr::from_rows(3, &[vec![(0, third), (1, third), (2, third)]]);
     let w = be.upload_csr(&w, "w").unwrap();

@@ -10,15 +10,15 @@ use swarmgrad::algo::{
     AlgoOptions, AlgoSetup, Algorithm, LocalHyper, Objective, OneShot, Quadratics,
     RelayNormalisation, RelayTree,
 };
+use swarmgrad::backend::reference::ReferenceBackend;
 use swarmgrad::backend::Backend;
-use swarmgrad::cpu::CpuBackend;
 use swarmgrad::graph::{relay_trees, Graph, LrCorrection, MixingRule, SpanningTree, Topology};
 use swarmgrad::train::{TrainConfig, Trainer};
 use swarmgrad::Error;
 
 /// The CPU reference followed by every GPU backend.
 fn backends(test: &str) -> Vec<Box<dyn Backend>> {
-    let mut v: Vec<Box<dyn Backend>> = vec![Box::new(CpuBackend::new())];
+    let mut v: Vec<Box<dyn Backend>> = vec![Box::new(ReferenceBackend::new())];
     v.extend(
         gpu_backends(test)
             .into_iter()
@@ -457,7 +457,7 @@ fn gpu_matches_cpu_and_runs_are_deterministic() {
         seed,
         make_obj: &mk,
     };
-    let mut cpu = CpuBackend::new();
+    let mut cpu = ReferenceBackend::new();
     let want: Vec<Vec<f64>> = configs
         .iter()
         .map(|(a, t, o)| run(*a, *t, o, 11).last(&mut cpu, 60))
@@ -494,7 +494,7 @@ fn byte_ledger_and_dispatch_count() {
     let d = 5;
     let mixing = MixingRule::default();
     let hyper = plain();
-    let mut be = CpuBackend::new();
+    let mut be = ReferenceBackend::new();
     let mut ledger = |algo: Algorithm, topo: Topology, n: usize, p: f64| {
         let init = vec![0.0f32; n * d];
         let options = AlgoOptions {
@@ -580,7 +580,8 @@ fn trainer_runs_relay_on_cpu_and_gpu_alike() {
         (Algorithm::RelaySgdGrad, Topology::Ring),
     ];
     for (algo, topo) in cases {
-        let mut t = Trainer::new(small_train(algo, topo), Box::new(CpuBackend::new())).unwrap();
+        let mut t =
+            Trainer::new(small_train(algo, topo), Box::new(ReferenceBackend::new())).unwrap();
         let want = t.run(|_, _, _| {}).unwrap();
         let want_p = t.read_params().unwrap();
         assert!(want_p.iter().all(|v| v.is_finite()));
@@ -607,7 +608,7 @@ fn trainer_accepts_every_relay_topology_including_double_binary_trees() {
     for algo in [Algorithm::RelaySgd, Algorithm::RelaySgdGrad] {
         let c = small_train(algo, Topology::DoubleBinaryTrees);
         c.validate().unwrap();
-        let mut t = Trainer::new(c, Box::new(CpuBackend::new())).unwrap();
+        let mut t = Trainer::new(c, Box::new(ReferenceBackend::new())).unwrap();
         let s = t.run(|_, _, _| {}).unwrap();
         let p = t.read_params().unwrap();
         eprintln!(

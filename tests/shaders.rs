@@ -3,7 +3,7 @@
 //! Host only: no adapter needed.
 
 use naga::valid::{Capabilities, ValidationFlags, Validator};
-use swarmgrad::gpu::{params::UNIFORMS, Kernel, SHADERS};
+use swarmgrad::backend::gpu::{params::UNIFORMS, Kernel, SHADERS};
 
 fn parse(name: &str, src: &str) -> (naga::Module, naga::valid::ModuleInfo) {
     let module = naga::front::wgsl::parse_str(src)

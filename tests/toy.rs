@@ -4,8 +4,8 @@
 mod common;
 
 use common::gpu_backends;
+use swarmgrad::backend::reference::ReferenceBackend;
 use swarmgrad::backend::Backend;
-use swarmgrad::cpu::CpuBackend;
 use swarmgrad::graph::{MixingRule, Topology};
 use swarmgrad::toy::{self, RandomQuadratics, RandomQuadraticsSpec, ToyProblem, ToyRun};
 use swarmgrad::train::Algorithm;
@@ -37,7 +37,7 @@ fn last(be: &mut dyn Backend, p: &ToyProblem, run: &ToyRun) -> Vec<f64> {
 fn dsgd_on_constants_keeps_the_exact_mean_with_a_heterogeneity_bias() {
     let p = ToyProblem::constants(&targets()).unwrap();
     let x = last(
-        &mut CpuBackend::new(),
+        &mut ReferenceBackend::new(),
         &p,
         &ring_quarter(Algorithm::Dsgd, 1000),
     );
@@ -52,7 +52,7 @@ fn dsgd_on_constants_keeps_the_exact_mean_with_a_heterogeneity_bias() {
 fn allreduce_reaches_the_minimiser_on_every_agent() {
     let p = ToyProblem::constants(&targets()).unwrap();
     let run = ring_quarter(Algorithm::AllReduce, 1000);
-    let x = last(&mut CpuBackend::new(), &p, &run);
+    let x = last(&mut ReferenceBackend::new(), &p, &run);
     assert!(x.iter().all(|v| (v - 3.5).abs() <= 1e-9), "{x:?}");
     for gpu in gpu_backends("toy allreduce") {
         let mut be = gpu;
@@ -66,7 +66,7 @@ fn allreduce_reaches_the_minimiser_on_every_agent() {
         lr: 0.5,
         ..ring_quarter(Algorithm::AllReduce, 400)
     };
-    let x = last(&mut CpuBackend::new(), &p, &run);
+    let x = last(&mut ReferenceBackend::new(), &p, &run);
     let opt = p.optimum.clone().unwrap();
     for xi in x.chunks(p.d) {
         for (a, b) in xi.iter().zip(&opt) {
@@ -83,7 +83,7 @@ fn one_gossip_round_preserves_the_mean() {
     let mut p = ToyProblem::constants(&vec![vec![0.0, 0.0, 0.0]; 8]).unwrap();
     p.init = common::uniform(5, 24, -3.0, 3.0);
     let x0: Vec<f64> = p.init.iter().map(|&v| v as f64).collect();
-    let mut be = CpuBackend::new();
+    let mut be = ReferenceBackend::new();
     let (mut algo, _) = toy::build(&mut be, &p, &ring_quarter(Algorithm::Dsgd, 0)).unwrap();
     algo.record_gossip(&mut be).unwrap();
     be.flush().unwrap();
@@ -110,8 +110,8 @@ fn gpu_matches_cpu_after_many_steps() {
         lr: 0.2,
         ..ring_quarter(Algorithm::Dsgd, 500)
     };
-    let want_c = last(&mut CpuBackend::new(), &pc, &rc);
-    let want_q = last(&mut CpuBackend::new(), &pq, &rq);
+    let want_c = last(&mut ReferenceBackend::new(), &pc, &rc);
+    let want_q = last(&mut ReferenceBackend::new(), &pq, &rq);
     for gpu in gpu_backends("toy gpu parity") {
         let mut be = gpu;
         let name = be.describe();
@@ -169,7 +169,7 @@ fn random_quadratics_have_the_requested_heterogeneity_and_optimum() {
 #[test]
 fn one_shot_tasks_move_the_mean_by_the_injected_total() {
     let run = ring_quarter(Algorithm::Dsgd, 60);
-    let mut be = CpuBackend::new();
+    let mut be = ReferenceBackend::new();
     let p = ToyProblem::correction_factor(8, 1).unwrap();
     let snaps = toy::run_problem(&mut be, &p, &run, &[1, 60]).unwrap();
     let run1 = ToyRun { lr: 1.0, ..run };
@@ -331,7 +331,7 @@ fn heterogeneity_leaves_relaysgd_d2_gt_exact_and_gives_dsgd_a_floor() {
     };
     let p = ToyProblem::random_quadratics(&RandomQuadratics::new(&spec(10.0)).unwrap()).unwrap();
     let p_low = ToyProblem::random_quadratics(&RandomQuadratics::new(&spec(0.1)).unwrap()).unwrap();
-    let mut be = CpuBackend::new();
+    let mut be = ReferenceBackend::new();
     let w = MixingRule::Constant(0.3233);
     for (algo, mixing, lr, budget) in [
         (
@@ -415,7 +415,7 @@ fn gradient_noise_is_seeded_and_the_same_on_every_backend() {
     // All-reduce averages the noise of 4 agents: the iterate fluctuates around mean(t) = 1.5
     // with standard deviation about 0.5·sqrt(η/(2 − η)/4) ≈ 0.06.
     assert!((a - 1.5).abs() < 0.4 && a != 1.5, "{a}");
-    let mut be = CpuBackend::new();
+    let mut be = ReferenceBackend::new();
     let p = ToyProblem::constants(&[vec![0.0], vec![1.0], vec![2.0], vec![3.0]])
         .unwrap()
         .with_noise(0.5, 3)

@@ -4,10 +4,11 @@
 mod common;
 
 use common::gpu_backends;
+use swarmgrad::backend::reference::ReferenceBackend;
 use swarmgrad::backend::Backend;
-use swarmgrad::cpu::CpuBackend;
+use swarmgrad::cli::train as cli;
 use swarmgrad::graph::Topology;
-use swarmgrad::train::{cli, Algorithm, Summary, TrainConfig, Trainer};
+use swarmgrad::train::{Algorithm, Summary, TrainConfig, Trainer};
 use swarmgrad::Error;
 
 /// A small, fast run: 5 agents, 16 features, 1 000 training samples.
@@ -53,7 +54,7 @@ fn gpu_matches_cpu_reference_for_every_algorithm() {
     ];
     let want: Vec<(Summary, Vec<f64>)> = cases
         .iter()
-        .map(|&(a, b)| run(small(a, b, 30), Box::new(CpuBackend::new())))
+        .map(|&(a, b)| run(small(a, b, 30), Box::new(ReferenceBackend::new())))
         .collect();
     for gpu in gpu_backends("trainer parity") {
         let name = gpu.describe();
@@ -104,7 +105,7 @@ fn gpu_matches_cpu_reference_for_every_algorithm() {
 fn best_backend() -> Box<dyn Backend> {
     match gpu_backends("best backend").into_iter().next() {
         Some(g) => Box::new(g),
-        None => Box::new(CpuBackend::new()),
+        None => Box::new(ReferenceBackend::new()),
     }
 }
 
@@ -139,7 +140,7 @@ fn synthetic_task_is_learned_well_above_chance() {
 fn allreduce_from_identical_init_keeps_consensus() {
     let mut c = small(Algorithm::AllReduce, 0.9, 20);
     c.eval_every = 5;
-    let mut backends: Vec<Box<dyn Backend>> = vec![Box::new(CpuBackend::new())];
+    let mut backends: Vec<Box<dyn Backend>> = vec![Box::new(ReferenceBackend::new())];
     backends.extend(
         gpu_backends("allreduce consensus")
             .into_iter()
@@ -167,7 +168,7 @@ fn allreduce_from_identical_init_keeps_consensus() {
 fn gossip_preserves_the_mean_and_contracts() {
     let mut c = small(Algorithm::Dsgd, 0.0, 1);
     c.identical_init = false;
-    let mut backends: Vec<Box<dyn Backend>> = vec![Box::new(CpuBackend::new())];
+    let mut backends: Vec<Box<dyn Backend>> = vec![Box::new(ReferenceBackend::new())];
     backends.extend(
         gpu_backends("gossip mean")
             .into_iter()
@@ -211,7 +212,7 @@ fn divergence_is_reported_with_step_and_agent() {
     c.lr = 1e30;
     c.eval_every = 5;
     for be in [
-        Box::new(CpuBackend::new()) as Box<dyn Backend>,
+        Box::new(ReferenceBackend::new()) as Box<dyn Backend>,
         best_backend(),
     ] {
         let mut t = Trainer::new(c.clone(), be).unwrap();
@@ -275,7 +276,7 @@ fn bad_config_values_are_errors() {
     ];
     for c in bad {
         let what = format!("{c:?}");
-        match Trainer::new(c, Box::new(CpuBackend::new())) {
+        match Trainer::new(c, Box::new(ReferenceBackend::new())) {
             Err(Error::BadParameter { .. }) => {}
             Err(e) => panic!("expected BadParameter, got {e} for {what}"),
             Ok(_) => panic!("accepted {what}"),
@@ -377,7 +378,7 @@ fn cli_json_has_every_key_and_bad_flags_exit_2() {
 
 #[test]
 fn dispatches_per_step_do_not_depend_on_agents() {
-    let mut backends: Vec<Box<dyn Backend>> = vec![Box::new(CpuBackend::new())];
+    let mut backends: Vec<Box<dyn Backend>> = vec![Box::new(ReferenceBackend::new())];
     backends.extend(
         gpu_backends("trainer dispatches")
             .into_iter()
@@ -410,7 +411,7 @@ fn compare_cli(args: &[&str]) -> (i32, String, String) {
     let mut out = Vec::new();
     let mut err = Vec::new();
     let argv = std::iter::once("compare").chain(args.iter().copied());
-    let code = swarmgrad::train::compare::run_compare(argv, &mut out, &mut err);
+    let code = swarmgrad::cli::compare::run_compare(argv, &mut out, &mut err);
     (
         code,
         String::from_utf8(out).unwrap(),
@@ -552,10 +553,17 @@ fn resume_matches_uninterrupted(be: Box<dyn Backend>, tag: &str) -> Box<dyn Back
 
 #[test]
 fn resumed_run_is_bit_identical_to_an_uninterrupted_one() {
-    resume_matches_uninterrupted(Box::new(CpuBackend::new()), "cpu");
+    resume_matches_uninterrupted(Box::new(ReferenceBackend::new()), "cpu");
     // Saving a checkpoint does not perturb the run.
-    let (plain, p) = run(small(Algorithm::Dsgd, 0.9, 40), Box::new(CpuBackend::new()));
-    let mut t = Trainer::new(small(Algorithm::Dsgd, 0.9, 40), Box::new(CpuBackend::new())).unwrap();
+    let (plain, p) = run(
+        small(Algorithm::Dsgd, 0.9, 40),
+        Box::new(ReferenceBackend::new()),
+    );
+    let mut t = Trainer::new(
+        small(Algorithm::Dsgd, 0.9, 40),
+        Box::new(ReferenceBackend::new()),
+    )
+    .unwrap();
     let ck = std::env::temp_dir().join(format!("swarmgrad-ckpt-plain-{}.bin", std::process::id()));
     t.set_checkpoint_every(7, ck.clone()).unwrap();
     let s = t.run(|_, _, _| {}).unwrap();
@@ -575,10 +583,10 @@ fn corrupt_or_foreign_checkpoints_are_typed_errors() {
     std::fs::create_dir_all(&dir).unwrap();
     let ck = dir.join("checkpoint.bin");
     let config = small(Algorithm::Dsgd, 0.9, 10);
-    let mut t = Trainer::new(config.clone(), Box::new(CpuBackend::new())).unwrap();
+    let mut t = Trainer::new(config.clone(), Box::new(ReferenceBackend::new())).unwrap();
     t.save_checkpoint(&ck).unwrap();
     let good = std::fs::read(&ck).unwrap();
-    let fresh = || Trainer::new(config.clone(), Box::new(CpuBackend::new())).unwrap();
+    let fresh = || Trainer::new(config.clone(), Box::new(ReferenceBackend::new())).unwrap();
     fresh().load_checkpoint(&ck).unwrap();
     let mut cases: Vec<(&str, Vec<u8>)> = vec![
         ("truncated", good[..good.len() - 9].to_vec()),
@@ -603,7 +611,7 @@ fn corrupt_or_foreign_checkpoints_are_typed_errors() {
         lr: 0.05,
         ..config.clone()
     };
-    let mut t = Trainer::new(other, Box::new(CpuBackend::new())).unwrap();
+    let mut t = Trainer::new(other, Box::new(ReferenceBackend::new())).unwrap();
     match t.load_checkpoint(&ck) {
         Err(Error::Checkpoint { reason, .. }) => assert!(reason.contains("configuration")),
         other => panic!("foreign config: expected Error::Checkpoint, got {other:?}"),
@@ -737,7 +745,7 @@ fn relay_resume_configs() -> Vec<(String, TrainConfig)> {
 fn relay_resume_is_bit_identical_before_and_after_the_tree_diameter() {
     // Checkpoints at step 2 (messages still travelling: the chain's diameter is 4) and step 17
     // (past it, mid-epoch, between evaluations).
-    let mut be: Box<dyn Backend> = Box::new(CpuBackend::new());
+    let mut be: Box<dyn Backend> = Box::new(ReferenceBackend::new());
     for (tag, config) in relay_resume_configs() {
         for k in [2, 17] {
             be = resume_at(&config, k, be, &format!("cpu-{tag}-{k}")).0;
@@ -789,24 +797,27 @@ fn relay_resume_is_bit_identical_before_and_after_the_tree_diameter() {
 fn sgp_summary_names_the_exponential_graph() {
     let mut c = small(Algorithm::Sgp, 0.0, 4);
     c.agents = 4;
-    let (s, _) = run(c.clone(), Box::new(CpuBackend::new()));
+    let (s, _) = run(c.clone(), Box::new(ReferenceBackend::new()));
     assert_eq!(s.topology, "exponential");
     // The configured static topology plays no part (sgp does not need a static graph).
     c.topology = Topology::Torus;
-    let (s, _) = run(c.clone(), Box::new(CpuBackend::new()));
+    let (s, _) = run(c.clone(), Box::new(ReferenceBackend::new()));
     assert_eq!(s.topology, "exponential");
     c.agents = 5;
-    match Trainer::new(c, Box::new(CpuBackend::new())) {
+    match Trainer::new(c, Box::new(ReferenceBackend::new())) {
         Err(Error::BadParameter { name, .. }) => assert_eq!(name, "agents"),
         Err(e) => panic!("expected BadParameter(agents), got {e}"),
         Ok(_) => panic!("sgp with 5 agents must be rejected"),
     }
     let (s, _) = run(
         small(Algorithm::AllReduce, 0.0, 2),
-        Box::new(CpuBackend::new()),
+        Box::new(ReferenceBackend::new()),
     );
     assert_eq!(s.topology, "complete (all-reduce)");
-    let (s, _) = run(small(Algorithm::Dsgd, 0.0, 2), Box::new(CpuBackend::new()));
+    let (s, _) = run(
+        small(Algorithm::Dsgd, 0.0, 2),
+        Box::new(ReferenceBackend::new()),
+    );
     assert_eq!(s.topology, "ring");
 }
 
@@ -815,17 +826,17 @@ fn dsgd_runs_on_the_exponential_graph_and_in_cta_order() {
     let mut c = small(Algorithm::Dsgd, 0.9, 20);
     c.agents = 8;
     c.topology = Topology::Exponential;
-    let (s, p) = run(c.clone(), Box::new(CpuBackend::new()));
+    let (s, p) = run(c.clone(), Box::new(ReferenceBackend::new()));
     assert_eq!(s.topology, "exponential");
     assert!(p.iter().all(|v| v.is_finite()) && s.last.train_loss.is_finite());
     let d = c.model().unwrap().n_params() as f64;
     // One message of 4d bytes to one peer per step.
     assert_eq!(s.bytes_sent_per_agent, 20.0 * 4.0 * d);
     c.options.dsgd_order = swarmgrad::algo::DsgdOrder::Cta;
-    let (_, q) = run(c.clone(), Box::new(CpuBackend::new()));
+    let (_, q) = run(c.clone(), Box::new(ReferenceBackend::new()));
     assert!(bits(&p) != bits(&q), "CTA and ATC must differ");
     c.agents = 6;
-    match Trainer::new(c, Box::new(CpuBackend::new())) {
+    match Trainer::new(c, Box::new(ReferenceBackend::new())) {
         Err(Error::BadParameter { name, .. }) => assert_eq!(name, "topology"),
         Err(e) => panic!("expected BadParameter(topology), got {e}"),
         Ok(_) => panic!("exponential with 6 agents must be rejected"),

@@ -126,7 +126,7 @@ impl Algo for Dsgd {
 mod tests {
     use super::*;
     use crate::algo::{AlgoOptions, AlgoSetup, Algorithm, Quadratics};
-    use crate::cpu::CpuBackend;
+    use crate::backend::reference::ReferenceBackend;
     use crate::graph::{HopSchedule, MixingRule, Topology};
 
     const D: usize = 3;
@@ -153,7 +153,7 @@ mod tests {
 
     /// Runs `steps` steps of D-PSGD on the constants task and returns the parameters.
     fn run(topology: Topology, order: DsgdOrder, n: usize, steps: u64, lr: f64) -> Vec<f64> {
-        let mut be = CpuBackend::new();
+        let mut be = ReferenceBackend::new();
         let options = AlgoOptions {
             dsgd_order: order,
             ..Default::default()

@@ -7,25 +7,22 @@ mod buffers;
 mod d2;
 mod dsgd;
 mod gt;
-mod objective;
 mod options;
 mod qg_adam;
 mod qgm;
-mod quadratic;
 mod relay;
 mod sgp;
 mod slowmo;
 
+pub use crate::objective::{DeviceData, MlpObjective, Objective, OneShot, Quadratics};
 pub use allreduce::AllReduce;
 pub use buffers::{record_mix_into, AgentBuffers, LocalHyper};
 pub use d2::{check_d2_spectrum, D2, D2_LAMBDA_MIN_BOUND};
 pub use dsgd::Dsgd;
 pub use gt::Gt;
-pub use objective::{DeviceData, MlpObjective, Objective};
 pub use options::{AlgoOptions, DsgdOrder, RelayNormalisation};
 pub use qg_adam::QgAdam;
 pub use qgm::{Qgm, QGM_MIN_LR};
-pub use quadratic::{OneShot, Quadratics};
 pub use relay::{RelaySgd, RelayTree, RelayVariant};
 pub use sgp::Sgp;
 pub use slowmo::{SlowMo, SlowMoHyper, SLOWMO_MIN_LR};
@@ -339,7 +336,7 @@ mod tests {
 
     #[test]
     fn drops_are_refused_where_they_are_not_simulated() {
-        let mut be = crate::cpu::CpuBackend::new();
+        let mut be = crate::backend::reference::ReferenceBackend::new();
         let options = AlgoOptions {
             drop_prob: 0.1,
             ..Default::default()

@@ -7,18 +7,18 @@
 //! f32), and every optimum and error is computed in f64, so the fixed points of a CPU run are exact
 //! to rounding.
 
-mod cli;
 mod linalg;
 mod problems;
 mod quadratics;
 mod run;
 mod study;
 
-pub use cli::{problem_from_args, run_from_args, run_toy, ToyArgs};
 pub use problems::{ToyGradient, ToyProblem};
 pub use quadratics::{RandomQuadratics, RandomQuadraticsSpec};
 pub use run::{build, run_problem, ToyRun};
 pub use study::*;
+
+pub use crate::cli::toy::{problem_from_args, run_from_args, run_toy, ToyArgs};
 
 use linalg::*;
 use problems::{eye, TOY_STREAM};
@@ -29,10 +29,6 @@ use crate::algo::{
 use crate::backend::Backend;
 use crate::error::{Error, Result};
 use crate::graph::{MixingRule, Topology};
-use crate::train::cli::{exit_code, flag, open_backend, parse_args, OptionArgs};
-use crate::train::TrainConfig;
-use clap::Parser;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::StandardNormal;
-use std::io::Write;

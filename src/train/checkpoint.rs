@@ -11,9 +11,9 @@
 
 use crate::backend::{Backend, Buf, BufKind};
 use crate::error::{Error, Result};
+use crate::objective::sampler::SamplerState;
 use crate::train::eval::EvalResult;
 use crate::train::metrics::MetricsRow;
-use crate::train::sampler::SamplerState;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -471,7 +471,7 @@ pub fn write_buffers(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cpu::CpuBackend;
+    use crate::backend::reference::ReferenceBackend;
 
     fn sample() -> Checkpoint {
         Checkpoint {
@@ -528,7 +528,7 @@ mod tests {
 
     #[test]
     fn f64_values_are_restored_bit_for_bit_on_the_cpu() {
-        let mut be = CpuBackend::new();
+        let mut be = ReferenceBackend::new();
         let b = be.alloc(BufKind::F32, 5, "p").unwrap();
         let v = vec![
             0.1,

@@ -5,8 +5,8 @@
 use crate::algo::DeviceData;
 use crate::backend::{Axpby, Backend, Buf, BufKind, CsrBufs, Mix, Reduce, ReduceMode};
 use crate::error::{Error, Result};
+use crate::model::pass::{Minibatch, Pass};
 use crate::model::Mlp;
-use crate::pass::{Minibatch, Pass};
 use crate::sparse::Csr;
 
 /// Largest activation buffer (floats) an evaluation chunk may use.

@@ -2,19 +2,16 @@
 //! minibatch sampling, evaluation, metrics and plots, the trainer and the main job's CLI.
 
 pub mod checkpoint;
-pub mod cli;
-pub mod compare;
 pub mod config;
 pub mod eval;
 pub mod metrics;
-pub mod sampler;
 pub mod schedule;
 pub mod trainer;
 
 pub use crate::algo::{Algorithm, ALGORITHM_NAMES};
+pub use crate::objective::sampler::{Sampler, SamplerState};
 pub use config::{DatasetKind, TrainConfig};
 pub use eval::EvalResult;
 pub use metrics::MetricsRow;
-pub use sampler::{Sampler, SamplerState};
 pub use schedule::LrSchedule;
 pub use trainer::{Summary, Trainer};

@@ -3,7 +3,7 @@
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use swarmgrad::gpu::{AdapterChoice, GpuBackend, GpuContext};
+use swarmgrad::backend::gpu::{AdapterChoice, GpuBackend, GpuContext};
 
 /// One GPU backend per wgpu backend present here (Vulkan and GL on this machine).
 ///

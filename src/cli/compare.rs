@@ -2,8 +2,8 @@
 //! with the same seed, data and backend, reported as one table, compare.csv, one metrics.csv
 //! per run and one plot with a line per run.
 
+use crate::cli::train::{self as cli, Args};
 use crate::error::{Error, Result};
-use crate::train::cli::{self, Args};
 use crate::train::config::TrainConfig;
 use crate::train::metrics::{self, MetricsRow};
 use crate::train::trainer::{Summary, Trainer};

@@ -5,14 +5,14 @@ use std::collections::HashMap;
 
 /// Every WGSL file of the crate as (file name, source), for validation and translation tests.
 pub const SHADERS: &[(&str, &str)] = &[
-    ("gather.wgsl", include_str!("../../shaders/gather.wgsl")),
-    ("dense.wgsl", include_str!("../../shaders/dense.wgsl")),
-    ("loss.wgsl", include_str!("../../shaders/loss.wgsl")),
-    ("mix.wgsl", include_str!("../../shaders/mix.wgsl")),
-    ("update.wgsl", include_str!("../../shaders/update.wgsl")),
-    ("reduce.wgsl", include_str!("../../shaders/reduce.wgsl")),
-    ("probe.wgsl", include_str!("../../shaders/probe.wgsl")),
-    ("adam.wgsl", include_str!("../../shaders/adam.wgsl")),
+    ("gather.wgsl", include_str!("../../../shaders/gather.wgsl")),
+    ("dense.wgsl", include_str!("../../../shaders/dense.wgsl")),
+    ("loss.wgsl", include_str!("../../../shaders/loss.wgsl")),
+    ("mix.wgsl", include_str!("../../../shaders/mix.wgsl")),
+    ("update.wgsl", include_str!("../../../shaders/update.wgsl")),
+    ("reduce.wgsl", include_str!("../../../shaders/reduce.wgsl")),
+    ("probe.wgsl", include_str!("../../../shaders/probe.wgsl")),
+    ("adam.wgsl", include_str!("../../../shaders/adam.wgsl")),
 ];
 
 /// How a kernel binds a storage buffer.

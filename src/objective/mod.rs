@@ -2,12 +2,17 @@
 //! agent's gradient slab; the algorithms never know whether that is an MLP on minibatches or a
 //! toy quadratic.
 
+mod quadratic;
+pub mod sampler;
+
+pub use quadratic::{OneShot, Quadratics};
+pub use sampler::{Sampler, SamplerState};
+
 use crate::backend::{Backend, Buf, BufKind, Gather};
 use crate::data::Dataset;
 use crate::error::Result;
+use crate::model::pass::{Minibatch, Pass};
 use crate::model::Mlp;
-use crate::pass::{Minibatch, Pass};
-use crate::train::sampler::Sampler;
 
 /// A gradient source for all agents.
 pub trait Objective {

@@ -187,11 +187,11 @@ impl Objective for OneShot {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cpu::CpuBackend;
+    use crate::backend::reference::ReferenceBackend;
 
     #[test]
     fn quadratic_gradient_is_hx_minus_c() {
-        let mut be = CpuBackend::new();
+        let mut be = ReferenceBackend::new();
         let h = vec![vec![2.0, 1.0, 1.0, 3.0], vec![1.0, 0.0, 0.0, 1.0]];
         let c = vec![vec![1.0, -1.0], vec![0.5, 2.0]];
         let mut q = Quadratics::new(&mut be, &h, &c).unwrap();
@@ -212,7 +212,7 @@ mod tests {
 
     #[test]
     fn one_shot_fires_once() {
-        let mut be = CpuBackend::new();
+        let mut be = ReferenceBackend::new();
         let mut o = OneShot::new(&mut be, &[1.0, -2.0]).unwrap();
         let p = be.alloc(BufKind::F32, 2, "p").unwrap();
         let g = be.alloc(BufKind::F32, 2, "g").unwrap();

@@ -2,10 +2,10 @@
 //! it: flags (optionally over a TOML config), backend choice with CPU fallback, a progress bar,
 //! a final table, metrics.csv and plot.svg, and an optional one-line JSON summary.
 
+use crate::backend::gpu::{AdapterChoice, GpuBackend};
+use crate::backend::reference::ReferenceBackend;
 use crate::backend::Backend;
-use crate::cpu::CpuBackend;
 use crate::error::{Error, Result};
-use crate::gpu::{AdapterChoice, GpuBackend};
 use crate::train::config::TrainConfig;
 use crate::train::metrics;
 use crate::train::trainer::Trainer;
@@ -297,14 +297,14 @@ pub fn open_backend(
     notices: &mut Vec<String>,
 ) -> Result<(Box<dyn Backend>, &'static str)> {
     match kind.trim().to_ascii_lowercase().as_str() {
-        "cpu" => Ok((Box::new(CpuBackend::new()), "cpu")),
+        "cpu" => Ok((Box::new(ReferenceBackend::new()), "cpu")),
         "gpu" => {
             let choice = AdapterChoice::from_env().with_overrides(gpu_backend, adapter)?;
             match GpuBackend::new(&choice) {
                 Ok(g) => Ok((Box::new(g), "gpu")),
                 Err(e @ (Error::NoAdapter(_) | Error::DeviceRequest { .. })) => {
                     notices.push(format!("{e}; falling back to the CPU reference backend"));
-                    Ok((Box::new(CpuBackend::new()), "cpu"))
+                    Ok((Box::new(ReferenceBackend::new()), "cpu"))
                 }
                 Err(e) => Err(e),
             }

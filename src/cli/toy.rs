@@ -1,6 +1,13 @@
 //! The toy command line (`examples/toy.rs`).
 
-use super::*;
+use crate::algo::{Algorithm, LocalHyper};
+use crate::cli::train::{exit_code, flag, open_backend, parse_args, OptionArgs};
+use crate::error::{Error, Result};
+use crate::graph::Topology;
+use crate::toy::*;
+use crate::train::TrainConfig;
+use clap::Parser;
+use std::io::Write;
 
 /// Flags of the toy command line.
 #[derive(Parser, Clone, Debug)]

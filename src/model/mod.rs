@@ -1,5 +1,7 @@
 //! Model specification: a multilayer perceptron, its parameter layout in agent-major slabs,
-//! and seeded initialization.
+//! seeded initialization, and ([`pass`]) its forward/backward over job lists.
+
+pub mod pass;
 
 use crate::error::{Error, Result};
 use rand::{Rng, SeedableRng};

@@ -13,12 +13,12 @@ enum Slot {
 
 /// The CPU reference backend.
 #[derive(Default)]
-pub struct CpuBackend {
+pub struct ReferenceBackend {
     slots: Vec<Slot>,
     counters: Counters,
 }
 
-impl CpuBackend {
+impl ReferenceBackend {
     /// A backend with no buffers.
     pub fn new() -> Self {
         Self::default()
@@ -93,7 +93,7 @@ impl CpuBackend {
     }
 }
 
-impl Backend for CpuBackend {
+impl Backend for ReferenceBackend {
     fn describe(&self) -> String {
         "CPU reference (f64)".into()
     }
