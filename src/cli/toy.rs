@@ -1,11 +1,11 @@
 //! The toy command line (`examples/toy.rs`).
 
-use crate::algo::{Algorithm, LocalHyper};
-use crate::cli::train::{exit_code, flag, open_backend, parse_args, OptionArgs};
+use crate::algo::{AlgoOptions, Algorithm, LocalHyper};
+use crate::cli::train::{exit_code, flag, open_backend, parse_args};
 use crate::error::{Error, Result};
-use crate::graph::Topology;
+use crate::graph::{MixingRule, Topology};
 use crate::toy::*;
-use crate::train::TrainConfig;
+use crate::train::config::gossip_weight;
 use clap::Parser;
 use std::io::Write;
 
@@ -78,9 +78,19 @@ pub struct ToyArgs {
     /// Backend: gpu (falls back to cpu with a notice) or cpu.
     #[arg(long, default_value = "gpu")]
     pub backend: String,
-    /// Algorithm-specific options.
+    /// Constant gossip neighbour weight w (self weight 1 − deg·w), overriding the mixing rule
+    /// (a rule name is accepted too: metropolis-hastings, uniform, complete).
+    #[arg(
+        long = "gossip-weight",
+        id = "gossip_weight",
+        value_name = "W",
+        default_value_t = MixingRule::MetropolisHastings,
+        value_parser = gossip_weight
+    )]
+    pub mixing: MixingRule,
+    /// Algorithm-specific options (the same flags as `train`).
     #[command(flatten)]
-    pub options: OptionArgs,
+    pub options: AlgoOptions,
 }
 
 /// Builds the problem the flags describe.
@@ -175,9 +185,7 @@ pub fn run_from_args(a: &ToyArgs, p: &ToyProblem) -> Result<ToyRun> {
         .topology
         .parse()
         .map_err(|e: crate::graph::GraphError| Error::param("topology", e.to_string()))?;
-    let mut c = TrainConfig::default();
-    a.options.apply(&mut c)?;
-    c.options.validate()?;
+    a.options.validate()?;
     if !(a.momentum.is_finite() && (0.0..1.0).contains(&a.momentum)) {
         return Err(Error::param(
             "momentum",
@@ -194,13 +202,13 @@ pub fn run_from_args(a: &ToyArgs, p: &ToyProblem) -> Result<ToyRun> {
     Ok(ToyRun {
         algo,
         topology,
-        mixing: c.mixing,
+        mixing: a.mixing,
         hyper: LocalHyper {
             momentum: a.momentum,
             nesterov: a.nesterov,
             weight_decay: a.weight_decay,
         },
-        options: c.options,
+        options: a.options.clone(),
         lr,
         steps: a.steps,
         seed: a.seed,
@@ -215,7 +223,7 @@ where
     T: Into<std::ffi::OsString> + Clone,
 {
     let args = match parse_args::<ToyArgs, _, _>(args, out, err) {
-        Ok(a) => a,
+        Ok((a, _)) => a,
         Err(code) => return code,
     };
     let result = toy_main(&args, out, err);
