@@ -10,7 +10,7 @@ use crate::train::config::TrainConfig;
 use crate::train::metrics;
 use crate::train::trainer::Trainer;
 use clap::parser::ValueSource;
-use clap::{ArgMatches, FromArgMatches, Parser};
+use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser};
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 
@@ -58,6 +58,21 @@ pub struct Args {
     /// Which flags the command line gave (filled by [`run_cli`]; empty for `Args` built in code).
     #[arg(skip)]
     pub given: Given,
+}
+
+impl Args {
+    /// Parses a command line (the first item is the program name) and records which flags it
+    /// gave, as [`run_cli`] does.
+    pub fn from_argv<I, T>(argv: I) -> std::result::Result<Self, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        let m = Self::command().try_get_matches_from(argv)?;
+        let mut a = Self::from_arg_matches(&m)?;
+        a.given = Given::from_matches(&m);
+        Ok(a)
+    }
 }
 
 /// The flags a command line gave explicitly (their defaults left out), so they can be laid
