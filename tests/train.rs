@@ -912,7 +912,10 @@ fn flags_given_override_the_toml_file_and_defaults_do_not() {
     let f = file.to_str().unwrap();
     // No flags: the file's values, the defaults elsewhere.
     let c = config_of(&["--config", f]).unwrap();
-    assert_eq!((c.lr, c.agents, c.momentum, c.nesterov), (0.05, 4, 0.5, false));
+    assert_eq!(
+        (c.lr, c.agents, c.momentum, c.nesterov),
+        (0.05, 4, 0.5, false)
+    );
     assert_eq!((c.steps, c.batch, c.seed), (Some(50), 32, 0));
     assert_eq!((c.options.qgm_period, c.options.drop_prob), (3, 0.1));
     assert_eq!(c.topology, Topology::Complete);

@@ -51,7 +51,6 @@ pub struct Summary {
 }
 
 /// The topology a run communicates over, as the summary names it.
-/// The topology a run communicates over, as shown to the user.
 pub fn topology_label(c: &TrainConfig) -> String {
     match c.algo {
         Algorithm::Sgp => "exponential".into(),
@@ -79,6 +78,9 @@ pub struct Trainer {
     last_eval: Option<EvalResult>,
     wall_offset: f64,
     checkpoint_every: Option<(u64, PathBuf)>,
+    /// The backend's buffer count before this run allocated any: [`Trainer::into_backend`]
+    /// releases everything from here on.
+    buffer_mark: usize,
 }
 
 impl Trainer {
@@ -110,15 +112,19 @@ impl Trainer {
                 ),
             ));
         }
-        if model.classes() < train.n_classes() {
-            return Err(Error::param(
-                "model",
-                format!(
-                    "{} outputs for {} classes",
-                    model.classes(),
-                    train.n_classes()
-                ),
-            ));
+        // Every label of both sets must be an output of the model (the dataset guarantees each
+        // label is below its class count); the loss kernel's check repeats this per minibatch.
+        for (which, ds) in [("training", train), ("test", test)] {
+            if model.classes() < ds.n_classes() {
+                return Err(Error::param(
+                    "model",
+                    format!(
+                        "{} outputs for the {} classes of the {which} set",
+                        model.classes(),
+                        ds.n_classes()
+                    ),
+                ));
+            }
         }
         let n = config.agents;
         let parts = config
@@ -137,6 +143,7 @@ impl Trainer {
         let schedule = config.schedule(total_epochs);
         schedule.validate()?;
         let init = model.init(n, config.seed, config.identical_init);
+        let buffer_mark = be.live_buffers().count;
         let be_ref: &mut dyn Backend = be.as_mut();
         let setup = AlgoSetup {
             agents: n,
@@ -173,6 +180,7 @@ impl Trainer {
             last_eval: None,
             wall_offset: 0.0,
             checkpoint_every: None,
+            buffer_mark,
         })
     }
 
@@ -216,8 +224,10 @@ impl Trainer {
         self.be.as_mut()
     }
 
-    /// Ends the run and hands back the backend (to reuse its device).
-    pub fn into_backend(self) -> Box<dyn Backend> {
+    /// Ends the run and returns its backend, with every buffer the run allocated released (so
+    /// a backend reused for many runs, as `compare` does, holds the same memory after each).
+    pub fn into_backend(mut self) -> Box<dyn Backend> {
+        self.be.release_from(self.buffer_mark);
         self.be
     }
 
