@@ -951,6 +951,6 @@ fn flags_given_override_the_toml_file_and_defaults_do_not() {
     }
     // The --gossip-weight flag sets the constant rule.
     let c = config_of(&["--gossip-weight", "0.25"]).unwrap();
-    assert_eq!(c.mixing, swarmgrad::graph::MixingRule::Constant(0.25));
+    assert_eq!(c.mixing.rule, swarmgrad::graph::MixingRule::Constant(0.25));
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -3,11 +3,12 @@
 //! plain loops with f64 accumulation.
 //!
 //! Each operation takes an argument struct; [`Backend`] implementations call its `check` so both
-//! backends accept and reject exactly the same requests. The checks run on the host, before any
-//! work is recorded: sizes and kinds from the handles, and the contents of index buffers (job
-//! lists, sample indices, labels, CSR structure) from [`HostIndices`], the host's copy of every
-//! index buffer each backend keeps as it writes them. So a bad index is a typed
-//! [`Error::InvalidOp`] on every backend, never a clamped read on the GPU.
+//! backends accept and reject exactly the same requests, apart from the limits only a GPU has
+//! (an adapter's buffer sizes, [`Error::BufferTooLarge`], and its dispatch grid). The checks run
+//! on the host, before any work is recorded: sizes and kinds from the handles, and the contents
+//! of index buffers (job lists, sample indices, labels, CSR structure) from [`HostIndices`], the
+//! host's copy of every index buffer, which each backend keeps as it writes them. So a bad index
+//! is a typed [`Error::InvalidOp`] on every backend, never a clamped read on the GPU.
 
 pub mod gpu;
 pub mod reference;
@@ -77,12 +78,14 @@ pub struct HostIndices {
 }
 
 impl HostIndices {
-    /// Records a new buffer (index buffers start zero-filled).
-    pub fn alloc(&mut self, buf: Buf) {
-        if self.slots.len() <= buf.id {
-            self.slots.resize(buf.id + 1, None);
+    /// Records the buffer a backend just put in slot `id` and returns its handle (index
+    /// buffers start zero-filled).
+    pub fn alloc(&mut self, id: usize, len: usize, kind: BufKind) -> Buf {
+        if self.slots.len() <= id {
+            self.slots.resize(id + 1, None);
         }
-        self.slots[buf.id] = (buf.kind == BufKind::U32).then(|| vec![0; buf.len]);
+        self.slots[id] = (kind == BufKind::U32).then(|| vec![0; len]);
+        Buf { id, len, kind }
     }
 
     /// Records a host write of indices (the caller has checked the range).

@@ -98,13 +98,7 @@ impl Backend for ReferenceBackend {
             BufKind::U32 => Slot::Index(vec![0; len]),
             BufKind::U8 => Slot::Bytes(vec![0; len]),
         });
-        let buf = Buf {
-            id: self.slots.len() - 1,
-            len,
-            kind,
-        };
-        self.ix.alloc(buf);
-        Ok(buf)
+        Ok(self.ix.alloc(self.slots.len() - 1, len, kind))
     }
 
     fn write_f32(&mut self, buf: Buf, offset: usize, data: &[f32]) -> Result<()> {
@@ -139,13 +133,7 @@ impl Backend for ReferenceBackend {
 
     fn upload_u8(&mut self, data: &[u8], _label: &str) -> Result<Buf> {
         self.slots.push(Slot::Bytes(data.to_vec()));
-        let buf = Buf {
-            id: self.slots.len() - 1,
-            len: data.len(),
-            kind: BufKind::U8,
-        };
-        self.ix.alloc(buf);
-        Ok(buf)
+        Ok(self.ix.alloc(self.slots.len() - 1, data.len(), BufKind::U8))
     }
 
     fn read_f32(&mut self, buf: Buf) -> Result<Vec<f64>> {

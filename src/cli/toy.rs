@@ -3,9 +3,9 @@
 use crate::algo::{AlgoOptions, Algorithm, LocalHyper};
 use crate::cli::train::{exit_code, flag, open_backend, parse_args};
 use crate::error::{Error, Result};
-use crate::graph::{MixingRule, Topology};
+use crate::graph::Topology;
 use crate::toy::*;
-use crate::train::config::gossip_weight;
+use crate::train::config::Mixing;
 use clap::Parser;
 use std::io::Write;
 
@@ -78,16 +78,9 @@ pub struct ToyArgs {
     /// Backend: gpu (falls back to cpu with a notice) or cpu.
     #[arg(long, default_value = "gpu")]
     pub backend: String,
-    /// Constant gossip neighbour weight w (self weight 1 − deg·w), overriding the mixing rule
-    /// (a rule name is accepted too: metropolis-hastings, uniform, complete).
-    #[arg(
-        long = "gossip-weight",
-        id = "gossip_weight",
-        value_name = "W",
-        default_value_t = MixingRule::MetropolisHastings,
-        value_parser = gossip_weight
-    )]
-    pub mixing: MixingRule,
+    /// Gossip weight rule (`--gossip-weight`, as in train).
+    #[command(flatten)]
+    pub mixing: Mixing,
     /// Algorithm-specific options (the same flags as `train`).
     #[command(flatten)]
     pub options: AlgoOptions,
@@ -202,7 +195,7 @@ pub fn run_from_args(a: &ToyArgs, p: &ToyProblem) -> Result<ToyRun> {
     Ok(ToyRun {
         algo,
         topology,
-        mixing: a.mixing,
+        mixing: a.mixing.rule,
         hyper: LocalHyper {
             momentum: a.momentum,
             nesterov: a.nesterov,

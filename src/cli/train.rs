@@ -26,7 +26,7 @@ pub const EXIT_USAGE: i32 = 2;
     about = "Decentralized training of n agents on one GPU (or the CPU reference)"
 )]
 pub struct Args {
-    /// TOML config file (keys as in TrainConfig, algorithm options in an [options] table); the
+    /// TOML config file (keys as in TrainConfig, algorithm options in an `[options]` table); the
     /// flags given override its values.
     #[arg(long)]
     pub config: Option<PathBuf>,

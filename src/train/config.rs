@@ -83,20 +83,14 @@ pub struct TrainConfig {
     /// Topology (ring, torus, complete, star, chain, hypercube, ...) of the gossip algorithms.
     #[arg(long, default_value_t = Topology::Ring, value_parser = flag_value::<Topology>)]
     pub topology: Topology,
-    /// Constant gossip neighbour weight w (self weight 1 − deg·w), overriding the mixing rule
-    /// (a rule name is accepted too: metropolis-hastings, uniform, complete).
-    #[arg(
-        long = "gossip-weight",
-        id = "gossip_weight",
-        value_name = "W",
-        default_value_t = MixingRule::MetropolisHastings,
-        value_parser = gossip_weight
-    )]
-    pub mixing: MixingRule,
+    /// Gossip weight rule (`--gossip-weight`).
+    #[command(flatten)]
+    pub mixing: Mixing,
     /// Number of agents n.
     #[arg(long, default_value_t = 16)]
     pub agents: usize,
-    /// Partition: iid, dirichlet[:α], dirichlet-qgm[:α], shards, classes:K.
+    /// Partition: iid, dirichlet (or dirichlet:α), dirichlet-qgm (or dirichlet-qgm:α), shards,
+    /// classes:K.
     #[arg(long, default_value = "dirichlet")]
     pub partition: String,
     /// Dirichlet concentration α (small = more skewed; overrides the value in the partition).
@@ -175,6 +169,29 @@ pub struct TrainConfig {
 }
 
 impl Default for TrainConfig {
+    fn default() -> Self {
+        clap_defaults()
+    }
+}
+
+/// The gossip weight rule of a run: one setting, flattened into every command line that takes
+/// it (train, compare, toy) and one TOML key (`mixing = "constant:0.3"`).
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize, clap::Args)]
+#[serde(transparent)]
+pub struct Mixing {
+    /// Constant gossip neighbour weight w (self weight 1 − deg·w), overriding the mixing rule
+    /// (a rule name is accepted too: metropolis-hastings, uniform, complete).
+    #[arg(
+        long = "gossip-weight",
+        id = "gossip_weight",
+        value_name = "W",
+        default_value_t = MixingRule::MetropolisHastings,
+        value_parser = gossip_weight
+    )]
+    pub rule: MixingRule,
+}
+
+impl Default for Mixing {
     fn default() -> Self {
         clap_defaults()
     }

@@ -151,7 +151,7 @@ impl Trainer {
             d: model.n_params(),
             init: &init,
             topology: &config.topology,
-            mixing: &config.mixing,
+            mixing: &config.mixing.rule,
             hyper: config.local_hyper(),
             seed: config.seed,
             options: &config.options,

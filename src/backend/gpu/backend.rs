@@ -409,13 +409,7 @@ impl Backend for GpuBackend {
         });
         self.take_errors()?;
         self.buffers.push(b);
-        let buf = Buf {
-            id: self.buffers.len() - 1,
-            len,
-            kind,
-        };
-        self.ix.alloc(buf);
-        Ok(buf)
+        Ok(self.ix.alloc(self.buffers.len() - 1, len, kind))
     }
 
     fn write_f32(&mut self, buf: Buf, offset: usize, data: &[f32]) -> Result<()> {
@@ -445,13 +439,9 @@ impl Backend for GpuBackend {
             });
         self.take_errors()?;
         self.buffers.push(b);
-        let buf = Buf {
-            id: self.buffers.len() - 1,
-            len: data.len(),
-            kind: BufKind::U8,
-        };
-        self.ix.alloc(buf);
-        Ok(buf)
+        Ok(self
+            .ix
+            .alloc(self.buffers.len() - 1, data.len(), BufKind::U8))
     }
 
     fn read_f32(&mut self, buf: Buf) -> Result<Vec<f64>> {
