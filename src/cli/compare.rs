@@ -141,12 +141,7 @@ pub fn compare_args(args: &CompareArgs, out: &mut dyn Write, err: &mut dyn Write
     let runs = plan(args)?;
     let first = &runs[0].config;
     let mut notices = Vec::new();
-    let (mut be, backend_kind) = cli::open_backend(
-        &args.train.backend,
-        args.train.gpu_backend.as_deref(),
-        args.train.adapter.as_deref(),
-        &mut notices,
-    )?;
+    let (mut be, backend_kind) = args.train.device.open(&mut notices)?;
     let json = args.train.json;
     let info: &mut dyn Write = if json { err } else { out };
     // Every run differs only in algorithm and topology, so one load serves them all.

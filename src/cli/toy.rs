@@ -1,7 +1,8 @@
 //! The toy command line (`examples/toy.rs`).
 
 use crate::algo::{AlgoOptions, Algorithm, LocalHyper};
-use crate::cli::train::{exit_code, flag, open_backend, parse_args};
+use crate::cli::flag_value;
+use crate::cli::train::{exit_code, flag, parse_args, BackendArgs};
 use crate::error::{Error, Result};
 use crate::graph::Topology;
 use crate::toy::*;
@@ -30,11 +31,11 @@ pub struct ToyArgs {
     #[arg(long)]
     pub agents: Option<usize>,
     /// Algorithm name (any implemented one).
-    #[arg(long, default_value = "dsgd")]
-    pub algo: String,
+    #[arg(long, default_value_t = Algorithm::Dsgd, value_parser = flag_value::<Algorithm>)]
+    pub algo: Algorithm,
     /// Topology.
-    #[arg(long, default_value = "ring")]
-    pub topology: String,
+    #[arg(long, default_value_t = Topology::Ring, value_parser = flag_value::<Topology>)]
+    pub topology: Topology,
     /// Constant learning rate (default 0.1; 1 for correction-factor and delivery).
     #[arg(long)]
     pub lr: Option<f64>,
@@ -75,9 +76,9 @@ pub struct ToyArgs {
     /// Delivery: the agent that gets the gradient (default ⌊n/3⌋).
     #[arg(long)]
     pub source: Option<usize>,
-    /// Backend: gpu (falls back to cpu with a notice) or cpu.
-    #[arg(long, default_value = "gpu")]
-    pub backend: String,
+    /// Where it runs (as in train).
+    #[command(flatten)]
+    pub device: BackendArgs,
     /// Gossip weight rule (`--gossip-weight`, as in train).
     #[command(flatten)]
     pub mixing: Mixing,
@@ -173,11 +174,6 @@ pub(super) fn no_dim(a: &ToyArgs) -> Result<()> {
 
 /// Builds the run settings the flags describe (the problem supplies the default rate).
 pub fn run_from_args(a: &ToyArgs, p: &ToyProblem) -> Result<ToyRun> {
-    let algo: Algorithm = a.algo.parse()?;
-    let topology: Topology = a
-        .topology
-        .parse()
-        .map_err(|e: crate::graph::GraphError| Error::param("topology", e.to_string()))?;
     a.options.validate()?;
     if !(a.momentum.is_finite() && (0.0..1.0).contains(&a.momentum)) {
         return Err(Error::param(
@@ -193,8 +189,8 @@ pub fn run_from_args(a: &ToyArgs, p: &ToyProblem) -> Result<ToyRun> {
         return Err(Error::param("lr", format!("{lr} must be finite and ≥ 0")));
     }
     Ok(ToyRun {
-        algo,
-        topology,
+        algo: a.algo,
+        topology: a.topology,
         mixing: a.mixing.rule,
         hyper: LocalHyper {
             momentum: a.momentum,
@@ -236,7 +232,7 @@ pub(super) fn toy_main(a: &ToyArgs, out: &mut dyn Write, err: &mut dyn Write) ->
     print.sort_unstable();
     print.dedup();
     let mut notices = Vec::new();
-    let (mut be, kind) = open_backend(&a.backend, None, None, &mut notices)?;
+    let (mut be, kind) = a.device.open(&mut notices)?;
     for n in &notices {
         let _ = writeln!(err, "notice: {n}");
     }

@@ -34,30 +34,57 @@ pub struct Args {
     /// flags in [`Args::given`] are applied over the file instead).
     #[command(flatten)]
     pub run: TrainConfig,
-    /// Backend: gpu (falls back to cpu when no adapter exists) or cpu.
-    #[arg(long, default_value = "gpu", help_heading = "Backend and output")]
-    pub backend: String,
-    /// GPU adapter name substring (overrides WGPU_ADAPTER_NAME).
-    #[arg(long, help_heading = "Backend and output")]
-    pub adapter: Option<String>,
-    /// wgpu backend(s): vulkan, gl, metal, dx12, comma-separated (overrides WGPU_BACKEND).
-    #[arg(long, help_heading = "Backend and output")]
-    pub gpu_backend: Option<String>,
+    /// Where it runs.
+    #[command(flatten)]
+    pub device: BackendArgs,
     /// Output directory (default `runs/<algo>-<topology>-n<agents>`).
-    #[arg(long, help_heading = "Backend and output")]
+    #[arg(long, help_heading = "Output")]
     pub out: Option<PathBuf>,
     /// Print a one-line JSON summary as the last stdout line (no progress bar).
-    #[arg(long, help_heading = "Backend and output")]
+    #[arg(long, help_heading = "Output")]
     pub json: bool,
     /// Write `<out>/checkpoint.bin` every N steps (atomically; not after the last step).
-    #[arg(long, help_heading = "Backend and output")]
+    #[arg(long, help_heading = "Output")]
     pub checkpoint_every: Option<u64>,
     /// Resume from a checkpoint written by a run with the same configuration.
-    #[arg(long, help_heading = "Backend and output")]
+    #[arg(long, help_heading = "Output")]
     pub resume: Option<PathBuf>,
     /// Which flags the command line gave (filled by [`run_cli`]; empty for `Args` built in code).
     #[arg(skip)]
     pub given: Given,
+}
+
+/// Where a command runs: the backend flags shared by every command line.
+#[derive(clap::Args, Clone, Debug, PartialEq, Eq)]
+#[command(next_help_heading = "Backend")]
+pub struct BackendArgs {
+    /// Backend: gpu (falls back to cpu with a notice when no adapter exists) or cpu.
+    #[arg(long, default_value = "gpu")]
+    pub backend: String,
+    /// GPU adapter name substring (overrides WGPU_ADAPTER_NAME).
+    #[arg(long)]
+    pub adapter: Option<String>,
+    /// wgpu backend(s): vulkan, gl, metal, dx12, comma-separated (overrides WGPU_BACKEND).
+    #[arg(long)]
+    pub gpu_backend: Option<String>,
+}
+
+impl Default for BackendArgs {
+    fn default() -> Self {
+        super::clap_defaults()
+    }
+}
+
+impl BackendArgs {
+    /// Opens the backend these flags choose (see [`open_backend`]).
+    pub fn open(&self, notices: &mut Vec<String>) -> Result<(Box<dyn Backend>, &'static str)> {
+        open_backend(
+            &self.backend,
+            self.gpu_backend.as_deref(),
+            self.adapter.as_deref(),
+            notices,
+        )
+    }
 }
 
 impl Args {
@@ -314,12 +341,7 @@ pub(crate) fn progress_bar(total: u64, hidden: bool) -> indicatif::ProgressBar {
 pub fn run_args(args: &Args, out: &mut dyn Write, err: &mut dyn Write) -> Result<()> {
     let config = build_config(args)?;
     let mut notices = Vec::new();
-    let (be, backend_kind) = open_backend(
-        &args.backend,
-        args.gpu_backend.as_deref(),
-        args.adapter.as_deref(),
-        &mut notices,
-    )?;
+    let (be, backend_kind) = args.device.open(&mut notices)?;
     let info: &mut dyn Write = if args.json { err } else { out };
     for n in &notices {
         let _ = writeln!(info, "notice: {n}");
