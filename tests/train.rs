@@ -483,7 +483,11 @@ fn compare_has_one_row_per_run_and_bad_algo_exits_2() {
         assert_eq!(m.lines().count(), 1 + 3, "header + evaluations at 0, 3, 6");
     }
     let svg = std::fs::read_to_string(dir.join("compare.svg")).unwrap();
-    assert_eq!(svg.matches("<polyline").count(), 2 * 2, "2 runs × 2 panels");
+    assert_eq!(
+        svg.matches(r#"stroke-width="2" points="#).count(),
+        2 * 2 * 2,
+        "2 runs × 2 panels, each a line and its legend swatch"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 
     for (args, needle) in [
