@@ -94,44 +94,45 @@ thread_local! {
     static CSV_TEXT: Cell<bool> = const { Cell::new(false) };
 }
 
-/// Serializes a real as `{:.P}` in CSV text (a plain f64 elsewhere).
-pub fn fixed<const P: usize, S: Serializer>(v: &f64, s: S) -> std::result::Result<S::Ok, S::Error> {
+/// `v` as `text` in CSV (while [`write_csv`] runs), a plain f64 elsewhere.
+fn text_in_csv<S: Serializer>(v: f64, text: impl std::fmt::Display, s: S) -> SerResult<S> {
     if CSV_TEXT.get() {
-        s.collect_str(&format_args!("{v:.P$}"))
+        s.collect_str(&text)
     } else {
-        s.serialize_f64(*v)
+        s.serialize_f64(v)
     }
+}
+
+type SerResult<S> = std::result::Result<<S as Serializer>::Ok, <S as Serializer>::Error>;
+
+/// Serializes a real as `{:.P}` in CSV text (a plain f64 elsewhere).
+pub fn fixed<const P: usize, S: Serializer>(v: &f64, s: S) -> SerResult<S> {
+    text_in_csv(*v, format_args!("{v:.P$}"), s)
 }
 
 /// Serializes a real as `{:.Pe}` in CSV text (a plain f64 elsewhere).
-pub fn sci<const P: usize, S: Serializer>(v: &f64, s: S) -> std::result::Result<S::Ok, S::Error> {
-    if CSV_TEXT.get() {
-        s.collect_str(&format_args!("{v:.P$e}"))
-    } else {
-        s.serialize_f64(*v)
-    }
+pub fn sci<const P: usize, S: Serializer>(v: &f64, s: S) -> SerResult<S> {
+    text_in_csv(*v, format_args!("{v:.P$e}"), s)
 }
 
-/// Serializes a real as Rust's `Display` writes it (`1234`, not the csv crate's `1234.0`).
-pub fn shortest<S: Serializer>(v: &f64, s: S) -> std::result::Result<S::Ok, S::Error> {
-    if CSV_TEXT.get() {
-        s.collect_str(v)
-    } else {
-        s.serialize_f64(*v)
-    }
+/// Serializes a real as Rust's `Display` writes it in CSV text (`1234`, where the csv crate
+/// would write `1234.0`; a plain f64 elsewhere).
+pub fn shortest<S: Serializer>(v: &f64, s: S) -> SerResult<S> {
+    text_in_csv(*v, v, s)
 }
 
 /// Writes `rows` as a CSV file (header from the field names of `T`, also when `rows` is empty),
 /// creating parent directories.
 pub fn write_csv<T: Serialize + Default>(path: &Path, rows: &[T]) -> Result<()> {
-    struct Text;
-    impl Drop for Text {
+    struct Reset;
+    impl Drop for Reset {
         fn drop(&mut self) {
             CSV_TEXT.set(false);
         }
     }
     let csv = || -> csv::Result<Vec<u8>> {
-        let _text = (CSV_TEXT.set(true), Text);
+        CSV_TEXT.set(true);
+        let _reset = Reset;
         let mut w = csv::Writer::from_writer(Vec::new());
         for r in rows {
             w.serialize(r)?;
@@ -201,12 +202,7 @@ struct Line<'a> {
 }
 
 impl<'a> Line<'a> {
-    fn new(label: &'a str, style: (RGBColor, Option<(u32, u32)>), rows: &[MetricsRow]) -> Self {
-        let f: fn(&MetricsRow) -> f64 = |r| r.consensus_acc;
-        Self::of(label, style, rows, f)
-    }
-
-    fn of(
+    fn new(
         label: &'a str,
         (color, dash): (RGBColor, Option<(u32, u32)>),
         rows: &[MetricsRow],
@@ -407,15 +403,17 @@ fn caption_lines(title: &str) -> Vec<String> {
 /// An SVG figure: test accuracies (top) and consensus distance, log scale (bottom).
 pub fn plot_svg(rows: &[MetricsRow], title: &str) -> Result<String> {
     let acc = [
-        Line::new("consensus x̄", (PALETTE[0], DASHES[0]), rows),
-        Line::of("mean local", (PALETTE[2], DASHES[1]), rows, |r| {
+        Line::new("consensus x̄", (PALETTE[0], DASHES[0]), rows, |r| {
+            r.consensus_acc
+        }),
+        Line::new("mean local", (PALETTE[2], DASHES[1]), rows, |r| {
             r.mean_local_acc
         }),
-        Line::of("worst agent", (PALETTE[3], DASHES[2]), rows, |r| {
+        Line::new("worst agent", (PALETTE[3], DASHES[2]), rows, |r| {
             r.worst_local_acc
         }),
     ];
-    let dist = [Line::of(
+    let dist = [Line::new(
         "consensus distance",
         (PALETTE[4], DASHES[0]),
         rows,
@@ -431,12 +429,12 @@ pub fn plot_compare_svg(runs: &[(&str, &[MetricsRow])], title: &str) -> Result<S
     let acc: Vec<Line> = runs
         .iter()
         .enumerate()
-        .map(|(k, (label, rows))| Line::new(label, style(k), rows))
+        .map(|(k, (label, rows))| Line::new(label, style(k), rows, |r| r.consensus_acc))
         .collect();
     let dist: Vec<Line> = runs
         .iter()
         .enumerate()
-        .map(|(k, (label, rows))| Line::of(label, style(k), rows, |r| r.consensus_distance))
+        .map(|(k, (label, rows))| Line::new(label, style(k), rows, |r| r.consensus_distance))
         .collect();
     figure(title, "Consensus-model test accuracy", &acc, &dist)
 }
