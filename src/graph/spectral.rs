@@ -40,6 +40,24 @@ pub fn check_square(a: &[Vec<f64>]) -> Result<usize> {
     Ok(n)
 }
 
+/// Checks that a square dense matrix has a_ij = a_ji within `tol`.
+pub(crate) fn check_dense_symmetric(a: &[Vec<f64>], tol: f64) -> Result<()> {
+    for (i, row) in a.iter().enumerate() {
+        for (j, &x) in row.iter().enumerate().skip(i + 1) {
+            let y = a[j][i];
+            if (x - y).abs() > tol {
+                return Err(GraphError::NotSymmetric {
+                    row: i,
+                    col: j,
+                    a: x,
+                    b: y,
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
 /// The dense form of a square CSR matrix (errors if it is not square).
 pub fn dense_square(w: &Csr) -> Result<Vec<Vec<f64>>> {
     if w.n_rows() != w.n_cols {
@@ -67,20 +85,7 @@ pub fn symmetric_eigen(a: &[Vec<f64>]) -> Result<SymmetricEigen> {
         .iter()
         .flat_map(|r| r.iter())
         .fold(0.0f64, |m, v| m.max(v.abs()));
-    let tol = 1e-9 * scale.max(1e-300);
-    for (i, row) in a.iter().enumerate() {
-        for (j, &x) in row.iter().enumerate().skip(i + 1) {
-            let y = a[j][i];
-            if (x - y).abs() > tol {
-                return Err(GraphError::NotSymmetric {
-                    row: i,
-                    col: j,
-                    a: x,
-                    b: y,
-                });
-            }
-        }
-    }
+    check_dense_symmetric(a, 1e-9 * scale.max(1e-300))?;
     if n == 0 {
         return Ok(SymmetricEigen {
             values: Vec::new(),

@@ -513,17 +513,21 @@ mod tests {
         assert_eq!(log_range([0.0].into_iter()), 1e-8..1.0);
     }
 
-    #[test]
-    fn svg_is_well_formed_enough() {
-        let rows: Vec<MetricsRow> = (0..5)
+    /// `n` rows 10 steps apart, accuracy rising by `acc_step`, distance falling a decade a row.
+    fn rising(n: u64, acc_step: f64) -> Vec<MetricsRow> {
+        (0..n)
             .map(|k| MetricsRow {
                 step: k * 10,
-                consensus_acc: 0.1 * k as f64,
+                consensus_acc: acc_step * k as f64,
                 consensus_distance: 10f64.powi(-(k as i32)),
                 ..Default::default()
             })
-            .collect();
-        let s = plot_svg(&rows, "t<1>").unwrap();
+            .collect()
+    }
+
+    #[test]
+    fn svg_is_well_formed_enough() {
+        let s = plot_svg(&rising(5, 0.1), "t<1>").unwrap();
         assert!(s.starts_with("<svg") && s.trim_end().ends_with("</svg>"));
         assert!(s.contains("t&lt;1&gt;") && s.contains("polyline"));
         assert!(
@@ -534,14 +538,7 @@ mod tests {
 
     #[test]
     fn compare_svg_has_a_line_and_legend_entry_per_run() {
-        let rows: Vec<MetricsRow> = (0..4)
-            .map(|k| MetricsRow {
-                step: k * 10,
-                consensus_acc: 0.2 * k as f64,
-                consensus_distance: 10f64.powi(-(k as i32)),
-                ..Default::default()
-            })
-            .collect();
+        let rows = rising(4, 0.2);
         let s = plot_compare_svg(&[("dsgd-ring", &rows), ("a<b", &rows[..2])], "cmp").unwrap();
         assert!(s.starts_with("<svg") && s.trim_end().ends_with("</svg>"));
         assert_eq!(
