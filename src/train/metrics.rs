@@ -176,17 +176,9 @@ const GREY: RGBColor = RGBColor(0x55, 0x55, 0x55);
 const AXIS: RGBColor = RGBColor(0x33, 0x33, 0x33);
 const GRID: RGBColor = RGBColor(0xee, 0xee, 0xee);
 /// Line colours (Tableau 10); dashes distinguish compared runs beyond ten.
-const PALETTE: [RGBColor; 10] = [
-    RGBColor(0x1f, 0x77, 0xb4),
-    RGBColor(0xff, 0x7f, 0x0e),
-    RGBColor(0x2c, 0xa0, 0x2c),
-    RGBColor(0xd6, 0x27, 0x28),
-    RGBColor(0x94, 0x67, 0xbd),
-    RGBColor(0x8c, 0x56, 0x4b),
-    RGBColor(0xe3, 0x77, 0xc2),
-    RGBColor(0x7f, 0x7f, 0x7f),
-    RGBColor(0xbc, 0xbd, 0x22),
-    RGBColor(0x17, 0xbe, 0xcf),
+const PALETTE: [u32; 10] = [
+    0x1f77b4, 0xff7f0e, 0x2ca02c, 0xd62728, 0x9467bd, 0x8c564b, 0xe377c2, 0x7f7f7f, 0xbcbd22,
+    0x17becf,
 ];
 /// Dash patterns (dash, gap) in pixels; `None` is solid.
 const DASHES: [Option<(u32, u32)>; 3] = [None, Some((6, 3)), Some((2, 3))];
@@ -204,7 +196,7 @@ struct Line<'a> {
 impl<'a> Line<'a> {
     fn new(
         label: &'a str,
-        (color, dash): (RGBColor, Option<(u32, u32)>),
+        (rgb, dash): (u32, Option<(u32, u32)>),
         rows: &[MetricsRow],
         f: fn(&MetricsRow) -> f64,
     ) -> Self {
@@ -213,9 +205,10 @@ impl<'a> Line<'a> {
             .map(|r| (r.step, f(r)))
             .filter(|(_, y)| y.is_finite())
             .collect();
+        let [_, r, g, b] = rgb.to_be_bytes();
         Line {
             label,
-            color,
+            color: RGBColor(r, g, b),
             dash,
             points,
         }
