@@ -483,7 +483,11 @@ fn compare_has_one_row_per_run_and_bad_algo_exits_2() {
         assert_eq!(m.lines().count(), 1 + 3, "header + evaluations at 0, 3, 6");
     }
     let svg = std::fs::read_to_string(dir.join("compare.svg")).unwrap();
-    assert_eq!(svg.matches("<polyline").count(), 2 * 2, "2 runs × 2 panels");
+    assert_eq!(
+        svg.matches(r#"stroke-width="2" points="#).count(),
+        2 * 2 * 2,
+        "2 runs × 2 panels, each a line and its legend swatch"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 
     for (args, needle) in [
@@ -500,22 +504,14 @@ fn compare_has_one_row_per_run_and_bad_algo_exits_2() {
     }
 }
 
-/// Every field of a metrics row but the wall time, as bit patterns (NaN-safe comparison).
-fn row_bits(r: &swarmgrad::train::MetricsRow) -> Vec<u64> {
-    let f = [
-        r.epoch,
-        r.lr,
-        r.consensus_acc,
-        r.consensus_loss,
-        r.mean_local_acc,
-        r.worst_local_acc,
-        r.consensus_distance,
-        r.train_loss,
-        r.bytes_sent_per_agent,
-    ];
-    std::iter::once(r.step)
-        .chain(f.iter().map(|v| v.to_bits()))
-        .collect()
+/// Every field of a metrics row but the wall time, as its binary serde encoding (bit patterns:
+/// a NaN-safe comparison that covers every field).
+fn row_bits(r: &swarmgrad::train::MetricsRow) -> Vec<u8> {
+    let r = swarmgrad::train::MetricsRow {
+        wall_s: 0.0,
+        ..r.clone()
+    };
+    postcard::to_allocvec(&r).unwrap()
 }
 
 fn bits(v: &[f64]) -> Vec<u64> {
@@ -539,8 +535,8 @@ fn resume_matches_uninterrupted(be: Box<dyn Backend>, tag: &str) -> Box<dyn Back
     assert_eq!(b.step(), 20);
     let sb = b.run(|_, _, _| {}).unwrap();
     let pb = b.read_params().unwrap();
-    let ra: Vec<Vec<u64>> = sa.rows.iter().map(row_bits).collect();
-    let rb: Vec<Vec<u64>> = sb.rows.iter().map(row_bits).collect();
+    let ra: Vec<Vec<u8>> = sa.rows.iter().map(row_bits).collect();
+    let rb: Vec<Vec<u8>> = sb.rows.iter().map(row_bits).collect();
     assert_eq!(ra.len(), 5, "{tag}: rows at 0, 10, 20, 30, 40");
     assert_eq!(ra, rb, "{tag}: metrics rows");
     assert!(bits(&pa) == bits(&pb), "{tag}: parameters differ");
@@ -568,8 +564,8 @@ fn resumed_run_is_bit_identical_to_an_uninterrupted_one() {
     t.set_checkpoint_every(7, ck.clone()).unwrap();
     let s = t.run(|_, _, _| {}).unwrap();
     assert!(bits(&t.read_params().unwrap()) == bits(&p));
-    let want: Vec<Vec<u64>> = plain.rows.iter().map(row_bits).collect();
-    let got: Vec<Vec<u64>> = s.rows.iter().map(row_bits).collect();
+    let want: Vec<Vec<u8>> = plain.rows.iter().map(row_bits).collect();
+    let got: Vec<Vec<u8>> = s.rows.iter().map(row_bits).collect();
     assert_eq!(got, want);
     let _ = std::fs::remove_file(&ck);
     if let Some(gpu) = gpu_backends("checkpoint resume").into_iter().next() {
@@ -711,9 +707,9 @@ fn resume_at(
     c.load_checkpoint(&ck).unwrap();
     let sc = c.run(|_, _, _| {}).unwrap();
     let pc = c.read_params().unwrap();
-    let ra: Vec<Vec<u64>> = sa.rows.iter().map(row_bits).collect();
+    let ra: Vec<Vec<u8>> = sa.rows.iter().map(row_bits).collect();
     for (what, s, p) in [("paused", &sb, &pb), ("resumed", &sc, &pc)] {
-        let r: Vec<Vec<u64>> = s.rows.iter().map(row_bits).collect();
+        let r: Vec<Vec<u8>> = s.rows.iter().map(row_bits).collect();
         assert_eq!(r, ra, "{tag}: {what} metrics rows");
         assert!(bits(p) == bits(&pa), "{tag}: {what} parameters differ");
         assert_eq!(s.bytes_sent_per_agent, sa.bytes_sent_per_agent, "{tag}");

@@ -6,7 +6,7 @@ use crate::cli::train::{self as cli, Args};
 use crate::error::{Error, Result};
 use crate::graph::Topology;
 use crate::train::config::TrainConfig;
-use crate::train::metrics::{self, MetricsRow};
+use crate::train::metrics::{self, CompareRow, MetricsRow};
 use crate::train::trainer::{Summary, Trainer};
 use crate::train::Algorithm;
 use clap::Parser;
@@ -32,10 +32,6 @@ pub struct CompareArgs {
     #[command(flatten)]
     pub train: Args,
 }
-
-/// The CSV header of compare.csv.
-pub const COMPARE_CSV_HEADER: &str =
-    "run,consensus_acc,mean_local_acc,worst_local_acc,consensus_distance,bytes_sent_per_agent,wall_s";
 
 /// One planned run: its label and config.
 struct Planned {
@@ -187,34 +183,22 @@ pub fn compare_args(args: &CompareArgs, out: &mut dyn Write, err: &mut dyn Write
         });
         bar.finish_and_clear();
         let summary = summary?;
-        metrics::write_file(
+        metrics::write_csv(
             &dir.join(dir_name(&run.label)).join("metrics.csv"),
-            &metrics::to_csv(&summary.rows),
+            &summary.rows,
         )?;
         be = trainer.into_backend();
         done.push((run.label.clone(), summary));
     }
-    let mut csv = String::from(COMPARE_CSV_HEADER);
-    csv.push('\n');
-    for (label, s) in &done {
-        csv.push_str(&format!(
-            "{label},{:.6},{:.6},{:.6},{:.6e},{},{:.4}\n",
-            s.last.consensus_acc,
-            s.last.mean_local_acc,
-            s.last.worst_local_acc,
-            s.last.consensus_distance,
-            s.bytes_sent_per_agent,
-            s.wall_s
-        ));
-    }
-    metrics::write_file(&dir.join("compare.csv"), &csv)?;
+    let rows: Vec<CompareRow> = done.iter().map(|(l, s)| CompareRow::new(l, s)).collect();
+    metrics::write_csv(&dir.join("compare.csv"), &rows)?;
     let series: Vec<(&str, &[MetricsRow])> = done
         .iter()
         .map(|(l, s)| (l.as_str(), s.rows.as_slice()))
         .collect();
     metrics::write_file(
         &dir.join("compare.svg"),
-        &metrics::plot_compare_svg(&series, &setting),
+        metrics::plot_compare_svg(&series, &setting)?,
     )?;
     let _ = write!(info, "{}", table(&done));
     let _ = writeln!(

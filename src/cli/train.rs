@@ -401,10 +401,10 @@ pub fn run_args(args: &Args, out: &mut dyn Write, err: &mut dyn Write) -> Result
     });
     bar.finish_and_clear();
     let summary = summary?;
-    metrics::write_file(&dir.join("metrics.csv"), &metrics::to_csv(&summary.rows))?;
-    metrics::write_file(
+    metrics::write_csv(&dir.join("metrics.csv"), &summary.rows)?;
+    metrics::write_csv(
         &dir.join("partition.csv"),
-        &trainer.partition_summary().to_csv(),
+        &trainer.partition_summary().rows(),
     )?;
     let title = format!(
         "{} · {} · n={} · {} · {} · {}",
@@ -417,7 +417,7 @@ pub fn run_args(args: &Args, out: &mut dyn Write, err: &mut dyn Write) -> Result
     );
     metrics::write_file(
         &dir.join("plot.svg"),
-        &metrics::plot_svg(&summary.rows, &title),
+        metrics::plot_svg(&summary.rows, &title)?,
     )?;
     let table = [
         (

@@ -4,6 +4,7 @@
 use std::fmt;
 
 use super::{DataError, Dataset};
+use crate::train::metrics::fixed;
 
 /// Number of top classes kept per agent.
 const TOP_CLASSES: usize = 3;
@@ -82,20 +83,22 @@ pub(crate) fn entropy_bits(h: &[usize]) -> f64 {
     }
 }
 
-/// One flat row per agent for CSV or JSON output (plain values only).
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+/// One flat row per agent: a partition.csv row (field order = column order) or JSON.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct SummaryRow {
     /// Agent index.
     pub agent: usize,
     /// Number of samples.
     pub size: usize,
     /// Label entropy in bits.
+    #[serde(serialize_with = "fixed::<6, _>")]
     pub entropy_bits: f64,
     /// Number of classes present.
     pub classes_present: usize,
     /// Most frequent class (`-1` for an empty agent).
     pub top_class: i64,
     /// Its fraction of the agent's samples.
+    #[serde(serialize_with = "fixed::<6, _>")]
     pub top_fraction: f64,
     /// Top classes as `class:fraction` separated by spaces, e.g. `3:0.520 7:0.310`.
     pub top_classes: String,
@@ -211,27 +214,6 @@ impl PartitionSummary {
                     .join(" "),
             })
             .collect()
-    }
-
-    /// The rows as CSV text with a header line.
-    pub fn to_csv(&self) -> String {
-        let mut s = String::from(
-            "agent,size,entropy_bits,classes_present,top_class,top_fraction,top_classes,histogram\n",
-        );
-        for r in self.rows() {
-            s.push_str(&format!(
-                "{},{},{:.6},{},{},{:.6},\"{}\",\"{}\"\n",
-                r.agent,
-                r.size,
-                r.entropy_bits,
-                r.classes_present,
-                r.top_class,
-                r.top_fraction,
-                r.top_classes,
-                r.histogram
-            ));
-        }
-        s
     }
 }
 
@@ -349,13 +331,19 @@ mod tests {
         assert_eq!(rows[0].histogram, "2 1 1");
         assert_eq!(rows[1].classes_present, 1);
         assert_eq!(rows[2].top_class, -1);
-        let csv = s.to_csv();
+        let path = std::env::temp_dir().join(format!("swarmgrad-part-{}.csv", std::process::id()));
+        crate::train::metrics::write_csv(&path, &rows).unwrap();
+        let csv = std::fs::read_to_string(&path).unwrap();
+        let _ = std::fs::remove_file(&path);
         assert_eq!(csv.lines().count(), 4);
-        assert!(csv
-            .lines()
-            .nth(1)
-            .unwrap()
-            .starts_with("0,4,1.500000,3,0,0.500000,"));
+        assert_eq!(
+            csv.lines().next().unwrap(),
+            "agent,size,entropy_bits,classes_present,top_class,top_fraction,top_classes,histogram"
+        );
+        assert_eq!(
+            csv.lines().nth(1).unwrap(),
+            "0,4,1.500000,3,0,0.500000,0:0.500 1:0.250 2:0.250,2 1 1"
+        );
         let json = serde_json::to_string(&rows).unwrap();
         assert!(json.contains("\"entropy_bits\":1.5"), "{json}");
 

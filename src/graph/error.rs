@@ -251,13 +251,11 @@ pub enum GraphError {
         /// Its degree.
         degree: usize,
     },
-    /// The Jacobi eigen-solver did not converge.
-    #[error("Jacobi eigen-solver did not converge in {sweeps} sweeps (off-diagonal norm {off})")]
+    /// The symmetric eigen-solver did not converge.
+    #[error("symmetric eigen-solver did not converge in {iterations} QR iterations")]
     NoConvergence {
-        /// Sweeps performed.
-        sweeps: usize,
-        /// Remaining off-diagonal Frobenius norm.
-        off: f64,
+        /// Iterations performed.
+        iterations: usize,
     },
     /// Two edges of one matching share a node.
     #[error("matching {matching} is not a matching: node {node} appears twice")]

@@ -240,21 +240,7 @@ pub fn check_doubly_stochastic(w: &Csr, tol: f64) -> Result<()> {
 /// Checks that W is square and W_ij = W_ji within `tol`.
 pub fn check_symmetric(w: &Csr, tol: f64) -> Result<()> {
     check_square_csr(w)?;
-    let d = w.to_dense();
-    for (i, row) in d.iter().enumerate() {
-        for (j, &a) in row.iter().enumerate().skip(i + 1) {
-            let b = d[j][i];
-            if (a - b).abs() > tol {
-                return Err(GraphError::NotSymmetric {
-                    row: i,
-                    col: j,
-                    a,
-                    b,
-                });
-            }
-        }
-    }
-    Ok(())
+    super::spectral::check_dense_symmetric(&w.to_dense(), tol)
 }
 
 /// Checks that no stored weight is negative.

@@ -57,7 +57,7 @@ pub use mixing::{
 pub use schedule::{HopSchedule, OnePeerExponential, EXPONENTIAL_ROUNDS, HOP_SCHEDULE_NAMES};
 pub use spectral::{
     algebraic_connectivity, check_square, dense_square, lambda_min, laplacian, spectral_gap,
-    symmetric_eigen, symmetric_eigenvalues, SymmetricEigen, MAX_JACOBI_SWEEPS,
+    symmetric_eigen, symmetric_eigenvalues, SymmetricEigen, MAX_EIGEN_ITERATIONS,
 };
 pub use topology::{
     default_erdos_renyi_p, Topology, TopologyGraphs, ERDOS_RENYI_MAX_TRIES, TOPOLOGY_NAMES,

@@ -1,13 +1,14 @@
-//! Spectral facts of mixing matrices and Laplacians: a dense cyclic-Jacobi eigen-solver for
-//! symmetric f64 matrices, spectral gap, λ_min, graph Laplacians and algebraic connectivity.
+//! Spectral facts of mixing matrices and Laplacians: dense symmetric f64 eigen-decomposition
+//! (nalgebra), spectral gap, λ_min, graph Laplacians and algebraic connectivity.
 
 use crate::sparse::Csr;
 
 use super::adjacency::Graph;
 use super::error::{GraphError, Result};
 
-/// Maximum number of Jacobi sweeps before `GraphError::NoConvergence`.
-pub const MAX_JACOBI_SWEEPS: usize = 100;
+/// Maximum number of QR iterations of the eigen-solver before `GraphError::NoConvergence`
+/// (it needs a few per eigenvalue).
+pub const MAX_EIGEN_ITERATIONS: usize = 100_000;
 
 /// Eigen-decomposition of a symmetric matrix: ascending eigenvalues with unit eigenvectors.
 #[derive(Clone, Debug, PartialEq)]
@@ -39,6 +40,24 @@ pub fn check_square(a: &[Vec<f64>]) -> Result<usize> {
     Ok(n)
 }
 
+/// Checks that a square dense matrix has a_ij = a_ji within `tol`.
+pub(crate) fn check_dense_symmetric(a: &[Vec<f64>], tol: f64) -> Result<()> {
+    for (i, row) in a.iter().enumerate() {
+        for (j, &x) in row.iter().enumerate().skip(i + 1) {
+            let y = a[j][i];
+            if (x - y).abs() > tol {
+                return Err(GraphError::NotSymmetric {
+                    row: i,
+                    col: j,
+                    a: x,
+                    b: y,
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
 /// The dense form of a square CSR matrix (errors if it is not square).
 pub fn dense_square(w: &Csr) -> Result<Vec<Vec<f64>>> {
     if w.n_rows() != w.n_cols {
@@ -56,7 +75,7 @@ pub fn dense_square(w: &Csr) -> Result<Vec<Vec<f64>>> {
     Ok(w.to_dense())
 }
 
-/// Eigen-decomposition of a symmetric dense matrix by cyclic Jacobi rotations (f64).
+/// Eigen-decomposition of a symmetric dense matrix (f64; nalgebra's implicit symmetric QR).
 ///
 /// Errors if the matrix is not square, has non-finite entries or is not symmetric to a
 /// relative tolerance of 1e-9; the symmetric part is decomposed.
@@ -66,101 +85,26 @@ pub fn symmetric_eigen(a: &[Vec<f64>]) -> Result<SymmetricEigen> {
         .iter()
         .flat_map(|r| r.iter())
         .fold(0.0f64, |m, v| m.max(v.abs()));
-    let tol = 1e-9 * scale.max(1e-300);
-    for (i, row) in a.iter().enumerate() {
-        for (j, &x) in row.iter().enumerate().skip(i + 1) {
-            let y = a[j][i];
-            if (x - y).abs() > tol {
-                return Err(GraphError::NotSymmetric {
-                    row: i,
-                    col: j,
-                    a: x,
-                    b: y,
-                });
-            }
-        }
+    check_dense_symmetric(a, 1e-9 * scale.max(1e-300))?;
+    if n == 0 {
+        return Ok(SymmetricEigen {
+            values: Vec::new(),
+            vectors: Vec::new(),
+        });
     }
-    let mut m: Vec<Vec<f64>> = (0..n)
-        .map(|i| (0..n).map(|j| 0.5 * (a[i][j] + a[j][i])).collect())
-        .collect();
-    let mut v: Vec<Vec<f64>> = (0..n)
-        .map(|i| (0..n).map(|j| if i == j { 1.0 } else { 0.0 }).collect())
-        .collect();
-    let frob2: f64 = m.iter().flat_map(|r| r.iter()).map(|x| x * x).sum();
-    let threshold2 = (1e-15f64).powi(2) * frob2;
-    let off2 = |m: &[Vec<f64>]| -> f64 {
-        let mut s = 0.0;
-        for (i, row) in m.iter().enumerate() {
-            for (j, x) in row.iter().enumerate() {
-                if i != j {
-                    s += x * x;
-                }
-            }
-        }
-        s
-    };
-    let mut converged = false;
-    for _ in 0..MAX_JACOBI_SWEEPS {
-        if off2(&m) <= threshold2 {
-            converged = true;
-            break;
-        }
-        for p in 0..n {
-            for q in p + 1..n {
-                let apq = m[p][q];
-                if apq == 0.0 {
-                    continue;
-                }
-                let theta = (m[q][q] - m[p][p]) / (2.0 * apq);
-                let t = if theta.is_finite() {
-                    theta.signum() / (theta.abs() + (theta * theta + 1.0).sqrt())
-                } else {
-                    0.0
-                };
-                if t == 0.0 {
-                    m[p][q] = 0.0;
-                    m[q][p] = 0.0;
-                    continue;
-                }
-                let c = 1.0 / (t * t + 1.0).sqrt();
-                let s = t * c;
-                for row in m.iter_mut() {
-                    let (kp, kq) = (row[p], row[q]);
-                    row[p] = c * kp - s * kq;
-                    row[q] = s * kp + c * kq;
-                }
-                let (head, tail) = m.split_at_mut(q);
-                for (pk, qk) in head[p].iter_mut().zip(tail[0].iter_mut()) {
-                    let (x, y) = (*pk, *qk);
-                    *pk = c * x - s * y;
-                    *qk = s * x + c * y;
-                }
-                m[p][q] = 0.0;
-                m[q][p] = 0.0;
-                for row in v.iter_mut() {
-                    let (kp, kq) = (row[p], row[q]);
-                    row[p] = c * kp - s * kq;
-                    row[q] = s * kp + c * kq;
-                }
-            }
-        }
-    }
-    if !converged {
-        let off = off2(&m);
-        if off > threshold2 {
-            return Err(GraphError::NoConvergence {
-                sweeps: MAX_JACOBI_SWEEPS,
-                off: off.sqrt(),
-            });
-        }
-    }
+    let m = nalgebra::DMatrix::from_fn(n, n, |i, j| 0.5 * (a[i][j] + a[j][i]));
+    let e = nalgebra::SymmetricEigen::try_new(m, f64::EPSILON, MAX_EIGEN_ITERATIONS).ok_or(
+        GraphError::NoConvergence {
+            iterations: MAX_EIGEN_ITERATIONS,
+        },
+    )?;
     let mut order: Vec<usize> = (0..n).collect();
-    order.sort_by(|&i, &j| m[i][i].total_cmp(&m[j][j]));
+    order.sort_by(|&i, &j| e.eigenvalues[i].total_cmp(&e.eigenvalues[j]));
     Ok(SymmetricEigen {
-        values: order.iter().map(|&k| m[k][k]).collect(),
+        values: order.iter().map(|&k| e.eigenvalues[k]).collect(),
         vectors: order
             .iter()
-            .map(|&k| v.iter().map(|row| row[k]).collect())
+            .map(|&k| e.eigenvectors.column(k).iter().copied().collect())
             .collect(),
     })
 }
@@ -244,7 +188,7 @@ mod tests {
     }
 
     #[test]
-    fn jacobi_matches_a_known_3x3() {
+    fn eigen_matches_a_known_3x3() {
         // Eigenvalues of [[2,-1,0],[-1,2,-1],[0,-1,2]] are 2 - sqrt(2), 2, 2 + sqrt(2).
         let a = vec![
             vec![2.0, -1.0, 0.0],
@@ -267,7 +211,7 @@ mod tests {
     }
 
     #[test]
-    fn jacobi_on_path_laplacian_closed_form() {
+    fn eigen_on_path_laplacian_closed_form() {
         // Path P_n Laplacian eigenvalues: 2 - 2 cos(pi k / n), k = 0..n-1.
         let n = 20;
         let l = laplacian(&Graph::chain(n).unwrap());
@@ -283,7 +227,7 @@ mod tests {
     }
 
     #[test]
-    fn jacobi_rejects_bad_matrices() {
+    fn eigen_rejects_bad_matrices() {
         assert_eq!(
             symmetric_eigen(&[vec![1.0, 2.0], vec![0.0, 1.0]]),
             Err(GraphError::NotSymmetric {

@@ -21,7 +21,7 @@ pub use study::*;
 pub use crate::cli::toy::{problem_from_args, run_from_args, run_toy, ToyArgs};
 
 use linalg::*;
-use problems::{eye, TOY_STREAM};
+use problems::TOY_STREAM;
 
 use crate::algo::{
     Algo, AlgoOptions, AlgoSetup, Algorithm, LocalHyper, Objective, OneShot, Quadratics,

@@ -88,7 +88,9 @@ impl RandomQuadratics {
         };
         let mut a: Vec<Vec<f64>> = (0..n).map(|_| normal(d * d)).collect();
         for ai in &mut a {
-            let (u, sig, v) = svd(ai, d);
+            let (u, sig, v) = svd(ai, d).ok_or_else(|| {
+                Error::param("seed", "the SVD of a random matrix did not converge")
+            })?;
             if sig.iter().any(|&x| x.is_nan() || x <= 0.0) {
                 return Err(Error::param("seed", "a random matrix is singular"));
             }
@@ -223,6 +225,9 @@ impl RandomQuadratics {
 
     /// The singular values of A_i, descending.
     pub fn singular_values(&self, i: usize) -> Vec<f64> {
-        self.a.get(i).map_or(Vec::new(), |a| svd(a, self.d).1)
+        self.a
+            .get(i)
+            .and_then(|a| svd(a, self.d))
+            .map_or(Vec::new(), |s| s.1)
     }
 }

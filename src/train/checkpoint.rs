@@ -3,29 +3,29 @@
 //! byte ledger, the metrics rows so far and the configuration, in one file written atomically
 //! (temp file + rename).
 //!
-//! Format (little endian): the 8-byte magic `SWGCKPT\0`, a u32 version, a u64 header length, the
-//! JSON header (floats stored as their bit patterns; `algo_host` may be absent in older files and
-//! then reads as `null`), the buffers back to back (reals as f64,
-//! indices as u32, in header order), and a u64 FNV-1a checksum of everything before it. Reals are
-//! stored as f64 so the CPU reference resumes bit for bit; GPU values are f32 widened exactly.
+//! Format: the 8-byte magic `SWGCKPT\0`, a little-endian u32 version, the [`Checkpoint`] in
+//! postcard's serde encoding (floats as their IEEE bits, so NaNs and every f64 survive; the host
+//! state as JSON text), and a little-endian CRC-32 of everything before it. Reals are stored as
+//! f64 so the CPU reference resumes bit for bit; GPU values are f32 widened exactly.
 
 use crate::backend::{Backend, Buf, BufKind};
 use crate::error::{Error, Result};
 use crate::objective::sampler::SamplerState;
 use crate::train::eval::EvalResult;
 use crate::train::metrics::MetricsRow;
+use serde::{Deserialize, Serialize};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// The file's first eight bytes.
 pub const MAGIC: &[u8; 8] = b"SWGCKPT\0";
-/// The format version this build writes and reads.
-pub const VERSION: u32 = 1;
+/// The format version this build writes and reads (1: JSON header and hand-made framing).
+pub const VERSION: u32 = 2;
 /// The file name `--checkpoint-every` writes in the output directory.
 pub const FILE_NAME: &str = "checkpoint.bin";
 
 /// The contents of one saved buffer.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum BufData {
     /// Reals (f32 on the GPU, f64 on the CPU reference), stored as f64.
     Real(Vec<f64>),
@@ -50,7 +50,7 @@ impl BufData {
 }
 
 /// Everything a trainer needs to continue a run exactly where it stopped.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Checkpoint {
     /// The run's configuration as JSON (a resume must match it exactly).
     pub config: String,
@@ -71,119 +71,22 @@ pub struct Checkpoint {
     /// Named state buffers (algorithm state first).
     pub buffers: Vec<(String, BufData)>,
     /// The algorithm's host-side state ([`crate::algo::Algo::host_state`]; `Null` if none).
+    #[serde(with = "json_text")]
     pub algo_host: serde_json::Value,
 }
 
-#[derive(serde::Serialize, serde::Deserialize)]
-struct Header {
-    config: String,
-    step: u64,
-    total_steps: u64,
-    bytes: Vec<u64>,
-    sampler: SamplerState,
-    rows: Vec<Vec<u64>>,
-    last: Option<LastRecord>,
-    wall_s: u64,
-    buffers: Vec<BufEntry>,
-    #[serde(default)]
-    algo_host: serde_json::Value,
-}
+/// A JSON value as its text: binary formats cannot hold `serde_json::Value`'s self-describing
+/// encoding.
+mod json_text {
+    use serde::{de::Error as _, Deserialize, Deserializer, Serialize, Serializer};
 
-#[derive(serde::Serialize, serde::Deserialize)]
-struct BufEntry {
-    name: String,
-    kind: String,
-    len: u64,
-}
-
-#[derive(serde::Serialize, serde::Deserialize)]
-struct LastRecord {
-    values: Vec<u64>,
-    worst_agent: u64,
-    local_acc: Vec<u64>,
-}
-
-fn row_bits(r: &MetricsRow) -> Vec<u64> {
-    let f = [
-        r.epoch,
-        r.lr,
-        r.consensus_acc,
-        r.consensus_loss,
-        r.mean_local_acc,
-        r.worst_local_acc,
-        r.consensus_distance,
-        r.train_loss,
-        r.bytes_sent_per_agent,
-        r.wall_s,
-    ];
-    std::iter::once(r.step)
-        .chain(f.iter().map(|v| v.to_bits()))
-        .collect()
-}
-
-fn row_from_bits(b: &[u64]) -> Option<MetricsRow> {
-    if b.len() != 11 {
-        return None;
+    pub fn serialize<S: Serializer>(v: &serde_json::Value, s: S) -> Result<S::Ok, S::Error> {
+        v.to_string().serialize(s)
     }
-    let f = |k: usize| f64::from_bits(b[k]);
-    Some(MetricsRow {
-        step: b[0],
-        epoch: f(1),
-        lr: f(2),
-        consensus_acc: f(3),
-        consensus_loss: f(4),
-        mean_local_acc: f(5),
-        worst_local_acc: f(6),
-        consensus_distance: f(7),
-        train_loss: f(8),
-        bytes_sent_per_agent: f(9),
-        wall_s: f(10),
-    })
-}
 
-fn last_record(e: &EvalResult) -> LastRecord {
-    LastRecord {
-        values: [
-            e.consensus_acc,
-            e.consensus_loss,
-            e.mean_local_acc,
-            e.worst_local_acc,
-            e.consensus_distance,
-            e.train_loss,
-        ]
-        .iter()
-        .map(|v| v.to_bits())
-        .collect(),
-        worst_agent: e.worst_agent as u64,
-        local_acc: e.local_acc.iter().map(|v| v.to_bits()).collect(),
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<serde_json::Value, D::Error> {
+        serde_json::from_str(&String::deserialize(d)?).map_err(D::Error::custom)
     }
-}
-
-fn last_from_record(r: &LastRecord) -> Option<EvalResult> {
-    if r.values.len() != 6 {
-        return None;
-    }
-    let f = |k: usize| f64::from_bits(r.values[k]);
-    Some(EvalResult {
-        consensus_acc: f(0),
-        consensus_loss: f(1),
-        mean_local_acc: f(2),
-        worst_local_acc: f(3),
-        worst_agent: usize::try_from(r.worst_agent).ok()?,
-        consensus_distance: f(4),
-        train_loss: f(5),
-        local_acc: r.local_acc.iter().map(|&b| f64::from_bits(b)).collect(),
-    })
-}
-
-/// 64-bit FNV-1a.
-fn fnv1a(bytes: &[u8]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for &b in bytes {
-        h ^= b as u64;
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    h
 }
 
 fn corrupt(path: &Path, reason: impl Into<String>) -> Error {
@@ -196,53 +99,19 @@ fn corrupt(path: &Path, reason: impl Into<String>) -> Error {
 impl Checkpoint {
     /// The file contents.
     pub fn to_bytes(&self) -> Result<Vec<u8>> {
-        let header = Header {
-            config: self.config.clone(),
-            step: self.step,
-            total_steps: self.total_steps,
-            bytes: self.bytes.clone(),
-            sampler: self.sampler.clone(),
-            rows: self.rows.iter().map(row_bits).collect(),
-            last: self.last.as_ref().map(last_record),
-            wall_s: self.wall_s.to_bits(),
-            buffers: self
-                .buffers
-                .iter()
-                .map(|(name, d)| BufEntry {
-                    name: name.clone(),
-                    kind: d.kind().into(),
-                    len: d.len() as u64,
-                })
-                .collect(),
-            algo_host: self.algo_host.clone(),
-        };
-        let json = serde_json::to_vec(&header)
-            .map_err(|e| Error::param("checkpoint", format!("cannot encode the header: {e}")))?;
-        let mut out = Vec::with_capacity(json.len() + 64);
-        out.extend_from_slice(MAGIC);
+        let mut out = MAGIC.to_vec();
         out.extend_from_slice(&VERSION.to_le_bytes());
-        out.extend_from_slice(&(json.len() as u64).to_le_bytes());
-        out.extend_from_slice(&json);
-        for (_, d) in &self.buffers {
-            match d {
-                BufData::Real(v) => v
-                    .iter()
-                    .for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
-                BufData::Index(v) => v
-                    .iter()
-                    .for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
-            }
-        }
-        let sum = fnv1a(&out);
-        out.extend_from_slice(&sum.to_le_bytes());
+        let mut out = postcard::to_extend(self, out)
+            .map_err(|e| Error::param("checkpoint", format!("cannot encode: {e}")))?;
+        out.extend_from_slice(&crc32fast::hash(&out).to_le_bytes());
         Ok(out)
     }
 
-    /// Parses file contents; `path` names the file in errors. Every length is checked and a
-    /// truncated or corrupted file is an [`Error::Checkpoint`].
+    /// Parses file contents; `path` names the file in errors. A truncated or corrupted file, or
+    /// one of another format version, is an [`Error::Checkpoint`].
     pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<Self> {
-        let fixed = MAGIC.len() + 4 + 8;
-        if bytes.len() < fixed + 8 {
+        let fixed = MAGIC.len() + 4;
+        if bytes.len() < fixed + 4 {
             return Err(corrupt(path, format!("{} bytes is too short", bytes.len())));
         }
         if &bytes[..8] != MAGIC {
@@ -252,96 +121,20 @@ impl Checkpoint {
         if version != VERSION {
             return Err(corrupt(
                 path,
-                format!("format version {version}, this build reads {VERSION}"),
-            ));
-        }
-        let (body, tail) = bytes.split_at(bytes.len() - 8);
-        let mut sum = [0u8; 8];
-        sum.copy_from_slice(tail);
-        if fnv1a(body) != u64::from_le_bytes(sum) {
-            return Err(corrupt(path, "checksum mismatch (truncated or corrupted)"));
-        }
-        let mut hl = [0u8; 8];
-        hl.copy_from_slice(&body[12..20]);
-        let header_len = u64::from_le_bytes(hl);
-        let rest = &body[fixed..];
-        if header_len > rest.len() as u64 {
-            return Err(corrupt(path, "header length exceeds the file"));
-        }
-        let (json, mut payload) = rest.split_at(header_len as usize);
-        let h: Header =
-            serde_json::from_slice(json).map_err(|e| corrupt(path, format!("bad header: {e}")))?;
-        let mut need: u64 = 0;
-        for b in &h.buffers {
-            let w = match b.kind.as_str() {
-                "real" => 8,
-                "index" => 4,
-                k => {
-                    return Err(corrupt(
-                        path,
-                        format!("buffer {}: unknown kind {k}", b.name),
-                    ))
-                }
-            };
-            need = b
-                .len
-                .checked_mul(w)
-                .and_then(|x| need.checked_add(x))
-                .ok_or_else(|| corrupt(path, "buffer sizes overflow"))?;
-        }
-        if need != payload.len() as u64 {
-            return Err(corrupt(
-                path,
                 format!(
-                    "buffers need {need} bytes, the file holds {}",
-                    payload.len()
+                    "format version {version} is unsupported (this build reads version {VERSION})"
                 ),
             ));
         }
-        let mut buffers = Vec::with_capacity(h.buffers.len());
-        for b in &h.buffers {
-            let n = b.len as usize;
-            let data = if b.kind == "real" {
-                let (head, tail) = payload.split_at(8 * n);
-                payload = tail;
-                BufData::Real(
-                    head.chunks_exact(8)
-                        .map(|c| f64::from_le_bytes(c.try_into().unwrap_or([0; 8])))
-                        .collect(),
-                )
-            } else {
-                let (head, tail) = payload.split_at(4 * n);
-                payload = tail;
-                BufData::Index(
-                    head.chunks_exact(4)
-                        .map(|c| u32::from_le_bytes(c.try_into().unwrap_or([0; 4])))
-                        .collect(),
-                )
-            };
-            buffers.push((b.name.clone(), data));
+        let (body, tail) = bytes.split_at(bytes.len() - 4);
+        if crc32fast::hash(body).to_le_bytes() != tail {
+            return Err(corrupt(path, "checksum mismatch (truncated or corrupted)"));
         }
-        let rows = h
-            .rows
-            .iter()
-            .map(|r| row_from_bits(r))
-            .collect::<Option<Vec<_>>>()
-            .ok_or_else(|| corrupt(path, "bad metrics row"))?;
-        let last = match &h.last {
-            Some(r) => Some(last_from_record(r).ok_or_else(|| corrupt(path, "bad evaluation"))?),
-            None => None,
-        };
-        Ok(Checkpoint {
-            config: h.config,
-            step: h.step,
-            total_steps: h.total_steps,
-            bytes: h.bytes,
-            sampler: h.sampler,
-            rows,
-            last,
-            wall_s: f64::from_bits(h.wall_s),
-            buffers,
-            algo_host: h.algo_host,
-        })
+        match postcard::take_from_bytes::<Checkpoint>(&body[fixed..]) {
+            Ok((c, [])) => Ok(c),
+            Ok((_, rest)) => Err(corrupt(path, format!("{} trailing bytes", rest.len()))),
+            Err(e) => Err(corrupt(path, format!("bad contents: {e}"))),
+        }
     }
 
     /// Writes the checkpoint atomically: a temp file in the same directory, synced, then renamed.
@@ -510,6 +303,7 @@ mod tests {
         let bytes = c.to_bytes().unwrap();
         let back = Checkpoint::from_bytes(&bytes, Path::new("x")).unwrap();
         assert_eq!(back.rows[0].train_loss.to_bits(), f64::NAN.to_bits());
+        assert_eq!(back.to_bytes().unwrap(), bytes, "every field survives");
         assert_eq!(
             (back.step, &back.buffers, &back.last, &back.algo_host),
             (c.step, &c.buffers, &c.last, &c.algo_host)
@@ -524,6 +318,14 @@ mod tests {
             let e = Checkpoint::from_bytes(&b, Path::new("x")).unwrap_err();
             assert!(matches!(e, Error::Checkpoint { .. }), "{e}");
         }
+        // A file of the previous format (JSON header, version 1) names its version.
+        let mut old = bytes.clone();
+        old[8..12].copy_from_slice(&1u32.to_le_bytes());
+        let e = Checkpoint::from_bytes(&old, Path::new("x")).unwrap_err();
+        assert!(
+            e.to_string().contains("format version 1 is unsupported"),
+            "{e}"
+        );
     }
 
     #[test]

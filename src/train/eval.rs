@@ -13,7 +13,7 @@ use crate::sparse::Csr;
 const EVAL_ACT_BUDGET: usize = 1 << 22;
 
 /// The metrics of one evaluation.
-#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct EvalResult {
     /// Test accuracy of the consensus model x̄.
     pub consensus_acc: f64,
