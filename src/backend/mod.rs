@@ -5,7 +5,9 @@
 //! Each operation takes an argument struct; [`Backend`] implementations call its `check` so both
 //! backends accept and reject exactly the same requests.
 
+pub mod choice;
 pub mod gpu;
+pub mod native;
 pub mod reference;
 
 use crate::error::{Error, Result};
