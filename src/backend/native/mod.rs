@@ -35,6 +35,8 @@ pub struct NativeBackend {
     threads: usize,
     /// (model agent, input block) of every job, decoded and range-checked; reused every op.
     jobs: Vec<(usize, usize)>,
+    /// Per-job GEMM products before their epilogue; grows to the largest pass, then is reused.
+    scratch: Vec<f32>,
 }
 
 impl NativeBackend {
@@ -51,6 +53,7 @@ impl NativeBackend {
             threads: pool.current_num_threads(),
             pool,
             jobs: Vec::new(),
+            scratch: Vec::new(),
         })
     }
 
@@ -125,6 +128,16 @@ impl NativeBackend {
         self.put(b, v);
         self.counters.dispatches += 1;
         r
+    }
+
+    /// Moves the scratch out, at least `len` long (allocates only when a pass is larger than any
+    /// before it).
+    fn take_scratch(&mut self, len: usize) -> Vec<f32> {
+        let mut t = std::mem::take(&mut self.scratch);
+        if t.len() < len {
+            t.resize(len, 0.0);
+        }
+        t
     }
 
     /// Decodes the job list into `self.jobs`, checking every (model, input block) against the
@@ -308,23 +321,28 @@ impl Backend for NativeBackend {
         let l = s.layer;
         let blk_len = s.batch * l.in_dim;
         self.load_jobs(&s, op.params.len / s.stride, op.input.len / blk_len)?;
-        self.with_out(op.output, "dense_forward", |me, y| {
+        let out_len = s.batch * l.out_dim;
+        let mut scratch = self.take_scratch(s.n_jobs * out_len);
+        let r = self.with_out(op.output, "dense_forward", |me, y| {
             let (p, x) = (
                 me.reals(op.params, "dense_forward")?,
                 me.reals(op.input, "dense_forward")?,
             );
-            let out_len = s.batch * l.out_dim;
             me.pool.install(|| {
                 y[..s.n_jobs * out_len]
                     .par_chunks_mut(out_len)
+                    .zip(scratch.par_chunks_mut(out_len))
                     .zip(me.jobs.par_iter())
-                    .for_each(|(y, &(m, blk))| {
+                    .for_each(|((y, t), &(m, blk))| {
                         let slab = &p[m * s.stride..(m + 1) * s.stride];
-                        dense::forward(&l, s.batch, slab, &x[blk * blk_len..][..blk_len], y);
+                        let x = &x[blk * blk_len..][..blk_len];
+                        dense::forward(&l, s.batch, slab, x, y, t);
                     })
             });
             Ok(())
-        })
+        });
+        self.scratch = scratch;
+        r
     }
 
     fn dense_backward_data(&mut self, op: &DenseBackwardData) -> Result<()> {
@@ -332,7 +350,8 @@ impl Backend for NativeBackend {
         let s = op.shape;
         let l = s.layer;
         self.load_jobs(&s, op.params.len / s.stride, s.n_jobs)?;
-        self.with_out(op.dx, "dense_backward_data", |me, dx| {
+        let mut scratch = self.take_scratch(s.n_jobs * s.batch * l.in_dim);
+        let r = self.with_out(op.dx, "dense_backward_data", |me, dx| {
             let what = "dense_backward_data";
             let (p, dz, x) = (
                 me.reals(op.params, what)?,
@@ -343,9 +362,10 @@ impl Backend for NativeBackend {
             me.pool.install(|| {
                 dx[..s.n_jobs * in_len]
                     .par_chunks_mut(in_len)
+                    .zip(scratch.par_chunks_mut(in_len))
                     .zip(me.jobs.par_iter())
                     .enumerate()
-                    .for_each(|(j, (dx, &(m, _)))| {
+                    .for_each(|(j, ((dx, t), &(m, _)))| {
                         let slab = &p[m * s.stride..(m + 1) * s.stride];
                         dense::backward_data(
                             &l,
@@ -355,11 +375,14 @@ impl Backend for NativeBackend {
                             &x[j * in_len..][..in_len],
                             op.relu_mask,
                             dx,
+                            t,
                         );
                     })
             });
             Ok(())
-        })
+        });
+        self.scratch = scratch;
+        r
     }
 
     fn dense_backward_weights(&mut self, op: &DenseBackwardWeights) -> Result<()> {
