@@ -18,7 +18,7 @@ mod elementwise;
 use crate::backend::reference::check_write;
 use crate::backend::*;
 use crate::error::{Error, Result};
-use elementwise::{Adam, MixInput, Sgd};
+use elementwise::{Adam, MixInput, MixMatrix, Sgd};
 use rayon::prelude::*;
 
 enum Slot {
@@ -491,27 +491,24 @@ impl Backend for NativeBackend {
                 offset: op.in_offset,
                 stride: op.in_stride,
             };
-            let edges = |r: usize| row_ptr[r] as usize..row_ptr[r + 1] as usize;
             let y = &mut y[op.out_offset..];
-            me.pool.install(|| {
-                if op.out_stride >= op.len {
-                    y.par_chunks_mut(op.out_stride)
-                        .take(c.rows)
-                        .enumerate()
-                        .for_each(|(r, out)| {
-                            let e = edges(r);
-                            elementwise::mix_row(&mut out[..op.len], &col[e.clone()], &w[e], input);
-                        });
-                } else {
-                    // Overlapping output rows: in row order, so the last row written wins, as
-                    // in the reference (the input is another buffer, so order cannot change it).
-                    for r in 0..c.rows {
-                        let e = edges(r);
-                        let out = &mut y[r * op.out_stride..][..op.len];
-                        elementwise::mix_row(out, &col[e.clone()], &w[e], input);
-                    }
+            if op.out_stride >= op.len {
+                let m = MixMatrix {
+                    row_ptr,
+                    cols: col,
+                    weights: w,
+                };
+                me.pool
+                    .install(|| elementwise::mix(y, op.out_stride, op.len, m, input));
+            } else {
+                // Overlapping output rows: in row order, so the last row written wins, as in
+                // the reference (the input is another buffer, so order cannot change it).
+                for r in 0..c.rows {
+                    let e = row_ptr[r] as usize..row_ptr[r + 1] as usize;
+                    let out = &mut y[r * op.out_stride..][..op.len];
+                    elementwise::mix_row(out, (&col[e.clone()], &w[e]), input);
                 }
-            });
+            }
             Ok(())
         })
     }
