@@ -1,4 +1,5 @@
-//! Elementwise and per-row kernels of the native backend, each one pass over memory. Work is cut
+//! Elementwise and per-row kernels of the native backend, each one pass over memory. `min` is
+//! the least number of tasks a thread takes (`usize::MAX`: all of them on the calling thread). Work is cut
 //! into fixed chunks ([`CHUNK`] elements, or one row/segment), never into one piece per thread,
 //! and every sum runs in a fixed order inside its chunk: results do not depend on the number of
 //! threads.
@@ -10,9 +11,10 @@ use rayon::prelude::*;
 pub(super) const CHUNK: usize = 1 << 14;
 
 /// `y ← a·x + b·y`.
-pub(super) fn axpby(x: &[f32], y: &mut [f32], a: f32, b: f32) {
+pub(super) fn axpby(x: &[f32], y: &mut [f32], a: f32, b: f32, min: usize) {
     y.par_chunks_mut(CHUNK)
         .zip(x.par_chunks(CHUNK))
+        .with_min_len(min)
         .for_each(|(y, x)| {
             for (y, x) in y.iter_mut().zip(x) {
                 *y = a * x + b * *y;
@@ -30,7 +32,7 @@ pub(super) struct Sgd {
 }
 
 /// Fused local step: weight decay, momentum and the update in one pass over x, g and m.
-pub(super) fn local_step(x: &mut [f32], g: &[f32], m: &mut [f32], h: Sgd) {
+pub(super) fn local_step(x: &mut [f32], g: &[f32], m: &mut [f32], h: Sgd, min: usize) {
     let Sgd {
         lr,
         beta,
@@ -40,6 +42,7 @@ pub(super) fn local_step(x: &mut [f32], g: &[f32], m: &mut [f32], h: Sgd) {
     x.par_chunks_mut(CHUNK)
         .zip(m.par_chunks_mut(CHUNK))
         .zip(g.par_chunks(CHUNK))
+        .with_min_len(min)
         .for_each(|((x, m), g)| {
             // Three loops rather than one with branches inside, so each vectorises.
             if beta == 0.0 {
@@ -75,10 +78,11 @@ pub(super) struct Adam {
 }
 
 /// QG-Adam's parameter step (moments read only).
-pub(super) fn adam_step(x: &mut [f32], g: &[f32], m1: &[f32], m2: &[f32], h: Adam) {
+pub(super) fn adam_step(x: &mut [f32], g: &[f32], m1: &[f32], m2: &[f32], h: Adam, min: usize) {
     x.par_chunks_mut(CHUNK)
         .zip(g.par_chunks(CHUNK))
         .zip(m1.par_chunks(CHUNK).zip(m2.par_chunks(CHUNK)))
+        .with_min_len(min)
         .for_each(|((x, g), (m1, m2))| {
             for (((x, g), m1), m2) in x.iter_mut().zip(g).zip(m1).zip(m2) {
                 let gk = g + h.wd * *x;
@@ -97,10 +101,12 @@ pub(super) fn adam_moments(
     m2: &mut [f32],
     stride: usize,
     (b1, b2): (f32, f32),
+    min: usize,
 ) {
     m1.par_chunks_mut(stride)
         .zip(m2.par_chunks_mut(stride))
         .zip(delta.par_chunks(stride).zip(norms.par_iter()))
+        .with_min_len(min)
         .for_each(|((m1, m2), (delta, &norm))| {
             let inv = 1.0 / (norm.sqrt() + 1e-8);
             for ((m1, m2), d) in m1.iter_mut().zip(m2.iter_mut()).zip(delta) {
@@ -199,17 +205,20 @@ pub(super) fn mix(
     len: usize,
     w: MixMatrix<'_>,
     input: MixInput<'_>,
+    min: usize,
 ) {
     let rows = w.row_ptr.len() - 1;
     out.par_chunks_mut(out_stride)
         .take(rows)
         .enumerate()
+        .with_min_len(min)
         .for_each(|(r, o)| {
             let e = w.row_ptr[r] as usize..w.row_ptr[r + 1] as usize;
             let edges = (&w.cols[e.clone()], &w.weights[e]);
             o[..len]
                 .par_chunks_mut(MIX_BLOCK)
                 .enumerate()
+                .with_min_len(min)
                 .for_each(|(blk, o)| mix_block(o, blk * MIX_BLOCK, edges, input));
         });
 }

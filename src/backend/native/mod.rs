@@ -21,6 +21,10 @@ use crate::error::{Error, Result};
 use elementwise::{Adam, MixInput, MixMatrix, Sgd};
 use rayon::prelude::*;
 
+/// Work (about one unit per flop or element touched) below which an op runs on the calling
+/// thread: about 10 µs on one core.
+const INLINE_WORK: usize = 1 << 20;
+
 enum Slot {
     Real(Vec<f32>),
     Index(Vec<u32>),
@@ -128,6 +132,19 @@ impl NativeBackend {
         self.put(b, v);
         self.counters.dispatches += 1;
         r
+    }
+
+    /// Runs `f` on the pool, or on the calling thread when the op is small or the pool has one
+    /// thread: handing work to the pool costs 15–30 µs here, more than a small op takes. `f`
+    /// gets the least number of tasks per thread to pass to `with_min_len` (`usize::MAX` keeps
+    /// every task on the calling thread). Either way the same fixed tasks run, so the results
+    /// are the same.
+    fn run<R: Send>(&self, work: usize, f: impl FnOnce(usize) -> R + Send) -> R {
+        if self.threads == 1 || work < INLINE_WORK {
+            f(usize::MAX)
+        } else {
+            self.pool.install(|| f(1))
+        }
     }
 
     /// Moves the scratch out, at least `len` long (allocates only when a pass is larger than any
@@ -295,10 +312,11 @@ impl Backend for NativeBackend {
             let data = s.bytes(op.data, "gather")?;
             let labels = s.indices(op.labels, "gather")?;
             let (dim, mean, inv_std) = (op.dim, op.mean, 1.0 / op.std);
-            s.pool.install(|| {
+            s.run(op.rows * dim, |min| {
                 x[..op.rows * dim]
                     .par_chunks_mut(dim)
                     .zip(idx.par_iter())
+                    .with_min_len(min)
                     .for_each(|(row, &smp)| {
                         let src = &data[smp as usize * dim..][..dim];
                         for (v, &byte) in row.iter_mut().zip(src) {
@@ -328,11 +346,12 @@ impl Backend for NativeBackend {
                 me.reals(op.params, "dense_forward")?,
                 me.reals(op.input, "dense_forward")?,
             );
-            me.pool.install(|| {
+            me.run(2 * s.n_jobs * out_len * l.in_dim, |min| {
                 y[..s.n_jobs * out_len]
                     .par_chunks_mut(out_len)
                     .zip(scratch.par_chunks_mut(out_len))
                     .zip(me.jobs.par_iter())
+                    .with_min_len(min)
                     .for_each(|((y, t), &(m, blk))| {
                         let slab = &p[m * s.stride..(m + 1) * s.stride];
                         let x = &x[blk * blk_len..][..blk_len];
@@ -359,12 +378,13 @@ impl Backend for NativeBackend {
                 me.reals(op.input, what)?,
             );
             let (in_len, out_len) = (s.batch * l.in_dim, s.batch * l.out_dim);
-            me.pool.install(|| {
+            me.run(2 * s.n_jobs * in_len * l.out_dim, |min| {
                 dx[..s.n_jobs * in_len]
                     .par_chunks_mut(in_len)
                     .zip(scratch.par_chunks_mut(in_len))
                     .zip(me.jobs.par_iter())
                     .enumerate()
+                    .with_min_len(min)
                     .for_each(|(j, ((dx, t), &(m, _)))| {
                         let slab = &p[m * s.stride..(m + 1) * s.stride];
                         dense::backward_data(
@@ -395,11 +415,12 @@ impl Backend for NativeBackend {
             let what = "dense_backward_weights";
             let (dz, x) = (me.reals(op.dz, what)?, me.reals(op.input, what)?);
             let out_len = s.batch * l.out_dim;
-            me.pool.install(|| {
+            me.run(2 * s.n_jobs * out_len * l.in_dim, |min| {
                 g[..s.n_jobs * s.stride]
                     .par_chunks_mut(s.stride)
                     .zip(me.jobs.par_iter())
                     .enumerate()
+                    .with_min_len(min)
                     .for_each(|(j, (slab, &(_, blk)))| {
                         dense::backward_weights(
                             &l,
@@ -435,11 +456,12 @@ impl Backend for NativeBackend {
             let (jobs, labels) = (me.indices(op.jobs, what)?, me.indices(op.labels, what)?);
             let logits = me.reals(op.logits, what)?;
             let (loss, hits) = stats[..2 * rows].split_at_mut(rows);
-            me.pool.install(|| {
+            me.run(20 * rows * c, |min| {
                 dl[..rows * c]
                     .par_chunks_mut(batch * c)
                     .zip(loss.par_chunks_mut(batch).zip(hits.par_chunks_mut(batch)))
                     .enumerate()
+                    .with_min_len(min)
                     .for_each(|(j, (dl, (loss, hits)))| {
                         let d = jobs[2 * j + 1] as usize;
                         for b in 0..batch {
@@ -498,8 +520,10 @@ impl Backend for NativeBackend {
                     cols: col,
                     weights: w,
                 };
-                me.pool
-                    .install(|| elementwise::mix(y, op.out_stride, op.len, m, input));
+                let work = 2 * row_ptr[c.rows] as usize * op.len;
+                me.run(work, |min| {
+                    elementwise::mix(y, op.out_stride, op.len, m, input, min)
+                });
             } else {
                 // Overlapping output rows: in row order, so the last row written wins, as in
                 // the reference (the input is another buffer, so order cannot change it).
@@ -517,8 +541,10 @@ impl Backend for NativeBackend {
         op.check()?;
         self.with_out(op.y, "axpby", |me, y| {
             let x = &me.reals(op.x, "axpby")?[..op.len];
-            me.pool
-                .install(|| elementwise::axpby(x, &mut y[..op.len], op.a as f32, op.b as f32));
+            let (a, b) = (op.a as f32, op.b as f32);
+            me.run(3 * op.len, |min| {
+                elementwise::axpby(x, &mut y[..op.len], a, b, min)
+            });
             Ok(())
         })
     }
@@ -535,8 +561,9 @@ impl Backend for NativeBackend {
                 nesterov: op.nesterov,
                 wd: op.weight_decay as f32,
             };
-            me.pool
-                .install(|| elementwise::local_step(&mut x[..op.len], g, &mut m[..op.len], h));
+            me.run(6 * op.len, |min| {
+                elementwise::local_step(&mut x[..op.len], g, &mut m[..op.len], h, min)
+            });
             Ok(())
         });
         self.put(op.momentum_buf, m);
@@ -556,10 +583,11 @@ impl Backend for NativeBackend {
             } else {
                 me.reals(op.b, "reduce")?
             };
-            me.pool.install(|| {
+            me.run(op.segments * op.seg_len, |min| {
                 out[op.out_offset..op.out_offset + op.segments]
                     .par_iter_mut()
                     .enumerate()
+                    .with_min_len(min)
                     .for_each(|(s, o)| {
                         let xa = &a[op.a_offset + s * op.a_stride..][..op.seg_len];
                         let sum = match op.mode {
@@ -595,8 +623,9 @@ impl Backend for NativeBackend {
                 eps: op.eps as f32,
                 wd: op.weight_decay as f32,
             };
-            me.pool
-                .install(|| elementwise::adam_step(&mut x[..op.len], g, m1, m2, h));
+            me.run(12 * op.len, |min| {
+                elementwise::adam_step(&mut x[..op.len], g, m1, m2, h, min)
+            });
             Ok(())
         })
     }
@@ -609,7 +638,7 @@ impl Backend for NativeBackend {
         let r = self.with_out(op.m1, what, |me, m1| {
             let delta = &me.reals(op.delta, what)?[..len];
             let norms = &me.reals(op.sq_norms, what)?[..op.agents];
-            me.pool.install(|| {
+            me.run(8 * len, |min| {
                 elementwise::adam_moments(
                     delta,
                     norms,
@@ -617,6 +646,7 @@ impl Backend for NativeBackend {
                     &mut m2[..len],
                     op.stride,
                     (op.beta1 as f32, op.beta2 as f32),
+                    min,
                 )
             });
             Ok(())
