@@ -71,10 +71,14 @@ struct Bench {
 
 fn uniform(n: usize, seed: u64) -> Vec<f32> {
     // A cheap deterministic generator (LCG): inputs only need to be generic, not random-grade.
-    let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    let mut s = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
     (0..n)
         .map(|_| {
-            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
         })
         .collect()
@@ -87,7 +91,9 @@ impl Bench {
         let x = be.alloc(BufKind::F32, rows * model.input_dim(), "x")?;
         be.write_f32(x, 0, &uniform(rows * model.input_dim(), 1))?;
         let labels = be.alloc(BufKind::U32, rows, "labels")?;
-        let lab: Vec<u32> = (0..rows as u32).map(|r| r * 7 % model.classes() as u32).collect();
+        let lab: Vec<u32> = (0..rows as u32)
+            .map(|r| r * 7 % model.classes() as u32)
+            .collect();
         be.write_u32(labels, 0, &lab)?;
         let jobs = be.alloc(BufKind::U32, 2 * agents, "jobs")?;
         let flat: Vec<u32> = (0..agents as u32).flat_map(|i| [i, i]).collect();

@@ -2,7 +2,8 @@
 # Re-makes the side-by-side table of BENCHMARKS.md: the native backend and the PyTorch peer,
 # one after the other, on 1 thread and on every core, then the table with the ratios.
 #   python3 -m venv /tmp/peers-venv && /tmp/peers-venv/bin/pip install torch numpy
-#   bash benches/peers/run.sh [/tmp/peers-venv/bin/python] [seconds per point]
+#   nice -n -19 bash benches/peers/run.sh [/tmp/peers-venv/bin/python] [seconds per point]
+# (nice: on a shared machine, so that other jobs disturb the timings less; root only)
 set -euo pipefail
 PY=${1:-/tmp/peers-venv/bin/python}
 SECS=${2:-3}

@@ -121,7 +121,14 @@ pub(super) fn backward_data(
     t: &mut [f32],
 ) {
     let (i, o) = (l.in_dim, l.out_dim);
-    gemm_col_major((batch, o, i), dz, (o, 1), &slab[l.w_off..l.b_off], (i, 1), t);
+    gemm_col_major(
+        (batch, o, i),
+        dz,
+        (o, 1),
+        &slab[l.w_off..l.b_off],
+        (i, 1),
+        t,
+    );
     for (b, (row, xr)) in dx[..batch * i]
         .chunks_exact_mut(i)
         .zip(x_prev.chunks_exact(i))

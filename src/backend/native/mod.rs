@@ -191,7 +191,12 @@ impl NativeBackend {
 
 impl Backend for NativeBackend {
     fn describe(&self) -> String {
-        format!("native CPU (f32, gemm SIMD, {} threads)", self.threads)
+        let unit = if self.threads == 1 {
+            "thread"
+        } else {
+            "threads"
+        };
+        format!("native CPU (f32, gemm SIMD, {} {unit})", self.threads)
     }
 
     fn alloc(&mut self, kind: BufKind, len: usize, _label: &str) -> Result<Buf> {
