@@ -4,7 +4,7 @@
 //! hardware GPU.
 //!
 //! Determinism: work is split into pieces fixed by the problem (one job, one agent slab, one
-//! mix row block, one [`CHUNK`](elementwise) of elements), never by the number of threads, and
+//! mix row block, one chunk of 16,384 elements), never by the number of threads, and
 //! each piece runs single-threaded with its sums in one order. The same seed therefore gives
 //! bit-identical results for every thread count, not only for a given one.
 //!
@@ -66,14 +66,37 @@ impl NativeBackend {
         self.threads
     }
 
-    fn own(&self, b: Buf, op: &'static str) -> Result<()> {
+    /// Adds a buffer and returns its handle.
+    fn push(&mut self, slot: Slot) -> Buf {
+        let (kind, len) = match &slot {
+            Slot::Real(v) => (BufKind::F32, v.len()),
+            Slot::Index(v) => (BufKind::U32, v.len()),
+            Slot::Bytes(v) => (BufKind::U8, v.len()),
+        };
+        self.slots.push(slot);
+        Buf {
+            id: self.slots.len() - 1,
+            len,
+            kind,
+        }
+    }
+
+    /// Checks that a buffer is this backend's and that `len` elements at `offset` fit it.
+    fn own_range(
+        &self,
+        op: &'static str,
+        b: Buf,
+        kind: BufKind,
+        offset: usize,
+        len: usize,
+    ) -> Result<()> {
         if b.id >= self.slots.len() {
             return Err(Error::op(
                 op,
                 format!("buffer {} does not belong to this backend", b.id),
             ));
         }
-        Ok(())
+        check_write(op, b, kind, offset, len)
     }
 
     fn foreign(op: &'static str, b: Buf) -> Error {
@@ -200,21 +223,15 @@ impl Backend for NativeBackend {
     }
 
     fn alloc(&mut self, kind: BufKind, len: usize, _label: &str) -> Result<Buf> {
-        self.slots.push(match kind {
+        Ok(self.push(match kind {
             BufKind::F32 => Slot::Real(vec![0.0; len]),
             BufKind::U32 => Slot::Index(vec![0; len]),
             BufKind::U8 => Slot::Bytes(vec![0; len]),
-        });
-        Ok(Buf {
-            id: self.slots.len() - 1,
-            len,
-            kind,
-        })
+        }))
     }
 
     fn write_f32(&mut self, buf: Buf, offset: usize, data: &[f32]) -> Result<()> {
-        self.own(buf, "write_f32")?;
-        check_write("write_f32", buf, BufKind::F32, offset, data.len())?;
+        self.own_range("write_f32", buf, BufKind::F32, offset, data.len())?;
         let mut v = self.take(buf, "write_f32")?;
         v[offset..offset + data.len()].copy_from_slice(data);
         self.put(buf, v);
@@ -222,8 +239,7 @@ impl Backend for NativeBackend {
     }
 
     fn write_f64(&mut self, buf: Buf, offset: usize, data: &[f64]) -> Result<()> {
-        self.own(buf, "write_f64")?;
-        check_write("write_f64", buf, BufKind::F32, offset, data.len())?;
+        self.own_range("write_f64", buf, BufKind::F32, offset, data.len())?;
         let mut v = self.take(buf, "write_f64")?;
         for (d, s) in v[offset..offset + data.len()].iter_mut().zip(data) {
             *d = *s as f32;
@@ -233,8 +249,7 @@ impl Backend for NativeBackend {
     }
 
     fn write_u32(&mut self, buf: Buf, offset: usize, data: &[u32]) -> Result<()> {
-        self.own(buf, "write_u32")?;
-        check_write("write_u32", buf, BufKind::U32, offset, data.len())?;
+        self.own_range("write_u32", buf, BufKind::U32, offset, data.len())?;
         match &mut self.slots[buf.id] {
             Slot::Index(v) if v.len() >= buf.len => {
                 v[offset..offset + data.len()].copy_from_slice(data);
@@ -245,17 +260,11 @@ impl Backend for NativeBackend {
     }
 
     fn upload_u8(&mut self, data: &[u8], _label: &str) -> Result<Buf> {
-        self.slots.push(Slot::Bytes(data.to_vec()));
-        Ok(Buf {
-            id: self.slots.len() - 1,
-            len: data.len(),
-            kind: BufKind::U8,
-        })
+        Ok(self.push(Slot::Bytes(data.to_vec())))
     }
 
     fn read_f32(&mut self, buf: Buf) -> Result<Vec<f64>> {
-        self.own(buf, "read_f32")?;
-        check_write("read_f32", buf, BufKind::F32, 0, 0)?;
+        self.own_range("read_f32", buf, BufKind::F32, 0, 0)?;
         Ok(self
             .reals(buf, "read_f32")?
             .iter()
@@ -264,8 +273,7 @@ impl Backend for NativeBackend {
     }
 
     fn read_u32(&mut self, buf: Buf) -> Result<Vec<u32>> {
-        self.own(buf, "read_u32")?;
-        check_write("read_u32", buf, BufKind::U32, 0, 0)?;
+        self.own_range("read_u32", buf, BufKind::U32, 0, 0)?;
         Ok(self.indices(buf, "read_u32")?.to_vec())
     }
 
@@ -277,10 +285,8 @@ impl Backend for NativeBackend {
         dst_offset: usize,
         len: usize,
     ) -> Result<()> {
-        self.own(src, "copy")?;
-        self.own(dst, "copy")?;
-        check_write("copy", src, BufKind::F32, src_offset, len)?;
-        check_write("copy", dst, BufKind::F32, dst_offset, len)?;
+        self.own_range("copy", src, BufKind::F32, src_offset, len)?;
+        self.own_range("copy", dst, BufKind::F32, dst_offset, len)?;
         if src.id == dst.id {
             // Overlapping ranges copy as if through a temporary, like the reference.
             let mut v = self.take(dst, "copy")?;
