@@ -945,3 +945,152 @@ fn copy_matches_reference() {
         );
     }
 }
+
+/// Counts the heap allocations of the current thread (for the no-per-step-allocation test).
+struct Counting;
+
+thread_local! {
+    static ALLOCS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+// SAFETY: forwards to the system allocator; the counter is a const-initialised thread-local
+// without a destructor, so touching it never allocates.
+unsafe impl std::alloc::GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
+        ALLOCS.with(|c| c.set(c.get() + 1));
+        unsafe { std::alloc::System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
+        unsafe { std::alloc::System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+#[test]
+fn a_training_step_allocates_only_inside_the_gemm_crate() {
+    // One thread: every op then runs on this thread, so its allocation count is the backend's.
+    use swarmgrad::model::pass::{Minibatch, Pass};
+    let mut be = NativeBackend::new(1).unwrap();
+    let model = Mlp::parse("mlp:40-33-10").unwrap();
+    let (agents, batch, stride) = (6, 8, model.stride());
+    let data = be.upload_u8(&vec![7u8; 50 * 40], "data").unwrap();
+    let labels = upload_u32(&mut be, &indices(80, 50, 10));
+    let mut params = upload(&mut be, &model.init(agents, 1, false));
+    let mut spare = be.alloc(BufKind::F32, agents * stride, "spare").unwrap();
+    let grads = be.alloc(BufKind::F32, agents * stride, "grads").unwrap();
+    let mom = be.alloc(BufKind::F32, agents * stride, "mom").unwrap();
+    let jobs: Vec<(usize, usize)> = (0..agents).map(|i| (i, (i + 1) % agents)).collect();
+    let pass = Pass::new(&mut be, &model, batch, &jobs).unwrap();
+    let mb = Minibatch::new(&mut be, agents, batch, 40).unwrap();
+    be.write_u32(mb.index, 0, &indices(81, agents * batch, 50))
+        .unwrap();
+    let w = be.upload_csr(&random_csr(agents, agents, 82), "W").unwrap();
+    let mut step = |be: &mut NativeBackend| {
+        be.gather(&Gather {
+            data,
+            labels,
+            index: mb.index,
+            rows: agents * batch,
+            dim: 40,
+            mean: 0.5,
+            std: 0.25,
+            x: mb.x,
+            y: mb.y,
+        })
+        .unwrap();
+        pass.record_forward(be, params, &mb).unwrap();
+        pass.record_backward(be, params, &mb, grads).unwrap();
+        be.local_step(&LocalStep {
+            params,
+            grads,
+            momentum_buf: mom,
+            len: agents * stride,
+            lr: 0.05,
+            momentum: 0.9,
+            nesterov: true,
+            weight_decay: 1e-4,
+        })
+        .unwrap();
+        be.mix(&Mix {
+            csr: w,
+            input: params,
+            in_offset: 0,
+            in_stride: stride,
+            output: spare,
+            out_offset: 0,
+            out_stride: stride,
+            len: stride,
+        })
+        .unwrap();
+        std::mem::swap(&mut params, &mut spare);
+        be.flush().unwrap();
+    };
+    // The first step sizes the scratch and the job list.
+    step(&mut be);
+    let count = || ALLOCS.with(|c| c.get());
+    let before = count();
+    for _ in 0..5 {
+        step(&mut be);
+    }
+    let per_step = (count() - before) / 5;
+    // The gemm crate allocates its packing buffer (and a flag vector) inside every call; the
+    // backend itself allocates nothing. GEMM calls per step: every job's forward and weight
+    // gradient of both layers, and the second layer's data gradient.
+    let gemm_calls = agents * 5;
+    assert!(
+        per_step <= 2 * gemm_calls,
+        "{per_step} heap allocations per step for {gemm_calls} GEMM calls"
+    );
+    // Everything but the dense passes allocates nothing at all.
+    let before = count();
+    be.local_step(&LocalStep {
+        params,
+        grads,
+        momentum_buf: mom,
+        len: agents * stride,
+        lr: 0.05,
+        momentum: 0.9,
+        nesterov: true,
+        weight_decay: 1e-4,
+    })
+    .unwrap();
+    be.mix(&Mix {
+        csr: w,
+        input: params,
+        in_offset: 0,
+        in_stride: stride,
+        output: spare,
+        out_offset: 0,
+        out_stride: stride,
+        len: stride,
+    })
+    .unwrap();
+    be.softmax_xent(&SoftmaxXent {
+        jobs: pass.jobs,
+        n_jobs: agents,
+        batch,
+        classes: 10,
+        logits: pass.logits(),
+        labels: mb.y,
+        dlogits: grads,
+        stats: pass.stats,
+    })
+    .unwrap();
+    be.reduce(&Reduce {
+        mode: ReduceMode::SquaredDistance,
+        a: params,
+        a_offset: 0,
+        a_stride: stride,
+        b: spare,
+        b_offset: 0,
+        b_stride: stride,
+        segments: agents,
+        seg_len: stride,
+        out: pass.job_stats,
+        out_offset: 0,
+    })
+    .unwrap();
+    assert_eq!(count() - before, 0, "allocations outside the dense passes");
+}

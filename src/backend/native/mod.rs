@@ -8,9 +8,11 @@
 //! each piece runs single-threaded with its sums in one order. The same seed therefore gives
 //! bit-identical results for every thread count, not only for a given one.
 //!
-//! No per-step allocation: outputs are written in place (a buffer is moved out of its slot while
-//! it is written, which does not allocate), and the job list is decoded into a reused scratch
-//! vector.
+//! No per-step allocation in the backend: outputs are written in place (a buffer is moved out of
+//! its slot while it is written, which does not allocate), the job list is decoded into a reused
+//! vector and the GEMM products go to a reused scratch. The `gemm` crate itself allocates its
+//! packing buffer inside each call (it offers no way to pass one in); tests/native.rs pins that
+//! to at most two allocations per GEMM call and none anywhere else.
 
 mod dense;
 mod elementwise;
