@@ -38,17 +38,21 @@ struct Args {
     json: Option<std::path::PathBuf>,
 }
 
-/// The ops of one step, in order; the profile accumulates time per entry.
-const OPS: [&str; 8] = [
-    "forward L1",
-    "forward L2",
-    "softmax + loss sums",
-    "backward-weights L2",
-    "backward-data L2",
-    "backward-weights L1",
-    "local step",
-    "mix",
-];
+/// The ops of one step of an MLP with `layers` layers, in order; the profile accumulates time
+/// per entry.
+fn op_names(layers: usize) -> Vec<String> {
+    let mut v: Vec<String> = (1..=layers).map(|k| format!("forward L{k}")).collect();
+    v.push("softmax + loss sums".into());
+    for k in (1..=layers).rev() {
+        v.push(format!("backward-weights L{k}"));
+        if k > 1 {
+            v.push(format!("backward-data L{k}"));
+        }
+    }
+    v.push("local step".into());
+    v.push("mix".into());
+    v
+}
 
 struct Bench {
     be: NativeBackend,
@@ -152,28 +156,33 @@ impl Bench {
         }
     }
 
-    /// One step of a two-layer MLP; `lap` is called after each op with its index in [`OPS`].
+    /// One step; `lap` is called after each op with its index in [`op_names`].
     fn step(&mut self, mut lap: impl FnMut(usize)) -> swarmgrad::Result<()> {
-        assert_eq!(self.model.layers().len(), 2, "the profile names two layers");
         let p = self.params;
-        for k in 0..2 {
-            let input = if k == 0 { self.x } else { self.acts[0] };
+        let layers = self.model.layers().len();
+        let mut op = 0;
+        let mut lap = |op: &mut usize| {
+            lap(*op);
+            *op += 1;
+        };
+        for k in 0..layers {
+            let input = if k == 0 { self.x } else { self.acts[k - 1] };
             self.be.dense_forward(&DenseForward {
                 shape: self.shape(k),
                 params: p,
                 input,
                 output: self.acts[k],
             })?;
-            lap(k);
+            lap(&mut op);
         }
         self.be.softmax_xent(&SoftmaxXent {
             jobs: self.jobs,
             n_jobs: self.agents,
             batch: self.batch,
             classes: self.model.classes(),
-            logits: self.acts[1],
+            logits: self.acts[layers - 1],
             labels: self.labels,
-            dlogits: self.dz[1],
+            dlogits: self.dz[layers - 1],
             stats: self.stats,
         })?;
         self.be.reduce(&Reduce {
@@ -189,30 +198,28 @@ impl Bench {
             out: self.job_stats,
             out_offset: 0,
         })?;
-        lap(2);
-        self.be.dense_backward_weights(&DenseBackwardWeights {
-            shape: self.shape(1),
-            dz: self.dz[1],
-            input: self.acts[0],
-            grads: self.grads,
-        })?;
-        lap(3);
-        self.be.dense_backward_data(&DenseBackwardData {
-            shape: self.shape(1),
-            params: p,
-            dz: self.dz[1],
-            input: self.acts[0],
-            relu_mask: true,
-            dx: self.dz[0],
-        })?;
-        lap(4);
-        self.be.dense_backward_weights(&DenseBackwardWeights {
-            shape: self.shape(0),
-            dz: self.dz[0],
-            input: self.x,
-            grads: self.grads,
-        })?;
-        lap(5);
+        lap(&mut op);
+        for k in (0..layers).rev() {
+            let input = if k == 0 { self.x } else { self.acts[k - 1] };
+            self.be.dense_backward_weights(&DenseBackwardWeights {
+                shape: self.shape(k),
+                dz: self.dz[k],
+                input,
+                grads: self.grads,
+            })?;
+            lap(&mut op);
+            if k > 0 {
+                self.be.dense_backward_data(&DenseBackwardData {
+                    shape: self.shape(k),
+                    params: p,
+                    dz: self.dz[k],
+                    input: self.acts[k - 1],
+                    relu_mask: self.model.layers()[k - 1].relu,
+                    dx: self.dz[k - 1],
+                })?;
+                lap(&mut op);
+            }
+        }
         let len = self.agents * self.model.stride();
         self.be.local_step(&LocalStep {
             params: p,
@@ -224,7 +231,7 @@ impl Bench {
             nesterov: true,
             weight_decay: 1e-4,
         })?;
-        lap(6);
+        lap(&mut op);
         let stride = self.model.stride();
         self.be.mix(&Mix {
             csr: self.w,
@@ -238,7 +245,7 @@ impl Bench {
         })?;
         std::mem::swap(&mut self.params, &mut self.spare);
         self.be.flush()?;
-        lap(7);
+        lap(&mut op);
         Ok(())
     }
 }
@@ -318,6 +325,7 @@ fn main() -> swarmgrad::Result<()> {
         args.batch
     );
     let flops = dense_flops(&model, args.batch);
+    let ops = op_names(model.layers().len());
     let mut results = Vec::new();
     println!(
         "\n| n | agent-steps/s (best window) | (mean) | ms/step | dense GFLOP/s | % of sgemm ceiling | dense FLOPs / whole step, GFLOP/s |"
@@ -333,11 +341,11 @@ fn main() -> swarmgrad::Result<()> {
         // Windows of ~50 ms; the best window is reported (the machine may be shared: the best
         // window is the closest to an unloaded machine), and the mean over all windows too.
         let per_window = ((0.05 / (warm.elapsed().as_secs_f64() / 3.0)).ceil() as usize).max(1);
-        let (mut per_op, mut best) = ([0.0f64; OPS.len()], f64::INFINITY);
+        let (mut per_op, mut best) = (vec![0.0f64; ops.len()], f64::INFINITY);
         let (mut all_s, mut all_steps) = (0.0f64, 0usize);
         let start = Instant::now();
         while start.elapsed().as_secs_f64() < args.seconds || all_steps < 3 * per_window {
-            let mut window = [0.0f64; OPS.len()];
+            let mut window = vec![0.0f64; ops.len()];
             for _ in 0..per_window {
                 let mut last = Instant::now();
                 b.step(|k| {
@@ -349,14 +357,20 @@ fn main() -> swarmgrad::Result<()> {
             let w: f64 = window.iter().sum();
             (all_s, all_steps) = (all_s + w, all_steps + per_window);
             if w < best {
-                (best, per_op) = (w, window);
+                (best, per_op) = (w, window.clone());
             }
         }
         let steps = per_window;
         let mean_agent_steps = n as f64 * all_steps as f64 / all_s;
         let total: f64 = per_op.iter().sum();
         let step_s = total / steps as f64;
-        let dense_s: f64 = [0, 1, 3, 4, 5].iter().map(|&k| per_op[k]).sum::<f64>() / steps as f64;
+        let dense_s: f64 = ops
+            .iter()
+            .zip(&per_op)
+            .filter(|(k, _)| k.starts_with("forward") || k.starts_with("backward"))
+            .map(|(_, v)| v)
+            .sum::<f64>()
+            / steps as f64;
         let dense_gflops = flops * n as f64 / dense_s / 1e9;
         let agent_steps = n as f64 / step_s;
         println!(
@@ -365,7 +379,7 @@ fn main() -> swarmgrad::Result<()> {
             100.0 * dense_gflops / ceiling,
             flops * n as f64 / step_s / 1e9
         );
-        profiles.push((n, steps, per_op));
+        profiles.push((n, steps, per_op.clone()));
         results.push(serde_json::json!({
             "agents": n,
             "threads": threads,
@@ -376,7 +390,7 @@ fn main() -> swarmgrad::Result<()> {
             "ms_per_step": step_s * 1e3,
             "dense_gflops": dense_gflops,
             "dense_fraction_of_sgemm_ceiling": dense_gflops / ceiling,
-            "profile_ms": OPS.iter().zip(per_op.iter()).map(|(k, v)| ((*k).to_string(), serde_json::json!(v / steps as f64 * 1e3))).collect::<serde_json::Map<_, _>>(),
+            "profile_ms": ops.iter().zip(per_op.iter()).map(|(k, v)| ((*k).to_string(), serde_json::json!(v / steps as f64 * 1e3))).collect::<serde_json::Map<_, _>>(),
         }));
     }
     println!("\nprofile (ms per step, share of the step):");
@@ -386,7 +400,7 @@ fn main() -> swarmgrad::Result<()> {
     }
     println!();
     println!("|---|{}", "---|".repeat(profiles.len()));
-    for (k, name) in OPS.iter().enumerate() {
+    for (k, name) in ops.iter().enumerate() {
         print!("| {name} |");
         for (_, steps, per_op) in &profiles {
             let total: f64 = per_op.iter().sum();
