@@ -10,7 +10,9 @@
 //! host's copy of every index buffer, which each backend keeps as it writes them. So a bad index
 //! is a typed [`Error::InvalidOp`] on every backend, never a clamped read on the GPU.
 
+pub mod choice;
 pub mod gpu;
+pub mod native;
 pub mod reference;
 
 use crate::error::{Error, Result};

@@ -1,0 +1,701 @@
+//! The native CPU backend: f32 buffers in host memory, the dense passes through the `gemm`
+//! crate's SIMD kernels, and rayon threads across jobs, agents and fixed chunks of elementwise
+//! work. It runs every algorithm unchanged, and is the fastest choice on machines without a
+//! hardware GPU.
+//!
+//! Determinism: work is split into pieces fixed by the problem (one job, one agent slab, one
+//! mix row block, one chunk of 16,384 elements), never by the number of threads, and
+//! each piece runs single-threaded with its sums in one order. The same seed therefore gives
+//! bit-identical results for every thread count, not only for a given one.
+//!
+//! No per-step allocation in the backend: outputs are written in place (a buffer is moved out of
+//! its slot while it is written, which does not allocate), the job list is decoded into a reused
+//! vector and the GEMM products go to a reused scratch. The `gemm` crate itself allocates its
+//! packing buffer inside each call (it offers no way to pass one in); tests/native.rs pins that
+//! to at most two allocations per GEMM call and none anywhere else.
+
+mod dense;
+mod elementwise;
+
+use crate::backend::reference::check_write;
+use crate::backend::*;
+use crate::error::{Error, Result};
+use elementwise::{Adam, MixInput, MixMatrix, Sgd};
+use rayon::prelude::*;
+
+/// Work (about one unit per flop or element touched) below which an op runs on the calling
+/// thread: about 10 µs on one core.
+const INLINE_WORK: usize = 1 << 20;
+
+enum Slot {
+    Real(Vec<f32>),
+    Index(Vec<u32>),
+    Bytes(Vec<u8>),
+}
+
+/// The native CPU backend (f32, SIMD GEMM, rayon threads).
+pub struct NativeBackend {
+    slots: Vec<Slot>,
+    /// The host's copy of every index buffer, read by the shared op checks.
+    ix: HostIndices,
+    counters: Counters,
+    pool: rayon::ThreadPool,
+    threads: usize,
+    /// (model agent, input block) of every job, decoded and range-checked; reused every op.
+    jobs: Vec<(usize, usize)>,
+    /// Per-job GEMM products before their epilogue; grows to the largest pass, then is reused.
+    scratch: Vec<f32>,
+}
+
+impl NativeBackend {
+    /// A backend running on `threads` threads (0: one per logical core).
+    pub fn new(threads: usize) -> Result<Self> {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .thread_name(|i| format!("swarmgrad-native-{i}"))
+            .build()
+            .map_err(|e| Error::param("threads", format!("cannot start the thread pool: {e}")))?;
+        Ok(NativeBackend {
+            slots: Vec::new(),
+            ix: HostIndices::default(),
+            counters: Counters::default(),
+            threads: pool.current_num_threads(),
+            pool,
+            jobs: Vec::new(),
+            scratch: Vec::new(),
+        })
+    }
+
+    /// Number of worker threads.
+    pub fn threads(&self) -> usize {
+        self.threads
+    }
+
+    /// Adds a buffer and returns its handle.
+    fn push(&mut self, slot: Slot) -> Buf {
+        let (kind, len) = match &slot {
+            Slot::Real(v) => (BufKind::F32, v.len()),
+            Slot::Index(v) => (BufKind::U32, v.len()),
+            Slot::Bytes(v) => (BufKind::U8, v.len()),
+        };
+        self.slots.push(slot);
+        self.ix.alloc(self.slots.len() - 1, len, kind)
+    }
+
+    /// Checks that a buffer is this backend's and that `len` elements at `offset` fit it.
+    fn own_range(
+        &self,
+        op: &'static str,
+        b: Buf,
+        kind: BufKind,
+        offset: usize,
+        len: usize,
+    ) -> Result<()> {
+        if b.id >= self.slots.len() {
+            return Err(Error::op(
+                op,
+                format!("buffer {} does not belong to this backend", b.id),
+            ));
+        }
+        check_write(op, b, kind, offset, len)
+    }
+
+    fn foreign(op: &'static str, b: Buf) -> Error {
+        Error::op(
+            op,
+            format!(
+                "buffer {} does not hold {:?} of {} elements on this backend (a buffer of another backend, or the op's own output)",
+                b.id, b.kind, b.len
+            ),
+        )
+    }
+
+    fn reals(&self, b: Buf, op: &'static str) -> Result<&[f32]> {
+        match self.slots.get(b.id) {
+            Some(Slot::Real(v)) if v.len() >= b.len => Ok(v),
+            _ => Err(Self::foreign(op, b)),
+        }
+    }
+
+    fn indices(&self, b: Buf, op: &'static str) -> Result<&[u32]> {
+        match self.slots.get(b.id) {
+            Some(Slot::Index(v)) if v.len() >= b.len => Ok(v),
+            _ => Err(Self::foreign(op, b)),
+        }
+    }
+
+    fn bytes(&self, b: Buf, op: &'static str) -> Result<&[u8]> {
+        match self.slots.get(b.id) {
+            Some(Slot::Bytes(v)) if v.len() >= b.len => Ok(v),
+            _ => Err(Self::foreign(op, b)),
+        }
+    }
+
+    /// Moves a real buffer out of its slot so it can be written while others are read (no
+    /// allocation: the slot holds an empty vector meanwhile).
+    fn take(&mut self, b: Buf, op: &'static str) -> Result<Vec<f32>> {
+        match self.slots.get_mut(b.id) {
+            Some(Slot::Real(v)) if v.len() >= b.len => Ok(std::mem::take(v)),
+            _ => Err(Self::foreign(op, b)),
+        }
+    }
+
+    fn put(&mut self, b: Buf, v: Vec<f32>) {
+        self.slots[b.id] = Slot::Real(v);
+    }
+
+    /// Runs `f` on a real buffer moved out of its slot, puts it back whatever `f` returns.
+    fn with_out<T>(
+        &mut self,
+        b: Buf,
+        op: &'static str,
+        f: impl FnOnce(&Self, &mut [f32]) -> Result<T>,
+    ) -> Result<T> {
+        let mut v = self.take(b, op)?;
+        let r = f(self, &mut v);
+        self.put(b, v);
+        self.counters.dispatches += 1;
+        r
+    }
+
+    /// Runs `f` on the pool, or on the calling thread when the op is small or the pool has one
+    /// thread: handing work to the pool costs 15–30 µs here, more than a small op takes. `f`
+    /// gets the least number of tasks per thread to pass to `with_min_len` (`usize::MAX` keeps
+    /// every task on the calling thread). Either way the same fixed tasks run, so the results
+    /// are the same.
+    fn run<R: Send>(&self, work: usize, f: impl FnOnce(usize) -> R + Send) -> R {
+        if self.threads == 1 || work < INLINE_WORK {
+            f(usize::MAX)
+        } else {
+            self.pool.install(|| f(1))
+        }
+    }
+
+    /// Moves the scratch out, at least `len` long (allocates only when a pass is larger than any
+    /// before it).
+    fn take_scratch(&mut self, len: usize) -> Vec<f32> {
+        let mut t = std::mem::take(&mut self.scratch);
+        if t.len() < len {
+            t.resize(len, 0.0);
+        }
+        t
+    }
+
+    /// Decodes the job list into `self.jobs`, checking every (model, input block) against the
+    /// buffers' extents, as the reference does.
+    fn load_jobs(&mut self, s: &DenseJobs, n_models: usize, n_inputs: usize) -> Result<()> {
+        let mut jobs = std::mem::take(&mut self.jobs);
+        let raw = match self.indices(s.jobs, "dense") {
+            Ok(r) => r,
+            Err(e) => {
+                self.jobs = jobs;
+                return Err(e);
+            }
+        };
+        jobs.clear();
+        for j in 0..s.n_jobs {
+            let (m, d) = (raw[2 * j] as usize, raw[2 * j + 1] as usize);
+            let blk = match s.input_blocks {
+                InputBlocks::ByData => d,
+                InputBlocks::ByJob => j,
+            };
+            if m >= n_models || blk >= n_inputs {
+                self.jobs = jobs;
+                return Err(Error::op(
+                    "dense",
+                    format!("job {j} = ({m}, {d}) is out of range ({n_models} models, {n_inputs} input blocks)"),
+                ));
+            }
+            jobs.push((m, blk));
+        }
+        self.jobs = jobs;
+        Ok(())
+    }
+}
+
+impl Backend for NativeBackend {
+    fn describe(&self) -> String {
+        let unit = if self.threads == 1 {
+            "thread"
+        } else {
+            "threads"
+        };
+        format!("native CPU (f32, gemm SIMD, {} {unit})", self.threads)
+    }
+
+    fn alloc(&mut self, kind: BufKind, len: usize, _label: &str) -> Result<Buf> {
+        Ok(self.push(match kind {
+            BufKind::F32 => Slot::Real(vec![0.0; len]),
+            BufKind::U32 => Slot::Index(vec![0; len]),
+            BufKind::U8 => Slot::Bytes(vec![0; len]),
+        }))
+    }
+
+    fn write_f32(&mut self, buf: Buf, offset: usize, data: &[f32]) -> Result<()> {
+        self.own_range("write_f32", buf, BufKind::F32, offset, data.len())?;
+        let mut v = self.take(buf, "write_f32")?;
+        v[offset..offset + data.len()].copy_from_slice(data);
+        self.put(buf, v);
+        Ok(())
+    }
+
+    fn write_f64(&mut self, buf: Buf, offset: usize, data: &[f64]) -> Result<()> {
+        self.own_range("write_f64", buf, BufKind::F32, offset, data.len())?;
+        let mut v = self.take(buf, "write_f64")?;
+        for (d, s) in v[offset..offset + data.len()].iter_mut().zip(data) {
+            *d = *s as f32;
+        }
+        self.put(buf, v);
+        Ok(())
+    }
+
+    fn write_u32(&mut self, buf: Buf, offset: usize, data: &[u32]) -> Result<()> {
+        self.own_range("write_u32", buf, BufKind::U32, offset, data.len())?;
+        match &mut self.slots[buf.id] {
+            Slot::Index(v) if v.len() >= buf.len => {
+                v[offset..offset + data.len()].copy_from_slice(data);
+            }
+            _ => return Err(Self::foreign("write_u32", buf)),
+        }
+        self.ix.write(buf, offset, data);
+        Ok(())
+    }
+
+    fn upload_u8(&mut self, data: &[u8], _label: &str) -> Result<Buf> {
+        Ok(self.push(Slot::Bytes(data.to_vec())))
+    }
+
+    fn read_f32(&mut self, buf: Buf) -> Result<Vec<f64>> {
+        self.own_range("read_f32", buf, BufKind::F32, 0, 0)?;
+        Ok(self
+            .reals(buf, "read_f32")?
+            .iter()
+            .map(|&v| v as f64)
+            .collect())
+    }
+
+    fn read_u32(&mut self, buf: Buf) -> Result<Vec<u32>> {
+        self.own_range("read_u32", buf, BufKind::U32, 0, 0)?;
+        Ok(self.indices(buf, "read_u32")?.to_vec())
+    }
+
+    fn copy(
+        &mut self,
+        src: Buf,
+        src_offset: usize,
+        dst: Buf,
+        dst_offset: usize,
+        len: usize,
+    ) -> Result<()> {
+        self.own_range("copy", src, BufKind::F32, src_offset, len)?;
+        self.own_range("copy", dst, BufKind::F32, dst_offset, len)?;
+        if src.id == dst.id {
+            // Overlapping ranges copy as if through a temporary, like the reference.
+            let mut v = self.take(dst, "copy")?;
+            v.copy_within(src_offset..src_offset + len, dst_offset);
+            self.put(dst, v);
+        } else {
+            let mut v = self.take(dst, "copy")?;
+            let r = self.reals(src, "copy").map(|from| {
+                v[dst_offset..dst_offset + len].copy_from_slice(&from[src_offset..src_offset + len])
+            });
+            self.put(dst, v);
+            r?;
+        }
+        Ok(())
+    }
+
+    fn gather(&mut self, op: &Gather) -> Result<()> {
+        op.check(&self.ix)?;
+        self.ix.gather(op);
+        let n = op.labels.len;
+        let idx = &self.indices(op.index, "gather")?[..op.rows];
+        if let Some(&bad) = idx.iter().find(|&&s| s as usize >= n) {
+            return Err(Error::op(
+                "gather",
+                format!("sample index {bad} ≥ dataset size {n}"),
+            ));
+        }
+        let y = match &mut self.slots[op.y.id] {
+            Slot::Index(v) if v.len() >= op.y.len => std::mem::take(v),
+            _ => return Err(Self::foreign("gather", op.y)),
+        };
+        let mut y = y;
+        let r = self.with_out(op.x, "gather", |s, x| {
+            let idx = &s.indices(op.index, "gather")?[..op.rows];
+            let data = s.bytes(op.data, "gather")?;
+            let labels = s.indices(op.labels, "gather")?;
+            let (dim, mean, inv_std) = (op.dim, op.mean, 1.0 / op.std);
+            s.run(op.rows * dim, |min| {
+                x[..op.rows * dim]
+                    .par_chunks_mut(dim)
+                    .zip(idx.par_iter())
+                    .with_min_len(min)
+                    .for_each(|(row, &smp)| {
+                        let src = &data[smp as usize * dim..][..dim];
+                        for (v, &byte) in row.iter_mut().zip(src) {
+                            *v = ((byte as f64 / 255.0 - mean) * inv_std) as f32;
+                        }
+                    })
+            });
+            for (y, &smp) in y[..op.rows].iter_mut().zip(idx) {
+                *y = labels[smp as usize];
+            }
+            Ok(())
+        });
+        self.slots[op.y.id] = Slot::Index(y);
+        r
+    }
+
+    fn dense_forward(&mut self, op: &DenseForward) -> Result<()> {
+        op.check(&self.ix)?;
+        let s = op.shape;
+        let l = s.layer;
+        let blk_len = s.batch * l.in_dim;
+        self.load_jobs(&s, op.params.len / s.stride, op.input.len / blk_len)?;
+        let out_len = s.batch * l.out_dim;
+        let mut scratch = self.take_scratch(s.n_jobs * out_len);
+        let r = self.with_out(op.output, "dense_forward", |me, y| {
+            let (p, x) = (
+                me.reals(op.params, "dense_forward")?,
+                me.reals(op.input, "dense_forward")?,
+            );
+            me.run(2 * s.n_jobs * out_len * l.in_dim, |min| {
+                y[..s.n_jobs * out_len]
+                    .par_chunks_mut(out_len)
+                    .zip(scratch.par_chunks_mut(out_len))
+                    .zip(me.jobs.par_iter())
+                    .with_min_len(min)
+                    .for_each(|((y, t), &(m, blk))| {
+                        let slab = &p[m * s.stride..(m + 1) * s.stride];
+                        let x = &x[blk * blk_len..][..blk_len];
+                        dense::forward(&l, s.batch, slab, x, y, t);
+                    })
+            });
+            Ok(())
+        });
+        self.scratch = scratch;
+        r
+    }
+
+    fn dense_backward_data(&mut self, op: &DenseBackwardData) -> Result<()> {
+        op.check(&self.ix)?;
+        let s = op.shape;
+        let l = s.layer;
+        self.load_jobs(&s, op.params.len / s.stride, s.n_jobs)?;
+        let mut scratch = self.take_scratch(s.n_jobs * s.batch * l.in_dim);
+        let r = self.with_out(op.dx, "dense_backward_data", |me, dx| {
+            let what = "dense_backward_data";
+            let (p, dz, x) = (
+                me.reals(op.params, what)?,
+                me.reals(op.dz, what)?,
+                me.reals(op.input, what)?,
+            );
+            let (in_len, out_len) = (s.batch * l.in_dim, s.batch * l.out_dim);
+            me.run(2 * s.n_jobs * in_len * l.out_dim, |min| {
+                dx[..s.n_jobs * in_len]
+                    .par_chunks_mut(in_len)
+                    .zip(scratch.par_chunks_mut(in_len))
+                    .zip(me.jobs.par_iter())
+                    .enumerate()
+                    .with_min_len(min)
+                    .for_each(|(j, ((dx, t), &(m, _)))| {
+                        let slab = &p[m * s.stride..(m + 1) * s.stride];
+                        dense::backward_data(
+                            &l,
+                            s.batch,
+                            slab,
+                            &dz[j * out_len..][..out_len],
+                            &x[j * in_len..][..in_len],
+                            op.relu_mask,
+                            dx,
+                            t,
+                        );
+                    })
+            });
+            Ok(())
+        });
+        self.scratch = scratch;
+        r
+    }
+
+    fn dense_backward_weights(&mut self, op: &DenseBackwardWeights) -> Result<()> {
+        op.check(&self.ix)?;
+        let s = op.shape;
+        let l = s.layer;
+        let blk_len = s.batch * l.in_dim;
+        self.load_jobs(&s, usize::MAX, op.input.len / blk_len)?;
+        self.with_out(op.grads, "dense_backward_weights", |me, g| {
+            let what = "dense_backward_weights";
+            let (dz, x) = (me.reals(op.dz, what)?, me.reals(op.input, what)?);
+            let out_len = s.batch * l.out_dim;
+            me.run(2 * s.n_jobs * out_len * l.in_dim, |min| {
+                g[..s.n_jobs * s.stride]
+                    .par_chunks_mut(s.stride)
+                    .zip(me.jobs.par_iter())
+                    .enumerate()
+                    .with_min_len(min)
+                    .for_each(|(j, (slab, &(_, blk)))| {
+                        dense::backward_weights(
+                            &l,
+                            s.batch,
+                            &dz[j * out_len..][..out_len],
+                            &x[blk * blk_len..][..blk_len],
+                            slab,
+                        );
+                    })
+            });
+            Ok(())
+        })
+    }
+
+    fn softmax_xent(&mut self, op: &SoftmaxXent) -> Result<()> {
+        op.check(&self.ix)?;
+        let what = "softmax_xent";
+        let (c, batch, rows) = (op.classes, op.batch, op.n_jobs * op.batch);
+        let jobs = self.indices(op.jobs, what)?;
+        let labels = self.indices(op.labels, what)?;
+        // Every job's labels must exist before anything is written, as in the reference.
+        for j in 0..op.n_jobs {
+            let d = jobs[2 * j + 1] as usize;
+            if (d + 1) * batch > labels.len() {
+                return Err(Error::op(
+                    what,
+                    format!("job {j}'s data agent {d} has no labels"),
+                ));
+            }
+        }
+        let mut stats = self.take(op.stats, what)?;
+        let r = self.with_out(op.dlogits, what, |me, dl| {
+            let (jobs, labels) = (me.indices(op.jobs, what)?, me.indices(op.labels, what)?);
+            let logits = me.reals(op.logits, what)?;
+            let (loss, hits) = stats[..2 * rows].split_at_mut(rows);
+            me.run(20 * rows * c, |min| {
+                dl[..rows * c]
+                    .par_chunks_mut(batch * c)
+                    .zip(loss.par_chunks_mut(batch).zip(hits.par_chunks_mut(batch)))
+                    .enumerate()
+                    .with_min_len(min)
+                    .for_each(|(j, (dl, (loss, hits)))| {
+                        let d = jobs[2 * j + 1] as usize;
+                        for b in 0..batch {
+                            let label = (labels[d * batch + b] as usize).min(c - 1);
+                            let row = j * batch + b;
+                            let z = &logits[row * c..(row + 1) * c];
+                            let (l, h) = elementwise::softmax_row(
+                                z,
+                                label,
+                                batch,
+                                &mut dl[b * c..(b + 1) * c],
+                            );
+                            (loss[b], hits[b]) = (l, h);
+                        }
+                    })
+            });
+            Ok(())
+        });
+        self.put(op.stats, stats);
+        r
+    }
+
+    fn mix(&mut self, op: &Mix) -> Result<()> {
+        op.check(&self.ix)?;
+        let what = "mix";
+        let c = op.csr;
+        let row_ptr = &self.indices(c.row_ptr, what)?[..c.rows + 1];
+        let col = self.indices(c.col, what)?;
+        let nnz = row_ptr[c.rows] as usize;
+        if nnz > col.len()
+            || row_ptr.windows(2).any(|p| p[0] > p[1])
+            || col[..nnz].iter().any(|&k| k as usize >= c.n_cols)
+        {
+            return Err(Error::op(
+                what,
+                "malformed CSR (row offsets or columns out of range)",
+            ));
+        }
+        if op.len == 0 || c.rows == 0 {
+            self.counters.dispatches += 1;
+            return Ok(());
+        }
+        self.with_out(op.output, what, |me, y| {
+            let row_ptr = &me.indices(c.row_ptr, what)?[..c.rows + 1];
+            let col = me.indices(c.col, what)?;
+            let w = me.reals(c.weight, what)?;
+            let input = MixInput {
+                data: me.reals(op.input, what)?,
+                offset: op.in_offset,
+                stride: op.in_stride,
+            };
+            let y = &mut y[op.out_offset..];
+            if op.out_stride >= op.len {
+                let m = MixMatrix {
+                    row_ptr,
+                    cols: col,
+                    weights: w,
+                };
+                let work = 2 * row_ptr[c.rows] as usize * op.len;
+                me.run(work, |min| {
+                    elementwise::mix(y, op.out_stride, op.len, m, input, min)
+                });
+            } else {
+                // Overlapping output rows: in row order, so the last row written wins, as in
+                // the reference (the input is another buffer, so order cannot change it).
+                for r in 0..c.rows {
+                    let e = row_ptr[r] as usize..row_ptr[r + 1] as usize;
+                    let out = &mut y[r * op.out_stride..][..op.len];
+                    elementwise::mix_row(out, (&col[e.clone()], &w[e]), input);
+                }
+            }
+            Ok(())
+        })
+    }
+
+    fn axpby(&mut self, op: &Axpby) -> Result<()> {
+        op.check()?;
+        self.with_out(op.y, "axpby", |me, y| {
+            let x = &me.reals(op.x, "axpby")?[..op.len];
+            let (a, b) = (op.a as f32, op.b as f32);
+            me.run(3 * op.len, |min| {
+                elementwise::axpby(x, &mut y[..op.len], a, b, min)
+            });
+            Ok(())
+        })
+    }
+
+    fn local_step(&mut self, op: &LocalStep) -> Result<()> {
+        op.check()?;
+        let what = "local_step";
+        let mut m = self.take(op.momentum_buf, what)?;
+        let r = self.with_out(op.params, what, |me, x| {
+            let g = &me.reals(op.grads, what)?[..op.len];
+            let h = Sgd {
+                lr: op.lr as f32,
+                beta: op.momentum as f32,
+                nesterov: op.nesterov,
+                wd: op.weight_decay as f32,
+            };
+            me.run(6 * op.len, |min| {
+                elementwise::local_step(&mut x[..op.len], g, &mut m[..op.len], h, min)
+            });
+            Ok(())
+        });
+        self.put(op.momentum_buf, m);
+        r
+    }
+
+    fn reduce(&mut self, op: &Reduce) -> Result<()> {
+        op.check()?;
+        self.with_out(op.out, "reduce", |me, out| {
+            if op.segments == 0 || op.seg_len == 0 {
+                out[op.out_offset..op.out_offset + op.segments].fill(0.0);
+                return Ok(());
+            }
+            let a = me.reals(op.a, "reduce")?;
+            let b = if op.mode == ReduceMode::Sum {
+                a
+            } else {
+                me.reals(op.b, "reduce")?
+            };
+            me.run(op.segments * op.seg_len, |min| {
+                out[op.out_offset..op.out_offset + op.segments]
+                    .par_iter_mut()
+                    .enumerate()
+                    .with_min_len(min)
+                    .for_each(|(s, o)| {
+                        let xa = &a[op.a_offset + s * op.a_stride..][..op.seg_len];
+                        let sum = match op.mode {
+                            ReduceMode::Sum => elementwise::segment_sum(xa, None, |x, _| x),
+                            ReduceMode::Dot | ReduceMode::SquaredDistance => {
+                                let xb = &b[op.b_offset + s * op.b_stride..][..op.seg_len];
+                                if op.mode == ReduceMode::Dot {
+                                    elementwise::segment_sum(xa, Some(xb), |x, y| x * y)
+                                } else {
+                                    elementwise::segment_sum(xa, Some(xb), |x, y| (x - y) * (x - y))
+                                }
+                            }
+                        };
+                        *o = sum as f32;
+                    })
+            });
+            Ok(())
+        })
+    }
+
+    fn adam_step(&mut self, op: &AdamStep) -> Result<()> {
+        op.check()?;
+        let what = "adam_step";
+        self.with_out(op.params, what, |me, x| {
+            let g = &me.reals(op.grads, what)?[..op.len];
+            let m1 = &me.reals(op.m1, what)?[..op.len];
+            let m2 = &me.reals(op.m2, what)?[..op.len];
+            let h = Adam {
+                step: (op.lr / op.bc1) as f32,
+                sbc2: op.bc2.sqrt() as f32,
+                b1: op.beta1 as f32,
+                b2: op.beta2 as f32,
+                eps: op.eps as f32,
+                wd: op.weight_decay as f32,
+            };
+            me.run(12 * op.len, |min| {
+                elementwise::adam_step(&mut x[..op.len], g, m1, m2, h, min)
+            });
+            Ok(())
+        })
+    }
+
+    fn adam_moments(&mut self, op: &AdamMoments) -> Result<()> {
+        op.check()?;
+        let what = "adam_moments";
+        let len = op.agents * op.stride;
+        let mut m2 = self.take(op.m2, what)?;
+        let r = self.with_out(op.m1, what, |me, m1| {
+            let delta = &me.reals(op.delta, what)?[..len];
+            let norms = &me.reals(op.sq_norms, what)?[..op.agents];
+            me.run(8 * len, |min| {
+                elementwise::adam_moments(
+                    delta,
+                    norms,
+                    &mut m1[..len],
+                    &mut m2[..len],
+                    op.stride,
+                    (op.beta1 as f32, op.beta2 as f32),
+                    min,
+                )
+            });
+            Ok(())
+        });
+        self.put(op.m2, m2);
+        r
+    }
+
+    fn flush(&mut self) -> Result<()> {
+        self.counters.submits += 1;
+        Ok(())
+    }
+
+    fn counters(&self) -> Counters {
+        self.counters
+    }
+
+    fn live_buffers(&self) -> LiveBuffers {
+        let bytes = self
+            .slots
+            .iter()
+            .map(|s| match s {
+                Slot::Real(v) => 4 * v.len() as u64,
+                Slot::Index(v) => 4 * v.len() as u64,
+                Slot::Bytes(v) => v.len() as u64,
+            })
+            .sum();
+        LiveBuffers {
+            count: self.slots.len(),
+            bytes,
+        }
+    }
+
+    fn release_from(&mut self, mark: usize) {
+        self.slots.truncate(mark);
+        self.ix.release_from(mark);
+    }
+}
