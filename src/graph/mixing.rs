@@ -28,6 +28,39 @@ fn from_neighbor_weights(g: &Graph, w: impl Fn(usize, usize) -> f64) -> Csr {
     Csr::from_rows(g.n(), &rows)
 }
 
+/// A stochastic row's f64 weights may sum to one while their f32 roundings do not (the
+/// Metropolis–Hastings ring row 1/3, 1/3, 1/3 sums to 1 + 2.98e-8 in f32), and then every mix
+/// scales the mean a little. The weights as an f32 backend should store them: in a row that
+/// stores its diagonal and sums to one (within 1e-9), every neighbour weight is rounded to f32
+/// and the self weight is 1 minus their rounded sum, nudged by an ulp where needed so that the
+/// row sums to exactly 1 when accumulated in f32 in CSR order (as the mix kernel does for a
+/// constant vector). Other rows are rounded entry by entry.
+pub fn f32_row_weights(w: &Csr) -> Vec<f32> {
+    let mut out: Vec<f32> = w.weight.iter().map(|&v| v as f32).collect();
+    for r in 0..w.n_rows() {
+        let (lo, hi) = (w.row_ptr[r] as usize, w.row_ptr[r + 1] as usize);
+        let Some(diag) = (lo..hi).find(|&e| w.col[e] as usize == r) else {
+            continue;
+        };
+        if (w.weight[lo..hi].iter().sum::<f64>() - 1.0).abs() > 1e-9 {
+            continue;
+        }
+        let others: f32 = (lo..hi).filter(|&e| e != diag).map(|e| out[e]).sum();
+        out[diag] = 1.0 - others;
+        let row_sum = |out: &[f32]| out[lo..hi].iter().fold(0.0f32, |acc, &v| acc + v);
+        // 1 − s is exact for s ≥ 1/2 (Sterbenz); below, one or two ulps of nudging suffice.
+        for _ in 0..4 {
+            let s = row_sum(&out);
+            if s == 1.0 {
+                break;
+            }
+            let d = out[diag];
+            out[diag] = if s > 1.0 { d.next_down() } else { d.next_up() };
+        }
+    }
+    out
+}
+
 /// Metropolis–Hastings "+1" weights: W_ij = 1/(max(deg_i, deg_j) + 1), W_ii = 1 − Σ_j W_ij.
 pub fn metropolis_hastings(g: &Graph) -> Csr {
     from_neighbor_weights(g, |i, j| 1.0 / (g.degree(i).max(g.degree(j)) as f64 + 1.0))
@@ -537,5 +570,38 @@ mod tests {
             let c = apply(&w, &[2.5; 12]);
             assert!(c.iter().all(|&v| close(v, 2.5, 1e-14)));
         }
+    }
+    #[test]
+    fn f32_rows_sum_to_exactly_one() {
+        let g = Graph::ring(8).unwrap();
+        let f32_sum = |w: &Csr, v: &[f32], r: usize| {
+            (w.row_ptr[r] as usize..w.row_ptr[r + 1] as usize).fold(0.0f32, |a, e| a + v[e])
+        };
+        for w in [
+            metropolis_hastings(&g),
+            constant(&g, 0.3233333333).unwrap(),
+            metropolis_hastings(&Graph::erdos_renyi(13, 0.4, 3).unwrap()),
+            damped(&metropolis_hastings(&g), 0.3).unwrap(),
+        ] {
+            // Entry-by-entry rounding misses one on some row (the MH ring: 1 + 2.98e-8).
+            let naive: Vec<f32> = w.weight.iter().map(|&v| v as f32).collect();
+            let fixed = f32_row_weights(&w);
+            for r in 0..w.n_rows() {
+                assert_eq!(f32_sum(&w, &fixed, r), 1.0, "row {r}");
+                for e in w.row_ptr[r] as usize..w.row_ptr[r + 1] as usize {
+                    let ulp = (w.weight[e] as f32).abs() * f32::EPSILON * 4.0;
+                    assert!((fixed[e] - naive[e]).abs() <= ulp, "row {r} entry {e}");
+                    if w.col[e] as usize != r {
+                        assert_eq!(fixed[e], naive[e], "neighbour weights are rounded alone");
+                    }
+                }
+            }
+        }
+        let mh = metropolis_hastings(&g);
+        let naive: Vec<f32> = mh.weight.iter().map(|&v| v as f32).collect();
+        assert_ne!(f32_sum(&mh, &naive, 0), 1.0, "the MH ring row does not sum to one");
+        // Rows that are not stochastic (relay message rows) are only rounded.
+        let msg = Csr::from_rows(3, &[vec![(0, 1.0), (1, 1.0)], vec![(1, 0.1)]]);
+        assert_eq!(f32_row_weights(&msg), vec![1.0, 1.0, 0.1f32]);
     }
 }

@@ -51,7 +51,7 @@ pub use matcha::{
 };
 pub use mixing::{
     check_doubly_stochastic, check_nonnegative, check_rows_sorted_with_self, check_stochastic,
-    check_symmetric, complete, constant, damped, metropolis_hastings, uniform, MixingRule,
+    check_symmetric, complete, constant, damped, f32_row_weights, metropolis_hastings, uniform, MixingRule,
     DEFAULT_TOL, MIXING_RULE_NAMES,
 };
 pub use schedule::{HopSchedule, OnePeerExponential, EXPONENTIAL_ROUNDS, HOP_SCHEDULE_NAMES};

@@ -617,6 +617,56 @@ impl Backend for GpuBackend {
         self.dispatch(kernel, &p, &[op.x, op.y], op.len / unit)
     }
 
+    fn fill(&mut self, op: &Fill) -> Result<()> {
+        op.check()?;
+        let p = VectorParams {
+            count: u(op.count),
+            len: u(op.len),
+            dst_offset: u(op.offset),
+            dst_stride: u(op.stride),
+            dst_step: 1,
+            value: op.value as f32,
+            ..Default::default()
+        };
+        self.dispatch(Kernel::Fill, &p, &[op.y], op.count * op.len)
+    }
+
+    fn copy_strided(&mut self, op: &CopyStrided) -> Result<()> {
+        op.check()?;
+        let p = VectorParams {
+            count: u(op.count),
+            len: u(op.len),
+            src_offset: u(op.src_offset),
+            src_stride: u(op.src_stride),
+            src_step: u(op.src_step),
+            dst_offset: u(op.dst_offset),
+            dst_stride: u(op.dst_stride),
+            dst_step: u(op.dst_step),
+            ..Default::default()
+        };
+        self.dispatch(
+            Kernel::CopyStrided,
+            &p,
+            &[op.src, op.dst],
+            op.count * op.len,
+        )
+    }
+
+    fn mean(&mut self, op: &Mean) -> Result<()> {
+        op.check()?;
+        let p = VectorParams {
+            count: u(op.count),
+            len: u(op.len),
+            src_offset: u(op.src_offset),
+            src_stride: u(op.src_stride),
+            src_step: 1,
+            dst_offset: u(op.dst_offset),
+            dst_step: 1,
+            ..Default::default()
+        };
+        self.dispatch(Kernel::Mean, &p, &[op.src, op.dst], op.len)
+    }
+
     fn local_step(&mut self, op: &LocalStep) -> Result<()> {
         op.check()?;
         let (kernel, unit) = self.elementwise(op.len, Kernel::LocalStep, Kernel::LocalStepVec4);
