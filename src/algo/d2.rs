@@ -3,11 +3,34 @@
 //! recorded as c ← x − x' (the same value without two extra buffers and with less rounding).
 //! Requires λ_min(W) > −1/3.
 
-use super::{gossip_bytes_per_agent, AgentBuffers, Algo, LocalHyper, Objective};
-use crate::backend::{Axpby, Backend, Buf, CsrBufs, Mix};
+use super::{gossip_matrix, AgentBuffers, Algo, AlgoSetup, AlgoSpec, Algorithm, LocalHyper};
+use super::{Objective, TopologyNeed, VectorOps};
+use crate::backend::{Backend, Buf};
+use crate::comm::Gossip;
 use crate::error::{Error, Result};
 use crate::graph::lambda_min;
 use crate::sparse::Csr;
+
+/// D².
+pub const SPEC: AlgoSpec = AlgoSpec {
+    name: "d2",
+    aliases: &["d-2"],
+    doc: "D², form B; needs λ_min(W) > −1/3 (rings: --gossip-weight 0.3233)",
+    topology: TopologyNeed::Static,
+    simulates_drops: false,
+    options: &[],
+    build,
+};
+
+impl Algorithm {
+    /// D², form B (§5.10); needs λ_min(W) > −1/3.
+    #[allow(non_upper_case_globals)]
+    pub const D2: Algorithm = Algorithm(&SPEC);
+}
+
+fn build(be: &mut dyn Backend, buf: AgentBuffers, s: &AlgoSetup) -> Result<Box<dyn Algo>> {
+    Ok(Box::new(D2::new(be, buf, &gossip_matrix(s)?, s.hyper)?))
+}
 
 /// D² needs λ_min(W) above this bound (with a small margin for rounding).
 pub const D2_LAMBDA_MIN_BOUND: f64 = -1.0 / 3.0;
@@ -33,9 +56,8 @@ pub struct D2 {
     buf: AgentBuffers,
     /// The correction c (its buffer rotates with params and spare every step).
     corr: Buf,
-    w: CsrBufs,
+    w: Gossip,
     hyper: LocalHyper,
-    bytes: Vec<u64>,
 }
 
 impl D2 {
@@ -47,13 +69,11 @@ impl D2 {
         hyper: LocalHyper,
     ) -> Result<Self> {
         check_d2_spectrum(w)?;
-        let bytes = gossip_bytes_per_agent(w, buf.d);
         Ok(D2 {
             corr: buf.alloc_like(be, "d2.c")?,
-            w: be.upload_csr(w, "W")?,
+            w: Gossip::new(be, w, buf.stride, buf.d, "W")?,
             buf,
             hyper,
-            bytes,
         })
     }
 }
@@ -70,47 +90,21 @@ impl Algo for D2 {
         t: u64,
         lr: f64,
     ) -> Result<()> {
-        let (len, s) = (self.buf.len(), self.buf.stride);
-        obj.record_gradients(be, self.buf.params, self.buf.grads, t)?;
-        // x' = LocalStep(x) in place.
-        self.buf.record_local_step(be, lr, self.hyper)?;
-        // The message x' + c, written over c.
-        be.axpby(&Axpby {
-            x: self.buf.params,
-            y: self.corr,
-            a: 1.0,
-            b: 1.0,
-            len,
-        })?;
-        // x_new = W(x' + c) into the spare buffer.
-        be.mix(&Mix {
-            csr: self.w,
-            input: self.corr,
-            in_offset: 0,
-            in_stride: s,
-            output: self.buf.spare,
-            out_offset: 0,
-            out_stride: s,
-            len: s,
-        })?;
-        // c_new = x_new − x' (= x_new − prev − u), written over x'.
-        be.axpby(&Axpby {
-            x: self.buf.spare,
-            y: self.buf.params,
-            a: 1.0,
-            b: -1.0,
-            len,
-        })?;
+        let b = &mut self.buf;
+        let (x, c, next) = (b.params, self.corr, b.spare);
+        b.ledger.clear();
+        obj.record_gradients(be, x, b.grads, t)?;
+        b.record_local_step(be, lr, self.hyper)?; // x' = LocalStep(x), in place
+        be.add_assign(c, x)?; // the message x' + c, over c
+        self.w.record(be, &mut b.ledger, c, next)?; // x_new = W(x' + c)
+        be.rsub_assign(x, next)?; // c_new = x_new − x' (= x_new − prev − u), over x'
         // Rotate: params ← x_new, c ← c_new, spare ← the old message buffer.
-        let (x_new, c_new, free) = (self.buf.spare, self.buf.params, self.corr);
-        self.buf.params = x_new;
-        self.corr = c_new;
-        self.buf.spare = free;
+        (b.params, self.corr, b.spare) = (next, x, c);
         Ok(())
     }
 
     fn bytes_sent(&self) -> &[u64] {
-        &self.bytes
+        self.buf.ledger.sent()
     }
 
     fn state(&self) -> Vec<(&'static str, Buf)> {
@@ -122,6 +116,7 @@ impl Algo for D2 {
     }
 
     fn record_gossip(&mut self, be: &mut dyn Backend) -> Result<()> {
-        self.buf.record_mix(be, &self.w)
+        self.buf.ledger.clear();
+        self.buf.gossip(be, &self.w)
     }
 }

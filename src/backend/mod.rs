@@ -738,7 +738,10 @@ impl Fill {
         let end = strided_end(self.offset, self.stride, 1, self.count, self.len);
         need("fill", "y", self.y, BufKind::F32, end)?;
         if !self.value.is_finite() {
-            return Err(Error::op("fill", format!("value {} is not finite", self.value)));
+            return Err(Error::op(
+                "fill",
+                format!("value {} is not finite", self.value),
+            ));
         }
         Ok(())
     }
@@ -748,7 +751,10 @@ impl CopyStrided {
     /// Validates sizes, kinds and steps.
     pub fn check(&self) -> Result<()> {
         let op = "copy_strided";
-        nonzero(op, &[("src_step", self.src_step), ("dst_step", self.dst_step)])?;
+        nonzero(
+            op,
+            &[("src_step", self.src_step), ("dst_step", self.dst_step)],
+        )?;
         let (c, l) = (self.count, self.len);
         let src_end = strided_end(self.src_offset, self.src_stride, self.src_step, c, l);
         let dst_end = strided_end(self.dst_offset, self.dst_stride, self.dst_step, c, l);
@@ -765,7 +771,13 @@ impl Mean {
         nonzero(op, &[("count", self.count)])?;
         let src_end = strided_end(self.src_offset, self.src_stride, 1, self.count, self.len);
         need(op, "src", self.src, BufKind::F32, src_end)?;
-        need(op, "dst", self.dst, BufKind::F32, self.dst_offset + self.len)?;
+        need(
+            op,
+            "dst",
+            self.dst,
+            BufKind::F32,
+            self.dst_offset + self.len,
+        )?;
         distinct(op, self.dst, &[self.src])
     }
 }

@@ -27,9 +27,8 @@ pub struct Args {
     /// TOML config file (keys as in TrainConfig); flags override it.
     #[arg(long)]
     pub config: Option<PathBuf>,
-    /// Algorithm: dsgd (with --momentum > 0: DSGDm-N), allreduce, qgm, qg-adam, d2, gt, sgp,
-    /// slowmo, relaysgd, relaysgd-grad.
-    #[arg(long)]
+    /// Algorithm name (the list, from the registry, is in `--help`).
+    #[arg(long, help = algo_help())]
     pub algo: Option<String>,
     /// Topology (ring, torus, complete, star, chain, hypercube, ...).
     #[arg(long)]
@@ -278,7 +277,7 @@ pub fn build_config(args: &Args) -> Result<TrainConfig> {
         c.epochs = Some(e);
         c.steps = None;
     }
-    if c.algo == crate::train::Algorithm::AllReduce
+    if c.algo.topology_need() == crate::algo::TopologyNeed::None
         && args.topology.is_none()
         && args.config.is_none()
     {
@@ -430,11 +429,10 @@ pub fn run_args(args: &Args, out: &mut dyn Write, err: &mut dyn Write) -> Result
     let _ = writeln!(info, "backend: {adapter}");
     let mut trainer = Trainer::new(config.clone(), be)?;
     let dir = args.out.clone().unwrap_or_else(|| {
-        let topo = if config.algo.uses_topology() {
-            config.topology.name()
-        } else {
-            "complete"
-        };
+        let topo = config
+            .algo
+            .runs_on(&config.topology)
+            .map_or("complete", |t| t.name());
         PathBuf::from(format!("runs/{}-{}-n{}", config.algo, topo, config.agents))
     });
     if let Some(every) = args.checkpoint_every {
@@ -576,4 +574,9 @@ pub fn run_args(args: &Args, out: &mut dyn Write, err: &mut dyn Write) -> Result
         let _ = writeln!(out, "{obj}");
     }
     Ok(())
+}
+
+/// The `--algo` help: one line per registered algorithm.
+fn algo_help() -> String {
+    format!("Algorithm:\n{}", crate::algo::algorithm_help())
 }

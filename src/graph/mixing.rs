@@ -599,7 +599,11 @@ mod tests {
         }
         let mh = metropolis_hastings(&g);
         let naive: Vec<f32> = mh.weight.iter().map(|&v| v as f32).collect();
-        assert_ne!(f32_sum(&mh, &naive, 0), 1.0, "the MH ring row does not sum to one");
+        assert_ne!(
+            f32_sum(&mh, &naive, 0),
+            1.0,
+            "the MH ring row does not sum to one"
+        );
         // Rows that are not stochastic (relay message rows) are only rounded.
         let msg = Csr::from_rows(3, &[vec![(0, 1.0), (1, 1.0)], vec![(1, 0.1)]]);
         assert_eq!(f32_row_weights(&msg), vec![1.0, 1.0, 0.1f32]);
