@@ -580,7 +580,10 @@ mod tests {
             // Small neighbour weights (0.1 here) or irregular degrees: 1 − s may need more
             // bits than the self weight's f32 has.
             (damped(&metropolis_hastings(&ring), 0.3).unwrap(), false),
-            (metropolis_hastings(&Graph::erdos_renyi(13, 0.4, 3).unwrap()), false),
+            (
+                metropolis_hastings(&Graph::erdos_renyi(13, 0.4, 3).unwrap()),
+                false,
+            ),
         ];
         for (w, exact) in &cases {
             let naive: Vec<f32> = w.weight.iter().map(|&v| v as f32).collect();
