@@ -4,6 +4,7 @@
 use crate::backend::{Backend, Buf, BufKind, LocalStep};
 use crate::comm::{Gossip, Ledger};
 use crate::error::{Error, Result};
+use crate::sparse::Csr;
 
 /// Local optimizer hyperparameters (ALGORITHMS.md §1 LocalStep).
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -94,6 +95,11 @@ impl AgentBuffers {
         be.alloc(BufKind::F32, self.len(), label)
     }
 
+    /// A gossip channel for W over these slabs.
+    pub fn gossip_channel(&self, be: &mut dyn Backend, w: &Csr) -> Result<Gossip> {
+        Gossip::new(be, w, self.stride, self.d, "W")
+    }
+
     /// Records `x ← LocalStep(x, g)` on the given parameters with this state's gradients and
     /// momentum.
     pub fn record_local_step_on(
@@ -124,5 +130,18 @@ impl AgentBuffers {
     /// buffer, so every row reads the state at the start of the round).
     pub fn gossip(&mut self, be: &mut dyn Backend, w: &Gossip) -> Result<()> {
         w.record_swap(be, &mut self.ledger, &mut self.params, &mut self.spare)
+    }
+
+    /// One gossip round alone, as an iteration of its own (the ledger restarts).
+    pub fn gossip_alone(&mut self, be: &mut dyn Backend, w: &Gossip) -> Result<()> {
+        self.ledger.clear();
+        self.gossip(be, w)
+    }
+
+    /// Checkpoint buffers: parameters, local momentum, then `extra`.
+    pub fn state_with(&self, extra: &[(&'static str, Buf)]) -> Vec<(&'static str, Buf)> {
+        let mut s = vec![("params", self.params), ("momentum", self.momentum)];
+        s.extend_from_slice(extra);
+        s
     }
 }

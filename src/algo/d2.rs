@@ -3,8 +3,8 @@
 //! recorded as c ← x − x' (the same value without two extra buffers and with less rounding).
 //! Requires λ_min(W) > −1/3.
 
-use super::{gossip_matrix, AgentBuffers, Algo, AlgoSetup, AlgoSpec, Algorithm, LocalHyper};
-use super::{Objective, TopologyNeed, VectorOps};
+use super::{gossip_matrix, AgentBuffers, Algo, AlgoSetup, AlgoSpec, LocalHyper};
+use super::{Step, TopologyNeed, VectorOps};
 use crate::backend::{Backend, Buf};
 use crate::comm::Gossip;
 use crate::error::{Error, Result};
@@ -13,24 +13,12 @@ use crate::sparse::Csr;
 
 /// D².
 pub const SPEC: AlgoSpec = AlgoSpec {
-    name: "d2",
-    aliases: &["d-2"],
+    names: &["d2", "d-2"],
     doc: "D², form B; needs λ_min(W) > −1/3 (rings: --gossip-weight 0.3233)",
     topology: TopologyNeed::Static,
-    simulates_drops: false,
     options: &[],
     build,
 };
-
-impl Algorithm {
-    /// D², form B (§5.10); needs λ_min(W) > −1/3.
-    #[allow(non_upper_case_globals)]
-    pub const D2: Algorithm = Algorithm(&SPEC);
-}
-
-fn build(be: &mut dyn Backend, buf: AgentBuffers, s: &AlgoSetup) -> Result<Box<dyn Algo>> {
-    Ok(Box::new(D2::new(be, buf, &gossip_matrix(s)?, s.hyper)?))
-}
 
 /// D² needs λ_min(W) above this bound (with a small margin for rounding).
 pub const D2_LAMBDA_MIN_BOUND: f64 = -1.0 / 3.0;
@@ -60,41 +48,24 @@ pub struct D2 {
     hyper: LocalHyper,
 }
 
-impl D2 {
-    /// Checks the spectrum and uploads W.
-    pub fn new(
-        be: &mut dyn Backend,
-        buf: AgentBuffers,
-        w: &Csr,
-        hyper: LocalHyper,
-    ) -> Result<Self> {
-        check_d2_spectrum(w)?;
-        Ok(D2 {
-            corr: buf.alloc_like(be, "d2.c")?,
-            w: Gossip::new(be, w, buf.stride, buf.d, "W")?,
-            buf,
-            hyper,
-        })
-    }
+fn build(be: &mut dyn Backend, buf: AgentBuffers, s: &AlgoSetup) -> Result<Box<dyn Algo>> {
+    let w = gossip_matrix(s)?;
+    check_d2_spectrum(&w)?;
+    Ok(Box::new(D2 {
+        corr: buf.alloc_like(be, "d2.c")?,
+        w: buf.gossip_channel(be, &w)?,
+        buf,
+        hyper: s.hyper,
+    }))
 }
 
 impl Algo for D2 {
-    fn params(&self) -> Buf {
-        self.buf.params
-    }
-
-    fn record_step(
-        &mut self,
-        be: &mut dyn Backend,
-        obj: &mut dyn Objective,
-        t: u64,
-        lr: f64,
-    ) -> Result<()> {
+    fn step(&mut self, be: &mut dyn Backend, mut s: Step<'_>) -> Result<()> {
         let b = &mut self.buf;
         let (x, c, next) = (b.params, self.corr, b.spare);
         b.ledger.clear();
-        obj.record_gradients(be, x, b.grads, t)?;
-        b.record_local_step(be, lr, self.hyper)?; // x' = LocalStep(x), in place
+        s.gradients(be, b)?;
+        b.record_local_step(be, s.lr, self.hyper)?; // x' = LocalStep(x), in place
         be.add_assign(c, x)?; // the message x' + c, over c
         self.w.record(be, &mut b.ledger, c, next)?; // x_new = W(x' + c)
         be.rsub_assign(x, next)?; // c_new = x_new − x' (= x_new − prev − u), over x'
@@ -103,20 +74,15 @@ impl Algo for D2 {
         Ok(())
     }
 
-    fn bytes_sent(&self) -> &[u64] {
-        self.buf.ledger.sent()
-    }
-
     fn state(&self) -> Vec<(&'static str, Buf)> {
-        vec![
-            ("params", self.buf.params),
-            ("momentum", self.buf.momentum),
-            ("d2.c", self.corr),
-        ]
+        self.buf.state_with(&[("d2.c", self.corr)])
     }
 
     fn record_gossip(&mut self, be: &mut dyn Backend) -> Result<()> {
-        self.buf.ledger.clear();
-        self.buf.gossip(be, &self.w)
+        self.buf.gossip_alone(be, &self.w)
+    }
+
+    fn buffers(&self) -> &AgentBuffers {
+        &self.buf
     }
 }

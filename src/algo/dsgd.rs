@@ -8,8 +8,8 @@
 //! step and hop 2^(t mod log₂ n), so every hop is used and log₂ n steps average exactly (the
 //! matrix is rewritten with `write_csr` before each step's work, as SGP does).
 
-use super::{gossip_matrix, AgentBuffers, Algo, AlgoSetup, AlgoSpec, Algorithm, DsgdOrder};
-use super::{LocalHyper, Objective, TopologyNeed};
+use super::{gossip_matrix, AgentBuffers, Algo, AlgoSetup, AlgoSpec, DsgdOrder};
+use super::{LocalHyper, Step, TopologyNeed};
 use crate::backend::{Backend, Buf};
 use crate::comm::Gossip;
 use crate::error::{Error, Result};
@@ -18,32 +18,12 @@ use crate::sparse::Csr;
 
 /// D-PSGD / DSGDm-N.
 pub const SPEC: AlgoSpec = AlgoSpec {
-    name: "dsgd",
-    aliases: &["d-psgd", "dpsgd", "dsgdm", "dsgdm-n"],
+    names: &["dsgd", "d-psgd", "dpsgd", "dsgdm", "dsgdm-n"],
     doc: "D-PSGD (with --momentum > 0: DSGDm-N), on a static graph or the one-peer exponential graph",
     topology: TopologyNeed::StaticOrExponential,
-    simulates_drops: false,
     options: &["dsgd-order", "hop-schedule"],
     build,
 };
-
-impl Algorithm {
-    /// D-PSGD (adapt-then-combine, or combine-then-adapt with `dsgd_order`); with momentum
-    /// β > 0 it is DSGDm-N (local momentum). Static graphs or the one-peer exponential graph.
-    #[allow(non_upper_case_globals)]
-    pub const Dsgd: Algorithm = Algorithm(&SPEC);
-}
-
-fn build(be: &mut dyn Backend, buf: AgentBuffers, s: &AlgoSetup) -> Result<Box<dyn Algo>> {
-    let dsgd = if *s.topology == Topology::Exponential {
-        let graph = OnePeerExponential::new(s.agents, s.options.hop_schedule)
-            .map_err(|e| Error::param("topology", e.to_string()))?;
-        Dsgd::exponential(be, buf, graph, s.hyper)?
-    } else {
-        Dsgd::new(be, buf, &gossip_matrix(s)?, s.hyper)?
-    };
-    Ok(Box::new(dsgd.with_order(s.options.dsgd_order)))
-}
 
 /// D-PSGD / DSGDm-N state.
 pub struct Dsgd {
@@ -55,47 +35,28 @@ pub struct Dsgd {
     order: DsgdOrder,
 }
 
-impl Dsgd {
-    /// Uploads the static gossip matrix `w` (agents × agents); adapt-then-combine.
-    pub fn new(
-        be: &mut dyn Backend,
-        buf: AgentBuffers,
-        w: &Csr,
-        hyper: LocalHyper,
-    ) -> Result<Self> {
-        Ok(Dsgd {
-            w: Gossip::new(be, w, buf.stride, buf.d, "W")?,
-            exponential: None,
-            buf,
-            hyper,
-            order: DsgdOrder::Atc,
-        })
-    }
-
-    /// Gossips on the one-peer exponential graph, one round per step: step t is round
-    /// (⌊t/2⌋, t mod 2) of the graph's hop schedule (under `cyclic`, hop 2^(t mod log₂ n), so
-    /// every hop is used and log₂ n steps average exactly); adapt-then-combine.
-    pub fn exponential(
-        be: &mut dyn Backend,
-        buf: AgentBuffers,
-        graph: OnePeerExponential,
-        hyper: LocalHyper,
-    ) -> Result<Self> {
-        let mut me = Dsgd::new(be, buf, &exponential_round(&graph, 0), hyper)?;
-        me.exponential = Some(graph);
-        Ok(me)
-    }
-
-    /// The same state running in `order`.
-    pub fn with_order(mut self, order: DsgdOrder) -> Self {
-        self.order = order;
-        self
-    }
-
-    /// The order of local step and gossip.
-    pub fn order(&self) -> DsgdOrder {
-        self.order
-    }
+fn build(be: &mut dyn Backend, buf: AgentBuffers, s: &AlgoSetup) -> Result<Box<dyn Algo>> {
+    // On the exponential graph, step t is round (⌊t/2⌋, t mod 2) of the graph's hop schedule
+    // (under `cyclic`, hop 2^(t mod log₂ n): every hop is used and log₂ n steps average
+    // exactly); the matrix is rewritten before each step's work.
+    let exponential = if *s.topology == Topology::Exponential {
+        let g = OnePeerExponential::new(s.agents, s.options.hop_schedule)
+            .map_err(|e| Error::param("topology", e.to_string()))?;
+        Some(g)
+    } else {
+        None
+    };
+    let w = match &exponential {
+        Some(g) => exponential_round(g, 0),
+        None => gossip_matrix(s)?,
+    };
+    Ok(Box::new(Dsgd {
+        w: buf.gossip_channel(be, &w)?,
+        exponential,
+        buf,
+        hyper: s.hyper,
+        order: s.options.dsgd_order,
+    }))
 }
 
 /// The mixing matrix of step t: round (⌊t/2⌋, t mod 2) of the two-round schedule, so the steps
@@ -105,17 +66,8 @@ fn exponential_round(g: &OnePeerExponential, t: u64) -> Csr {
 }
 
 impl Algo for Dsgd {
-    fn params(&self) -> Buf {
-        self.buf.params
-    }
-
-    fn record_step(
-        &mut self,
-        be: &mut dyn Backend,
-        obj: &mut dyn Objective,
-        t: u64,
-        lr: f64,
-    ) -> Result<()> {
+    fn step(&mut self, be: &mut dyn Backend, mut s: Step<'_>) -> Result<()> {
+        let (t, lr) = (s.t, s.lr);
         self.buf.ledger.clear();
         // Ordered after the previous step's mix, before this step's.
         if let Some(g) = &self.exponential {
@@ -124,30 +76,29 @@ impl Algo for Dsgd {
         let b = &mut self.buf;
         match self.order {
             DsgdOrder::Atc => {
-                obj.record_gradients(be, b.params, b.grads, t)?;
+                s.gradients(be, b)?;
                 b.record_local_step(be, lr, self.hyper)?;
                 b.gossip(be, &self.w)
             }
             DsgdOrder::Cta => {
                 b.gossip(be, &self.w)?;
-                obj.record_gradients(be, b.params, b.grads, t)?;
+                s.gradients(be, b)?;
                 b.record_local_step(be, lr, self.hyper)
             }
         }
     }
 
-    fn bytes_sent(&self) -> &[u64] {
-        self.buf.ledger.sent()
-    }
-
     fn state(&self) -> Vec<(&'static str, Buf)> {
-        vec![("params", self.buf.params), ("momentum", self.buf.momentum)]
+        self.buf.state_with(&[])
     }
 
     /// One round with the most recently written matrix (the static W, or the last step's).
     fn record_gossip(&mut self, be: &mut dyn Backend) -> Result<()> {
-        self.buf.ledger.clear();
-        self.buf.gossip(be, &self.w)
+        self.buf.gossip_alone(be, &self.w)
+    }
+
+    fn buffers(&self) -> &AgentBuffers {
+        &self.buf
     }
 }
 

@@ -9,24 +9,32 @@ mod vector;
 /// Declares the algorithm modules and the registry, one line per algorithm (its file holds
 /// everything else: `SPEC`, state, step).
 macro_rules! registry {
-    ($($module:ident),* $(,)?) => {
+    ($($handle:ident: $module:ident),* $(,)?) => {
         $(mod $module;)*
         /// Every implemented algorithm, in the order help texts list them.
         pub const REGISTRY: &[&AlgoSpec] = &[$(&$module::SPEC),*];
+        // The handles keep the spelling of the enum variants they replace.
+        #[allow(non_upper_case_globals)]
+        impl Algorithm {
+            $(
+                #[doc = concat!("The algorithm of `src/algo/", stringify!($module), ".rs`.")]
+                pub const $handle: Algorithm = Algorithm(&$module::SPEC);
+            )*
+        }
     };
 }
 
 registry! {
-    dsgd,
-    allreduce,
-    qgm,
-    qg_adam,
-    d2,
-    gt,
-    sgp,
-    slowmo,
-    relaysgd,
-    relaysgd_grad,
+    Dsgd: dsgd,
+    AllReduce: allreduce,
+    Qgm: qgm,
+    QgAdam: qg_adam,
+    D2: d2,
+    Gt: gt,
+    Sgp: sgp,
+    SlowMo: slowmo,
+    RelaySgd: relaysgd,
+    RelaySgdGrad: relaysgd_grad,
 }
 
 pub use crate::graph::{RelayAverage, RelayTree};
@@ -39,8 +47,8 @@ pub use gt::Gt;
 pub use options::{AlgoOptions, DsgdOrder, RelayNormalisation};
 pub use qg_adam::QgAdam;
 pub use qgm::{Qgm, QGM_MIN_LR};
-pub use relaysgd::RelaySgd;
-pub use relaysgd_grad::RelaySgdGrad;
+pub use relaysgd::{Model, Relay, RelaySgd, RelayVariant};
+pub use relaysgd_grad::{Grad, RelaySgdGrad};
 pub use sgp::Sgp;
 pub use slowmo::{SlowMo, SlowMoHyper, SLOWMO_MIN_LR};
 pub use vector::VectorOps;
@@ -54,8 +62,14 @@ use std::str::FromStr;
 
 /// One algorithm's state on a backend.
 pub trait Algo {
+    /// The per-agent buffers every algorithm has (parameters, gradients, momentum, ledger).
+    fn buffers(&self) -> &AgentBuffers;
     /// The current parameters x (agent-major slabs).
-    fn params(&self) -> Buf;
+    fn params(&self) -> Buf {
+        self.buffers().params
+    }
+    /// Records one iteration (no flush).
+    fn step(&mut self, be: &mut dyn Backend, s: Step<'_>) -> Result<()>;
     /// Records iteration t with learning rate `lr` (no flush).
     fn record_step(
         &mut self,
@@ -63,9 +77,13 @@ pub trait Algo {
         obj: &mut dyn Objective,
         t: u64,
         lr: f64,
-    ) -> Result<()>;
+    ) -> Result<()> {
+        self.step(be, Step { obj, t, lr })
+    }
     /// Bytes each agent sent during the last recorded iteration.
-    fn bytes_sent(&self) -> &[u64];
+    fn bytes_sent(&self) -> &[u64] {
+        self.buffers().ledger.sent()
+    }
     /// Named state buffers that make up a checkpoint (parameters first).
     fn state(&self) -> Vec<(&'static str, Buf)>;
     /// Records one communication round alone, without a local step (tests and diagnostics).
@@ -113,21 +131,50 @@ pub enum TopologyNeed {
 /// Everything about one algorithm, declared once in its own file as `SPEC` and listed in
 /// [`REGISTRY`].
 pub struct AlgoSpec {
-    /// Canonical name (CLI, config files, run directories).
-    pub name: &'static str,
-    /// Other accepted spellings (lower case, `-` for `_`).
-    pub aliases: &'static [&'static str],
+    /// The canonical name (CLI, config files, run directories), then other accepted spellings
+    /// (lower case, `-` for `_`).
+    pub names: &'static [&'static str],
     /// One line for help texts.
     pub doc: &'static str,
     /// What it communicates over.
     pub topology: TopologyNeed,
-    /// Whether it simulates dropped messages (`--drop-prob`).
-    pub simulates_drops: bool,
-    /// The [`AlgoOptions`] it reads, by flag name.
+    /// The [`AlgoOptions`] it reads, by flag name (`drop-prob`: it simulates dropped messages).
     pub options: &'static [&'static str],
     /// Builds its state from the common buffers (options already validated).
-    pub build: fn(&mut dyn Backend, AgentBuffers, &AlgoSetup) -> Result<Box<dyn Algo>>,
+    pub build: BuildFn,
 }
+
+impl AlgoSpec {
+    /// The canonical name.
+    pub fn name(&self) -> &'static str {
+        self.names[0]
+    }
+
+    /// Whether it simulates dropped messages (it reads `drop-prob`).
+    pub fn simulates_drops(&self) -> bool {
+        self.options.contains(&"drop-prob")
+    }
+}
+
+/// One iteration to record: the gradient source, t and the learning rate η_t.
+pub struct Step<'a> {
+    /// Gradient source.
+    pub obj: &'a mut dyn Objective,
+    /// Iteration t.
+    pub t: u64,
+    /// Learning rate η_t.
+    pub lr: f64,
+}
+
+impl Step<'_> {
+    /// Records g = ∇F_i(x_i; ξ_i^t) of the current parameters into the gradient slabs.
+    pub fn gradients(&mut self, be: &mut dyn Backend, b: &AgentBuffers) -> Result<()> {
+        self.obj.record_gradients(be, b.params, b.grads, self.t)
+    }
+}
+
+/// How an [`AlgoSpec`] builds its state from the common buffers and the setup.
+pub type BuildFn = fn(&mut dyn Backend, AgentBuffers, &AlgoSetup) -> Result<Box<dyn Algo>>;
 
 /// An algorithm: a small handle to its [`AlgoSpec`]; parses and serialises by name.
 #[derive(Clone, Copy)]
@@ -168,7 +215,7 @@ fn and_list(names: &[&str]) -> String {
 pub fn algorithm_names() -> String {
     REGISTRY
         .iter()
-        .map(|s| s.name)
+        .map(|s| s.name())
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -177,14 +224,14 @@ pub fn algorithm_names() -> String {
 pub fn algorithm_help() -> String {
     REGISTRY
         .iter()
-        .map(|s| format!("{}: {}", s.name, s.doc))
+        .map(|s| format!("{}: {}", s.name(), s.doc))
         .collect::<Vec<_>>()
         .join("\n")
 }
 
 /// The one-peer exponential graph of an algorithm that always runs on it (SGP).
 pub(crate) fn exponential_graph(
-    algo: Algorithm,
+    algo: &str,
     n: usize,
     schedule: crate::graph::HopSchedule,
 ) -> Result<OnePeerExponential> {
@@ -193,7 +240,7 @@ pub(crate) fn exponential_graph(
             "agents",
             format!(
                 "{} runs on the one-peer exponential graph: {e}",
-                algo.name().to_uppercase()
+                algo.to_uppercase()
             ),
         )
     })
@@ -207,7 +254,7 @@ impl Algorithm {
 
     /// The canonical name.
     pub fn name(&self) -> &'static str {
-        self.0.name
+        self.0.name()
     }
 
     /// What the algorithm communicates over.
@@ -225,7 +272,7 @@ impl Algorithm {
 
     /// Whether the algorithm simulates dropped messages (`--drop-prob`).
     pub fn simulates_drops(&self) -> bool {
-        self.0.simulates_drops
+        self.0.simulates_drops()
     }
 
     /// The algorithm options it reads, by flag name.
@@ -239,7 +286,7 @@ impl Algorithm {
         match self.0.topology {
             TopologyNeed::None => None,
             TopologyNeed::Exponential => Some(Topology::Exponential),
-            _ => Some(configured.clone()),
+            _ => Some(*configured),
         }
     }
 
@@ -268,7 +315,7 @@ impl Algorithm {
                     .map_err(|e| topo(e.to_string()))?;
             }
             TopologyNeed::Exponential => {
-                exponential_graph(*self, agents, options.hop_schedule)?;
+                exponential_graph(self.name(), agents, options.hop_schedule)?;
             }
         }
         Ok(())
@@ -280,8 +327,8 @@ impl Algorithm {
         if s.options.drop_prob > 0.0 && !self.simulates_drops() {
             let droppers: Vec<&str> = REGISTRY
                 .iter()
-                .filter(|a| a.simulates_drops)
-                .map(|a| a.name)
+                .filter(|a| a.simulates_drops())
+                .map(|a| a.name())
                 .collect();
             return Err(Error::param(
                 "drop-prob",
@@ -355,10 +402,7 @@ impl FromStr for Algorithm {
 
     fn from_str(s: &str) -> Result<Self> {
         let t = s.trim().to_ascii_lowercase().replace('_', "-");
-        if let Some(spec) = REGISTRY
-            .iter()
-            .find(|a| a.name == t || a.aliases.contains(&t.as_str()))
-        {
+        if let Some(spec) = REGISTRY.iter().find(|a| a.names.contains(&t.as_str())) {
             return Ok(Algorithm(spec));
         }
         let names = algorithm_names();

@@ -5,34 +5,20 @@
 //! x½ = x − (η/bc1)·a/(√s/√bc2 + ε) with bc_k = 1 − β_k^(t+1); x ← W x½; δ = x_prev − x;
 //! δ̂ = δ/(‖δ‖₂ + 1e-8) per agent; m1 ← β1·m1 + (1−β1)·δ̂; m2 ← β2·m2 + (1−β2)·δ̂⊙δ̂.
 
-use super::{gossip_matrix, AgentBuffers, Algo, AlgoOptions, AlgoSetup, AlgoSpec, Algorithm};
-use super::{LocalHyper, Objective, TopologyNeed, VectorOps};
+use super::{gossip_matrix, AgentBuffers, Algo, AlgoSetup, AlgoSpec};
+use super::{Step, TopologyNeed, VectorOps};
 use crate::backend::{AdamMoments, AdamStep, Backend, Buf, BufKind, Reduce, ReduceMode};
 use crate::comm::Gossip;
 use crate::error::Result;
-use crate::sparse::Csr;
 
 /// QG-Adam.
 pub const SPEC: AlgoSpec = AlgoSpec {
-    name: "qg-adam",
-    aliases: &["qgadam"],
+    names: &["qg-adam", "qgadam"],
     doc: "QG-Adam v0: Adam moments driven by the normalised realised model change",
     topology: TopologyNeed::Static,
-    simulates_drops: false,
     options: &["adam-beta1", "adam-beta2", "adam-eps"],
     build,
 };
-
-impl Algorithm {
-    /// QG-Adam v0 (§5.4): Adam moments driven by the normalised realised model change.
-    #[allow(non_upper_case_globals)]
-    pub const QgAdam: Algorithm = Algorithm(&SPEC);
-}
-
-fn build(be: &mut dyn Backend, buf: AgentBuffers, s: &AlgoSetup) -> Result<Box<dyn Algo>> {
-    let w = gossip_matrix(s)?;
-    Ok(Box::new(QgAdam::new(be, buf, &w, s.hyper, s.options)?))
-}
 
 /// QG-Adam state: x, m1, m2, and the temporaries x_prev (then δ) and ‖δ_i‖².
 pub struct QgAdam {
@@ -48,47 +34,31 @@ pub struct QgAdam {
     sq_norms: Buf,
 }
 
-impl QgAdam {
-    /// Uploads W; β1, β2 and ε come from the options, λ from the local hyperparameters
-    /// (momentum and Nesterov do not apply).
-    pub fn new(
-        be: &mut dyn Backend,
-        buf: AgentBuffers,
-        w: &Csr,
-        hyper: LocalHyper,
-        o: &AlgoOptions,
-    ) -> Result<Self> {
-        Ok(QgAdam {
-            w: Gossip::new(be, w, buf.stride, buf.d, "W")?,
-            weight_decay: hyper.weight_decay,
-            beta1: o.adam_beta1,
-            beta2: o.adam_beta2,
-            eps: o.adam_eps,
-            m1: buf.alloc_like(be, "adam.m1")?,
-            m2: buf.alloc_like(be, "adam.m2")?,
-            prev: buf.alloc_like(be, "adam.prev")?,
-            sq_norms: be.alloc(BufKind::F32, buf.agents, "adam.norms")?,
-            buf,
-        })
-    }
+fn build(be: &mut dyn Backend, buf: AgentBuffers, s: &AlgoSetup) -> Result<Box<dyn Algo>> {
+    // β1, β2 and ε come from the options, λ from the local hyperparameters (momentum and
+    // Nesterov do not apply).
+    let o = s.options;
+    Ok(Box::new(QgAdam {
+        w: buf.gossip_channel(be, &gossip_matrix(s)?)?,
+        weight_decay: s.hyper.weight_decay,
+        beta1: o.adam_beta1,
+        beta2: o.adam_beta2,
+        eps: o.adam_eps,
+        m1: buf.alloc_like(be, "adam.m1")?,
+        m2: buf.alloc_like(be, "adam.m2")?,
+        prev: buf.alloc_like(be, "adam.prev")?,
+        sq_norms: be.alloc(BufKind::F32, buf.agents, "adam.norms")?,
+        buf,
+    }))
 }
 
 impl Algo for QgAdam {
-    fn params(&self) -> Buf {
-        self.buf.params
-    }
-
-    fn record_step(
-        &mut self,
-        be: &mut dyn Backend,
-        obj: &mut dyn Objective,
-        t: u64,
-        lr: f64,
-    ) -> Result<()> {
+    fn step(&mut self, be: &mut dyn Backend, mut s: Step<'_>) -> Result<()> {
+        let (t, lr) = (s.t, s.lr);
         let (len, prev) = (self.buf.len(), self.prev);
         self.buf.ledger.clear();
         // 1. g = ∇F + λx (folded in by the step); x_prev = x.
-        obj.record_gradients(be, self.buf.params, self.buf.grads, t)?;
+        s.gradients(be, &self.buf)?;
         be.assign(prev, self.buf.params)?;
         // 2.–3. x½ = x − (η/bc1)·a/(√s/√bc2 + ε).
         let power = |b: f64| 1.0 - b.powf(t as f64 + 1.0);
@@ -136,10 +106,6 @@ impl Algo for QgAdam {
         })
     }
 
-    fn bytes_sent(&self) -> &[u64] {
-        self.buf.ledger.sent()
-    }
-
     fn state(&self) -> Vec<(&'static str, Buf)> {
         vec![
             ("params", self.buf.params),
@@ -149,7 +115,10 @@ impl Algo for QgAdam {
     }
 
     fn record_gossip(&mut self, be: &mut dyn Backend) -> Result<()> {
-        self.buf.ledger.clear();
-        self.buf.gossip(be, &self.w)
+        self.buf.gossip_alone(be, &self.w)
+    }
+
+    fn buffers(&self) -> &AgentBuffers {
+        &self.buf
     }
 }

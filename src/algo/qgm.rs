@@ -6,35 +6,20 @@
 //! m̂ ← μm̂ + (1 − μ)(x_prev − x)/η, exactly the epfml/relaysgd form when μ = β. The division
 //! uses the learning rate of the step just taken, guarded by max(η, 1e-8).
 
-use super::{gossip_matrix, AgentBuffers, Algo, AlgoSetup, AlgoSpec, Algorithm, LocalHyper};
-use super::{Objective, TopologyNeed, VectorOps};
+use super::{gossip_matrix, AgentBuffers, Algo, AlgoSetup, AlgoSpec, LocalHyper};
+use super::{Step, TopologyNeed, VectorOps};
 use crate::backend::{Backend, Buf, LocalStep};
 use crate::comm::Gossip;
 use crate::error::{Error, Result};
-use crate::sparse::Csr;
 
 /// QGM.
 pub const SPEC: AlgoSpec = AlgoSpec {
-    name: "qgm",
-    aliases: &["qg-dsgdm-n", "quasi-global-momentum"],
+    names: &["qgm", "qg-dsgdm-n", "quasi-global-momentum"],
     doc: "quasi-global momentum on D-PSGD (QG-DSGDm-N)",
     topology: TopologyNeed::Static,
-    simulates_drops: false,
     options: &["qgm-mu", "qgm-period"],
     build,
 };
-
-impl Algorithm {
-    /// QGM: quasi-global momentum on D-PSGD (QG-DSGDm-N, §5.3).
-    #[allow(non_upper_case_globals)]
-    pub const Qgm: Algorithm = Algorithm(&SPEC);
-}
-
-fn build(be: &mut dyn Backend, buf: AgentBuffers, s: &AlgoSetup) -> Result<Box<dyn Algo>> {
-    let o = s.options;
-    let w = gossip_matrix(s)?;
-    Ok(Box::new(Qgm::new(be, buf, &w, s.hyper, o.qgm_mu, o.qgm_period)?))
-}
 
 /// Smallest learning rate the buffer update divides by.
 pub const QGM_MIN_LR: f64 = 1e-8;
@@ -56,61 +41,43 @@ pub struct Qgm {
     v: Option<Buf>,
 }
 
-impl Qgm {
-    /// Uploads W; `mu` None means μ = β; `period` is K ≥ 1 and μ in [0, 1) (checked by
-    /// [`crate::algo::AlgoOptions::validate`]); β must be in [0, 1).
-    pub fn new(
-        be: &mut dyn Backend,
-        buf: AgentBuffers,
-        w: &Csr,
-        hyper: LocalHyper,
-        mu: Option<f64>,
-        period: u64,
-    ) -> Result<Self> {
-        // β = 0 is allowed: the temporary m is then the gradient itself and QGM is exactly
-        // D-PSGD (the tests check it bit for bit); the buffer m̂ has no effect.
-        if !(0.0..1.0).contains(&hyper.momentum) {
-            return Err(Error::param(
-                "momentum",
-                format!("QGM needs a momentum β in [0, 1), got {}", hyper.momentum),
-            ));
-        }
-        let v = if period > 1 {
-            Some(buf.alloc_like(be, "qgm.v")?)
-        } else {
-            None
-        };
-        Ok(Qgm {
-            w: Gossip::new(be, w, buf.stride, buf.d, "W")?,
-            mhat: buf.alloc_like(be, "qgm.mhat")?,
-            m: buf.alloc_like(be, "qgm.m")?,
-            prev: buf.alloc_like(be, "qgm.prev")?,
-            v,
-            buf,
-            hyper,
-            mu: mu.unwrap_or(hyper.momentum),
-            period,
-        })
+fn build(be: &mut dyn Backend, buf: AgentBuffers, s: &AlgoSetup) -> Result<Box<dyn Algo>> {
+    let (hyper, period) = (s.hyper, s.options.qgm_period);
+    // β = 0 is allowed: the temporary m is then the gradient itself and QGM is exactly D-PSGD
+    // (the tests check it bit for bit); the buffer m̂ has no effect. μ and K are validated
+    // with the options.
+    if !(0.0..1.0).contains(&hyper.momentum) {
+        return Err(Error::param(
+            "momentum",
+            format!("QGM needs a momentum β in [0, 1), got {}", hyper.momentum),
+        ));
     }
+    let v = if period > 1 {
+        Some(buf.alloc_like(be, "qgm.v")?)
+    } else {
+        None
+    };
+    Ok(Box::new(Qgm {
+        w: buf.gossip_channel(be, &gossip_matrix(s)?)?,
+        mhat: buf.alloc_like(be, "qgm.mhat")?,
+        m: buf.alloc_like(be, "qgm.m")?,
+        prev: buf.alloc_like(be, "qgm.prev")?,
+        v,
+        buf,
+        hyper,
+        mu: s.options.qgm_mu.unwrap_or(hyper.momentum),
+        period,
+    }))
 }
 
 impl Algo for Qgm {
-    fn params(&self) -> Buf {
-        self.buf.params
-    }
-
-    fn record_step(
-        &mut self,
-        be: &mut dyn Backend,
-        obj: &mut dyn Objective,
-        t: u64,
-        lr: f64,
-    ) -> Result<()> {
+    fn step(&mut self, be: &mut dyn Backend, mut s: Step<'_>) -> Result<()> {
+        let (t, lr) = (s.t, s.lr);
         let (len, x) = (self.buf.len(), self.buf.params);
         let (mu, mhat, prev) = (self.mu, self.mhat, self.prev);
         self.buf.ledger.clear();
         // 1. g = ∇F(x) (λx is folded in by the local step); x_prev = x.
-        obj.record_gradients(be, x, self.buf.grads, t)?;
+        s.gradients(be, &self.buf)?;
         be.assign(prev, x)?;
         // 2.–3. m = βm̂ + g in a temporary, u = g + βm or m, x½ = x − ηu.
         be.assign(self.m, mhat)?;
@@ -145,10 +112,6 @@ impl Algo for Qgm {
         }
     }
 
-    fn bytes_sent(&self) -> &[u64] {
-        self.buf.ledger.sent()
-    }
-
     fn state(&self) -> Vec<(&'static str, Buf)> {
         let mut s = vec![("params", self.buf.params), ("qgm.mhat", self.mhat)];
         if let Some(v) = self.v {
@@ -158,7 +121,10 @@ impl Algo for Qgm {
     }
 
     fn record_gossip(&mut self, be: &mut dyn Backend) -> Result<()> {
-        self.buf.ledger.clear();
-        self.buf.gossip(be, &self.w)
+        self.buf.gossip_alone(be, &self.w)
+    }
+
+    fn buffers(&self) -> &AgentBuffers {
+        &self.buf
     }
 }

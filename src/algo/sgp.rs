@@ -4,8 +4,8 @@
 //! Each round has its own resident matrix, rewritten with `write_csr` before the step's work
 //! (ordered after the previous step's mixes). A dropped message leaves the receiver unchanged.
 
-use super::{exponential_graph, AgentBuffers, Algo, AlgoSetup, AlgoSpec, Algorithm};
-use super::{LocalHyper, Objective, TopologyNeed};
+use super::{exponential_graph, AgentBuffers, Algo, AlgoSetup, AlgoSpec};
+use super::{LocalHyper, Step, TopologyNeed};
 use crate::backend::{Backend, Buf};
 use crate::comm::Gossip;
 use crate::error::Result;
@@ -16,26 +16,12 @@ use rand_chacha::ChaCha8Rng;
 
 /// SGP.
 pub const SPEC: AlgoSpec = AlgoSpec {
-    name: "sgp",
-    aliases: &["push-sum"],
+    names: &["sgp", "push-sum"],
     doc: "SGP on the time-varying one-peer exponential graph (n a power of two), 2 rounds per step",
     topology: TopologyNeed::Exponential,
-    simulates_drops: true,
     options: &["hop-schedule", "drop-prob"],
     build,
 };
-
-impl Algorithm {
-    /// SGP on the time-varying one-peer exponential graph (§5.12); n a power of two.
-    #[allow(non_upper_case_globals)]
-    pub const Sgp: Algorithm = Algorithm(&SPEC);
-}
-
-fn build(be: &mut dyn Backend, buf: AgentBuffers, s: &AlgoSetup) -> Result<Box<dyn Algo>> {
-    let o = s.options;
-    let sgp = Sgp::new(be, buf, s.hyper, o.hop_schedule, o.drop_prob, s.seed)?;
-    Ok(Box::new(sgp))
-}
 
 /// Seed salt of SGP's message-drop stream.
 const DROP_STREAM: u64 = 0x5347_505f_4452_4f50;
@@ -50,6 +36,12 @@ pub struct Sgp {
     seed: u64,
 }
 
+fn build(be: &mut dyn Backend, buf: AgentBuffers, s: &AlgoSetup) -> Result<Box<dyn Algo>> {
+    let o = s.options;
+    let sgp = Sgp::new(be, buf, s.hyper, o.hop_schedule, o.drop_prob, s.seed)?;
+    Ok(Box::new(sgp))
+}
+
 impl Sgp {
     /// Prepares the schedule for `buf.agents` = 2^D agents (D ≥ 1); `drop_prob` in [0, 1)
     /// (checked by [`crate::algo::AlgoOptions::validate`]).
@@ -61,7 +53,7 @@ impl Sgp {
         drop_prob: f64,
         seed: u64,
     ) -> Result<Self> {
-        let graph = exponential_graph(Algorithm::Sgp, buf.agents, schedule)?;
+        let graph = exponential_graph(SPEC.name(), buf.agents, schedule)?;
         let rounds = (0..EXPONENTIAL_ROUNDS)
             .map(|r| Gossip::new(be, &graph.mixing(0, r), buf.stride, buf.d, &format!("sgp.W{r}")))
             .collect::<Result<Vec<_>>>()?;
@@ -107,17 +99,8 @@ impl Sgp {
 }
 
 impl Algo for Sgp {
-    fn params(&self) -> Buf {
-        self.buf.params
-    }
-
-    fn record_step(
-        &mut self,
-        be: &mut dyn Backend,
-        obj: &mut dyn Objective,
-        t: u64,
-        lr: f64,
-    ) -> Result<()> {
+    fn step(&mut self, be: &mut dyn Backend, mut s: Step<'_>) -> Result<()> {
+        let (t, lr) = (s.t, s.lr);
         self.buf.ledger.clear();
         // The writes are ordered after the previous step's mixes, before this step's. A
         // dropped message was still sent: the ledger charges the intended matrix.
@@ -126,7 +109,7 @@ impl Algo for Sgp {
             let applied = self.with_drops(intended.clone(), t, r);
             self.rounds[r].write_dropped(be, &intended, &applied)?;
         }
-        obj.record_gradients(be, self.buf.params, self.buf.grads, t)?;
+        s.gradients(be, &self.buf)?;
         self.buf.record_local_step(be, lr, self.hyper)?;
         for w in &self.rounds {
             self.buf.gossip(be, w)?;
@@ -134,17 +117,17 @@ impl Algo for Sgp {
         Ok(())
     }
 
-    fn bytes_sent(&self) -> &[u64] {
-        self.buf.ledger.sent()
-    }
-
     fn state(&self) -> Vec<(&'static str, Buf)> {
-        vec![("params", self.buf.params), ("momentum", self.buf.momentum)]
+        self.buf.state_with(&[])
     }
 
     /// One round with round 0's most recently written matrix.
     fn record_gossip(&mut self, be: &mut dyn Backend) -> Result<()> {
         self.buf.ledger.clear();
         self.buf.gossip(be, &self.rounds[0])
+    }
+
+    fn buffers(&self) -> &AgentBuffers {
+        &self.buf
     }
 }

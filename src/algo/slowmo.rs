@@ -5,40 +5,20 @@
 //! each; the mean and the broadcast are those of the all-reduce ([`crate::comm::AllReduce`]).
 //! η is the step's learning rate, guarded by max(η, 1e-8) (a warmup may start at 0).
 
-use super::{gossip_matrix, mean_slab, AgentBuffers, Algo, AlgoSetup, AlgoSpec, Algorithm};
-use super::{LocalHyper, Objective, TopologyNeed, VectorOps};
+use super::{gossip_matrix, mean_slab, AgentBuffers, Algo, AlgoSetup, AlgoSpec};
+use super::{LocalHyper, Step, TopologyNeed, VectorOps};
 use crate::backend::{Backend, Buf, BufKind};
 use crate::comm::{AllReduce, Gossip};
 use crate::error::Result;
-use crate::sparse::Csr;
 
 /// SlowMo.
 pub const SPEC: AlgoSpec = AlgoSpec {
-    name: "slowmo",
-    aliases: &["slow-mo"],
+    names: &["slowmo", "slow-mo"],
     doc: "DSGDm-N with a SlowMo-style outer step every τ iterations",
     topology: TopologyNeed::Static,
-    simulates_drops: false,
     options: &["slowmo-period", "slowmo-beta", "slowmo-lr"],
     build,
 };
-
-impl Algorithm {
-    /// DSGDm-N with a SlowMo-style outer step every τ iterations (§5.14).
-    #[allow(non_upper_case_globals)]
-    pub const SlowMo: Algorithm = Algorithm(&SPEC);
-}
-
-fn build(be: &mut dyn Backend, buf: AgentBuffers, s: &AlgoSetup) -> Result<Box<dyn Algo>> {
-    let o = s.options;
-    let outer = SlowMoHyper {
-        period: o.slowmo_period,
-        beta: o.slowmo_beta,
-        lr: o.slowmo_lr,
-    };
-    let w = gossip_matrix(s)?;
-    Ok(Box::new(SlowMo::new(be, buf, &w, s.hyper, outer, s.init)?))
-}
 
 /// Smallest learning rate the outer step divides by.
 pub const SLOWMO_MIN_LR: f64 = 1e-8;
@@ -69,33 +49,30 @@ pub struct SlowMo {
     outer: SlowMoHyper,
 }
 
-impl SlowMo {
-    /// Uploads W; x_slow starts at the mean of the initial models; τ ≥ 1 (checked by
-    /// [`crate::algo::AlgoOptions::validate`]).
-    pub fn new(
-        be: &mut dyn Backend,
-        buf: AgentBuffers,
-        w: &Csr,
-        hyper: LocalHyper,
-        outer: SlowMoHyper,
-        init: &[f32],
-    ) -> Result<Self> {
-        let (n, s) = (buf.agents, buf.stride);
-        let x0: Vec<f32> = mean_slab(init, n, s).iter().map(|&v| v as f32).collect();
-        let slow = be.alloc(BufKind::F32, s, "slowmo.x_slow")?;
-        be.write_f32(slow, 0, &x0)?;
-        Ok(SlowMo {
-            w: Gossip::new(be, w, s, buf.d, "W")?,
-            average: AllReduce::new(n, s, buf.d),
-            mean: be.alloc(BufKind::F32, s, "slowmo.mean")?,
-            slow,
-            slow_momentum: be.alloc(BufKind::F32, s, "slowmo.u_s")?,
-            hyper,
-            outer,
-            buf,
-        })
-    }
+fn build(be: &mut dyn Backend, buf: AgentBuffers, s: &AlgoSetup) -> Result<Box<dyn Algo>> {
+    let o = s.options;
+    let (n, stride) = (buf.agents, buf.stride);
+    // x_slow starts at the mean of the initial models.
+    let x0: Vec<f32> = mean_slab(s.init, n, stride).iter().map(|&v| v as f32).collect();
+    let slow = be.alloc(BufKind::F32, stride, "slowmo.x_slow")?;
+    be.write_f32(slow, 0, &x0)?;
+    Ok(Box::new(SlowMo {
+        w: buf.gossip_channel(be, &gossip_matrix(s)?)?,
+        average: AllReduce::new(n, stride, buf.d),
+        mean: be.alloc(BufKind::F32, stride, "slowmo.mean")?,
+        slow,
+        slow_momentum: be.alloc(BufKind::F32, stride, "slowmo.u_s")?,
+        hyper: s.hyper,
+        outer: SlowMoHyper {
+            period: o.slowmo_period,
+            beta: o.slowmo_beta,
+            lr: o.slowmo_lr,
+        },
+        buf,
+    }))
+}
 
+impl SlowMo {
     /// Whether the outer step follows the gossip of iteration t.
     pub fn fires(&self, t: u64) -> bool {
         t.is_multiple_of(self.outer.period)
@@ -103,20 +80,11 @@ impl SlowMo {
 }
 
 impl Algo for SlowMo {
-    fn params(&self) -> Buf {
-        self.buf.params
-    }
-
-    fn record_step(
-        &mut self,
-        be: &mut dyn Backend,
-        obj: &mut dyn Objective,
-        t: u64,
-        lr: f64,
-    ) -> Result<()> {
+    fn step(&mut self, be: &mut dyn Backend, mut s: Step<'_>) -> Result<()> {
+        let (t, lr) = (s.t, s.lr);
         let (mean, slow, u_s) = (self.mean, self.slow, self.slow_momentum);
         self.buf.ledger.clear();
-        obj.record_gradients(be, self.buf.params, self.buf.grads, t)?;
+        s.gradients(be, &self.buf)?;
         self.buf.record_local_step(be, lr, self.hyper)?;
         self.buf.gossip(be, &self.w)?;
         if !self.fires(t) {
@@ -131,21 +99,18 @@ impl Algo for SlowMo {
         self.average.broadcast(be, slow, self.buf.params) // x_i ← x_slow
     }
 
-    fn bytes_sent(&self) -> &[u64] {
-        self.buf.ledger.sent()
-    }
-
     fn state(&self) -> Vec<(&'static str, Buf)> {
-        vec![
-            ("params", self.buf.params),
-            ("momentum", self.buf.momentum),
+        self.buf.state_with(&[
             ("slowmo.x_slow", self.slow),
             ("slowmo.u_s", self.slow_momentum),
-        ]
+        ])
     }
 
     fn record_gossip(&mut self, be: &mut dyn Backend) -> Result<()> {
-        self.buf.ledger.clear();
-        self.buf.gossip(be, &self.w)
+        self.buf.gossip_alone(be, &self.w)
+    }
+
+    fn buffers(&self) -> &AgentBuffers {
+        &self.buf
     }
 }

@@ -252,9 +252,10 @@ pub struct CopyStrided {
     pub len: usize,
 }
 
-/// Mean of stacked vectors: `dst[dst_offset + k] ← (Σ_{b < count} src[src_offset + b·src_stride
-/// + k]) / count` for k < `len`: summed first, then divided once by `count` (exact averaging of
-/// identical vectors, and no rounded 1/n weight).
+/// Mean of stacked vectors, for k < `len`:
+/// `dst[dst_offset + k] ← (Σ_{b < count} src[src_offset + b·src_stride + k]) / count`, summed
+/// first, then divided once by `count` (exact averaging of identical vectors, and no rounded
+/// 1/n weight).
 #[derive(Clone, Copy, Debug)]
 pub struct Mean {
     /// Stacked input vectors.

@@ -171,16 +171,16 @@ impl RelayExchange {
 
     /// Records `x0_i ← x_i` (per-agent reference slabs, `update_ref_state`).
     pub fn send_reference(&self, be: &mut dyn Backend, x: Buf) -> Result<()> {
-        self.into_lanes(be, x, |l| l.x0_base)
+        self.to_lanes(be, x, |l| l.x0_base)
     }
 
     /// Records the vectors every agent sends this round (x½ or u, agent-major) into the stack.
     pub fn send(&self, be: &mut dyn Backend, x: Buf) -> Result<()> {
-        self.into_lanes(be, x, |l| l.stack_base)
+        self.to_lanes(be, x, |l| l.stack_base)
     }
 
     /// Agent-major slabs of `src` → every lane's slabs at lane offset `at`.
-    fn into_lanes(
+    fn to_lanes(
         &self,
         be: &mut dyn Backend,
         src: Buf,
