@@ -758,7 +758,7 @@ fn vector_ops_match_reference() {
                 // NaN and ∞ in the output are overwritten (zeroing by axpby would keep NaN).
                 let mut init = uniform(40, 2 * count * len + 5, -2.0, 2.0);
                 init[1] = f32::NAN;
-                init[2] = f32::INFINITY;
+                init[1 + 2 * len * (count - 1) + len - 1] = f32::INFINITY;
                 let y = upload(be, &init);
                 be.fill(&Fill {
                     y,
@@ -804,7 +804,7 @@ fn vector_ops_match_reference() {
             |be, abs| {
                 let stride = len + 3;
                 let src = upload(be, &abs_if(uniform(43, count * stride + 1, -2.0, 2.0), abs));
-                let dst = upload(be, &uniform(44, len + 4, -2.0, 2.0));
+                let dst = upload(be, &abs_if(uniform(44, len + 4, -2.0, 2.0), abs));
                 be.mean(&Mean {
                     src,
                     src_offset: 1,

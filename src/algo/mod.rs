@@ -450,6 +450,43 @@ mod tests {
     use crate::comm::gossip_bytes_per_agent;
 
     #[test]
+    fn the_registry_is_the_one_list() {
+        let mut seen = std::collections::HashSet::new();
+        for spec in REGISTRY {
+            for name in spec.names {
+                assert!(seen.insert(*name), "{name} is claimed twice");
+                let a: Algorithm = name.parse().unwrap();
+                assert_eq!(a.name(), spec.name(), "{name}");
+                let json = serde_json::to_string(&a).unwrap();
+                assert_eq!(json, format!("\"{}\"", spec.name()));
+                assert_eq!(serde_json::from_str::<Algorithm>(&json).unwrap(), a);
+            }
+            assert!(!spec.doc.is_empty() && algorithm_help().contains(spec.doc));
+        }
+        assert_eq!(
+            algorithm_names(),
+            "dsgd, allreduce, qgm, qg-adam, d2, gt, sgp, slowmo, relaysgd, relaysgd-grad"
+        );
+        assert_eq!(Algorithm::default(), Algorithm::Dsgd);
+        // What each really runs on: SGP always on the exponential graph, all-reduce on none.
+        let ring = Topology::Ring;
+        assert_eq!(Algorithm::Sgp.runs_on(&ring), Some(Topology::Exponential));
+        assert_eq!(Algorithm::AllReduce.runs_on(&ring), None);
+        assert_eq!(Algorithm::D2.runs_on(&ring), Some(ring));
+        assert!(!Algorithm::Sgp.uses_topology() && Algorithm::RelaySgd.uses_topology());
+        assert!(Algorithm::Qgm.options().contains(&"qgm-period"));
+        // The SGP message lives in one place; config validation and the constructor share it.
+        let e = Algorithm::Sgp
+            .check_topology(&ring, 6, 0, &AlgoOptions::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("SGP runs on the one-peer exponential graph"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn gossip_bytes_count_receivers_not_self() {
         let w = Csr::from_rows(
             3,
@@ -484,6 +521,29 @@ mod tests {
         for a in [Algorithm::Dsgd, Algorithm::AllReduce, Algorithm::D2] {
             let e = a.build(&mut be, &setup).err().expect("refused").to_string();
             assert!(e.contains("drop-prob"), "{a}: {e}");
+            assert!(
+                e.contains("(sgp, relaysgd and relaysgd-grad do); use 0"),
+                "{a}: {e}"
+            );
+        }
+        // Options are validated once, by build, for every algorithm.
+        let bad = AlgoOptions {
+            qgm_period: 0,
+            ..Default::default()
+        };
+        for spec in REGISTRY {
+            let e = Algorithm(spec)
+                .build(
+                    &mut be,
+                    &AlgoSetup {
+                        options: &bad,
+                        ..setup
+                    },
+                )
+                .err()
+                .expect("refused")
+                .to_string();
+            assert!(e.contains("qgm-period"), "{}: {e}", spec.name());
         }
         assert!(Algorithm::RelaySgd.build(&mut be, &setup).is_ok());
     }
