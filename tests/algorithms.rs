@@ -845,7 +845,7 @@ fn small(algo: Algorithm) -> TrainConfig {
     TrainConfig {
         algo,
         topology: Topology::Ring,
-        mixing,
+        mixing: swarmgrad::train::config::Mixing { rule: mixing },
         agents,
         partition: "dirichlet".into(),
         alpha: Some(0.5),

@@ -890,3 +890,67 @@ fn cli_accepts_dsgd_order_and_relay_double_trees() {
     assert!(err.contains("dsgd-order"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Parses `train` flags and builds the config (defaults < TOML file < flags given).
+fn config_of(args: &[&str]) -> swarmgrad::Result<TrainConfig> {
+    let a = cli::Args::from_argv(std::iter::once("train").chain(args.iter().copied()))
+        .map_err(|e| Error::param("argv", e.to_string()))?;
+    cli::build_config(&a)
+}
+
+#[test]
+fn flags_given_override_the_toml_file_and_defaults_do_not() {
+    let dir = std::env::temp_dir().join(format!("swarmgrad-toml-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("run.toml");
+    std::fs::write(
+        &file,
+        "lr = 0.05\nagents = 4\nmomentum = 0.5\nnesterov = false\nsteps = 50\n\
+         topology = \"complete\"\n[options]\nqgm_period = 3\ndrop_prob = 0.1\n",
+    )
+    .unwrap();
+    let f = file.to_str().unwrap();
+    // No flags: the file's values, the defaults elsewhere.
+    let c = config_of(&["--config", f]).unwrap();
+    assert_eq!(
+        (c.lr, c.agents, c.momentum, c.nesterov),
+        (0.05, 4, 0.5, false)
+    );
+    assert_eq!((c.steps, c.batch, c.seed), (Some(50), 32, 0));
+    assert_eq!((c.options.qgm_period, c.options.drop_prob), (3, 0.1));
+    assert_eq!(c.topology, Topology::Complete);
+    // Flags given win, including one equal to its default; the others keep the file's values.
+    let c = config_of(&[
+        "--config",
+        f,
+        "--agents",
+        "16",
+        "--drop-prob",
+        "0.2",
+        "--nesterov",
+        "--epochs",
+        "2",
+    ])
+    .unwrap();
+    assert_eq!((c.agents, c.options.drop_prob, c.nesterov), (16, 0.2, true));
+    assert_eq!((c.lr, c.momentum, c.options.qgm_period), (0.05, 0.5, 3));
+    assert_eq!((c.steps, c.epochs), (None, Some(2.0)));
+    // Without a file the flags lay over the defaults; all-reduce defaults to the complete graph
+    // unless a topology is chosen.
+    let c = config_of(&["--algo", "allreduce", "--lr", "0.3"]).unwrap();
+    assert_eq!((c.topology, c.lr, c.agents), (Topology::Complete, 0.3, 16));
+    let c = config_of(&["--algo", "allreduce", "--topology", "ring"]).unwrap();
+    assert_eq!(c.topology, Topology::Ring);
+    assert_eq!(config_of(&[]).unwrap(), TrainConfig::default());
+    // A partition with its own α drops the default α; --alpha only applies to Dirichlet.
+    let c = config_of(&["--partition", "dirichlet:0.3"]).unwrap();
+    assert_eq!(c.alpha, None);
+    match config_of(&["--partition", "iid", "--alpha", "0.5"]) {
+        Err(Error::BadParameter { name, .. }) => assert_eq!(name, "alpha"),
+        other => panic!("expected BadParameter(alpha), got {other:?}"),
+    }
+    // The --gossip-weight flag sets the constant rule.
+    let c = config_of(&["--gossip-weight", "0.25"]).unwrap();
+    assert_eq!(c.mixing.rule, swarmgrad::graph::MixingRule::Constant(0.25));
+    let _ = std::fs::remove_dir_all(&dir);
+}

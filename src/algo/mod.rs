@@ -229,6 +229,11 @@ pub fn algorithm_help() -> String {
         .join("\n")
 }
 
+/// The `--algo` help: one line per registered algorithm.
+pub fn algorithm_help_text() -> String {
+    format!("Algorithm:\n{}", algorithm_help())
+}
+
 /// The one-peer exponential graph of an algorithm that always runs on it (SGP).
 pub(crate) fn exponential_graph(
     algo: &str,

@@ -1,6 +1,7 @@
 //! Algorithm-specific options with the papers' defaults (ALGORITHMS.md §5). A TOML config sets
 //! them in an `[options]` table; the command line has one flag per field.
 
+use crate::cli::{clap_defaults, flag_value};
 use crate::error::{Error, Result};
 use crate::graph::{HopSchedule, LrCorrection};
 
@@ -55,57 +56,62 @@ impl std::str::FromStr for DsgdOrder {
 }
 
 /// Options of the algorithms beyond the local optimizer; defaults follow ALGORITHMS.md.
-#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+///
+/// This struct is the one definition of each option: its doc comments are the `--help` text,
+/// its `#[arg]` attributes the flag and its default, serde reads it from a TOML `[options]`
+/// table, and [`Default`] is the flags' defaults (see [`crate::cli::clap_defaults`]).
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize, clap::Args)]
 #[serde(default, deny_unknown_fields)]
+#[command(next_help_heading = "Algorithm options (defaults from the papers)")]
 pub struct AlgoOptions {
-    /// QGM μ (None: μ = β, the code's default).
+    /// QGM μ (default: β).
+    #[arg(long)]
     pub qgm_mu: Option<f64>,
     /// QGM buffer period K (1: update every iteration).
+    #[arg(long, default_value_t = 1)]
     pub qgm_period: u64,
     /// QG-Adam β1.
+    #[arg(long, default_value_t = 0.9)]
     pub adam_beta1: f64,
     /// QG-Adam β2.
+    #[arg(long, default_value_t = 0.999)]
     pub adam_beta2: f64,
     /// QG-Adam ε.
+    #[arg(long, default_value = "1e-8")]
     pub adam_eps: f64,
-    /// RelaySGD learning-rate correction (opt-in; None uses the plain learning rate).
+    /// RelaySGD learning-rate correction: none (the plain learning rate), exact, half-diameter
+    /// or a number.
+    #[arg(long, default_value = "none", value_parser = flag_value::<LrCorrection>)]
     pub relay_lr_correction: LrCorrection,
-    /// RelaySGD normalisation.
+    /// RelaySGD normalisation: world or counts.
+    #[arg(long, default_value = "world", value_parser = flag_value::<RelayNormalisation>)]
     pub relay_normalisation: RelayNormalisation,
-    /// RelaySGD: x0 ← x_i after every step (the unreliable-network runs).
+    /// RelaySGD: update the reference model x0 every step (the unreliable-network runs).
+    #[arg(long, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true", default_value_t = false)]
     pub relay_update_ref_state: bool,
     /// Probability that a directed message is dropped (RelaySGD family, SGP, gossip).
+    #[arg(long, default_value_t = 0.0)]
     pub drop_prob: f64,
-    /// SGP hop schedule on the one-peer exponential graph.
+    /// SGP hop schedule on the exponential graph: code or cyclic.
+    #[arg(long, default_value = "code", value_parser = flag_value::<HopSchedule>)]
     pub hop_schedule: HopSchedule,
-    /// SlowMo outer period τ (steps).
+    /// SlowMo outer period τ in steps.
+    #[arg(long, default_value_t = 48)]
     pub slowmo_period: u64,
     /// SlowMo outer momentum β_s.
+    #[arg(long, default_value_t = 0.5)]
     pub slowmo_beta: f64,
     /// SlowMo outer learning rate α_s.
+    #[arg(long, default_value_t = 1.0)]
     pub slowmo_lr: f64,
-    /// D-PSGD order: adapt-then-combine (default) or combine-then-adapt.
+    /// D-PSGD order: atc (adapt-then-combine) or cta (combine-then-adapt).
+    #[arg(long, default_value = "atc", value_parser = flag_value::<DsgdOrder>)]
     pub dsgd_order: DsgdOrder,
 }
 
 impl Default for AlgoOptions {
     fn default() -> Self {
-        AlgoOptions {
-            qgm_mu: None,
-            qgm_period: 1,
-            adam_beta1: 0.9,
-            adam_beta2: 0.999,
-            adam_eps: 1e-8,
-            relay_lr_correction: LrCorrection::None,
-            relay_normalisation: RelayNormalisation::World,
-            relay_update_ref_state: false,
-            drop_prob: 0.0,
-            hop_schedule: HopSchedule::Code,
-            slowmo_period: 48,
-            slowmo_beta: 0.5,
-            slowmo_lr: 1.0,
-            dsgd_order: DsgdOrder::Atc,
-        }
+        clap_defaults()
     }
 }
 

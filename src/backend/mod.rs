@@ -3,7 +3,12 @@
 //! plain loops with f64 accumulation.
 //!
 //! Each operation takes an argument struct; [`Backend`] implementations call its `check` so both
-//! backends accept and reject exactly the same requests.
+//! backends accept and reject exactly the same requests, apart from the limits only a GPU has
+//! (an adapter's buffer sizes, [`Error::BufferTooLarge`], and its dispatch grid). The checks run
+//! on the host, before any work is recorded: sizes and kinds from the handles, and the contents
+//! of index buffers (job lists, sample indices, labels, CSR structure) from [`HostIndices`], the
+//! host's copy of every index buffer, which each backend keeps as it writes them. So a bad index
+//! is a typed [`Error::InvalidOp`] on every backend, never a clamped read on the GPU.
 
 pub mod gpu;
 pub mod reference;
@@ -47,6 +52,89 @@ pub struct CsrBufs {
     pub rows: usize,
     /// Number of columns.
     pub n_cols: usize,
+}
+
+/// The buffers a backend holds: how many and their bytes in the backend's own storage.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LiveBuffers {
+    /// Buffers allocated and not released (also the mark of [`Backend::release_from`]).
+    pub count: usize,
+    /// Their bytes (GPU: buffer sizes; CPU reference: f64/u32/u8 storage).
+    pub bytes: u64,
+}
+
+/// The host's knowledge of every index (`U32`) buffer of a backend: the values the host wrote
+/// (buffers start zero-filled), and for the one buffer a kernel fills — the gathered labels —
+/// the values the gather produces, computed on the host from the indices and labels it wrote.
+/// Both backends keep one, update it in `alloc`, `write_u32`, `gather` and `release_from`, and
+/// pass it to the op checks that read indices, so those checks see the exact contents.
+///
+/// An op that makes a kernel write a `U32` buffer must record the result here too (as
+/// [`HostIndices::gather`] does); a buffer whose contents the host does not know is rejected
+/// by every check that reads it.
+#[derive(Clone, Debug, Default)]
+pub struct HostIndices {
+    slots: Vec<Option<Vec<u32>>>,
+}
+
+impl HostIndices {
+    /// Records the buffer a backend just put in slot `id` and returns its handle (index
+    /// buffers start zero-filled).
+    pub fn alloc(&mut self, id: usize, len: usize, kind: BufKind) -> Buf {
+        if self.slots.len() <= id {
+            self.slots.resize(id + 1, None);
+        }
+        self.slots[id] = (kind == BufKind::U32).then(|| vec![0; len]);
+        Buf { id, len, kind }
+    }
+
+    /// Records a host write of indices (the caller has checked the range).
+    pub fn write(&mut self, buf: Buf, offset: usize, data: &[u32]) {
+        if let Some(Some(v)) = self.slots.get_mut(buf.id) {
+            if let Some(dst) = v.get_mut(offset..offset + data.len()) {
+                dst.copy_from_slice(data);
+            }
+        }
+    }
+
+    /// Records the labels a checked gather writes: `y[r] = labels[index[r]]`.
+    pub fn gather(&mut self, op: &Gather) {
+        let y: Option<Vec<u32>> = match (self.values(op.index), self.values(op.labels)) {
+            (Some(idx), Some(labels)) => idx[..op.rows]
+                .iter()
+                .map(|&s| labels.get(s as usize).copied())
+                .collect(),
+            _ => None,
+        };
+        match (y, self.slots.get_mut(op.y.id)) {
+            (Some(y), Some(Some(v))) => v[..op.rows].copy_from_slice(&y),
+            (None, Some(slot)) => *slot = None,
+            _ => {}
+        }
+    }
+
+    /// Forgets every buffer from `mark` on ([`Backend::release_from`]).
+    pub fn release_from(&mut self, mark: usize) {
+        self.slots.truncate(mark);
+    }
+
+    /// The contents of an index buffer, where the host knows them.
+    pub fn values(&self, buf: Buf) -> Option<&[u32]> {
+        self.slots.get(buf.id)?.as_deref()
+    }
+
+    /// The contents of `range` of an index buffer, or an error naming `what`.
+    fn known(&self, op: &'static str, what: &str, buf: Buf, len: usize) -> Result<&[u32]> {
+        self.values(buf).and_then(|v| v.get(..len)).ok_or_else(|| {
+            Error::op(
+                op,
+                format!(
+                    "the contents of {what} (buffer {}) are not known to the host",
+                    buf.id
+                ),
+            )
+        })
+    }
 }
 
 /// Work counters: how many kernel dispatches and queue submissions a backend has issued.
@@ -449,6 +537,13 @@ pub trait Backend {
     fn flush(&mut self) -> Result<()>;
     /// Work counters so far.
     fn counters(&self) -> Counters;
+    /// The buffers held now.
+    fn live_buffers(&self) -> LiveBuffers;
+    /// Releases every buffer allocated after the first `mark` (a [`LiveBuffers::count`] taken
+    /// earlier), so a scope's buffers (a training run's) go back in one call and memory does not
+    /// grow with the number of runs. Recorded work is submitted first; handles to released
+    /// buffers are invalid afterwards (their ids are reused).
+    fn release_from(&mut self, mark: usize);
     /// Device time spent on recorded work since the last call, where the device can measure it
     /// (GPU timestamp queries); finishes all recorded work first.
     fn gpu_seconds(&mut self) -> Result<Option<f64>> {
@@ -544,8 +639,8 @@ fn nonzero(op: &'static str, pairs: &[(&str, usize)]) -> Result<()> {
 }
 
 impl Gather {
-    /// Validates sizes and kinds.
-    pub fn check(&self) -> Result<()> {
+    /// Validates sizes, kinds and every sample index (`< ` the dataset size).
+    pub fn check(&self, ix: &HostIndices) -> Result<()> {
         let op = "gather";
         nonzero(op, &[("rows", self.rows), ("dim", self.dim)])?;
         need(op, "index", self.index, BufKind::U32, self.rows)?;
@@ -565,7 +660,16 @@ impl Gather {
                 format!("bad normalisation mean {} std {}", self.mean, self.std),
             ));
         }
-        distinct(op, self.x, &[self.y])
+        distinct(op, self.x, &[self.y])?;
+        let n = self.labels.len;
+        let idx = ix.known(op, "index", self.index, self.rows)?;
+        if let Some((r, s)) = idx.iter().enumerate().find(|(_, &s)| s as usize >= n) {
+            return Err(Error::op(
+                op,
+                format!("sample index {s} of row {r} ≥ dataset size {n}"),
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -587,6 +691,39 @@ impl DenseJobs {
             return Err(Error::op(op, "layer does not fit in the slab stride"));
         }
         Ok(())
+    }
+
+    /// Checks every job `(m, d)` of the list: the model agent below `n_models`, the input block
+    /// (d when addressed by data agent, the job itself otherwise) below `n_blocks`.
+    fn check_jobs(
+        &self,
+        op: &'static str,
+        ix: &HostIndices,
+        n_models: usize,
+        n_blocks: usize,
+    ) -> Result<()> {
+        let raw = ix.known(op, "jobs", self.jobs, 2 * self.n_jobs)?;
+        for (j, pair) in raw.chunks_exact(2).enumerate() {
+            let (m, d) = (pair[0] as usize, pair[1] as usize);
+            let blk = match self.input_blocks {
+                InputBlocks::ByData => d,
+                InputBlocks::ByJob => j,
+            };
+            if m >= n_models || blk >= n_blocks {
+                return Err(Error::op(
+                    op,
+                    format!(
+                        "job {j} = ({m}, {d}) is out of range ({n_models} models, {n_blocks} input blocks)"
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Input blocks a layer-input buffer holds.
+    fn input_blocks(&self, input: Buf) -> usize {
+        input.len / (self.batch * self.layer.in_dim)
     }
 
     /// Elements a layer-input buffer must hold: data blocks are bounded by the job list's
@@ -616,8 +753,8 @@ impl DenseJobs {
 }
 
 impl DenseForward {
-    /// Validates sizes and kinds.
-    pub fn check(&self) -> Result<()> {
+    /// Validates sizes, kinds and the job list.
+    pub fn check(&self, ix: &HostIndices) -> Result<()> {
         let op = "dense_forward";
         let s = &self.shape;
         s.check(op)?;
@@ -630,13 +767,19 @@ impl DenseForward {
             BufKind::F32,
             s.n_jobs * s.batch * s.layer.out_dim,
         )?;
-        distinct(op, self.output, &[self.params, self.input, s.jobs])
+        distinct(op, self.output, &[self.params, self.input, s.jobs])?;
+        s.check_jobs(
+            op,
+            ix,
+            self.params.len / s.stride,
+            s.input_blocks(self.input),
+        )
     }
 }
 
 impl DenseBackwardData {
-    /// Validates sizes and kinds.
-    pub fn check(&self) -> Result<()> {
+    /// Validates sizes, kinds and the job list.
+    pub fn check(&self, ix: &HostIndices) -> Result<()> {
         let op = "dense_backward_data";
         let s = &self.shape;
         s.check(op)?;
@@ -650,26 +793,28 @@ impl DenseBackwardData {
         need(op, "dz", self.dz, BufKind::F32, s.output_len())?;
         need(op, "input", self.input, BufKind::F32, s.input_len())?;
         need(op, "dx", self.dx, BufKind::F32, s.input_len())?;
-        distinct(op, self.dx, &[self.params, self.dz, self.input, s.jobs])
+        distinct(op, self.dx, &[self.params, self.dz, self.input, s.jobs])?;
+        s.check_jobs(op, ix, self.params.len / s.stride, s.n_jobs)
     }
 }
 
 impl DenseBackwardWeights {
-    /// Validates sizes and kinds.
-    pub fn check(&self) -> Result<()> {
+    /// Validates sizes, kinds and the job list (whose model agents this op does not read).
+    pub fn check(&self, ix: &HostIndices) -> Result<()> {
         let op = "dense_backward_weights";
         let s = &self.shape;
         s.check(op)?;
         need(op, "dz", self.dz, BufKind::F32, s.output_len())?;
         s.check_input(op, self.input)?;
         need(op, "grads", self.grads, BufKind::F32, s.n_jobs * s.stride)?;
-        distinct(op, self.grads, &[self.dz, self.input, s.jobs])
+        distinct(op, self.grads, &[self.dz, self.input, s.jobs])?;
+        s.check_jobs(op, ix, usize::MAX, s.input_blocks(self.input))
     }
 }
 
 impl SoftmaxXent {
-    /// Validates sizes and kinds.
-    pub fn check(&self) -> Result<()> {
+    /// Validates sizes, kinds, the job list and every label the jobs read (`< classes`).
+    pub fn check(&self, ix: &HostIndices) -> Result<()> {
         let op = "softmax_xent";
         nonzero(
             op,
@@ -692,18 +837,70 @@ impl SoftmaxXent {
         )?;
         need(op, "stats", self.stats, BufKind::F32, 2 * rows)?;
         distinct(op, self.dlogits, &[self.logits, self.stats])?;
-        distinct(op, self.stats, &[self.logits])
+        distinct(op, self.stats, &[self.logits])?;
+        let jobs = ix.known(op, "jobs", self.jobs, 2 * self.n_jobs)?;
+        let labels = ix.known(op, "labels", self.labels, self.labels.len)?;
+        for (j, pair) in jobs.chunks_exact(2).enumerate() {
+            let d = pair[1] as usize;
+            let Some(rows) = labels.get(d * self.batch..(d + 1) * self.batch) else {
+                return Err(Error::op(
+                    op,
+                    format!("job {j}'s data agent {d} has no labels"),
+                ));
+            };
+            if let Some((b, l)) = rows
+                .iter()
+                .enumerate()
+                .find(|(_, &l)| l as usize >= self.classes)
+            {
+                return Err(Error::op(
+                    op,
+                    format!(
+                        "label {l} of row {} is not below the {} classes",
+                        d * self.batch + b,
+                        self.classes
+                    ),
+                ));
+            }
+        }
+        Ok(())
     }
 }
 
 impl Mix {
-    /// Validates sizes and kinds.
-    pub fn check(&self) -> Result<()> {
+    /// Validates sizes, kinds and the matrix structure (nondecreasing row offsets within the
+    /// entries, every column below `n_cols`).
+    pub fn check(&self, ix: &HostIndices) -> Result<()> {
         let op = "mix";
         let c = &self.csr;
         need(op, "row_ptr", c.row_ptr, BufKind::U32, c.rows + 1)?;
         need(op, "col", c.col, BufKind::U32, 1)?;
         need(op, "weight", c.weight, BufKind::F32, c.col.len)?;
+        let row_ptr = ix.known(op, "row_ptr", c.row_ptr, c.rows + 1)?;
+        let nnz = row_ptr[c.rows] as usize;
+        if nnz > c.col.len || row_ptr.windows(2).any(|p| p[0] > p[1]) {
+            return Err(Error::op(
+                op,
+                format!(
+                    "malformed CSR: the row offsets decrease or pass the {} entries",
+                    c.col.len
+                ),
+            ));
+        }
+        let col = ix.known(op, "col", c.col, nnz)?;
+        if let Some((e, k)) = col
+            .iter()
+            .enumerate()
+            .find(|(_, &k)| k as usize >= c.n_cols)
+        {
+            return Err(Error::op(
+                op,
+                format!(
+                    "malformed CSR: column {k} of entry {e} ≥ {} columns",
+                    c.n_cols
+                ),
+            ));
+        }
         if self.len == 0 || c.rows == 0 {
             return Ok(());
         }

@@ -15,6 +15,7 @@ enum Slot {
 #[derive(Default)]
 pub struct ReferenceBackend {
     slots: Vec<Slot>,
+    ix: HostIndices,
     counters: Counters,
 }
 
@@ -67,25 +68,18 @@ impl ReferenceBackend {
         Ok(())
     }
 
-    /// Reads the job list and checks every (model, data) index against the buffers' extents.
-    fn jobs(&self, s: &DenseJobs, n_models: usize, n_inputs: usize) -> Result<Vec<(usize, usize)>> {
+    /// The job list as (model agent, input block) pairs; the op's check bounded every index.
+    fn jobs(&self, s: &DenseJobs) -> Vec<(usize, usize)> {
         let raw = self.indices(s.jobs);
-        let mut out = Vec::with_capacity(s.n_jobs);
-        for j in 0..s.n_jobs {
-            let (m, d) = (raw[2 * j] as usize, raw[2 * j + 1] as usize);
-            let blk = match s.input_blocks {
-                InputBlocks::ByData => d,
-                InputBlocks::ByJob => j,
-            };
-            if m >= n_models || blk >= n_inputs {
-                return Err(Error::op(
-                    "dense",
-                    format!("job {j} = ({m}, {d}) is out of range ({n_models} models, {n_inputs} input blocks)"),
-                ));
-            }
-            out.push((m, blk));
-        }
-        Ok(out)
+        (0..s.n_jobs)
+            .map(|j| {
+                let (m, d) = (raw[2 * j] as usize, raw[2 * j + 1] as usize);
+                match s.input_blocks {
+                    InputBlocks::ByData => (m, d),
+                    InputBlocks::ByJob => (m, j),
+                }
+            })
+            .collect()
     }
 
     fn tick(&mut self) {
@@ -104,11 +98,7 @@ impl Backend for ReferenceBackend {
             BufKind::U32 => Slot::Index(vec![0; len]),
             BufKind::U8 => Slot::Bytes(vec![0; len]),
         });
-        Ok(Buf {
-            id: self.slots.len() - 1,
-            len,
-            kind,
-        })
+        Ok(self.ix.alloc(self.slots.len() - 1, len, kind))
     }
 
     fn write_f32(&mut self, buf: Buf, offset: usize, data: &[f32]) -> Result<()> {
@@ -137,16 +127,13 @@ impl Backend for ReferenceBackend {
         if let Slot::Index(v) = &mut self.slots[buf.id] {
             v[offset..offset + data.len()].copy_from_slice(data);
         }
+        self.ix.write(buf, offset, data);
         Ok(())
     }
 
     fn upload_u8(&mut self, data: &[u8], _label: &str) -> Result<Buf> {
         self.slots.push(Slot::Bytes(data.to_vec()));
-        Ok(Buf {
-            id: self.slots.len() - 1,
-            len: data.len(),
-            kind: BufKind::U8,
-        })
+        Ok(self.ix.alloc(self.slots.len() - 1, data.len(), BufKind::U8))
     }
 
     fn read_f32(&mut self, buf: Buf) -> Result<Vec<f64>> {
@@ -181,15 +168,9 @@ impl Backend for ReferenceBackend {
     }
 
     fn gather(&mut self, op: &Gather) -> Result<()> {
-        op.check()?;
-        let n = op.labels.len;
+        op.check(&self.ix)?;
+        self.ix.gather(op);
         let idx = self.indices(op.index)[..op.rows].to_vec();
-        if let Some(&bad) = idx.iter().find(|&&s| s as usize >= n) {
-            return Err(Error::op(
-                "gather",
-                format!("sample index {bad} ≥ dataset size {n}"),
-            ));
-        }
         let inv_std = 1.0 / op.std;
         let data = self.bytes(op.data);
         let labels = self.indices(op.labels);
@@ -213,11 +194,11 @@ impl Backend for ReferenceBackend {
     }
 
     fn dense_forward(&mut self, op: &DenseForward) -> Result<()> {
-        op.check()?;
+        op.check(&self.ix)?;
         let s = &op.shape;
         let l = s.layer;
         let blk_len = s.batch * l.in_dim;
-        let jobs = self.jobs(s, op.params.len / s.stride, op.input.len / blk_len)?;
+        let jobs = self.jobs(s);
         let mut y = self.take(op.output);
         let (p, x) = (self.reals(op.params), self.reals(op.input));
         for (j, &(m, blk)) in jobs.iter().enumerate() {
@@ -238,10 +219,10 @@ impl Backend for ReferenceBackend {
     }
 
     fn dense_backward_data(&mut self, op: &DenseBackwardData) -> Result<()> {
-        op.check()?;
+        op.check(&self.ix)?;
         let s = &op.shape;
         let l = s.layer;
-        let jobs = self.jobs(s, op.params.len / s.stride, s.n_jobs)?;
+        let jobs = self.jobs(s);
         let mut dx = self.take(op.dx);
         let (p, dz, x) = (
             self.reals(op.params),
@@ -267,11 +248,11 @@ impl Backend for ReferenceBackend {
     }
 
     fn dense_backward_weights(&mut self, op: &DenseBackwardWeights) -> Result<()> {
-        op.check()?;
+        op.check(&self.ix)?;
         let s = &op.shape;
         let l = s.layer;
         let blk_len = s.batch * l.in_dim;
-        let jobs = self.jobs(s, usize::MAX, op.input.len / blk_len)?;
+        let jobs = self.jobs(s);
         let mut g = self.take(op.grads);
         let (dz, x) = (self.reals(op.dz), self.reals(op.input));
         for (j, &(_, blk)) in jobs.iter().enumerate() {
@@ -292,7 +273,7 @@ impl Backend for ReferenceBackend {
     }
 
     fn softmax_xent(&mut self, op: &SoftmaxXent) -> Result<()> {
-        op.check()?;
+        op.check(&self.ix)?;
         let (c, rows) = (op.classes, op.n_jobs * op.batch);
         let jobs = self.indices(op.jobs);
         let labels = self.indices(op.labels);
@@ -302,13 +283,8 @@ impl Backend for ReferenceBackend {
         for j in 0..op.n_jobs {
             let d = jobs[2 * j + 1] as usize;
             for b in 0..op.batch {
-                let Some(&label) = labels.get(d * op.batch + b) else {
-                    return Err(Error::op(
-                        "softmax_xent",
-                        format!("job {j}'s data agent {d} has no labels"),
-                    ));
-                };
-                let label = (label as usize).min(c - 1);
+                // The check bounded the data agent and every label below the classes.
+                let label = labels[d * op.batch + b] as usize;
                 let row = j * op.batch + b;
                 let z = &logits[row * c..(row + 1) * c];
                 let (mut arg, mut mx) = (0, z[0]);
@@ -337,21 +313,11 @@ impl Backend for ReferenceBackend {
     }
 
     fn mix(&mut self, op: &Mix) -> Result<()> {
-        op.check()?;
+        op.check(&self.ix)?;
         let c = &op.csr;
         let row_ptr = self.indices(c.row_ptr).to_vec();
         let col = self.indices(c.col);
         let w = self.reals(c.weight);
-        let nnz = row_ptr[c.rows] as usize;
-        if nnz > col.len()
-            || row_ptr.windows(2).any(|p| p[0] > p[1])
-            || col[..nnz].iter().any(|&k| k as usize >= c.n_cols)
-        {
-            return Err(Error::op(
-                "mix",
-                "malformed CSR (row offsets or columns out of range)",
-            ));
-        }
         let x = self.reals(op.input);
         let mut out = vec![0.0; c.rows * op.len];
         for r in 0..c.rows {
@@ -534,6 +500,27 @@ impl Backend for ReferenceBackend {
 
     fn counters(&self) -> Counters {
         self.counters
+    }
+
+    fn live_buffers(&self) -> LiveBuffers {
+        let bytes = self
+            .slots
+            .iter()
+            .map(|s| match s {
+                Slot::Real(v) => 8 * v.len() as u64,
+                Slot::Index(v) => 4 * v.len() as u64,
+                Slot::Bytes(v) => v.len() as u64,
+            })
+            .sum();
+        LiveBuffers {
+            count: self.slots.len(),
+            bytes,
+        }
+    }
+
+    fn release_from(&mut self, mark: usize) {
+        self.slots.truncate(mark);
+        self.ix.release_from(mark);
     }
 }
 

@@ -4,6 +4,7 @@
 
 use crate::cli::train::{self as cli, Args};
 use crate::error::{Error, Result};
+use crate::graph::Topology;
 use crate::train::config::TrainConfig;
 use crate::train::metrics::{self, MetricsRow};
 use crate::train::trainer::{Summary, Trainer};
@@ -58,37 +59,47 @@ fn dir_name(label: &str) -> String {
 
 /// The runs: algorithms × topologies, with topology-free algorithms once, duplicates dropped.
 fn plan(args: &CompareArgs) -> Result<Vec<Planned>> {
-    let algos: Vec<String> = if !args.algos.is_empty() {
-        args.algos.clone()
-    } else if let Some(a) = &args.train.algo {
-        vec![a.clone()]
+    let algos: Vec<Algorithm> = if !args.algos.is_empty() {
+        args.algos
+            .iter()
+            .map(|a| a.trim())
+            .filter(|a| !a.is_empty())
+            .map(str::parse)
+            .collect::<Result<_>>()?
+    } else if args.train.given.contains("algo") {
+        vec![args.train.run.algo]
     } else {
-        vec!["dsgd".into(), "allreduce".into()]
+        vec![Algorithm::Dsgd, Algorithm::AllReduce]
     };
-    let topologies: Vec<Option<String>> = if !args.topologies.is_empty() {
-        args.topologies.iter().cloned().map(Some).collect()
+    let topologies: Vec<Option<Topology>> = if !args.topologies.is_empty() {
+        args.topologies
+            .iter()
+            .map(|t| {
+                t.trim()
+                    .parse()
+                    .map(Some)
+                    .map_err(|e: crate::graph::GraphError| Error::param("topology", e.to_string()))
+            })
+            .collect::<Result<_>>()?
     } else {
-        vec![args.train.topology.clone()]
+        vec![None]
     };
+    // The shared setting, laid out once; each run sets its algorithm and topology on it.
+    let base = cli::overlay_config(&args.train)?;
     let mut runs: Vec<Planned> = Vec::new();
-    for a in algos.iter().map(|a| a.trim()).filter(|a| !a.is_empty()) {
-        let algo: Algorithm = a.parse()?;
-        let topos: &[Option<String>] = if algo.uses_topology() {
+    for algo in algos {
+        let topos: &[Option<Topology>] = if algo.uses_topology() {
             &topologies
         } else {
             &[None]
         };
         for t in topos {
-            let mut run = args.train.clone();
-            run.algo = Some(a.to_string());
-            if algo.uses_topology() {
-                run.topology = t.as_ref().map(|t| t.trim().to_string());
-            } else if args.topologies.is_empty() {
-                run.topology = args.train.topology.clone();
-            } else {
-                run.topology = None;
+            let mut c = base.clone();
+            c.algo = algo;
+            if let Some(t) = t {
+                c.topology = *t;
             }
-            let config = cli::build_config(&run)?;
+            let config = cli::finish_config(c, &args.train)?;
             let label = if algo.uses_topology() {
                 format!("{}-{}", config.algo, config.topology)
             } else {
@@ -112,10 +123,11 @@ where
     I: IntoIterator<Item = T>,
     T: Into<std::ffi::OsString> + Clone,
 {
-    let args = match cli::parse_args::<CompareArgs, _, _>(args, out, err) {
+    let (mut args, matches) = match cli::parse_args::<CompareArgs, _, _>(args, out, err) {
         Ok(a) => a,
         Err(code) => return code,
     };
+    args.train.given = cli::Given::from_matches(&matches);
     let flag_of = |name: &str| match name {
         "algo" if !args.algos.is_empty() => "--algos".to_string(),
         "topology" if !args.topologies.is_empty() => "--topologies".to_string(),
@@ -129,12 +141,7 @@ pub fn compare_args(args: &CompareArgs, out: &mut dyn Write, err: &mut dyn Write
     let runs = plan(args)?;
     let first = &runs[0].config;
     let mut notices = Vec::new();
-    let (mut be, backend_kind) = cli::open_backend(
-        &args.train.backend,
-        args.train.gpu_backend.as_deref(),
-        args.train.adapter.as_deref(),
-        &mut notices,
-    )?;
+    let (mut be, backend_kind) = args.train.device.open(&mut notices)?;
     let json = args.train.json;
     let info: &mut dyn Write = if json { err } else { out };
     // Every run differs only in algorithm and topology, so one load serves them all.

@@ -1,11 +1,12 @@
 //! The toy command line (`examples/toy.rs`).
 
-use crate::algo::{Algorithm, LocalHyper};
-use crate::cli::train::{exit_code, flag, open_backend, parse_args, OptionArgs};
+use crate::algo::{AlgoOptions, Algorithm, LocalHyper};
+use crate::cli::flag_value;
+use crate::cli::train::{exit_code, flag, parse_args, BackendArgs};
 use crate::error::{Error, Result};
 use crate::graph::Topology;
 use crate::toy::*;
-use crate::train::TrainConfig;
+use crate::train::config::Mixing;
 use clap::Parser;
 use std::io::Write;
 
@@ -30,11 +31,11 @@ pub struct ToyArgs {
     #[arg(long)]
     pub agents: Option<usize>,
     /// Algorithm name (any implemented one).
-    #[arg(long, default_value = "dsgd")]
-    pub algo: String,
+    #[arg(long, default_value_t = Algorithm::Dsgd, value_parser = flag_value::<Algorithm>)]
+    pub algo: Algorithm,
     /// Topology.
-    #[arg(long, default_value = "ring")]
-    pub topology: String,
+    #[arg(long, default_value_t = Topology::Ring, value_parser = flag_value::<Topology>)]
+    pub topology: Topology,
     /// Constant learning rate (default 0.1; 1 for correction-factor and delivery).
     #[arg(long)]
     pub lr: Option<f64>,
@@ -75,12 +76,15 @@ pub struct ToyArgs {
     /// Delivery: the agent that gets the gradient (default ⌊n/3⌋).
     #[arg(long)]
     pub source: Option<usize>,
-    /// Backend: gpu (falls back to cpu with a notice) or cpu.
-    #[arg(long, default_value = "gpu")]
-    pub backend: String,
-    /// Algorithm-specific options.
+    /// Where it runs (as in train).
     #[command(flatten)]
-    pub options: OptionArgs,
+    pub device: BackendArgs,
+    /// Gossip weight rule (`--gossip-weight`, as in train).
+    #[command(flatten)]
+    pub mixing: Mixing,
+    /// Algorithm-specific options (the same flags as `train`).
+    #[command(flatten)]
+    pub options: AlgoOptions,
 }
 
 /// Builds the problem the flags describe.
@@ -170,14 +174,7 @@ pub(super) fn no_dim(a: &ToyArgs) -> Result<()> {
 
 /// Builds the run settings the flags describe (the problem supplies the default rate).
 pub fn run_from_args(a: &ToyArgs, p: &ToyProblem) -> Result<ToyRun> {
-    let algo: Algorithm = a.algo.parse()?;
-    let topology: Topology = a
-        .topology
-        .parse()
-        .map_err(|e: crate::graph::GraphError| Error::param("topology", e.to_string()))?;
-    let mut c = TrainConfig::default();
-    a.options.apply(&mut c)?;
-    c.options.validate()?;
+    a.options.validate()?;
     if !(a.momentum.is_finite() && (0.0..1.0).contains(&a.momentum)) {
         return Err(Error::param(
             "momentum",
@@ -192,15 +189,15 @@ pub fn run_from_args(a: &ToyArgs, p: &ToyProblem) -> Result<ToyRun> {
         return Err(Error::param("lr", format!("{lr} must be finite and ≥ 0")));
     }
     Ok(ToyRun {
-        algo,
-        topology,
-        mixing: c.mixing,
+        algo: a.algo,
+        topology: a.topology,
+        mixing: a.mixing.rule,
         hyper: LocalHyper {
             momentum: a.momentum,
             nesterov: a.nesterov,
             weight_decay: a.weight_decay,
         },
-        options: c.options,
+        options: a.options.clone(),
         lr,
         steps: a.steps,
         seed: a.seed,
@@ -215,7 +212,7 @@ where
     T: Into<std::ffi::OsString> + Clone,
 {
     let args = match parse_args::<ToyArgs, _, _>(args, out, err) {
-        Ok(a) => a,
+        Ok((a, _)) => a,
         Err(code) => return code,
     };
     let result = toy_main(&args, out, err);
@@ -235,7 +232,7 @@ pub(super) fn toy_main(a: &ToyArgs, out: &mut dyn Write, err: &mut dyn Write) ->
     print.sort_unstable();
     print.dedup();
     let mut notices = Vec::new();
-    let (mut be, kind) = open_backend(&a.backend, None, None, &mut notices)?;
+    let (mut be, kind) = a.device.open(&mut notices)?;
     for n in &notices {
         let _ = writeln!(err, "notice: {n}");
     }

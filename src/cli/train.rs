@@ -9,14 +9,16 @@ use crate::error::{Error, Result};
 use crate::train::config::TrainConfig;
 use crate::train::metrics;
 use crate::train::trainer::Trainer;
-use clap::Parser;
+use clap::parser::ValueSource;
+use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser};
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 
 /// Exit code for bad flag values.
 pub const EXIT_USAGE: i32 = 2;
 
-/// Flags of the main job; each overrides the TOML config given with `--config`.
+/// Flags of the main job: the run's settings ([`TrainConfig`], flattened: one flag per setting,
+/// defined there) plus where it runs and what it writes.
 #[derive(Parser, Clone, Debug, Default)]
 #[command(
     name = "train",
@@ -24,61 +26,39 @@ pub const EXIT_USAGE: i32 = 2;
     about = "Decentralized training of n agents on one GPU (or the CPU reference)"
 )]
 pub struct Args {
-    /// TOML config file (keys as in TrainConfig); flags override it.
+    /// TOML config file (keys as in TrainConfig, algorithm options in an `[options]` table); the
+    /// flags given override its values.
     #[arg(long)]
     pub config: Option<PathBuf>,
-    /// Algorithm name (the list, from the registry, is in `--help`).
-    #[arg(long, help = algo_help())]
-    pub algo: Option<String>,
-    /// Topology (ring, torus, complete, star, chain, hypercube, ...).
-    #[arg(long)]
-    pub topology: Option<String>,
-    /// Number of agents.
-    #[arg(long)]
-    pub agents: Option<usize>,
-    /// Partition: iid, dirichlet, dirichlet-qgm, shards, classes:K.
-    #[arg(long)]
-    pub partition: Option<String>,
-    /// Dirichlet concentration α (small = more skewed).
-    #[arg(long)]
-    pub alpha: Option<f64>,
-    /// Dataset: synthetic (default, no files), mnist, fashion, cifar10.
-    #[arg(long)]
-    pub dataset: Option<String>,
-    /// Directory of the dataset files.
-    #[arg(long)]
-    pub data_dir: Option<PathBuf>,
-    /// Model spec, e.g. mlp:64-64-10.
-    #[arg(long)]
-    pub model: Option<String>,
-    /// Minibatch rows per agent.
-    #[arg(long)]
-    pub batch: Option<usize>,
-    /// Learning rate.
-    #[arg(long)]
-    pub lr: Option<f64>,
-    /// Local momentum β in [0, 1).
-    #[arg(long)]
-    pub momentum: Option<f64>,
-    /// Nesterov momentum (default true; --nesterov false for heavy ball).
-    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
-    pub nesterov: Option<bool>,
-    /// Weight decay λ.
-    #[arg(long)]
-    pub weight_decay: Option<f64>,
-    /// Number of steps.
-    #[arg(long, conflicts_with = "epochs")]
-    pub steps: Option<u64>,
-    /// Number of epochs.
-    #[arg(long)]
-    pub epochs: Option<f64>,
-    /// Evaluate every this many steps.
-    #[arg(long)]
-    pub eval_every: Option<u64>,
-    /// Seed.
-    #[arg(long)]
-    pub seed: Option<u64>,
-    /// Backend: gpu (falls back to cpu when no adapter exists) or cpu.
+    /// The run's settings: the defaults with the flags given applied (with `--config`, the
+    /// flags in [`Args::given`] are applied over the file instead).
+    #[command(flatten)]
+    pub run: TrainConfig,
+    /// Where it runs.
+    #[command(flatten)]
+    pub device: BackendArgs,
+    /// Output directory (default `runs/<algo>-<topology>-n<agents>`).
+    #[arg(long, help_heading = "Output")]
+    pub out: Option<PathBuf>,
+    /// Print a one-line JSON summary as the last stdout line (no progress bar).
+    #[arg(long, help_heading = "Output")]
+    pub json: bool,
+    /// Write `<out>/checkpoint.bin` every N steps (atomically; not after the last step).
+    #[arg(long, help_heading = "Output")]
+    pub checkpoint_every: Option<u64>,
+    /// Resume from a checkpoint written by a run with the same configuration.
+    #[arg(long, help_heading = "Output")]
+    pub resume: Option<PathBuf>,
+    /// Which flags the command line gave (filled by [`run_cli`]; empty for `Args` built in code).
+    #[arg(skip)]
+    pub given: Given,
+}
+
+/// Where a command runs: the backend flags shared by every command line.
+#[derive(clap::Args, Clone, Debug, PartialEq, Eq)]
+#[command(next_help_heading = "Backend")]
+pub struct BackendArgs {
+    /// Backend: gpu (falls back to cpu with a notice when no adapter exists) or cpu.
     #[arg(long, default_value = "gpu")]
     pub backend: String,
     /// GPU adapter name substring (overrides WGPU_ADAPTER_NAME).
@@ -87,113 +67,75 @@ pub struct Args {
     /// wgpu backend(s): vulkan, gl, metal, dx12, comma-separated (overrides WGPU_BACKEND).
     #[arg(long)]
     pub gpu_backend: Option<String>,
-    /// Output directory (default `runs/<algo>-<topology>-n<agents>`).
-    #[arg(long)]
-    pub out: Option<PathBuf>,
-    /// Algorithm-specific options.
-    #[command(flatten)]
-    pub options: OptionArgs,
-    /// Print a one-line JSON summary as the last stdout line (no progress bar).
-    #[arg(long)]
-    pub json: bool,
-    /// Write `<out>/checkpoint.bin` every N steps (atomically; not after the last step).
-    #[arg(long)]
-    pub checkpoint_every: Option<u64>,
-    /// Resume from a checkpoint written by a run with the same configuration.
-    #[arg(long)]
-    pub resume: Option<PathBuf>,
 }
 
-/// Flags of the algorithm-specific options ([`crate::algo::AlgoOptions`]).
-#[derive(clap::Args, Clone, Debug, Default)]
-pub struct OptionArgs {
-    /// Constant gossip neighbour weight w (self weight 1 − deg·w), overriding the mixing rule.
-    #[arg(long)]
-    pub gossip_weight: Option<f64>,
-    /// QGM μ (default: β).
-    #[arg(long)]
-    pub qgm_mu: Option<f64>,
-    /// QGM buffer period K.
-    #[arg(long)]
-    pub qgm_period: Option<u64>,
-    /// QG-Adam β1.
-    #[arg(long)]
-    pub adam_beta1: Option<f64>,
-    /// QG-Adam β2.
-    #[arg(long)]
-    pub adam_beta2: Option<f64>,
-    /// QG-Adam ε.
-    #[arg(long)]
-    pub adam_eps: Option<f64>,
-    /// RelaySGD learning-rate correction: none (default), exact, half-diameter or a number.
-    #[arg(long)]
-    pub relay_lr_correction: Option<String>,
-    /// RelaySGD normalisation: world (default) or counts.
-    #[arg(long)]
-    pub relay_normalisation: Option<String>,
-    /// RelaySGD: update the reference model x0 every step.
-    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
-    pub relay_update_ref_state: Option<bool>,
-    /// Probability that a directed message is dropped.
-    #[arg(long)]
-    pub drop_prob: Option<f64>,
-    /// SGP hop schedule on the exponential graph: code (default) or cyclic.
-    #[arg(long)]
-    pub hop_schedule: Option<String>,
-    /// SlowMo outer period τ in steps.
-    #[arg(long)]
-    pub slowmo_period: Option<u64>,
-    /// SlowMo outer momentum β_s.
-    #[arg(long)]
-    pub slowmo_beta: Option<f64>,
-    /// SlowMo outer learning rate α_s.
-    #[arg(long)]
-    pub slowmo_lr: Option<f64>,
-    /// D-PSGD order: atc (adapt-then-combine, default) or cta (combine-then-adapt).
-    #[arg(long)]
-    pub dsgd_order: Option<String>,
+impl Default for BackendArgs {
+    fn default() -> Self {
+        super::clap_defaults()
+    }
 }
 
-impl OptionArgs {
-    /// Applies the given flags onto a configuration.
+impl BackendArgs {
+    /// Opens the backend these flags choose (see [`open_backend`]).
+    pub fn open(&self, notices: &mut Vec<String>) -> Result<(Box<dyn Backend>, &'static str)> {
+        open_backend(
+            &self.backend,
+            self.gpu_backend.as_deref(),
+            self.adapter.as_deref(),
+            notices,
+        )
+    }
+}
+
+impl Args {
+    /// Parses a command line (the first item is the program name) and records which flags it
+    /// gave, as [`run_cli`] does.
+    pub fn from_argv<I, T>(argv: I) -> std::result::Result<Self, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        let m = Self::command().try_get_matches_from(argv)?;
+        let mut a = Self::from_arg_matches(&m)?;
+        a.given = Given::from_matches(&m);
+        Ok(a)
+    }
+}
+
+/// The flags a command line gave explicitly (their defaults left out), so they can be laid
+/// over a TOML file: a flag given overrides the file, a flag not given leaves it alone.
+#[derive(Clone, Debug, Default)]
+pub struct Given(Option<ArgMatches>);
+
+impl Given {
+    /// Keeps the explicitly given flags of parsed matches.
+    pub fn from_matches(m: &ArgMatches) -> Self {
+        let mut m = m.clone();
+        let ids: Vec<String> = m.ids().map(|id| id.as_str().to_string()).collect();
+        for id in ids {
+            if m.value_source(&id) != Some(ValueSource::CommandLine) {
+                let _ = m.try_clear_id(&id);
+            }
+        }
+        Given(Some(m))
+    }
+
+    /// Whether the flag with this id (the field name) was given.
+    pub fn contains(&self, id: &str) -> bool {
+        self.0
+            .as_ref()
+            .is_some_and(|m| m.try_contains_id(id).unwrap_or(false))
+    }
+
+    /// Sets the given flags' values on a configuration (clap's derived updater touches only the
+    /// fields whose flags are present, and only given flags are).
     pub fn apply(&self, c: &mut TrainConfig) -> Result<()> {
-        let o = &mut c.options;
-        if let Some(w) = self.gossip_weight {
-            c.mixing = crate::graph::MixingRule::Constant(w);
+        match &self.0 {
+            Some(m) => c
+                .update_from_arg_matches(m)
+                .map_err(|e| Error::param("config", e.to_string())),
+            None => Ok(()),
         }
-        if let Some(v) = self.qgm_mu {
-            o.qgm_mu = Some(v);
-        }
-        macro_rules! set {
-            ($($f:ident),*) => { $( if let Some(v) = self.$f { o.$f = v; } )* };
-        }
-        set!(
-            qgm_period,
-            adam_beta1,
-            adam_beta2,
-            adam_eps,
-            relay_update_ref_state,
-            drop_prob,
-            slowmo_period,
-            slowmo_beta,
-            slowmo_lr
-        );
-        fn parse_err(flag: &'static str) -> impl Fn(crate::graph::GraphError) -> Error {
-            move |e| Error::param(flag, e.to_string())
-        }
-        if let Some(v) = &self.relay_lr_correction {
-            o.relay_lr_correction = v.parse().map_err(parse_err("relay-lr-correction"))?;
-        }
-        if let Some(v) = &self.relay_normalisation {
-            o.relay_normalisation = v.parse()?;
-        }
-        if let Some(v) = &self.hop_schedule {
-            o.hop_schedule = v.parse().map_err(parse_err("hop-schedule"))?;
-        }
-        if let Some(v) = &self.dsgd_order {
-            o.dsgd_order = v.parse()?;
-        }
-        Ok(())
     }
 }
 
@@ -201,90 +143,69 @@ pub(crate) fn flag(name: &str) -> String {
     format!("--{}", name.replace('_', "-"))
 }
 
-/// Builds the config: defaults, then the TOML file, then the flags.
-pub fn build_config(args: &Args) -> Result<TrainConfig> {
+/// Lays the settings out: defaults, then the TOML file, then the flags given. The algorithm's
+/// default topology and validation are left to [`finish_config`] (compare sets the algorithm
+/// and topology per run in between).
+pub fn overlay_config(args: &Args) -> Result<TrainConfig> {
     let mut c = match &args.config {
         Some(p) => {
             let text = std::fs::read_to_string(p).map_err(|source| Error::Io {
                 path: p.clone(),
                 source,
             })?;
-            TrainConfig::from_toml(&text)?
+            let mut c = TrainConfig::from_toml(&text)?;
+            args.given.apply(&mut c)?;
+            c
         }
-        None => TrainConfig::default(),
+        None => args.run.clone(),
     };
-    if let Some(a) = &args.algo {
-        c.algo = a.parse()?;
+    let given = |id: &str| args.given.contains(id);
+    // A partition with its own parameter (`dirichlet:0.1`, `classes:3`) keeps it unless --alpha
+    // is given too.
+    if given("partition") && !given("alpha") && c.partition.contains([':', '=']) {
+        c.alpha = None;
     }
-    if let Some(t) = &args.topology {
-        c.topology = t
-            .parse()
-            .map_err(|e: crate::graph::GraphError| Error::param("topology", e.to_string()))?;
-    }
-    if let Some(n) = args.agents {
-        c.agents = n;
-    }
-    if let Some(p) = &args.partition {
-        c.partition = p.clone();
-        if args.alpha.is_none() && p.contains([':', '=']) {
-            c.alpha = None;
-        }
-    }
-    if let Some(a) = args.alpha {
-        c.alpha = Some(a);
-        if !c
+    if given("alpha")
+        && !c
             .partition
             .trim()
             .to_ascii_lowercase()
             .starts_with("dirichlet")
-        {
-            return Err(Error::param(
-                "alpha",
-                format!(
-                    "only applies to --partition dirichlet (partition is '{}')",
-                    c.partition
-                ),
-            ));
-        }
+    {
+        return Err(Error::param(
+            "alpha",
+            format!(
+                "only applies to --partition dirichlet (partition is '{}')",
+                c.partition
+            ),
+        ));
     }
-    if let Some(d) = &args.dataset {
-        c.dataset = d.parse()?;
-    }
-    if let Some(d) = &args.data_dir {
-        c.data_dir = Some(d.clone());
-    }
-    if let Some(m) = &args.model {
-        c.model = Some(m.clone());
-    }
-    args.options.apply(&mut c)?;
-    macro_rules! set {
-        ($($f:ident),*) => { $( if let Some(v) = args.$f { c.$f = v; } )* };
-    }
-    set!(
-        batch,
-        lr,
-        momentum,
-        nesterov,
-        weight_decay,
-        eval_every,
-        seed
-    );
-    if let Some(s) = args.steps {
-        c.steps = Some(s);
+    // The last of --steps / --epochs decides the run length (they conflict on the command line).
+    if given("steps") {
         c.epochs = None;
     }
-    if let Some(e) = args.epochs {
-        c.epochs = Some(e);
+    if given("epochs") {
         c.steps = None;
     }
+    Ok(c)
+}
+
+/// Completes a laid-out config: all-reduce runs on the complete graph unless a topology was
+/// chosen (by flag or file); then validates every value.
+pub fn finish_config(mut c: TrainConfig, args: &Args) -> Result<TrainConfig> {
     if c.algo.topology_need() == crate::algo::TopologyNeed::None
-        && args.topology.is_none()
+        && !args.given.contains("topology")
         && args.config.is_none()
     {
         c.topology = crate::graph::Topology::Complete;
     }
     c.validate()?;
     Ok(c)
+}
+
+/// Builds the config: defaults, then the TOML file, then the flags given; validated.
+pub fn build_config(args: &Args) -> Result<TrainConfig> {
+    finish_config(overlay_config(args)?, args)
 }
 
 /// Opens the requested backend; `gpu` falls back to the CPU reference with a notice.
@@ -333,26 +254,31 @@ where
     I: IntoIterator<Item = T>,
     T: Into<std::ffi::OsString> + Clone,
 {
-    let args = match parse_args::<Args, _, _>(args, out, err) {
+    let (mut args, matches) = match parse_args::<Args, _, _>(args, out, err) {
         Ok(a) => a,
         Err(code) => return code,
     };
+    args.given = Given::from_matches(&matches);
     exit_code(run_args(&args, out, err), err, flag)
 }
 
 /// Parses flags with clap: help/version go to `out` (code 0), a bad flag is one line on
-/// `err` (code 2); `Err` holds the exit code.
+/// `err` (code 2); `Err` holds the exit code. Also returns the matches (for value sources).
 pub(crate) fn parse_args<P, I, T>(
     args: I,
     out: &mut dyn Write,
     err: &mut dyn Write,
-) -> std::result::Result<P, i32>
+) -> std::result::Result<(P, ArgMatches), i32>
 where
     P: Parser,
     I: IntoIterator<Item = T>,
     T: Into<std::ffi::OsString> + Clone,
 {
-    P::try_parse_from(args).map_err(|e| {
+    let parsed = P::command().try_get_matches_from(args).and_then(|m| {
+        let p = P::from_arg_matches(&m).map_err(|e| e.format(&mut P::command()))?;
+        Ok((p, m))
+    });
+    parsed.map_err(|e| {
         let code = e.exit_code();
         let text = e.render().to_string();
         if code == 0 {
@@ -415,12 +341,7 @@ pub(crate) fn progress_bar(total: u64, hidden: bool) -> indicatif::ProgressBar {
 pub fn run_args(args: &Args, out: &mut dyn Write, err: &mut dyn Write) -> Result<()> {
     let config = build_config(args)?;
     let mut notices = Vec::new();
-    let (be, backend_kind) = open_backend(
-        &args.backend,
-        args.gpu_backend.as_deref(),
-        args.adapter.as_deref(),
-        &mut notices,
-    )?;
+    let (be, backend_kind) = args.device.open(&mut notices)?;
     let info: &mut dyn Write = if args.json { err } else { out };
     for n in &notices {
         let _ = writeln!(info, "notice: {n}");
@@ -574,9 +495,4 @@ pub fn run_args(args: &Args, out: &mut dyn Write, err: &mut dyn Write) -> Result
         let _ = writeln!(out, "{obj}");
     }
     Ok(())
-}
-
-/// The `--algo` help: one line per registered algorithm.
-fn algo_help() -> String {
-    format!("Algorithm:\n{}", crate::algo::algorithm_help())
 }

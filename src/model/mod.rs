@@ -7,8 +7,10 @@ use crate::error::{Error, Result};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-/// Floats per slab are padded to a multiple of this (256 bytes), so any agent's slab can be
-/// bound as its own sub-range.
+/// Floats per slab are padded to a multiple of this (256 bytes, wgpu's default storage-buffer
+/// offset alignment), so every agent's slab starts 16-byte aligned for the vec4 kernels. The GPU
+/// backend binds whole buffers and reaches a slab by its offset; the padding would also let a
+/// slab be bound as its own sub-range, which nothing does today.
 pub const SLAB_ALIGN: usize = 64;
 
 /// Where one dense layer's tensors sit inside a parameter slab (PyTorch order: weight, then bias).

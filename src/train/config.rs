@@ -2,6 +2,7 @@
 //! (serde) and validated with a clear [`Error::BadParameter`] per bad value.
 
 use crate::algo::{AlgoOptions, Algorithm, LocalHyper};
+use crate::cli::{clap_defaults, flag_value};
 use crate::data::{self, Dataset, MnistKind, Partition, Split};
 use crate::error::{Error, Result};
 use crate::graph::{MixingRule, Topology};
@@ -66,102 +67,146 @@ impl DatasetKind {
 }
 
 /// Everything a training run needs; `Default` is the quick synthetic demo.
-#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+///
+/// This struct is the one definition of each setting: its doc comments are the `--help` text of
+/// `train`/`compare`, its `#[arg]` attributes the flag and its default (fields without a flag
+/// carry their default in `#[arg(skip = …)]`), and serde reads any field from a TOML file.
+/// [`Default`] is the flags' defaults ([`clap_defaults`]).
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize, clap::Args)]
 #[serde(default, deny_unknown_fields)]
+#[command(next_help_heading = "Run")]
 pub struct TrainConfig {
-    /// Algorithm.
+    /// Algorithm (the list, from the registry, is in `--help`).
+    #[arg(
+        long,
+        default_value_t = Algorithm::Dsgd,
+        value_parser = flag_value::<Algorithm>,
+        help = crate::algo::algorithm_help_text()
+    )]
     pub algo: Algorithm,
-    /// Communication topology (gossip algorithms).
+    /// Topology (ring, torus, complete, star, chain, hypercube, ...) of the gossip algorithms.
+    #[arg(long, default_value_t = Topology::Ring, value_parser = flag_value::<Topology>)]
     pub topology: Topology,
-    /// Gossip weight rule.
-    pub mixing: MixingRule,
+    /// Gossip weight rule (`--gossip-weight`).
+    #[command(flatten)]
+    pub mixing: Mixing,
     /// Number of agents n.
+    #[arg(long, default_value_t = 16)]
     pub agents: usize,
-    /// Partition scheme: `iid`, `dirichlet[:α]`, `dirichlet-qgm[:α]`, `shards`, `classes[:k]`.
+    /// Partition: iid, dirichlet (or dirichlet:α), dirichlet-qgm (or dirichlet-qgm:α), shards,
+    /// classes:K.
+    #[arg(long, default_value = "dirichlet")]
     pub partition: String,
-    /// Dirichlet α (overrides the value in `partition`).
+    /// Dirichlet concentration α (small = more skewed; overrides the value in the partition).
+    #[arg(long, default_value = "1")]
     pub alpha: Option<f64>,
-    /// Dataset.
+    /// Dataset: synthetic (no files), mnist, fashion, cifar10.
+    #[arg(long, default_value = "synthetic", value_parser = flag_value::<DatasetKind>)]
     pub dataset: DatasetKind,
-    /// Directory of the dataset files (MNIST default: `mnist_dir_from_env()`).
+    /// Directory of the dataset files (MNIST default: $SWARMGRAD_MNIST_DIR, else
+    /// ../shared/data/mnist).
+    #[arg(long)]
     pub data_dir: Option<PathBuf>,
-    /// Model spec, e.g. `mlp:64-64-10` (default per dataset).
+    /// Model spec, e.g. mlp:64-64-10 (default per dataset).
+    #[arg(long)]
     pub model: Option<String>,
     /// Minibatch rows per agent.
+    #[arg(long, default_value_t = 32)]
     pub batch: usize,
     /// Peak learning rate.
+    #[arg(long, default_value_t = 0.1)]
     pub lr: f64,
     /// Local momentum β in [0, 1).
+    #[arg(long, default_value_t = 0.0)]
     pub momentum: f64,
-    /// Nesterov (true) or heavy-ball (false) momentum.
+    /// Nesterov momentum (--nesterov false for heavy ball).
+    #[arg(long, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true", default_value_t = true)]
     pub nesterov: bool,
     /// Weight decay λ.
+    #[arg(long, default_value_t = 1e-4)]
     pub weight_decay: f64,
     /// Number of steps (takes precedence over `epochs`).
+    #[arg(long, conflicts_with = "epochs")]
     pub steps: Option<u64>,
     /// Number of epochs (B = ⌊mean partition size / batch⌋ steps each).
+    #[arg(long, default_value = "20")]
     pub epochs: Option<f64>,
     /// Evaluate every this many steps (and at the start and the last step).
+    #[arg(long, default_value_t = 25)]
     pub eval_every: u64,
     /// Seed of partition, initialization and minibatches.
+    #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Warmup length in epochs (0: none).
+    #[arg(skip = 0.0)]
     pub warmup_epochs: f64,
     /// Warmup start rate (0 = RelaySGD style; a base rate = QGM style).
+    #[arg(skip = 0.0)]
     pub warmup_from: f64,
     /// Fractions of training at which the rate is multiplied by `decay`.
+    #[arg(skip)]
     pub decay_at: Vec<f64>,
     /// Decay factor.
+    #[arg(skip = 0.1)]
     pub decay: f64,
     /// Identical initialization of every agent.
+    #[arg(skip = true)]
     pub identical_init: bool,
     /// Synthetic task: training samples.
+    #[arg(skip = 12_000usize)]
     pub synthetic_train: usize,
     /// Synthetic task: test samples.
+    #[arg(skip = 2_000usize)]
     pub synthetic_test: usize,
     /// Synthetic task: feature dimension.
+    #[arg(skip = 64usize)]
     pub synthetic_dim: usize,
     /// Synthetic task: class separation.
+    #[arg(skip = 3.0)]
     pub synthetic_separation: f32,
     /// Test fraction when only a test split exists (MNIST t10k fallback).
+    #[arg(skip = 0.2)]
     pub fallback_test_fraction: f64,
     /// Algorithm-specific options (`[options]` in TOML).
+    #[command(flatten)]
     pub options: AlgoOptions,
 }
 
 impl Default for TrainConfig {
     fn default() -> Self {
-        TrainConfig {
-            algo: Algorithm::Dsgd,
-            topology: Topology::Ring,
-            mixing: MixingRule::MetropolisHastings,
-            agents: 16,
-            partition: "dirichlet".into(),
-            alpha: Some(1.0),
-            dataset: DatasetKind::Synthetic,
-            data_dir: None,
-            model: None,
-            batch: 32,
-            lr: 0.1,
-            momentum: 0.0,
-            nesterov: true,
-            weight_decay: 1e-4,
-            steps: None,
-            epochs: Some(20.0),
-            eval_every: 25,
-            seed: 0,
-            warmup_epochs: 0.0,
-            warmup_from: 0.0,
-            decay_at: Vec::new(),
-            decay: 0.1,
-            identical_init: true,
-            synthetic_train: 12_000,
-            synthetic_test: 2_000,
-            synthetic_dim: 64,
-            synthetic_separation: 3.0,
-            fallback_test_fraction: 0.2,
-            options: AlgoOptions::default(),
-        }
+        clap_defaults()
+    }
+}
+
+/// The gossip weight rule of a run: one setting, flattened into every command line that takes
+/// it (train, compare, toy) and one TOML key (`mixing = "constant:0.3"`).
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize, clap::Args)]
+#[serde(transparent)]
+pub struct Mixing {
+    /// Constant gossip neighbour weight w (self weight 1 − deg·w), overriding the mixing rule
+    /// (a rule name is accepted too: metropolis-hastings, uniform, complete).
+    #[arg(
+        long = "gossip-weight",
+        id = "gossip_weight",
+        value_name = "W",
+        default_value_t = MixingRule::MetropolisHastings,
+        value_parser = gossip_weight
+    )]
+    pub rule: MixingRule,
+}
+
+impl Default for Mixing {
+    fn default() -> Self {
+        clap_defaults()
+    }
+}
+
+/// `--gossip-weight`: a number w is the constant rule with neighbour weight w; a rule name
+/// (`metropolis-hastings`, `uniform`, `complete`, `constant:w`) is that rule.
+pub fn gossip_weight(s: &str) -> std::result::Result<MixingRule, String> {
+    match s.trim().parse::<f64>() {
+        Ok(w) => Ok(MixingRule::Constant(w)),
+        Err(_) => flag_value::<MixingRule>(s),
     }
 }
 

@@ -51,7 +51,6 @@ pub struct Summary {
 }
 
 /// The topology a run communicates over, as the summary names it.
-/// The topology a run communicates over, as shown to the user.
 pub fn topology_label(c: &TrainConfig) -> String {
     match c.algo.runs_on(&c.topology) {
         Some(t) => t.to_string(),
@@ -78,6 +77,9 @@ pub struct Trainer {
     last_eval: Option<EvalResult>,
     wall_offset: f64,
     checkpoint_every: Option<(u64, PathBuf)>,
+    /// The backend's buffer count before this run allocated any: [`Trainer::into_backend`]
+    /// releases everything from here on.
+    buffer_mark: usize,
 }
 
 impl Trainer {
@@ -109,15 +111,19 @@ impl Trainer {
                 ),
             ));
         }
-        if model.classes() < train.n_classes() {
-            return Err(Error::param(
-                "model",
-                format!(
-                    "{} outputs for {} classes",
-                    model.classes(),
-                    train.n_classes()
-                ),
-            ));
+        // Every label of both sets must be an output of the model (the dataset guarantees each
+        // label is below its class count); the loss kernel's check repeats this per minibatch.
+        for (which, ds) in [("training", train), ("test", test)] {
+            if model.classes() < ds.n_classes() {
+                return Err(Error::param(
+                    "model",
+                    format!(
+                        "{} outputs for the {} classes of the {which} set",
+                        model.classes(),
+                        ds.n_classes()
+                    ),
+                ));
+            }
         }
         let n = config.agents;
         let parts = config
@@ -136,6 +142,7 @@ impl Trainer {
         let schedule = config.schedule(total_epochs);
         schedule.validate()?;
         let init = model.init(n, config.seed, config.identical_init);
+        let buffer_mark = be.live_buffers().count;
         let be_ref: &mut dyn Backend = be.as_mut();
         let setup = AlgoSetup {
             agents: n,
@@ -143,7 +150,7 @@ impl Trainer {
             d: model.n_params(),
             init: &init,
             topology: &config.topology,
-            mixing: &config.mixing,
+            mixing: &config.mixing.rule,
             hyper: config.local_hyper(),
             seed: config.seed,
             options: &config.options,
@@ -172,6 +179,7 @@ impl Trainer {
             last_eval: None,
             wall_offset: 0.0,
             checkpoint_every: None,
+            buffer_mark,
         })
     }
 
@@ -215,8 +223,10 @@ impl Trainer {
         self.be.as_mut()
     }
 
-    /// Ends the run and hands back the backend (to reuse its device).
-    pub fn into_backend(self) -> Box<dyn Backend> {
+    /// Ends the run and returns its backend, with every buffer the run allocated released (so
+    /// a backend reused for many runs, as `compare` does, holds the same memory after each).
+    pub fn into_backend(mut self) -> Box<dyn Backend> {
+        self.be.release_from(self.buffer_mark);
         self.be
     }
 

@@ -33,6 +33,7 @@ enum Command {
 pub struct GpuBackend {
     ctx: GpuContext,
     buffers: Vec<wgpu::Buffer>,
+    ix: HostIndices,
     cache: PipelineCache,
     pending: Vec<Command>,
     uniforms: Vec<u8>,
@@ -64,6 +65,7 @@ impl GpuBackend {
             }));
         GpuBackend {
             buffers: Vec::new(),
+            ix: HostIndices::default(),
             cache: PipelineCache::default(),
             pending: Vec::new(),
             uniforms: Vec::new(),
@@ -407,11 +409,7 @@ impl Backend for GpuBackend {
         });
         self.take_errors()?;
         self.buffers.push(b);
-        Ok(Buf {
-            id: self.buffers.len() - 1,
-            len,
-            kind,
-        })
+        Ok(self.ix.alloc(self.buffers.len() - 1, len, kind))
     }
 
     fn write_f32(&mut self, buf: Buf, offset: usize, data: &[f32]) -> Result<()> {
@@ -421,7 +419,9 @@ impl Backend for GpuBackend {
 
     fn write_u32(&mut self, buf: Buf, offset: usize, data: &[u32]) -> Result<()> {
         check_write("write_u32", buf, BufKind::U32, offset, data.len())?;
-        self.write_bytes(buf, offset as u64 * 4, bytemuck::cast_slice(data))
+        self.write_bytes(buf, offset as u64 * 4, bytemuck::cast_slice(data))?;
+        self.ix.write(buf, offset, data);
+        Ok(())
     }
 
     fn upload_u8(&mut self, data: &[u8], label: &str) -> Result<Buf> {
@@ -439,11 +439,9 @@ impl Backend for GpuBackend {
             });
         self.take_errors()?;
         self.buffers.push(b);
-        Ok(Buf {
-            id: self.buffers.len() - 1,
-            len: data.len(),
-            kind: BufKind::U8,
-        })
+        Ok(self
+            .ix
+            .alloc(self.buffers.len() - 1, data.len(), BufKind::U8))
     }
 
     fn read_f32(&mut self, buf: Buf) -> Result<Vec<f64>> {
@@ -484,7 +482,8 @@ impl Backend for GpuBackend {
     }
 
     fn gather(&mut self, op: &Gather) -> Result<()> {
-        op.check()?;
+        op.check(&self.ix)?;
+        self.ix.gather(op);
         let p = GatherParams {
             rows: u(op.rows),
             dim: u(op.dim),
@@ -502,7 +501,7 @@ impl Backend for GpuBackend {
     }
 
     fn dense_forward(&mut self, op: &DenseForward) -> Result<()> {
-        op.check()?;
+        op.check(&self.ix)?;
         let s = &op.shape;
         let p = dense_params(s);
         let work = s.n_jobs * s.batch.div_ceil(4) * s.layer.out_dim.div_ceil(4);
@@ -524,7 +523,7 @@ impl Backend for GpuBackend {
     }
 
     fn dense_backward_data(&mut self, op: &DenseBackwardData) -> Result<()> {
-        op.check()?;
+        op.check(&self.ix)?;
         let s = &op.shape;
         let mut p = dense_params(s);
         p.relu = op.relu_mask as u32;
@@ -538,7 +537,7 @@ impl Backend for GpuBackend {
     }
 
     fn dense_backward_weights(&mut self, op: &DenseBackwardWeights) -> Result<()> {
-        op.check()?;
+        op.check(&self.ix)?;
         let s = &op.shape;
         let p = dense_params(s);
         let work = s.n_jobs * s.layer.out_dim.div_ceil(4) * (s.layer.in_dim + 1).div_ceil(4);
@@ -557,7 +556,7 @@ impl Backend for GpuBackend {
     }
 
     fn softmax_xent(&mut self, op: &SoftmaxXent) -> Result<()> {
-        op.check()?;
+        op.check(&self.ix)?;
         let p = XentParams {
             n_jobs: u(op.n_jobs),
             batch: u(op.batch),
@@ -573,7 +572,7 @@ impl Backend for GpuBackend {
     }
 
     fn mix(&mut self, op: &Mix) -> Result<()> {
-        op.check()?;
+        op.check(&self.ix)?;
         let c = &op.csr;
         // Four elements per invocation when every vector starts on a 16-byte boundary.
         let sizes = [
@@ -737,6 +736,24 @@ impl Backend for GpuBackend {
 
     fn counters(&self) -> Counters {
         self.counters
+    }
+
+    fn live_buffers(&self) -> LiveBuffers {
+        LiveBuffers {
+            count: self.buffers.len(),
+            bytes: self.buffers.iter().map(wgpu::Buffer::size).sum(),
+        }
+    }
+
+    fn release_from(&mut self, mark: usize) {
+        // Recorded dispatches name buffers by slot: submit them before the slots go. wgpu keeps
+        // a buffer alive until the work using it has finished; errors surface at the next flush.
+        if let Some(cb) = self.encode() {
+            self.ctx.queue.submit([cb]);
+            self.counters.submits += 1;
+        }
+        self.buffers.truncate(mark);
+        self.ix.release_from(mark);
     }
 }
 
