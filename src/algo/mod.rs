@@ -1,6 +1,13 @@
 //! The decentralized algorithms (ALGORITHMS.md §5), one file each, written once against
 //! [`Backend`]. An algorithm records one iteration at a time — gradients from an [`Objective`],
-//! local steps, mixing — and never reads back; the caller submits each iteration with one flush.
+//! local steps, communication through [`crate::comm`] — and never reads back; the caller
+//! submits each iteration with one flush.
+//!
+//! Each file holds everything about its algorithm: a `SPEC` ([`AlgoSpec`]: names, one-line
+//! doc, topology need, the options it reads, how it is built), its state and its step, written
+//! in the vocabulary of [`VectorOps`]. [`REGISTRY`] lists them, one line each; [`Algorithm`] is
+//! a handle to a spec that parses and serialises by name. Adding an algorithm is its file, one
+//! line in `registry!`, and its README row.
 
 mod buffers;
 mod options;
@@ -480,6 +487,21 @@ mod tests {
         assert_eq!(Algorithm::D2.runs_on(&ring), Some(ring));
         assert!(!Algorithm::Sgp.uses_topology() && Algorithm::RelaySgd.uses_topology());
         assert!(Algorithm::Qgm.options().contains(&"qgm-period"));
+        // Every option a spec names is a flag of AlgoOptions.
+        let cmd = <AlgoOptions as clap::Args>::augment_args(clap::Command::new("options"));
+        let flags: Vec<String> = cmd
+            .get_arguments()
+            .filter_map(|a| a.get_long().map(str::to_string))
+            .collect();
+        for spec in REGISTRY {
+            for o in spec.options {
+                assert!(
+                    flags.iter().any(|f| f == o),
+                    "{}: no flag --{o}",
+                    spec.name()
+                );
+            }
+        }
         // The SGP message lives in one place; config validation and the constructor share it.
         let e = Algorithm::Sgp
             .check_topology(&ring, 6, 0, &AlgoOptions::default())
