@@ -38,6 +38,7 @@
 pub mod algo;
 pub mod backend;
 pub mod cli;
+pub mod comm;
 pub mod data;
 pub mod error;
 pub mod graph;

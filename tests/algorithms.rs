@@ -835,10 +835,12 @@ fn gpu_matches_cpu_is_deterministic_and_ledgers_bytes() {
 }
 
 fn small(algo: Algorithm) -> TrainConfig {
-    let (agents, mixing, momentum) = match algo {
-        Algorithm::Sgp => (4, MixingRule::MetropolisHastings, 0.9),
-        Algorithm::D2 | Algorithm::Gt => (5, CONSTANT_W, 0.0),
-        _ => (5, MixingRule::MetropolisHastings, 0.9),
+    let (agents, mixing, momentum) = if algo == Algorithm::Sgp {
+        (4, MixingRule::MetropolisHastings, 0.9)
+    } else if algo == Algorithm::D2 || algo == Algorithm::Gt {
+        (5, CONSTANT_W, 0.0)
+    } else {
+        (5, MixingRule::MetropolisHastings, 0.9)
     };
     TrainConfig {
         algo,

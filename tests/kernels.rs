@@ -745,3 +745,176 @@ fn gpu_time_is_measured_where_timestamps_exist() {
         }
     }
 }
+
+#[test]
+fn vector_ops_match_reference() {
+    // fill and the strided copy move values: exact on every backend (the inputs are f32).
+    // The mean sums `count` terms, then divides once: the sum bound of K = count terms.
+    let exact = |_: f64, _: f64| 0.0;
+    for (count, len) in [(1, 1), (3, 63), (5, 64), (7, 1000), (130, 3)] {
+        parity(
+            &format!("fill {count}×{len}"),
+            |be, _| {
+                // NaN and ∞ in the output are overwritten (zeroing by axpby would keep NaN).
+                let mut init = uniform(40, 2 * count * len + 5, -2.0, 2.0);
+                init[1] = f32::NAN;
+                init[1 + 2 * len * (count - 1) + len - 1] = f32::INFINITY;
+                let y = upload(be, &init);
+                be.fill(&Fill {
+                    y,
+                    offset: 1,
+                    stride: 2 * len,
+                    count,
+                    len,
+                    value: -0.75,
+                })?;
+                Ok(vec![y])
+            },
+            exact,
+        );
+        for (src_step, dst_step, src_stride) in [(1, 1, len + 2), (2, 1, 2 * len + 1), (1, 2, 0)] {
+            parity(
+                &format!("copy_strided {count}×{len} steps {src_step}/{dst_step}"),
+                |be, _| {
+                    let src = upload(
+                        be,
+                        &uniform(41, count * src_stride + len * src_step + 3, -2.0, 2.0),
+                    );
+                    let dst_stride = len * dst_step + 1;
+                    let dst = upload(be, &uniform(42, count * dst_stride + 2, -2.0, 2.0));
+                    be.copy_strided(&CopyStrided {
+                        src,
+                        src_offset: 1,
+                        src_stride,
+                        src_step,
+                        dst,
+                        dst_offset: 2,
+                        dst_stride,
+                        dst_step,
+                        count,
+                        len,
+                    })?;
+                    Ok(vec![dst])
+                },
+                exact,
+            );
+        }
+        parity(
+            &format!("mean {count}×{len}"),
+            |be, abs| {
+                let stride = len + 3;
+                let src = upload(be, &abs_if(uniform(43, count * stride + 1, -2.0, 2.0), abs));
+                let dst = upload(be, &abs_if(uniform(44, len + 4, -2.0, 2.0), abs));
+                be.mean(&Mean {
+                    src,
+                    src_offset: 1,
+                    src_stride: stride,
+                    count,
+                    len,
+                    dst,
+                    dst_offset: 3,
+                })?;
+                Ok(vec![dst])
+            },
+            sum_bound(count + 1),
+        );
+    }
+    // Identical vectors average exactly (summed, then divided once; a rounded 1/6 weight
+    // would not): multiples of 1/16 keep every partial sum exact.
+    let slab: Vec<f32> = (0..37).map(|k| (k as f32 - 18.0) / 16.0).collect();
+    let n = 6;
+    let stacked: Vec<f32> = (0..n).flat_map(|_| slab.clone()).collect();
+    let mut backends: Vec<Box<dyn Backend>> = vec![Box::new(ReferenceBackend::new())];
+    for g in gpu_backends("mean of identical vectors") {
+        backends.push(Box::new(g));
+    }
+    for be in backends.iter_mut() {
+        let be = be.as_mut();
+        let src = upload(be, &stacked);
+        let dst = be.alloc(BufKind::F32, 37, "mean").unwrap();
+        be.mean(&Mean {
+            src,
+            src_offset: 0,
+            src_stride: 37,
+            count: n,
+            len: 37,
+            dst,
+            dst_offset: 0,
+        })
+        .unwrap();
+        let want: Vec<f64> = slab.iter().map(|&v| v as f64).collect();
+        assert_eq!(be.read_f32(dst).unwrap(), want, "{}", be.describe());
+    }
+}
+
+#[test]
+fn vector_ops_reject_bad_requests_on_every_backend() {
+    use swarmgrad::Error;
+    let mut backends: Vec<Box<dyn Backend>> = vec![Box::new(ReferenceBackend::new())];
+    for g in gpu_backends("bad vector requests") {
+        backends.push(Box::new(g));
+    }
+    for be in backends.iter_mut() {
+        let be = be.as_mut();
+        let x = be.alloc(BufKind::F32, 10, "x").unwrap();
+        let y = be.alloc(BufKind::F32, 5, "y").unwrap();
+        let fill = |y, count, value| Fill {
+            y,
+            offset: 0,
+            stride: 5,
+            count,
+            len: 5,
+            value,
+        };
+        let long = be.fill(&fill(y, 2, 0.0));
+        assert!(
+            matches!(long, Err(Error::InvalidOp { op: "fill", .. })),
+            "{long:?}"
+        );
+        let nan = be.fill(&fill(x, 1, f64::NAN));
+        assert!(
+            matches!(nan, Err(Error::InvalidOp { op: "fill", .. })),
+            "{nan:?}"
+        );
+        let copy = |src, dst, src_step| CopyStrided {
+            src,
+            src_offset: 0,
+            src_stride: 0,
+            src_step,
+            dst,
+            dst_offset: 0,
+            dst_stride: 5,
+            dst_step: 1,
+            count: 1,
+            len: 5,
+        };
+        assert!(be.copy_strided(&copy(x, y, 2)).is_ok());
+        let stepped = be.copy_strided(&copy(x, y, 3));
+        assert!(
+            matches!(stepped, Err(Error::InvalidOp { .. })),
+            "{stepped:?}"
+        );
+        let zero = be.copy_strided(&copy(x, y, 0));
+        assert!(matches!(zero, Err(Error::InvalidOp { .. })), "{zero:?}");
+        let alias = be.copy_strided(&copy(x, x, 1));
+        assert!(matches!(alias, Err(Error::InvalidOp { .. })), "{alias:?}");
+        let mean = |count| Mean {
+            src: x,
+            src_offset: 0,
+            src_stride: 5,
+            count,
+            len: 5,
+            dst: y,
+            dst_offset: 0,
+        };
+        assert!(be.mean(&mean(2)).is_ok());
+        for bad in [0, 3] {
+            let r = be.mean(&mean(bad));
+            assert!(
+                matches!(r, Err(Error::InvalidOp { op: "mean", .. })),
+                "{r:?}"
+            );
+        }
+        be.flush().unwrap();
+    }
+}

@@ -1,8 +1,10 @@
 //! The per-agent state every algorithm starts from: parameters (double-buffered for mixing),
 //! gradients and the local momentum buffer, all agent-major slabs.
 
-use crate::backend::{Backend, Buf, BufKind, CsrBufs, LocalStep, Mix};
+use crate::backend::{Backend, Buf, BufKind, LocalStep};
+use crate::comm::{Gossip, Ledger};
 use crate::error::{Error, Result};
+use crate::sparse::Csr;
 
 /// Local optimizer hyperparameters (ALGORITHMS.md §1 LocalStep).
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -41,6 +43,8 @@ pub struct AgentBuffers {
     pub stride: usize,
     /// Trainable scalars per agent d (≤ stride).
     pub d: usize,
+    /// Bytes each agent sent during the current iteration.
+    pub ledger: Ledger,
 }
 
 impl AgentBuffers {
@@ -72,6 +76,7 @@ impl AgentBuffers {
             agents,
             stride,
             d,
+            ledger: Ledger::new(agents),
         })
     }
 
@@ -88,6 +93,11 @@ impl AgentBuffers {
     /// Allocates another zeroed buffer of the same shape (algorithm state).
     pub fn alloc_like(&self, be: &mut dyn Backend, label: &str) -> Result<Buf> {
         be.alloc(BufKind::F32, self.len(), label)
+    }
+
+    /// A gossip channel for W over these slabs.
+    pub fn gossip_channel(&self, be: &mut dyn Backend, w: &Csr) -> Result<Gossip> {
+        Gossip::new(be, w, self.stride, self.d, "W")
     }
 
     /// Records `x ← LocalStep(x, g)` on the given parameters with this state's gradients and
@@ -116,31 +126,22 @@ impl AgentBuffers {
         self.record_local_step_on(be, self.params, lr, h)
     }
 
-    /// Records `x ← W x` (W is agents × agents): reads the current buffer, writes the spare one,
-    /// then swaps them, so every row reads the state at the start of the round.
-    pub fn record_mix(&mut self, be: &mut dyn Backend, w: &CsrBufs) -> Result<()> {
-        record_mix_into(be, w, self.params, self.spare, self.stride)?;
-        std::mem::swap(&mut self.params, &mut self.spare);
-        Ok(())
+    /// Records one gossip round `x ← W x` on the current parameters (through the spare
+    /// buffer, so every row reads the state at the start of the round).
+    pub fn gossip(&mut self, be: &mut dyn Backend, w: &Gossip) -> Result<()> {
+        w.record_swap(be, &mut self.ledger, &mut self.params, &mut self.spare)
     }
-}
 
-/// Records `out ← W · input` over agent slabs of `stride` floats (input and output distinct).
-pub fn record_mix_into(
-    be: &mut dyn Backend,
-    w: &CsrBufs,
-    input: Buf,
-    output: Buf,
-    stride: usize,
-) -> Result<()> {
-    be.mix(&Mix {
-        csr: *w,
-        input,
-        in_offset: 0,
-        in_stride: stride,
-        output,
-        out_offset: 0,
-        out_stride: stride,
-        len: stride,
-    })
+    /// One gossip round alone, as an iteration of its own (the ledger restarts).
+    pub fn gossip_alone(&mut self, be: &mut dyn Backend, w: &Gossip) -> Result<()> {
+        self.ledger.clear();
+        self.gossip(be, w)
+    }
+
+    /// Checkpoint buffers: parameters, local momentum, then `extra`.
+    pub fn state_with(&self, extra: &[(&'static str, Buf)]) -> Vec<(&'static str, Buf)> {
+        let mut s = vec![("params", self.params), ("momentum", self.momentum)];
+        s.extend_from_slice(extra);
+        s
+    }
 }

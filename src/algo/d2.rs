@@ -3,11 +3,22 @@
 //! recorded as c ← x − x' (the same value without two extra buffers and with less rounding).
 //! Requires λ_min(W) > −1/3.
 
-use super::{gossip_bytes_per_agent, AgentBuffers, Algo, LocalHyper, Objective};
-use crate::backend::{Axpby, Backend, Buf, CsrBufs, Mix};
+use super::{gossip_matrix, AgentBuffers, Algo, AlgoSetup, AlgoSpec, LocalHyper};
+use super::{Step, TopologyNeed, VectorOps};
+use crate::backend::{Backend, Buf};
+use crate::comm::Gossip;
 use crate::error::{Error, Result};
 use crate::graph::lambda_min;
 use crate::sparse::Csr;
+
+/// D².
+pub const SPEC: AlgoSpec = AlgoSpec {
+    names: &["d2", "d-2"],
+    doc: "D², form B; needs λ_min(W) > −1/3 (rings: --gossip-weight 0.3233)",
+    topology: TopologyNeed::Static,
+    options: &[],
+    build,
+};
 
 /// D² needs λ_min(W) above this bound (with a small margin for rounding).
 pub const D2_LAMBDA_MIN_BOUND: f64 = -1.0 / 3.0;
@@ -33,95 +44,45 @@ pub struct D2 {
     buf: AgentBuffers,
     /// The correction c (its buffer rotates with params and spare every step).
     corr: Buf,
-    w: CsrBufs,
+    w: Gossip,
     hyper: LocalHyper,
-    bytes: Vec<u64>,
 }
 
-impl D2 {
-    /// Checks the spectrum and uploads W.
-    pub fn new(
-        be: &mut dyn Backend,
-        buf: AgentBuffers,
-        w: &Csr,
-        hyper: LocalHyper,
-    ) -> Result<Self> {
-        check_d2_spectrum(w)?;
-        let bytes = gossip_bytes_per_agent(w, buf.d);
-        Ok(D2 {
-            corr: buf.alloc_like(be, "d2.c")?,
-            w: be.upload_csr(w, "W")?,
-            buf,
-            hyper,
-            bytes,
-        })
-    }
+fn build(be: &mut dyn Backend, buf: AgentBuffers, s: &AlgoSetup) -> Result<Box<dyn Algo>> {
+    let w = gossip_matrix(s)?;
+    check_d2_spectrum(&w)?;
+    Ok(Box::new(D2 {
+        corr: buf.alloc_like(be, "d2.c")?,
+        w: buf.gossip_channel(be, &w)?,
+        buf,
+        hyper: s.hyper,
+    }))
 }
 
 impl Algo for D2 {
-    fn params(&self) -> Buf {
-        self.buf.params
-    }
-
-    fn record_step(
-        &mut self,
-        be: &mut dyn Backend,
-        obj: &mut dyn Objective,
-        t: u64,
-        lr: f64,
-    ) -> Result<()> {
-        let (len, s) = (self.buf.len(), self.buf.stride);
-        obj.record_gradients(be, self.buf.params, self.buf.grads, t)?;
-        // x' = LocalStep(x) in place.
-        self.buf.record_local_step(be, lr, self.hyper)?;
-        // The message x' + c, written over c.
-        be.axpby(&Axpby {
-            x: self.buf.params,
-            y: self.corr,
-            a: 1.0,
-            b: 1.0,
-            len,
-        })?;
-        // x_new = W(x' + c) into the spare buffer.
-        be.mix(&Mix {
-            csr: self.w,
-            input: self.corr,
-            in_offset: 0,
-            in_stride: s,
-            output: self.buf.spare,
-            out_offset: 0,
-            out_stride: s,
-            len: s,
-        })?;
-        // c_new = x_new − x' (= x_new − prev − u), written over x'.
-        be.axpby(&Axpby {
-            x: self.buf.spare,
-            y: self.buf.params,
-            a: 1.0,
-            b: -1.0,
-            len,
-        })?;
+    fn step(&mut self, be: &mut dyn Backend, mut s: Step<'_>) -> Result<()> {
+        let b = &mut self.buf;
+        let (x, c, next) = (b.params, self.corr, b.spare);
+        b.ledger.clear();
+        s.gradients(be, b)?;
+        b.record_local_step(be, s.lr, self.hyper)?; // x' = LocalStep(x), in place
+        be.add_assign(c, x)?; // the message x' + c, over c
+        self.w.record(be, &mut b.ledger, c, next)?; // x_new = W(x' + c)
+        be.rsub_assign(x, next)?; // c_new = x_new − x' (= x_new − prev − u), over x'
         // Rotate: params ← x_new, c ← c_new, spare ← the old message buffer.
-        let (x_new, c_new, free) = (self.buf.spare, self.buf.params, self.corr);
-        self.buf.params = x_new;
-        self.corr = c_new;
-        self.buf.spare = free;
+        (b.params, self.corr, b.spare) = (next, x, c);
         Ok(())
     }
 
-    fn bytes_sent(&self) -> &[u64] {
-        &self.bytes
-    }
-
     fn state(&self) -> Vec<(&'static str, Buf)> {
-        vec![
-            ("params", self.buf.params),
-            ("momentum", self.buf.momentum),
-            ("d2.c", self.corr),
-        ]
+        self.buf.state_with(&[("d2.c", self.corr)])
     }
 
     fn record_gossip(&mut self, be: &mut dyn Backend) -> Result<()> {
-        self.buf.record_mix(be, &self.w)
+        self.buf.gossip_alone(be, &self.w)
+    }
+
+    fn buffers(&self) -> &AgentBuffers {
+        &self.buf
     }
 }

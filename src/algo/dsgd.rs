@@ -8,117 +8,97 @@
 //! step and hop 2^(t mod log₂ n), so every hop is used and log₂ n steps average exactly (the
 //! matrix is rewritten with `write_csr` before each step's work, as SGP does).
 
-use super::{gossip_bytes_per_agent, AgentBuffers, Algo, DsgdOrder, LocalHyper, Objective};
-use crate::backend::{Backend, Buf, CsrBufs};
+use super::{gossip_matrix, AgentBuffers, Algo, AlgoSetup, AlgoSpec, DsgdOrder};
+use super::{LocalHyper, Step, TopologyNeed};
+use crate::backend::{Backend, Buf};
+use crate::comm::Gossip;
 use crate::error::{Error, Result};
-use crate::graph::{HopSchedule, OnePeerExponential};
+use crate::graph::{OnePeerExponential, Topology};
 use crate::sparse::Csr;
+
+/// D-PSGD / DSGDm-N.
+pub const SPEC: AlgoSpec = AlgoSpec {
+    names: &["dsgd", "d-psgd", "dpsgd", "dsgdm", "dsgdm-n"],
+    doc: "D-PSGD (with --momentum > 0: DSGDm-N), on a static graph or the one-peer exponential graph",
+    topology: TopologyNeed::StaticOrExponential,
+    options: &["dsgd-order", "hop-schedule"],
+    build,
+};
 
 /// D-PSGD / DSGDm-N state.
 pub struct Dsgd {
     buf: AgentBuffers,
-    w: CsrBufs,
-    /// The time-varying graph whose round-0 matrix is written every step (None: static W).
+    w: Gossip,
+    /// The time-varying graph whose matrix is written every step (None: static W).
     exponential: Option<OnePeerExponential>,
     hyper: LocalHyper,
     order: DsgdOrder,
-    bytes: Vec<u64>,
 }
 
-impl Dsgd {
-    /// Uploads the static gossip matrix `w` (agents × agents); adapt-then-combine.
-    pub fn new(
-        be: &mut dyn Backend,
-        buf: AgentBuffers,
-        w: &Csr,
-        hyper: LocalHyper,
-    ) -> Result<Self> {
-        let bytes = gossip_bytes_per_agent(w, buf.d);
-        Ok(Dsgd {
-            w: be.upload_csr(w, "W")?,
-            exponential: None,
-            buf,
-            hyper,
-            order: DsgdOrder::Atc,
-            bytes,
-        })
-    }
-
-    /// Gossips on the one-peer exponential graph of `n` agents, one round per step with hop
-    /// 2^(t mod log₂ n); adapt-then-combine.
-    pub fn exponential(
-        be: &mut dyn Backend,
-        buf: AgentBuffers,
-        n: usize,
-        hyper: LocalHyper,
-    ) -> Result<Self> {
-        let graph = OnePeerExponential::new(n, HopSchedule::Cyclic)
+fn build(be: &mut dyn Backend, buf: AgentBuffers, s: &AlgoSetup) -> Result<Box<dyn Algo>> {
+    // On the exponential graph, step t is round (⌊t/2⌋, t mod 2) of the graph's hop schedule
+    // (under `cyclic`, hop 2^(t mod log₂ n): every hop is used and log₂ n steps average
+    // exactly); the matrix is rewritten before each step's work.
+    let exponential = if *s.topology == Topology::Exponential {
+        let g = OnePeerExponential::new(s.agents, s.options.hop_schedule)
             .map_err(|e| Error::param("topology", e.to_string()))?;
-        let w0 = exponential_round(&graph, 0);
-        let mut me = Dsgd::new(be, buf, &w0, hyper)?;
-        me.exponential = Some(graph);
-        Ok(me)
-    }
-
-    /// The same state running in `order`.
-    pub fn with_order(mut self, order: DsgdOrder) -> Self {
-        self.order = order;
-        self
-    }
-
-    /// The order of local step and gossip.
-    pub fn order(&self) -> DsgdOrder {
-        self.order
-    }
+        Some(g)
+    } else {
+        None
+    };
+    let w = match &exponential {
+        Some(g) => exponential_round(g, 0),
+        None => gossip_matrix(s)?,
+    };
+    Ok(Box::new(Dsgd {
+        w: buf.gossip_channel(be, &w)?,
+        exponential,
+        buf,
+        hyper: s.hyper,
+        order: s.options.dsgd_order,
+    }))
 }
 
-/// The mixing matrix of step t: under the cyclic schedule, round r of iteration t′ uses hop
-/// 2^((2t′ + r) mod log₂ n), so (t′, r) = (⌊t/2⌋, t mod 2) gives hop 2^(t mod log₂ n).
+/// The mixing matrix of step t: round (⌊t/2⌋, t mod 2) of the two-round schedule, so the steps
+/// walk the schedule's rounds in order (under `cyclic`: hop 2^(t mod log₂ n)).
 fn exponential_round(g: &OnePeerExponential, t: u64) -> Csr {
     g.mixing(t / 2, (t % 2) as usize)
 }
 
 impl Algo for Dsgd {
-    fn params(&self) -> Buf {
-        self.buf.params
-    }
-
-    fn record_step(
-        &mut self,
-        be: &mut dyn Backend,
-        obj: &mut dyn Objective,
-        t: u64,
-        lr: f64,
-    ) -> Result<()> {
+    fn step(&mut self, be: &mut dyn Backend, mut s: Step<'_>) -> Result<()> {
+        let (t, lr) = (s.t, s.lr);
+        self.buf.ledger.clear();
         // Ordered after the previous step's mix, before this step's.
         if let Some(g) = &self.exponential {
-            be.write_csr(&self.w, &exponential_round(g, t))?;
+            self.w.write(be, &exponential_round(g, t))?;
         }
+        let b = &mut self.buf;
         match self.order {
             DsgdOrder::Atc => {
-                obj.record_gradients(be, self.buf.params, self.buf.grads, t)?;
-                self.buf.record_local_step(be, lr, self.hyper)?;
-                self.buf.record_mix(be, &self.w)
+                s.gradients(be, b)?;
+                b.record_local_step(be, lr, self.hyper)?;
+                b.gossip(be, &self.w)
             }
             DsgdOrder::Cta => {
-                self.buf.record_mix(be, &self.w)?;
-                obj.record_gradients(be, self.buf.params, self.buf.grads, t)?;
-                self.buf.record_local_step(be, lr, self.hyper)
+                b.gossip(be, &self.w)?;
+                s.gradients(be, b)?;
+                b.record_local_step(be, lr, self.hyper)
             }
         }
-    }
-
-    fn bytes_sent(&self) -> &[u64] {
-        &self.bytes
     }
 
     fn state(&self) -> Vec<(&'static str, Buf)> {
-        vec![("params", self.buf.params), ("momentum", self.buf.momentum)]
+        self.buf.state_with(&[])
     }
 
     /// One round with the most recently written matrix (the static W, or the last step's).
     fn record_gossip(&mut self, be: &mut dyn Backend) -> Result<()> {
-        self.buf.record_mix(be, &self.w)
+        self.buf.gossip_alone(be, &self.w)
+    }
+
+    fn buffers(&self) -> &AgentBuffers {
+        &self.buf
     }
 }
 
@@ -153,9 +133,21 @@ mod tests {
 
     /// Runs `steps` steps of D-PSGD on the constants task and returns the parameters.
     fn run(topology: Topology, order: DsgdOrder, n: usize, steps: u64, lr: f64) -> Vec<f64> {
+        run_with(topology, order, HopSchedule::Cyclic, n, steps, lr)
+    }
+
+    fn run_with(
+        topology: Topology,
+        order: DsgdOrder,
+        hop_schedule: HopSchedule,
+        n: usize,
+        steps: u64,
+        lr: f64,
+    ) -> Vec<f64> {
         let mut be = ReferenceBackend::new();
         let options = AlgoOptions {
             dsgd_order: order,
+            hop_schedule,
             ..Default::default()
         };
         let x0 = init(n);
@@ -304,5 +296,22 @@ mod tests {
             spread < 1e-12,
             "exact average after log2 n steps: {spread:e}"
         );
+    }
+
+    #[test]
+    fn exponential_gossip_honours_the_hop_schedule() {
+        // Under `code` the steps walk SGP's code-schedule rounds: hops 1, 1, 4, 2, … for n = 8.
+        let n = 8;
+        let code = OnePeerExponential::new(n, HopSchedule::Code).unwrap();
+        let hops: Vec<usize> = (0..4).map(|t| code.hop(t / 2, (t % 2) as usize)).collect();
+        let cyclic = OnePeerExponential::new(n, HopSchedule::Cyclic).unwrap();
+        let cyc: Vec<usize> = (0..4).map(|t| cyclic.hop(t / 2, (t % 2) as usize)).collect();
+        assert_ne!(hops, cyc, "the schedules differ over the first steps");
+        let got = run_with(Topology::Exponential, DsgdOrder::Atc, HopSchedule::Code, n, 9, 0.125);
+        let want = simulate(|t| exponential_round(&code, t).to_dense(), DsgdOrder::Atc, n, 9, 0.125);
+        let err = max_diff(&got, &want);
+        assert!(err < 1e-12, "code schedule: CPU vs host simulation {err:e}");
+        let other = run_with(Topology::Exponential, DsgdOrder::Atc, HopSchedule::Cyclic, n, 9, 0.125);
+        assert!(max_diff(&got, &other) > 1e-6, "the schedule changes the run");
     }
 }

@@ -1,10 +1,20 @@
 //! Gradient tracking, the epfml/relaysgd form (ALGORITHMS.md §5.11): prev = x;
 //! x' = LocalStep(x), u = x' − prev; round A: x ← W(x' + c); round B: c ← W(c + u) − u.
 
-use super::{gossip_bytes_per_agent, record_mix_into, AgentBuffers, Algo, LocalHyper, Objective};
-use crate::backend::{Axpby, Backend, Buf, CsrBufs};
+use super::{gossip_matrix, AgentBuffers, Algo, AlgoSetup, AlgoSpec, LocalHyper};
+use super::{Step, TopologyNeed, VectorOps};
+use crate::backend::{Backend, Buf};
+use crate::comm::Gossip;
 use crate::error::Result;
-use crate::sparse::Csr;
+
+/// Gradient tracking.
+pub const SPEC: AlgoSpec = AlgoSpec {
+    names: &["gt", "gradient-tracking"],
+    doc: "gradient tracking (epfml/relaysgd form), two gossip rounds per step",
+    topology: TopologyNeed::Static,
+    options: &[],
+    build,
+};
 
 /// Gradient-tracking state: x, the correction c, local momentum b, and temporaries.
 pub struct Gt {
@@ -15,102 +25,50 @@ pub struct Gt {
     update: Buf,
     /// Round B's output before the swap.
     corr_next: Buf,
-    w: CsrBufs,
+    w: Gossip,
     hyper: LocalHyper,
-    bytes: Vec<u64>,
 }
 
-impl Gt {
-    /// Uploads W.
-    pub fn new(
-        be: &mut dyn Backend,
-        buf: AgentBuffers,
-        w: &Csr,
-        hyper: LocalHyper,
-    ) -> Result<Self> {
-        // Two gossip rounds per iteration: x' + c, then c + u.
-        let bytes = gossip_bytes_per_agent(w, buf.d)
-            .into_iter()
-            .map(|b| 2 * b)
-            .collect();
-        Ok(Gt {
-            corr: buf.alloc_like(be, "gt.c")?,
-            update: buf.alloc_like(be, "gt.u")?,
-            corr_next: buf.alloc_like(be, "gt.c.next")?,
-            w: be.upload_csr(w, "W")?,
-            buf,
-            hyper,
-            bytes,
-        })
-    }
+fn build(be: &mut dyn Backend, buf: AgentBuffers, s: &AlgoSetup) -> Result<Box<dyn Algo>> {
+    Ok(Box::new(Gt {
+        corr: buf.alloc_like(be, "gt.c")?,
+        update: buf.alloc_like(be, "gt.u")?,
+        corr_next: buf.alloc_like(be, "gt.c.next")?,
+        w: buf.gossip_channel(be, &gossip_matrix(s)?)?,
+        buf,
+        hyper: s.hyper,
+    }))
 }
 
 impl Algo for Gt {
-    fn params(&self) -> Buf {
-        self.buf.params
-    }
-
-    fn record_step(
-        &mut self,
-        be: &mut dyn Backend,
-        obj: &mut dyn Objective,
-        t: u64,
-        lr: f64,
-    ) -> Result<()> {
-        let (len, s) = (self.buf.len(), self.buf.stride);
-        obj.record_gradients(be, self.buf.params, self.buf.grads, t)?;
+    fn step(&mut self, be: &mut dyn Backend, mut s: Step<'_>) -> Result<()> {
+        let (c, u) = (self.corr, self.update);
+        self.buf.ledger.clear();
+        s.gradients(be, &self.buf)?;
         // 1. prev = x (held in u), x' = LocalStep(x), u = x' − prev.
-        be.copy(self.buf.params, 0, self.update, 0, len)?;
-        self.buf.record_local_step(be, lr, self.hyper)?;
-        be.axpby(&Axpby {
-            x: self.buf.params,
-            y: self.update,
-            a: 1.0,
-            b: -1.0,
-            len,
-        })?;
+        be.assign(u, self.buf.params)?;
+        self.buf.record_local_step(be, s.lr, self.hyper)?;
+        be.rsub_assign(u, self.buf.params)?;
         // 2. Round A: x ← W(x' + c).
-        be.axpby(&Axpby {
-            x: self.corr,
-            y: self.buf.params,
-            a: 1.0,
-            b: 1.0,
-            len,
-        })?;
-        self.buf.record_mix(be, &self.w)?;
+        be.add_assign(self.buf.params, c)?;
+        self.buf.gossip(be, &self.w)?;
         // 3. Round B: c ← W(c + u) − u.
-        be.axpby(&Axpby {
-            x: self.update,
-            y: self.corr,
-            a: 1.0,
-            b: 1.0,
-            len,
-        })?;
-        record_mix_into(be, &self.w, self.corr, self.corr_next, s)?;
-        be.axpby(&Axpby {
-            x: self.update,
-            y: self.corr_next,
-            a: -1.0,
-            b: 1.0,
-            len,
-        })?;
+        be.add_assign(c, u)?;
+        self.w.record(be, &mut self.buf.ledger, c, self.corr_next)?;
+        be.sub_assign(self.corr_next, u)?;
         std::mem::swap(&mut self.corr, &mut self.corr_next);
         Ok(())
     }
 
-    fn bytes_sent(&self) -> &[u64] {
-        &self.bytes
-    }
-
     fn state(&self) -> Vec<(&'static str, Buf)> {
-        vec![
-            ("params", self.buf.params),
-            ("momentum", self.buf.momentum),
-            ("gt.c", self.corr),
-        ]
+        self.buf.state_with(&[("gt.c", self.corr)])
     }
 
     fn record_gossip(&mut self, be: &mut dyn Backend) -> Result<()> {
-        self.buf.record_mix(be, &self.w)
+        self.buf.gossip_alone(be, &self.w)
+    }
+
+    fn buffers(&self) -> &AgentBuffers {
+        &self.buf
     }
 }

@@ -1,43 +1,82 @@
 //! The decentralized algorithms (ALGORITHMS.md §5), one file each, written once against
 //! [`Backend`]. An algorithm records one iteration at a time — gradients from an [`Objective`],
-//! local steps, mixing — and never reads back; the caller submits each iteration with one flush.
+//! local steps, communication through [`crate::comm`] — and never reads back; the caller
+//! submits each iteration with one flush.
+//!
+//! Each file holds everything about its algorithm: a `SPEC` ([`AlgoSpec`]: names, one-line
+//! doc, topology need, the options it reads, how it is built), its state and its step, written
+//! in the vocabulary of [`VectorOps`]. [`REGISTRY`] lists them, one line each; [`Algorithm`] is
+//! a handle to a spec that parses and serialises by name. Adding an algorithm is its file, one
+//! line in `registry!`, and its README row.
 
-mod allreduce;
 mod buffers;
-mod d2;
-mod dsgd;
-mod gt;
 mod options;
-mod qg_adam;
-mod qgm;
-mod relay;
-mod sgp;
-mod slowmo;
+mod vector;
 
+/// Declares the algorithm modules and the registry, one line per algorithm (its file holds
+/// everything else: `SPEC`, state, step).
+macro_rules! registry {
+    ($($handle:ident: $module:ident),* $(,)?) => {
+        $(mod $module;)*
+        /// Every implemented algorithm, in the order help texts list them.
+        pub const REGISTRY: &[&AlgoSpec] = &[$(&$module::SPEC),*];
+        // The handles keep the spelling of the enum variants they replace.
+        #[allow(non_upper_case_globals)]
+        impl Algorithm {
+            $(
+                #[doc = concat!("The algorithm of `src/algo/", stringify!($module), ".rs`.")]
+                pub const $handle: Algorithm = Algorithm(&$module::SPEC);
+            )*
+        }
+    };
+}
+
+registry! {
+    Dsgd: dsgd,
+    AllReduce: allreduce,
+    Qgm: qgm,
+    QgAdam: qg_adam,
+    D2: d2,
+    Gt: gt,
+    Sgp: sgp,
+    SlowMo: slowmo,
+    RelaySgd: relaysgd,
+    RelaySgdGrad: relaysgd_grad,
+}
+
+pub use crate::graph::{RelayAverage, RelayTree};
 pub use crate::objective::{DeviceData, MlpObjective, Objective, OneShot, Quadratics};
 pub use allreduce::AllReduce;
-pub use buffers::{record_mix_into, AgentBuffers, LocalHyper};
+pub use buffers::{AgentBuffers, LocalHyper};
 pub use d2::{check_d2_spectrum, D2, D2_LAMBDA_MIN_BOUND};
 pub use dsgd::Dsgd;
 pub use gt::Gt;
 pub use options::{AlgoOptions, DsgdOrder, RelayNormalisation};
 pub use qg_adam::QgAdam;
 pub use qgm::{Qgm, QGM_MIN_LR};
-pub use relay::{RelaySgd, RelayTree, RelayVariant};
+pub use relaysgd::{Model, Relay, RelaySgd, RelayVariant};
+pub use relaysgd_grad::{Grad, RelaySgdGrad};
 pub use sgp::Sgp;
 pub use slowmo::{SlowMo, SlowMoHyper, SLOWMO_MIN_LR};
+pub use vector::VectorOps;
 
 use crate::backend::{Backend, Buf};
 use crate::error::{Error, Result};
-use crate::graph::{MixingRule, Topology};
+use crate::graph::{relay_trees, MixingRule, OnePeerExponential, Topology};
 use crate::sparse::Csr;
 use std::fmt;
 use std::str::FromStr;
 
 /// One algorithm's state on a backend.
 pub trait Algo {
+    /// The per-agent buffers every algorithm has (parameters, gradients, momentum, ledger).
+    fn buffers(&self) -> &AgentBuffers;
     /// The current parameters x (agent-major slabs).
-    fn params(&self) -> Buf;
+    fn params(&self) -> Buf {
+        self.buffers().params
+    }
+    /// Records one iteration (no flush).
+    fn step(&mut self, be: &mut dyn Backend, s: Step<'_>) -> Result<()>;
     /// Records iteration t with learning rate `lr` (no flush).
     fn record_step(
         &mut self,
@@ -45,9 +84,13 @@ pub trait Algo {
         obj: &mut dyn Objective,
         t: u64,
         lr: f64,
-    ) -> Result<()>;
+    ) -> Result<()> {
+        self.step(be, Step { obj, t, lr })
+    }
     /// Bytes each agent sent during the last recorded iteration.
-    fn bytes_sent(&self) -> &[u64];
+    fn bytes_sent(&self) -> &[u64] {
+        self.buffers().ledger.sent()
+    }
     /// Named state buffers that make up a checkpoint (parameters first).
     fn state(&self) -> Vec<(&'static str, Buf)>;
     /// Records one communication round alone, without a local step (tests and diagnostics).
@@ -58,8 +101,8 @@ pub trait Algo {
     }
     /// Host-side state the next steps depend on beyond `state()`, t and the seed (JSON; floats,
     /// if any, as bit patterns). `Null` when there is none.
-    fn host_state(&self) -> serde_json::Value {
-        serde_json::Value::Null
+    fn host_state(&self) -> Result<serde_json::Value> {
+        Ok(serde_json::Value::Null)
     }
     /// Restores what [`Algo::host_state`] returned; anything but `Null` is an error by default.
     fn restore_host_state(&mut self, v: &serde_json::Value) -> Result<()> {
@@ -74,39 +117,75 @@ pub trait Algo {
     }
 }
 
-/// The implemented algorithm names, for help texts and errors.
-pub const ALGORITHM_NAMES: &str =
-    "dsgd, allreduce, qgm, qg-adam, d2, gt, sgp, slowmo, relaysgd, relaysgd-grad";
-
 /// Algorithms of ALGORITHMS.md that are specified but not implemented yet.
 pub const PLANNED_ALGORITHMS: &[&str] = &["ngm", "compngm", "cga", "matcha", "aldsgd"];
 
-/// An algorithm name.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub enum Algorithm {
-    /// D-PSGD (adapt-then-combine, or combine-then-adapt with `dsgd_order`); with momentum
-    /// β > 0 it is DSGDm-N (local momentum). Static graphs or the one-peer exponential graph.
-    #[default]
-    Dsgd,
-    /// Local step, then the exact average of all agents.
-    AllReduce,
-    /// QGM: quasi-global momentum on D-PSGD (QG-DSGDm-N, §5.3).
-    Qgm,
-    /// QG-Adam v0 (§5.4): Adam moments driven by the normalised realised model change.
-    QgAdam,
-    /// D², form B (§5.10); needs λ_min(W) > −1/3.
-    D2,
-    /// Gradient tracking, epfml/relaysgd form (§5.11): two gossip rounds.
-    Gt,
-    /// SGP on the time-varying one-peer exponential graph (§5.12); n a power of two.
-    Sgp,
-    /// DSGDm-N with a SlowMo-style outer step every τ iterations (§5.14).
-    SlowMo,
-    /// RelaySGD, RelaySum/Model on spanning tree(s) (§5.5).
-    RelaySgd,
-    /// RelaySGD/Grad, RelaySum/Grad on spanning tree(s) (§5.6).
-    RelaySgdGrad,
+/// What an algorithm communicates over.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum TopologyNeed {
+    /// Exact averaging of all agents; the configured topology is not used.
+    None,
+    /// Gossip over the configured static graph.
+    Static,
+    /// Gossip over the configured static graph, or the time-varying one-peer exponential graph.
+    StaticOrExponential,
+    /// The spanning tree(s) of the configured topology (`relay_trees`).
+    Trees,
+    /// Always the one-peer exponential graph (n a power of two), whatever is configured.
+    Exponential,
 }
+
+/// Everything about one algorithm, declared once in its own file as `SPEC` and listed in
+/// [`REGISTRY`].
+pub struct AlgoSpec {
+    /// The canonical name (CLI, config files, run directories), then other accepted spellings
+    /// (lower case, `-` for `_`).
+    pub names: &'static [&'static str],
+    /// One line for help texts.
+    pub doc: &'static str,
+    /// What it communicates over.
+    pub topology: TopologyNeed,
+    /// The [`AlgoOptions`] it reads, by flag name (`drop-prob`: it simulates dropped messages).
+    pub options: &'static [&'static str],
+    /// Builds its state from the common buffers (options already validated).
+    pub build: BuildFn,
+}
+
+impl AlgoSpec {
+    /// The canonical name.
+    pub fn name(&self) -> &'static str {
+        self.names[0]
+    }
+
+    /// Whether it simulates dropped messages (it reads `drop-prob`).
+    pub fn simulates_drops(&self) -> bool {
+        self.options.contains(&"drop-prob")
+    }
+}
+
+/// One iteration to record: the gradient source, t and the learning rate η_t.
+pub struct Step<'a> {
+    /// Gradient source.
+    pub obj: &'a mut dyn Objective,
+    /// Iteration t.
+    pub t: u64,
+    /// Learning rate η_t.
+    pub lr: f64,
+}
+
+impl Step<'_> {
+    /// Records g = ∇F_i(x_i; ξ_i^t) of the current parameters into the gradient slabs.
+    pub fn gradients(&mut self, be: &mut dyn Backend, b: &AgentBuffers) -> Result<()> {
+        self.obj.record_gradients(be, b.params, b.grads, self.t)
+    }
+}
+
+/// How an [`AlgoSpec`] builds its state from the common buffers and the setup.
+pub type BuildFn = fn(&mut dyn Backend, AgentBuffers, &AlgoSetup) -> Result<Box<dyn Algo>>;
+
+/// An algorithm: a small handle to its [`AlgoSpec`]; parses and serialises by name.
+#[derive(Clone, Copy)]
+pub struct Algorithm(&'static AlgoSpec);
 
 /// Everything an algorithm is built from.
 pub struct AlgoSetup<'a> {
@@ -130,105 +209,149 @@ pub struct AlgoSetup<'a> {
     pub options: &'a AlgoOptions,
 }
 
+/// "a, b and c".
+fn and_list(names: &[&str]) -> String {
+    match names.split_last() {
+        None => String::new(),
+        Some((last, [])) => (*last).to_string(),
+        Some((last, rest)) => format!("{} and {last}", rest.join(", ")),
+    }
+}
+
+/// The implemented algorithm names, comma-separated, for help texts and errors.
+pub fn algorithm_names() -> String {
+    REGISTRY
+        .iter()
+        .map(|s| s.name())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// One line per implemented algorithm, `name: doc`, for help texts.
+pub fn algorithm_help() -> String {
+    REGISTRY
+        .iter()
+        .map(|s| format!("{}: {}", s.name(), s.doc))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The `--algo` help: one line per registered algorithm.
+pub fn algorithm_help_text() -> String {
+    format!("Algorithm:\n{}", algorithm_help())
+}
+
+/// The one-peer exponential graph of an algorithm that always runs on it (SGP).
+pub(crate) fn exponential_graph(
+    algo: &str,
+    n: usize,
+    schedule: crate::graph::HopSchedule,
+) -> Result<OnePeerExponential> {
+    OnePeerExponential::new(n, schedule).map_err(|e| {
+        Error::param(
+            "agents",
+            format!(
+                "{} runs on the one-peer exponential graph: {e}",
+                algo.to_uppercase()
+            ),
+        )
+    })
+}
+
 impl Algorithm {
+    /// The algorithm's specification.
+    pub fn spec(&self) -> &'static AlgoSpec {
+        self.0
+    }
+
     /// The canonical name.
     pub fn name(&self) -> &'static str {
-        match self {
-            Algorithm::Dsgd => "dsgd",
-            Algorithm::AllReduce => "allreduce",
-            Algorithm::Qgm => "qgm",
-            Algorithm::QgAdam => "qg-adam",
-            Algorithm::D2 => "d2",
-            Algorithm::Gt => "gt",
-            Algorithm::Sgp => "sgp",
-            Algorithm::SlowMo => "slowmo",
-            Algorithm::RelaySgd => "relaysgd",
-            Algorithm::RelaySgdGrad => "relaysgd-grad",
-        }
+        self.0.name()
+    }
+
+    /// What the algorithm communicates over.
+    pub fn topology_need(&self) -> TopologyNeed {
+        self.0.topology
     }
 
     /// Whether the algorithm communicates over the configured topology.
     pub fn uses_topology(&self) -> bool {
-        matches!(
-            self,
-            Algorithm::Dsgd
-                | Algorithm::Qgm
-                | Algorithm::QgAdam
-                | Algorithm::D2
-                | Algorithm::Gt
-                | Algorithm::SlowMo
-                | Algorithm::RelaySgd
-                | Algorithm::RelaySgdGrad
+        !matches!(
+            self.0.topology,
+            TopologyNeed::None | TopologyNeed::Exponential
         )
     }
 
     /// Whether the algorithm simulates dropped messages (`--drop-prob`).
     pub fn simulates_drops(&self) -> bool {
-        matches!(
-            self,
-            Algorithm::Sgp | Algorithm::RelaySgd | Algorithm::RelaySgdGrad
-        )
+        self.0.simulates_drops()
     }
 
-    /// Builds the algorithm's state on a backend.
+    /// The algorithm options it reads, by flag name.
+    pub fn options(&self) -> &'static [&'static str] {
+        self.0.options
+    }
+
+    /// The topology it really runs on given the configured one (None: exact averaging of all
+    /// agents); SGP always runs on the exponential graph.
+    pub fn runs_on(&self, configured: &Topology) -> Option<Topology> {
+        match self.0.topology {
+            TopologyNeed::None => None,
+            TopologyNeed::Exponential => Some(Topology::Exponential),
+            _ => Some(*configured),
+        }
+    }
+
+    /// Checks that the algorithm can run on `topology` with `agents` agents.
+    pub fn check_topology(
+        &self,
+        topology: &Topology,
+        agents: usize,
+        seed: u64,
+        options: &AlgoOptions,
+    ) -> Result<()> {
+        let topo =
+            |e: String| Error::param("topology", format!("{topology} with {agents} agents: {e}"));
+        match self.0.topology {
+            TopologyNeed::None => {}
+            TopologyNeed::Trees => {
+                relay_trees(topology, agents, seed, 0).map_err(|e| topo(e.to_string()))?;
+            }
+            TopologyNeed::StaticOrExponential if *topology == Topology::Exponential => {
+                OnePeerExponential::new(agents, options.hop_schedule)
+                    .map_err(|e| topo(e.to_string()))?;
+            }
+            TopologyNeed::Static | TopologyNeed::StaticOrExponential => {
+                topology
+                    .static_graph(agents, seed)
+                    .map_err(|e| topo(e.to_string()))?;
+            }
+            TopologyNeed::Exponential => {
+                exponential_graph(self.name(), agents, options.hop_schedule)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Builds the algorithm's state on a backend; the options are validated here, once.
     pub fn build(&self, be: &mut dyn Backend, s: &AlgoSetup) -> Result<Box<dyn Algo>> {
+        s.options.validate()?;
         if s.options.drop_prob > 0.0 && !self.simulates_drops() {
+            let droppers: Vec<&str> = REGISTRY
+                .iter()
+                .filter(|a| a.simulates_drops())
+                .map(|a| a.name())
+                .collect();
             return Err(Error::param(
                 "drop-prob",
                 format!(
-                    "{self} does not simulate dropped messages (sgp, relaysgd and relaysgd-grad do); use 0"
+                    "{self} does not simulate dropped messages ({} do); use 0",
+                    and_list(&droppers)
                 ),
             ));
         }
         let buf = AgentBuffers::new(be, s.agents, s.stride, s.d, s.init)?;
-        Ok(match self {
-            Algorithm::Dsgd => {
-                let dsgd = if *s.topology == Topology::Exponential {
-                    Dsgd::exponential(be, buf, s.agents, s.hyper)?
-                } else {
-                    Dsgd::new(be, buf, &gossip_matrix(s)?, s.hyper)?
-                };
-                Box::new(dsgd.with_order(s.options.dsgd_order))
-            }
-            Algorithm::AllReduce => Box::new(AllReduce::new(be, buf, s.hyper)?),
-            Algorithm::Qgm => {
-                let o = s.options;
-                let w = gossip_matrix(s)?;
-                Box::new(Qgm::new(be, buf, &w, s.hyper, o.qgm_mu, o.qgm_period)?)
-            }
-            Algorithm::QgAdam => Box::new(QgAdam::new(
-                be,
-                buf,
-                &gossip_matrix(s)?,
-                s.hyper,
-                s.options,
-            )?),
-            Algorithm::D2 => Box::new(D2::new(be, buf, &gossip_matrix(s)?, s.hyper)?),
-            Algorithm::Gt => Box::new(Gt::new(be, buf, &gossip_matrix(s)?, s.hyper)?),
-            Algorithm::Sgp => {
-                let o = s.options;
-                Box::new(Sgp::new(
-                    be,
-                    buf,
-                    s.hyper,
-                    o.hop_schedule,
-                    o.drop_prob,
-                    s.seed,
-                )?)
-            }
-            Algorithm::SlowMo => {
-                let o = s.options;
-                let outer = SlowMoHyper {
-                    period: o.slowmo_period,
-                    beta: o.slowmo_beta,
-                    lr: o.slowmo_lr,
-                };
-                let w = gossip_matrix(s)?;
-                Box::new(SlowMo::new(be, buf, &w, s.hyper, outer, s.init)?)
-            }
-            Algorithm::RelaySgd => Box::new(RelaySgd::new(be, buf, s, RelayVariant::Model)?),
-            Algorithm::RelaySgdGrad => Box::new(RelaySgd::new(be, buf, s, RelayVariant::Grad)?),
-        })
+        (self.0.build)(be, buf, s)
     }
 }
 
@@ -243,18 +366,41 @@ pub fn gossip_matrix(s: &AlgoSetup) -> Result<Csr> {
         .map_err(|e| Error::param("mixing", e.to_string()))
 }
 
-/// Bytes agent i sends per gossip round with matrix `w`: 4·d per distinct receiver r ≠ i with
-/// `w_ri ≠ 0` (the receiver's row reads x_i); self-messages are free.
-pub fn gossip_bytes_per_agent(w: &Csr, d: usize) -> Vec<u64> {
-    let mut out = vec![0u64; w.n_cols];
-    for r in 0..w.n_rows() {
-        for (c, v) in w.row(r) {
-            if c != r && v != 0.0 {
-                out[c] += 4 * d as u64;
-            }
+/// The mean of the initial slabs (with identical initialisation, the common initial model).
+pub(crate) fn mean_slab(init: &[f32], agents: usize, stride: usize) -> Vec<f64> {
+    let mut x0 = vec![0.0f64; stride];
+    for slab in init.chunks_exact(stride) {
+        for (a, &v) in x0.iter_mut().zip(slab) {
+            *a += f64::from(v);
         }
     }
-    out
+    x0.iter().map(|v| v / agents as f64).collect()
+}
+
+impl Default for Algorithm {
+    fn default() -> Self {
+        Algorithm(REGISTRY[0])
+    }
+}
+
+impl PartialEq for Algorithm {
+    fn eq(&self, other: &Self) -> bool {
+        self.name() == other.name()
+    }
+}
+
+impl Eq for Algorithm {}
+
+impl std::hash::Hash for Algorithm {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        self.name().hash(h)
+    }
+}
+
+impl fmt::Debug for Algorithm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Algorithm({})", self.name())
+    }
 }
 
 impl fmt::Display for Algorithm {
@@ -268,26 +414,18 @@ impl FromStr for Algorithm {
 
     fn from_str(s: &str) -> Result<Self> {
         let t = s.trim().to_ascii_lowercase().replace('_', "-");
-        match t.as_str() {
-            "dsgd" | "d-psgd" | "dpsgd" | "dsgdm" | "dsgdm-n" => Ok(Algorithm::Dsgd),
-            "allreduce" | "all-reduce" => Ok(Algorithm::AllReduce),
-            "qgm" | "qg-dsgdm-n" | "quasi-global-momentum" => Ok(Algorithm::Qgm),
-            "qg-adam" | "qgadam" => Ok(Algorithm::QgAdam),
-            "d2" | "d-2" => Ok(Algorithm::D2),
-            "gt" | "gradient-tracking" => Ok(Algorithm::Gt),
-            "sgp" | "push-sum" => Ok(Algorithm::Sgp),
-            "slowmo" | "slow-mo" => Ok(Algorithm::SlowMo),
-            "relaysgd" | "relay-sgd" | "relaysum" => Ok(Algorithm::RelaySgd),
-            "relaysgd-grad" | "relay-sgd-grad" | "relaysum-grad" => Ok(Algorithm::RelaySgdGrad),
-            other if PLANNED_ALGORITHMS.contains(&other) => Err(Error::param(
-                "algo",
-                format!("'{s}' is not implemented yet; implemented: {ALGORITHM_NAMES}"),
-            )),
-            _ => Err(Error::param(
-                "algo",
-                format!("unknown algorithm '{s}'; accepted: {ALGORITHM_NAMES}"),
-            )),
+        if let Some(spec) = REGISTRY.iter().find(|a| a.names.contains(&t.as_str())) {
+            return Ok(Algorithm(spec));
         }
+        let names = algorithm_names();
+        Err(Error::param(
+            "algo",
+            if PLANNED_ALGORITHMS.contains(&t.as_str()) {
+                format!("'{s}' is not implemented yet; implemented: {names}")
+            } else {
+                format!("unknown algorithm '{s}'; accepted: {names}")
+            },
+        ))
     }
 }
 
@@ -319,6 +457,60 @@ mod tests {
         assert!(e.contains("not implemented"), "{e}");
         let e = "sgd9".parse::<Algorithm>().unwrap_err().to_string();
         assert!(e.contains("accepted: dsgd, allreduce"), "{e}");
+    }
+
+    use crate::comm::gossip_bytes_per_agent;
+
+    #[test]
+    fn the_registry_is_the_one_list() {
+        let mut seen = std::collections::HashSet::new();
+        for spec in REGISTRY {
+            for name in spec.names {
+                assert!(seen.insert(*name), "{name} is claimed twice");
+                let a: Algorithm = name.parse().unwrap();
+                assert_eq!(a.name(), spec.name(), "{name}");
+                let json = serde_json::to_string(&a).unwrap();
+                assert_eq!(json, format!("\"{}\"", spec.name()));
+                assert_eq!(serde_json::from_str::<Algorithm>(&json).unwrap(), a);
+            }
+            assert!(!spec.doc.is_empty() && algorithm_help().contains(spec.doc));
+        }
+        assert_eq!(
+            algorithm_names(),
+            "dsgd, allreduce, qgm, qg-adam, d2, gt, sgp, slowmo, relaysgd, relaysgd-grad"
+        );
+        assert_eq!(Algorithm::default(), Algorithm::Dsgd);
+        // What each really runs on: SGP always on the exponential graph, all-reduce on none.
+        let ring = Topology::Ring;
+        assert_eq!(Algorithm::Sgp.runs_on(&ring), Some(Topology::Exponential));
+        assert_eq!(Algorithm::AllReduce.runs_on(&ring), None);
+        assert_eq!(Algorithm::D2.runs_on(&ring), Some(ring));
+        assert!(!Algorithm::Sgp.uses_topology() && Algorithm::RelaySgd.uses_topology());
+        assert!(Algorithm::Qgm.options().contains(&"qgm-period"));
+        // Every option a spec names is a flag of AlgoOptions.
+        let cmd = <AlgoOptions as clap::Args>::augment_args(clap::Command::new("options"));
+        let flags: Vec<String> = cmd
+            .get_arguments()
+            .filter_map(|a| a.get_long().map(str::to_string))
+            .collect();
+        for spec in REGISTRY {
+            for o in spec.options {
+                assert!(
+                    flags.iter().any(|f| f == o),
+                    "{}: no flag --{o}",
+                    spec.name()
+                );
+            }
+        }
+        // The SGP message lives in one place; config validation and the constructor share it.
+        let e = Algorithm::Sgp
+            .check_topology(&ring, 6, 0, &AlgoOptions::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("SGP runs on the one-peer exponential graph"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -356,6 +548,29 @@ mod tests {
         for a in [Algorithm::Dsgd, Algorithm::AllReduce, Algorithm::D2] {
             let e = a.build(&mut be, &setup).err().expect("refused").to_string();
             assert!(e.contains("drop-prob"), "{a}: {e}");
+            assert!(
+                e.contains("(sgp, relaysgd and relaysgd-grad do); use 0"),
+                "{a}: {e}"
+            );
+        }
+        // Options are validated once, by build, for every algorithm.
+        let bad = AlgoOptions {
+            qgm_period: 0,
+            ..Default::default()
+        };
+        for spec in REGISTRY {
+            let e = Algorithm(spec)
+                .build(
+                    &mut be,
+                    &AlgoSetup {
+                        options: &bad,
+                        ..setup
+                    },
+                )
+                .err()
+                .expect("refused")
+                .to_string();
+            assert!(e.contains("qgm-period"), "{}: {e}", spec.name());
         }
         assert!(Algorithm::RelaySgd.build(&mut be, &setup).is_ok());
     }

@@ -5,18 +5,25 @@
 //! x½ = x − (η/bc1)·a/(√s/√bc2 + ε) with bc_k = 1 − β_k^(t+1); x ← W x½; δ = x_prev − x;
 //! δ̂ = δ/(‖δ‖₂ + 1e-8) per agent; m1 ← β1·m1 + (1−β1)·δ̂; m2 ← β2·m2 + (1−β2)·δ̂⊙δ̂.
 
-use super::{gossip_bytes_per_agent, AgentBuffers, Algo, LocalHyper, Objective};
-use crate::algo::AlgoOptions;
-use crate::backend::{
-    AdamMoments, AdamStep, Axpby, Backend, Buf, BufKind, CsrBufs, Reduce, ReduceMode,
-};
+use super::{gossip_matrix, AgentBuffers, Algo, AlgoSetup, AlgoSpec};
+use super::{Step, TopologyNeed, VectorOps};
+use crate::backend::{AdamMoments, AdamStep, Backend, Buf, BufKind, Reduce, ReduceMode};
+use crate::comm::Gossip;
 use crate::error::Result;
-use crate::sparse::Csr;
+
+/// QG-Adam.
+pub const SPEC: AlgoSpec = AlgoSpec {
+    names: &["qg-adam", "qgadam"],
+    doc: "QG-Adam v0: Adam moments driven by the normalised realised model change",
+    topology: TopologyNeed::Static,
+    options: &["adam-beta1", "adam-beta2", "adam-eps"],
+    build,
+};
 
 /// QG-Adam state: x, m1, m2, and the temporaries x_prev (then δ) and ‖δ_i‖².
 pub struct QgAdam {
     buf: AgentBuffers,
-    w: CsrBufs,
+    w: Gossip,
     weight_decay: f64,
     beta1: f64,
     beta2: f64,
@@ -25,50 +32,35 @@ pub struct QgAdam {
     m2: Buf,
     prev: Buf,
     sq_norms: Buf,
-    bytes: Vec<u64>,
 }
 
-impl QgAdam {
-    /// Uploads W; β1, β2 and ε come from the options, λ from the local hyperparameters
-    /// (momentum and Nesterov do not apply).
-    pub fn new(
-        be: &mut dyn Backend,
-        buf: AgentBuffers,
-        w: &Csr,
-        hyper: LocalHyper,
-        o: &AlgoOptions,
-    ) -> Result<Self> {
-        Ok(QgAdam {
-            w: be.upload_csr(w, "W")?,
-            weight_decay: hyper.weight_decay,
-            beta1: o.adam_beta1,
-            beta2: o.adam_beta2,
-            eps: o.adam_eps,
-            m1: buf.alloc_like(be, "adam.m1")?,
-            m2: buf.alloc_like(be, "adam.m2")?,
-            prev: buf.alloc_like(be, "adam.prev")?,
-            sq_norms: be.alloc(BufKind::F32, buf.agents, "adam.norms")?,
-            bytes: gossip_bytes_per_agent(w, buf.d),
-            buf,
-        })
-    }
+fn build(be: &mut dyn Backend, buf: AgentBuffers, s: &AlgoSetup) -> Result<Box<dyn Algo>> {
+    // β1, β2 and ε come from the options, λ from the local hyperparameters (momentum and
+    // Nesterov do not apply).
+    let o = s.options;
+    Ok(Box::new(QgAdam {
+        w: buf.gossip_channel(be, &gossip_matrix(s)?)?,
+        weight_decay: s.hyper.weight_decay,
+        beta1: o.adam_beta1,
+        beta2: o.adam_beta2,
+        eps: o.adam_eps,
+        m1: buf.alloc_like(be, "adam.m1")?,
+        m2: buf.alloc_like(be, "adam.m2")?,
+        prev: buf.alloc_like(be, "adam.prev")?,
+        sq_norms: be.alloc(BufKind::F32, buf.agents, "adam.norms")?,
+        buf,
+    }))
 }
 
 impl Algo for QgAdam {
-    fn params(&self) -> Buf {
-        self.buf.params
-    }
-
-    fn record_step(
-        &mut self,
-        be: &mut dyn Backend,
-        obj: &mut dyn Objective,
-        t: u64,
-        lr: f64,
-    ) -> Result<()> {
-        let len = self.buf.len();
-        obj.record_gradients(be, self.buf.params, self.buf.grads, t)?;
-        be.copy(self.buf.params, 0, self.prev, 0, len)?;
+    fn step(&mut self, be: &mut dyn Backend, mut s: Step<'_>) -> Result<()> {
+        let (t, lr) = (s.t, s.lr);
+        let (len, prev) = (self.buf.len(), self.prev);
+        self.buf.ledger.clear();
+        // 1. g = ∇F + λx (folded in by the step); x_prev = x.
+        s.gradients(be, &self.buf)?;
+        be.assign(prev, self.buf.params)?;
+        // 2.–3. x½ = x − (η/bc1)·a/(√s/√bc2 + ε).
         let power = |b: f64| 1.0 - b.powf(t as f64 + 1.0);
         be.adam_step(&AdamStep {
             params: self.buf.params,
@@ -84,21 +76,16 @@ impl Algo for QgAdam {
             bc2: power(self.beta2),
             weight_decay: self.weight_decay,
         })?;
-        self.buf.record_mix(be, &self.w)?;
-        // δ = x_prev − x, in place of x_prev.
-        be.axpby(&Axpby {
-            x: self.buf.params,
-            y: self.prev,
-            a: -1.0,
-            b: 1.0,
-            len,
-        })?;
+        // 4. x ← W x½.
+        self.buf.gossip(be, &self.w)?;
+        // 5. δ = x_prev − x, in place of x_prev, and ‖δ_i‖².
+        be.sub_assign(prev, self.buf.params)?;
         be.reduce(&Reduce {
             mode: ReduceMode::Dot,
-            a: self.prev,
+            a: prev,
             a_offset: 0,
             a_stride: self.buf.stride,
-            b: self.prev,
+            b: prev,
             b_offset: 0,
             b_stride: self.buf.stride,
             segments: self.buf.agents,
@@ -106,8 +93,9 @@ impl Algo for QgAdam {
             out: self.sq_norms,
             out_offset: 0,
         })?;
+        // 6. Moments from δ̂ = δ/(‖δ‖₂ + 1e-8).
         be.adam_moments(&AdamMoments {
-            delta: self.prev,
+            delta: prev,
             sq_norms: self.sq_norms,
             m1: self.m1,
             m2: self.m2,
@@ -116,10 +104,6 @@ impl Algo for QgAdam {
             beta1: self.beta1,
             beta2: self.beta2,
         })
-    }
-
-    fn bytes_sent(&self) -> &[u64] {
-        &self.bytes
     }
 
     fn state(&self) -> Vec<(&'static str, Buf)> {
@@ -131,6 +115,10 @@ impl Algo for QgAdam {
     }
 
     fn record_gossip(&mut self, be: &mut dyn Backend) -> Result<()> {
-        self.buf.record_mix(be, &self.w)
+        self.buf.gossip_alone(be, &self.w)
+    }
+
+    fn buffers(&self) -> &AgentBuffers {
+        &self.buf
     }
 }

@@ -6,10 +6,20 @@
 //! m̂ ← μm̂ + (1 − μ)(x_prev − x)/η, exactly the epfml/relaysgd form when μ = β. The division
 //! uses the learning rate of the step just taken, guarded by max(η, 1e-8).
 
-use super::{gossip_bytes_per_agent, AgentBuffers, Algo, LocalHyper, Objective};
-use crate::backend::{Axpby, Backend, Buf, CsrBufs, LocalStep};
+use super::{gossip_matrix, AgentBuffers, Algo, AlgoSetup, AlgoSpec, LocalHyper};
+use super::{Step, TopologyNeed, VectorOps};
+use crate::backend::{Backend, Buf, LocalStep};
+use crate::comm::Gossip;
 use crate::error::{Error, Result};
-use crate::sparse::Csr;
+
+/// QGM.
+pub const SPEC: AlgoSpec = AlgoSpec {
+    names: &["qgm", "qg-dsgdm-n", "quasi-global-momentum"],
+    doc: "quasi-global momentum on D-PSGD (QG-DSGDm-N)",
+    topology: TopologyNeed::Static,
+    options: &["qgm-mu", "qgm-period"],
+    build,
+};
 
 /// Smallest learning rate the buffer update divides by.
 pub const QGM_MIN_LR: f64 = 1e-8;
@@ -17,7 +27,7 @@ pub const QGM_MIN_LR: f64 = 1e-8;
 /// QGM state: x, m̂, v (K > 1 only), x_prev and the temporary m.
 pub struct Qgm {
     buf: AgentBuffers,
-    w: CsrBufs,
+    w: Gossip,
     hyper: LocalHyper,
     mu: f64,
     period: u64,
@@ -29,74 +39,48 @@ pub struct Qgm {
     prev: Buf,
     /// v, the accumulated model change over a period (K > 1).
     v: Option<Buf>,
-    bytes: Vec<u64>,
 }
 
-impl Qgm {
-    /// Uploads W; `mu` None means μ = β; `period` is K ≥ 1; β must be in [0, 1).
-    pub fn new(
-        be: &mut dyn Backend,
-        buf: AgentBuffers,
-        w: &Csr,
-        hyper: LocalHyper,
-        mu: Option<f64>,
-        period: u64,
-    ) -> Result<Self> {
-        // β = 0 is allowed: the temporary m is then the gradient itself and QGM is exactly
-        // D-PSGD (the tests check it bit for bit); the buffer m̂ has no effect.
-        if !(0.0..1.0).contains(&hyper.momentum) {
-            return Err(Error::param(
-                "momentum",
-                format!("QGM needs a momentum β in [0, 1), got {}", hyper.momentum),
-            ));
-        }
-        if period == 0 {
-            return Err(Error::param("qgm-period", "must be at least 1"));
-        }
-        let mu = mu.unwrap_or(hyper.momentum);
-        if !(0.0..1.0).contains(&mu) {
-            return Err(Error::param("qgm-mu", format!("{mu} is outside [0, 1)")));
-        }
-        let bytes = gossip_bytes_per_agent(w, buf.d);
-        let v = if period > 1 {
-            Some(buf.alloc_like(be, "qgm.v")?)
-        } else {
-            None
-        };
-        Ok(Qgm {
-            w: be.upload_csr(w, "W")?,
-            mhat: buf.alloc_like(be, "qgm.mhat")?,
-            m: buf.alloc_like(be, "qgm.m")?,
-            prev: buf.alloc_like(be, "qgm.prev")?,
-            v,
-            buf,
-            hyper,
-            mu,
-            period,
-            bytes,
-        })
+fn build(be: &mut dyn Backend, buf: AgentBuffers, s: &AlgoSetup) -> Result<Box<dyn Algo>> {
+    let (hyper, period) = (s.hyper, s.options.qgm_period);
+    // β = 0 is allowed: the temporary m is then the gradient itself and QGM is exactly D-PSGD
+    // (the tests check it bit for bit); the buffer m̂ has no effect. μ and K are validated
+    // with the options.
+    if !(0.0..1.0).contains(&hyper.momentum) {
+        return Err(Error::param(
+            "momentum",
+            format!("QGM needs a momentum β in [0, 1), got {}", hyper.momentum),
+        ));
     }
+    let v = if period > 1 {
+        Some(buf.alloc_like(be, "qgm.v")?)
+    } else {
+        None
+    };
+    Ok(Box::new(Qgm {
+        w: buf.gossip_channel(be, &gossip_matrix(s)?)?,
+        mhat: buf.alloc_like(be, "qgm.mhat")?,
+        m: buf.alloc_like(be, "qgm.m")?,
+        prev: buf.alloc_like(be, "qgm.prev")?,
+        v,
+        buf,
+        hyper,
+        mu: s.options.qgm_mu.unwrap_or(hyper.momentum),
+        period,
+    }))
 }
 
 impl Algo for Qgm {
-    fn params(&self) -> Buf {
-        self.buf.params
-    }
-
-    fn record_step(
-        &mut self,
-        be: &mut dyn Backend,
-        obj: &mut dyn Objective,
-        t: u64,
-        lr: f64,
-    ) -> Result<()> {
-        let len = self.buf.len();
-        let x = self.buf.params;
+    fn step(&mut self, be: &mut dyn Backend, mut s: Step<'_>) -> Result<()> {
+        let (t, lr) = (s.t, s.lr);
+        let (len, x) = (self.buf.len(), self.buf.params);
+        let (mu, mhat, prev) = (self.mu, self.mhat, self.prev);
+        self.buf.ledger.clear();
         // 1. g = ∇F(x) (λx is folded in by the local step); x_prev = x.
-        obj.record_gradients(be, x, self.buf.grads, t)?;
-        be.copy(x, 0, self.prev, 0, len)?;
+        s.gradients(be, &self.buf)?;
+        be.assign(prev, x)?;
         // 2.–3. m = βm̂ + g in a temporary, u = g + βm or m, x½ = x − ηu.
-        be.copy(self.mhat, 0, self.m, 0, len)?;
+        be.assign(self.m, mhat)?;
         be.local_step(&LocalStep {
             params: x,
             grads: self.buf.grads,
@@ -108,58 +92,24 @@ impl Algo for Qgm {
             weight_decay: self.hyper.weight_decay,
         })?;
         // x ← W x½.
-        self.buf.record_mix(be, &self.w)?;
+        self.buf.gossip(be, &self.w)?;
         // 4. δ = x_prev − x.
-        be.axpby(&Axpby {
-            x: self.buf.params,
-            y: self.prev,
-            a: -1.0,
-            b: 1.0,
-            len,
-        })?;
+        be.sub_assign(prev, self.buf.params)?;
         let inv_lr = 1.0 / lr.max(QGM_MIN_LR);
-        let mu = self.mu;
         match self.v {
-            None => be.axpby(&Axpby {
-                x: self.prev,
-                y: self.mhat,
-                a: (1.0 - mu) * inv_lr,
-                b: mu,
-                len,
-            }),
+            // K = 1: m̂ ← μm̂ + (1 − μ)δ/η.
+            None => be.axpby_assign(mhat, (1.0 - mu) * inv_lr, prev, mu),
             Some(v) => {
                 // v ← v + δ/η.
-                be.axpby(&Axpby {
-                    x: self.prev,
-                    y: v,
-                    a: inv_lr,
-                    b: 1.0,
-                    len,
-                })?;
+                be.axpby_assign(v, inv_lr, prev, 1.0)?;
                 // 5. Every K steps from t = 0: m̂ ← μm̂ + (1 − μ)v/K; v ← 0.
                 if t.is_multiple_of(self.period) {
-                    be.axpby(&Axpby {
-                        x: v,
-                        y: self.mhat,
-                        a: (1.0 - mu) / self.period as f64,
-                        b: mu,
-                        len,
-                    })?;
-                    be.axpby(&Axpby {
-                        x: self.mhat,
-                        y: v,
-                        a: 0.0,
-                        b: 0.0,
-                        len,
-                    })?;
+                    be.axpby_assign(mhat, (1.0 - mu) / self.period as f64, v, mu)?;
+                    be.fill_all(v, 0.0)?;
                 }
                 Ok(())
             }
         }
-    }
-
-    fn bytes_sent(&self) -> &[u64] {
-        &self.bytes
     }
 
     fn state(&self) -> Vec<(&'static str, Buf)> {
@@ -171,6 +121,10 @@ impl Algo for Qgm {
     }
 
     fn record_gossip(&mut self, be: &mut dyn Backend) -> Result<()> {
-        self.buf.record_mix(be, &self.w)
+        self.buf.gossip_alone(be, &self.w)
+    }
+
+    fn buffers(&self) -> &AgentBuffers {
+        &self.buf
     }
 }

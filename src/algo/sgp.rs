@@ -4,30 +4,47 @@
 //! Each round has its own resident matrix, rewritten with `write_csr` before the step's work
 //! (ordered after the previous step's mixes). A dropped message leaves the receiver unchanged.
 
-use super::{AgentBuffers, Algo, LocalHyper, Objective};
-use crate::backend::{Backend, Buf, CsrBufs};
-use crate::error::{Error, Result};
+use super::{exponential_graph, AgentBuffers, Algo, AlgoSetup, AlgoSpec};
+use super::{LocalHyper, Step, TopologyNeed};
+use crate::backend::{Backend, Buf};
+use crate::comm::Gossip;
+use crate::error::Result;
 use crate::graph::{HopSchedule, OnePeerExponential, EXPONENTIAL_ROUNDS};
 use crate::sparse::Csr;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+/// SGP.
+pub const SPEC: AlgoSpec = AlgoSpec {
+    names: &["sgp", "push-sum"],
+    doc: "SGP on the time-varying one-peer exponential graph (n a power of two), 2 rounds per step",
+    topology: TopologyNeed::Exponential,
+    options: &["hop-schedule", "drop-prob"],
+    build,
+};
+
 /// Seed salt of SGP's message-drop stream.
 const DROP_STREAM: u64 = 0x5347_505f_4452_4f50;
 
-/// SGP state: x, local momentum b, one resident matrix per round.
+/// SGP state: x, local momentum b, one gossip channel per round.
 pub struct Sgp {
     buf: AgentBuffers,
     graph: OnePeerExponential,
-    rounds: Vec<CsrBufs>,
+    rounds: Vec<Gossip>,
     hyper: LocalHyper,
     drop_prob: f64,
     seed: u64,
-    bytes: Vec<u64>,
+}
+
+fn build(be: &mut dyn Backend, buf: AgentBuffers, s: &AlgoSetup) -> Result<Box<dyn Algo>> {
+    let o = s.options;
+    let sgp = Sgp::new(be, buf, s.hyper, o.hop_schedule, o.drop_prob, s.seed)?;
+    Ok(Box::new(sgp))
 }
 
 impl Sgp {
-    /// Prepares the schedule for `buf.agents` = 2^D agents (D ≥ 1).
+    /// Prepares the schedule for `buf.agents` = 2^D agents (D ≥ 1); `drop_prob` in [0, 1)
+    /// (checked by [`crate::algo::AlgoOptions::validate`]).
     pub fn new(
         be: &mut dyn Backend,
         buf: AgentBuffers,
@@ -36,24 +53,10 @@ impl Sgp {
         drop_prob: f64,
         seed: u64,
     ) -> Result<Self> {
-        let graph = OnePeerExponential::new(buf.agents, schedule).map_err(|e| {
-            Error::param(
-                "agents",
-                format!("SGP runs on the one-peer exponential graph: {e}"),
-            )
-        })?;
-        if !(0.0..1.0).contains(&drop_prob) {
-            return Err(Error::param(
-                "drop-prob",
-                format!("{drop_prob} is outside [0, 1)"),
-            ));
-        }
-        let mut rounds = Vec::with_capacity(EXPONENTIAL_ROUNDS);
-        for r in 0..EXPONENTIAL_ROUNDS {
-            rounds.push(be.upload_csr(&graph.mixing(0, r), &format!("sgp.W{r}"))?);
-        }
-        // One message of 4d bytes per round to one peer (sent even when it is then dropped).
-        let bytes = vec![(EXPONENTIAL_ROUNDS * 4 * buf.d) as u64; buf.agents];
+        let graph = exponential_graph(SPEC.name(), buf.agents, schedule)?;
+        let rounds = (0..EXPONENTIAL_ROUNDS)
+            .map(|r| Gossip::new(be, &graph.mixing(0, r), buf.stride, buf.d, &format!("sgp.W{r}")))
+            .collect::<Result<Vec<_>>>()?;
         Ok(Sgp {
             buf,
             graph,
@@ -61,13 +64,17 @@ impl Sgp {
             hyper,
             drop_prob,
             seed,
-            bytes,
         })
     }
 
     /// The mixing matrix of iteration t, round r, with this run's message drops applied.
     pub fn round_matrix(&self, t: u64, r: usize) -> Csr {
-        let w = self.graph.mixing(t, r);
+        self.with_drops(self.graph.mixing(t, r), t, r)
+    }
+
+    /// `w` with the messages of iteration t, round r that this run drops removed (a dropped
+    /// row keeps the receiver's model).
+    fn with_drops(&self, w: Csr, t: u64, r: usize) -> Csr {
         if self.drop_prob <= 0.0 {
             return w;
         }
@@ -92,42 +99,35 @@ impl Sgp {
 }
 
 impl Algo for Sgp {
-    fn params(&self) -> Buf {
-        self.buf.params
-    }
-
-    fn record_step(
-        &mut self,
-        be: &mut dyn Backend,
-        obj: &mut dyn Objective,
-        t: u64,
-        lr: f64,
-    ) -> Result<()> {
-        // The writes are ordered after the previous step's mixes, before this step's.
+    fn step(&mut self, be: &mut dyn Backend, mut s: Step<'_>) -> Result<()> {
+        let (t, lr) = (s.t, s.lr);
+        self.buf.ledger.clear();
+        // The writes are ordered after the previous step's mixes, before this step's. A
+        // dropped message was still sent: the ledger charges the intended matrix.
         for r in 0..EXPONENTIAL_ROUNDS {
-            let w = self.round_matrix(t, r);
-            be.write_csr(&self.rounds[r], &w)?;
+            let intended = self.graph.mixing(t, r);
+            let applied = self.with_drops(intended.clone(), t, r);
+            self.rounds[r].write_dropped(be, &intended, &applied)?;
         }
-        obj.record_gradients(be, self.buf.params, self.buf.grads, t)?;
+        s.gradients(be, &self.buf)?;
         self.buf.record_local_step(be, lr, self.hyper)?;
-        for r in 0..EXPONENTIAL_ROUNDS {
-            let w = self.rounds[r];
-            self.buf.record_mix(be, &w)?;
+        for w in &self.rounds {
+            self.buf.gossip(be, w)?;
         }
         Ok(())
     }
 
-    fn bytes_sent(&self) -> &[u64] {
-        &self.bytes
-    }
-
     fn state(&self) -> Vec<(&'static str, Buf)> {
-        vec![("params", self.buf.params), ("momentum", self.buf.momentum)]
+        self.buf.state_with(&[])
     }
 
     /// One round with round 0's most recently written matrix.
     fn record_gossip(&mut self, be: &mut dyn Backend) -> Result<()> {
-        let w = self.rounds[0];
-        self.buf.record_mix(be, &w)
+        self.buf.ledger.clear();
+        self.buf.gossip(be, &self.rounds[0])
+    }
+
+    fn buffers(&self) -> &AgentBuffers {
+        &self.buf
     }
 }

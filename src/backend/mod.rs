@@ -297,6 +297,73 @@ pub struct Axpby {
     pub len: usize,
 }
 
+/// `y[offset + b·stride + k] ← value` for every block b < `count` and element k < `len` (a
+/// real fill: zeroing with `axpby(a = 0, b = 0)` keeps NaN and ∞, since 0·NaN = NaN).
+#[derive(Clone, Copy, Debug)]
+pub struct Fill {
+    /// Output.
+    pub y: Buf,
+    /// Offset of block 0.
+    pub offset: usize,
+    /// Distance between blocks.
+    pub stride: usize,
+    /// Number of blocks.
+    pub count: usize,
+    /// Elements per block.
+    pub len: usize,
+    /// The value written.
+    pub value: f64,
+}
+
+/// Strided copy: `dst[dst_offset + b·dst_stride + k·dst_step] ← src[src_offset + b·src_stride +
+/// k·src_step]` for every block b < `count` and element k < `len`. A source stride of 0
+/// broadcasts one block; element steps of 2 (de-)interleave.
+#[derive(Clone, Copy, Debug)]
+pub struct CopyStrided {
+    /// Input.
+    pub src: Buf,
+    /// Offset of the first input element.
+    pub src_offset: usize,
+    /// Distance between input blocks (0 broadcasts).
+    pub src_stride: usize,
+    /// Distance between consecutive input elements of a block (≥ 1).
+    pub src_step: usize,
+    /// Output (a different buffer from the input).
+    pub dst: Buf,
+    /// Offset of the first output element.
+    pub dst_offset: usize,
+    /// Distance between output blocks.
+    pub dst_stride: usize,
+    /// Distance between consecutive output elements of a block (≥ 1).
+    pub dst_step: usize,
+    /// Number of blocks.
+    pub count: usize,
+    /// Elements per block.
+    pub len: usize,
+}
+
+/// Mean of stacked vectors, for k < `len`:
+/// `dst[dst_offset + k] ← (Σ_{b < count} src[src_offset + b·src_stride + k]) / count`, summed
+/// first, then divided once by `count` (exact averaging of identical vectors, and no rounded
+/// 1/n weight).
+#[derive(Clone, Copy, Debug)]
+pub struct Mean {
+    /// Stacked input vectors.
+    pub src: Buf,
+    /// Offset of input vector 0.
+    pub src_offset: usize,
+    /// Distance between input vectors.
+    pub src_stride: usize,
+    /// Number of vectors averaged (≥ 1).
+    pub count: usize,
+    /// Elements per vector.
+    pub len: usize,
+    /// Output (a different buffer from the input).
+    pub dst: Buf,
+    /// Offset of the mean.
+    pub dst_offset: usize,
+}
+
 /// One local SGD step (PyTorch convention, dampening 0) over the first `len` elements:
 /// `g' = g + λx; m ← βm + g'; u = g' + βm (Nesterov) or m; x ← x − η·u` (β = 0: `u = g'`).
 #[derive(Clone, Copy, Debug)]
@@ -454,6 +521,12 @@ pub trait Backend {
     fn mix(&mut self, op: &Mix) -> Result<()>;
     /// `y ← a·x + b·y`.
     fn axpby(&mut self, op: &Axpby) -> Result<()>;
+    /// Writes one value into blocks of a buffer.
+    fn fill(&mut self, op: &Fill) -> Result<()>;
+    /// Copies strided blocks between two buffers.
+    fn copy_strided(&mut self, op: &CopyStrided) -> Result<()>;
+    /// Averages stacked vectors into one.
+    fn mean(&mut self, op: &Mean) -> Result<()>;
     /// Local SGD / momentum step.
     fn local_step(&mut self, op: &LocalStep) -> Result<()>;
     /// Segmented reduction.
@@ -521,7 +594,14 @@ pub trait Backend {
         }
         self.write_u32(bufs.row_ptr, 0, &csr.row_ptr)?;
         self.write_u32(bufs.col, 0, &csr.col)?;
-        self.write_f64(bufs.weight, 0, &csr.weight)
+        self.write_csr_weights(bufs.weight, csr)
+    }
+
+    /// Writes a sparse matrix's weights. Backends that store reals in f32 (the default) round
+    /// them so that every stochastic row still sums to exactly one in f32
+    /// ([`crate::graph::f32_row_weights`]); the f64 reference keeps them exactly.
+    fn write_csr_weights(&mut self, weight: Buf, csr: &Csr) -> Result<()> {
+        self.write_f32(weight, 0, &crate::graph::f32_row_weights(csr))
     }
 }
 
@@ -840,6 +920,65 @@ impl Axpby {
         need("axpby", "x", self.x, BufKind::F32, self.len)?;
         need("axpby", "y", self.y, BufKind::F32, self.len)?;
         distinct("axpby", self.y, &[self.x])
+    }
+}
+
+/// Last element index + 1 of `count` blocks of `len` elements at (offset, stride, step).
+fn strided_end(offset: usize, stride: usize, step: usize, count: usize, len: usize) -> usize {
+    if count == 0 || len == 0 {
+        0
+    } else {
+        offset + (count - 1) * stride + (len - 1) * step + 1
+    }
+}
+
+impl Fill {
+    /// Validates sizes, kinds and the value.
+    pub fn check(&self) -> Result<()> {
+        let end = strided_end(self.offset, self.stride, 1, self.count, self.len);
+        need("fill", "y", self.y, BufKind::F32, end)?;
+        if !self.value.is_finite() {
+            return Err(Error::op(
+                "fill",
+                format!("value {} is not finite", self.value),
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl CopyStrided {
+    /// Validates sizes, kinds and steps.
+    pub fn check(&self) -> Result<()> {
+        let op = "copy_strided";
+        nonzero(
+            op,
+            &[("src_step", self.src_step), ("dst_step", self.dst_step)],
+        )?;
+        let (c, l) = (self.count, self.len);
+        let src_end = strided_end(self.src_offset, self.src_stride, self.src_step, c, l);
+        let dst_end = strided_end(self.dst_offset, self.dst_stride, self.dst_step, c, l);
+        need(op, "src", self.src, BufKind::F32, src_end)?;
+        need(op, "dst", self.dst, BufKind::F32, dst_end)?;
+        distinct(op, self.dst, &[self.src])
+    }
+}
+
+impl Mean {
+    /// Validates sizes and kinds.
+    pub fn check(&self) -> Result<()> {
+        let op = "mean";
+        nonzero(op, &[("count", self.count)])?;
+        let src_end = strided_end(self.src_offset, self.src_stride, 1, self.count, self.len);
+        need(op, "src", self.src, BufKind::F32, src_end)?;
+        need(
+            op,
+            "dst",
+            self.dst,
+            BufKind::F32,
+            self.dst_offset + self.len,
+        )?;
+        distinct(op, self.dst, &[self.src])
     }
 }
 

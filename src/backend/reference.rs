@@ -350,6 +350,58 @@ impl Backend for ReferenceBackend {
         Ok(())
     }
 
+    fn fill(&mut self, op: &Fill) -> Result<()> {
+        self.own(op.y)?;
+        op.check()?;
+        let mut y = self.take(op.y);
+        for b in 0..op.count {
+            let at = op.offset + b * op.stride;
+            y[at..at + op.len].fill(op.value);
+        }
+        self.put(op.y, y);
+        self.tick();
+        Ok(())
+    }
+
+    fn copy_strided(&mut self, op: &CopyStrided) -> Result<()> {
+        self.own(op.src)?;
+        self.own(op.dst)?;
+        op.check()?;
+        let mut dst = self.take(op.dst);
+        let src = self.reals(op.src);
+        for b in 0..op.count {
+            for k in 0..op.len {
+                dst[op.dst_offset + b * op.dst_stride + k * op.dst_step] =
+                    src[op.src_offset + b * op.src_stride + k * op.src_step];
+            }
+        }
+        self.put(op.dst, dst);
+        self.tick();
+        Ok(())
+    }
+
+    fn mean(&mut self, op: &Mean) -> Result<()> {
+        self.own(op.src)?;
+        self.own(op.dst)?;
+        op.check()?;
+        let mut dst = self.take(op.dst);
+        let src = self.reals(op.src);
+        for k in 0..op.len {
+            let sum: f64 = (0..op.count)
+                .map(|b| src[op.src_offset + b * op.src_stride + k])
+                .sum();
+            dst[op.dst_offset + k] = sum / op.count as f64;
+        }
+        self.put(op.dst, dst);
+        self.tick();
+        Ok(())
+    }
+
+    /// Keeps the weights exactly (f64).
+    fn write_csr_weights(&mut self, weight: Buf, csr: &Csr) -> Result<()> {
+        self.write_f64(weight, 0, &csr.weight)
+    }
+
     fn local_step(&mut self, op: &LocalStep) -> Result<()> {
         op.check()?;
         let (lr, beta, wd) = (op.lr, op.momentum, op.weight_decay);

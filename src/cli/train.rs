@@ -193,7 +193,7 @@ pub fn overlay_config(args: &Args) -> Result<TrainConfig> {
 /// Completes a laid-out config: all-reduce runs on the complete graph unless a topology was
 /// chosen (by flag or file); then validates every value.
 pub fn finish_config(mut c: TrainConfig, args: &Args) -> Result<TrainConfig> {
-    if c.algo == crate::train::Algorithm::AllReduce
+    if c.algo.topology_need() == crate::algo::TopologyNeed::None
         && !args.given.contains("topology")
         && args.config.is_none()
     {
@@ -350,11 +350,10 @@ pub fn run_args(args: &Args, out: &mut dyn Write, err: &mut dyn Write) -> Result
     let _ = writeln!(info, "backend: {adapter}");
     let mut trainer = Trainer::new(config.clone(), be)?;
     let dir = args.out.clone().unwrap_or_else(|| {
-        let topo = if config.algo.uses_topology() {
-            config.topology.name()
-        } else {
-            "complete"
-        };
+        let topo = config
+            .algo
+            .runs_on(&config.topology)
+            .map_or("complete", |t| t.name());
         PathBuf::from(format!("runs/{}-{}-n{}", config.algo, topo, config.agents))
     });
     if let Some(every) = args.checkpoint_every {

@@ -28,6 +28,33 @@ fn from_neighbor_weights(g: &Graph, w: impl Fn(usize, usize) -> f64) -> Csr {
     Csr::from_rows(g.n(), &rows)
 }
 
+/// A stochastic row's f64 weights may sum to one while their f32 roundings do not (the
+/// Metropolis–Hastings ring row 1/3, 1/3, 1/3 sums to 1 + 2.98e-8 in f32), and then every mix
+/// scales the mean a little. The weights as an f32 backend should store them: in a row that
+/// stores its diagonal and sums to one (within 1e-9), every neighbour weight is rounded to f32
+/// and the self weight is 1 minus their rounded sum s (taken exactly, in f64), rounded to f32.
+/// The f32 weights then sum to exactly one whenever 1 − s is an f32 (regular graphs: the MH
+/// ring, constant weights); otherwise within half an ulp of the self weight, never further
+/// than entry-by-entry rounding. Other rows are rounded entry by entry.
+pub fn f32_row_weights(w: &Csr) -> Vec<f32> {
+    let mut out: Vec<f32> = w.weight.iter().map(|&v| v as f32).collect();
+    for r in 0..w.n_rows() {
+        let (lo, hi) = (w.row_ptr[r] as usize, w.row_ptr[r + 1] as usize);
+        let Some(diag) = (lo..hi).find(|&e| w.col[e] as usize == r) else {
+            continue;
+        };
+        if (w.weight[lo..hi].iter().sum::<f64>() - 1.0).abs() > 1e-9 {
+            continue;
+        }
+        let others: f64 = (lo..hi)
+            .filter(|&e| e != diag)
+            .map(|e| f64::from(out[e]))
+            .sum();
+        out[diag] = (1.0 - others) as f32;
+    }
+    out
+}
+
 /// Metropolis–Hastings "+1" weights: W_ij = 1/(max(deg_i, deg_j) + 1), W_ii = 1 − Σ_j W_ij.
 pub fn metropolis_hastings(g: &Graph) -> Csr {
     from_neighbor_weights(g, |i, j| 1.0 / (g.degree(i).max(g.degree(j)) as f64 + 1.0))
@@ -523,5 +550,55 @@ mod tests {
             let c = apply(&w, &[2.5; 12]);
             assert!(c.iter().all(|&v| close(v, 2.5, 1e-14)));
         }
+    }
+    #[test]
+    fn f32_rows_sum_to_exactly_one() {
+        // The exact sum of a row's f32 weights (f64 holds it exactly here).
+        let f32_sum = |w: &Csr, v: &[f32], r: usize| {
+            (w.row_ptr[r] as usize..w.row_ptr[r + 1] as usize)
+                .map(|e| f64::from(v[e]))
+                .sum::<f64>()
+        };
+        let ring = Graph::ring(8).unwrap();
+        let cases = [
+            (metropolis_hastings(&ring), true),
+            (constant(&ring, 0.3233333333).unwrap(), true),
+            // Small neighbour weights (0.1 here) or irregular degrees: 1 − s may need more
+            // bits than the self weight's f32 has.
+            (damped(&metropolis_hastings(&ring), 0.3).unwrap(), false),
+            (
+                metropolis_hastings(&Graph::erdos_renyi(13, 0.4, 3).unwrap()),
+                false,
+            ),
+        ];
+        for (w, exact) in &cases {
+            let naive: Vec<f32> = w.weight.iter().map(|&v| v as f32).collect();
+            let fixed = f32_row_weights(w);
+            for r in 0..w.n_rows() {
+                let (lo, hi) = (w.row_ptr[r] as usize, w.row_ptr[r + 1] as usize);
+                let diag = (lo..hi).find(|&e| w.col[e] as usize == r).unwrap();
+                let err = (f32_sum(w, &fixed, r) - 1.0).abs();
+                let naive_err = (f32_sum(w, &naive, r) - 1.0).abs();
+                if *exact {
+                    assert_eq!(err, 0.0, "row {r}");
+                } else {
+                    let half_ulp = f64::from(fixed[diag]) * f64::from(f32::EPSILON) / 2.0;
+                    assert!(err <= half_ulp && err <= naive_err, "row {r}: {err:e}");
+                }
+                for e in lo..hi {
+                    if e != diag {
+                        assert_eq!(fixed[e], naive[e], "neighbour weights are rounded alone");
+                    }
+                }
+            }
+        }
+        // Entry-by-entry rounding misses: the MH ring row sums to 1 + 2.98e-8.
+        let (mh, _) = &cases[0];
+        let naive: Vec<f32> = mh.weight.iter().map(|&v| v as f32).collect();
+        let excess = f32_sum(mh, &naive, 0) - 1.0;
+        assert!((excess - 2.98e-8).abs() < 1e-10, "excess {excess:e}");
+        // Rows that are not stochastic (relay message rows) are only rounded.
+        let msg = Csr::from_rows(3, &[vec![(0, 1.0), (1, 1.0)], vec![(1, 0.1)]]);
+        assert_eq!(f32_row_weights(&msg), vec![1.0, 1.0, 0.1f32]);
     }
 }

@@ -36,6 +36,7 @@ mod edge_list;
 mod error;
 mod matcha;
 mod mixing;
+mod relay;
 mod schedule;
 mod spectral;
 mod topology;
@@ -51,9 +52,10 @@ pub use matcha::{
 };
 pub use mixing::{
     check_doubly_stochastic, check_nonnegative, check_rows_sorted_with_self, check_stochastic,
-    check_symmetric, complete, constant, damped, metropolis_hastings, uniform, MixingRule,
-    DEFAULT_TOL, MIXING_RULE_NAMES,
+    check_symmetric, complete, constant, damped, f32_row_weights, metropolis_hastings, uniform,
+    MixingRule, DEFAULT_TOL, MIXING_RULE_NAMES,
 };
+pub use relay::{RelayAverage, RelayLane, RelayLayout, RelayTree};
 pub use schedule::{HopSchedule, OnePeerExponential, EXPONENTIAL_ROUNDS, HOP_SCHEDULE_NAMES};
 pub use spectral::{
     algebraic_connectivity, check_square, dense_square, lambda_min, laplacian, spectral_gap,

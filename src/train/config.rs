@@ -5,7 +5,7 @@ use crate::algo::{AlgoOptions, Algorithm, LocalHyper};
 use crate::cli::{clap_defaults, flag_value};
 use crate::data::{self, Dataset, MnistKind, Partition, Split};
 use crate::error::{Error, Result};
-use crate::graph::{relay_trees, MixingRule, OnePeerExponential, Topology};
+use crate::graph::{MixingRule, Topology};
 use crate::model::Mlp;
 use crate::train::schedule::LrSchedule;
 use std::path::PathBuf;
@@ -76,9 +76,13 @@ impl DatasetKind {
 #[serde(default, deny_unknown_fields)]
 #[command(next_help_heading = "Run")]
 pub struct TrainConfig {
-    /// Algorithm: dsgd (with --momentum > 0: DSGDm-N), allreduce, qgm, qg-adam, d2, gt, sgp,
-    /// slowmo, relaysgd, relaysgd-grad.
-    #[arg(long, default_value_t = Algorithm::Dsgd, value_parser = flag_value::<Algorithm>)]
+    /// Algorithm (the list, from the registry, is in `--help`).
+    #[arg(
+        long,
+        default_value_t = Algorithm::Dsgd,
+        value_parser = flag_value::<Algorithm>,
+        help = crate::algo::algorithm_help_text()
+    )]
     pub algo: Algorithm,
     /// Topology (ring, torus, complete, star, chain, hypercube, ...) of the gossip algorithms.
     #[arg(long, default_value_t = Topology::Ring, value_parser = flag_value::<Topology>)]
@@ -341,41 +345,10 @@ impl TrainConfig {
         self.validate_topology()
     }
 
-    /// Checks that the algorithm can run on the topology: RelaySGD on any topology
-    /// `relay_trees` accepts, D-PSGD on a static graph or the one-peer exponential graph, SGP
-    /// on the one-peer exponential graph (n a power of two), the other gossip algorithms on a
-    /// static graph.
+    /// Checks that the algorithm can run on the topology (its spec's topology need).
     fn validate_topology(&self) -> Result<()> {
-        let topo = |e: String| {
-            Error::param(
-                "topology",
-                format!("{} with {} agents: {e}", self.topology, self.agents),
-            )
-        };
-        let exponential =
-            |n: usize| OnePeerExponential::new(n, self.options.hop_schedule).map(|_| ());
-        match self.algo {
-            Algorithm::RelaySgd | Algorithm::RelaySgdGrad => {
-                relay_trees(&self.topology, self.agents, self.seed, 0)
-                    .map_err(|e| topo(e.to_string()))?;
-            }
-            Algorithm::Dsgd if self.topology == Topology::Exponential => {
-                exponential(self.agents).map_err(|e| topo(e.to_string()))?;
-            }
-            Algorithm::Sgp => exponential(self.agents).map_err(|e| {
-                Error::param(
-                    "agents",
-                    format!("SGP runs on the one-peer exponential graph: {e}"),
-                )
-            })?,
-            a if a.uses_topology() => {
-                self.topology
-                    .static_graph(self.agents, self.seed)
-                    .map_err(|e| topo(e.to_string()))?;
-            }
-            _ => {}
-        }
-        Ok(())
+        self.algo
+            .check_topology(&self.topology, self.agents, self.seed, &self.options)
     }
 
     /// Loads (or generates) the training and test sets.

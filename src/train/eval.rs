@@ -3,11 +3,10 @@
 //! one job per model (agents, then x̄) and reads back only a few floats per evaluation.
 
 use crate::algo::DeviceData;
-use crate::backend::{Axpby, Backend, Buf, BufKind, CsrBufs, Mix, Reduce, ReduceMode};
+use crate::backend::{Axpby, Backend, Buf, BufKind, Mean, Reduce, ReduceMode};
 use crate::error::{Error, Result};
 use crate::model::pass::{Minibatch, Pass};
 use crate::model::Mlp;
-use crate::sparse::Csr;
 
 /// Largest activation buffer (floats) an evaluation chunk may use.
 const EVAL_ACT_BUDGET: usize = 1 << 22;
@@ -45,7 +44,6 @@ pub struct Evaluator {
     rest: Option<(usize, Pass)>,
     /// Agent slabs then x̄: `(agents + 1) × stride`.
     models: Buf,
-    avg: CsrBufs,
     acc: Buf,
     dist: Buf,
 }
@@ -67,12 +65,9 @@ impl Evaluator {
             None
         };
         let stride = model.stride();
-        let w = 1.0 / agents as f64;
-        let avg = Csr::from_rows(agents, &[(0..agents).map(|j| (j, w)).collect()]);
         Ok(Evaluator {
             mb: Minibatch::new(be, 1, chunk, test.dim)?,
             models: be.alloc(BufKind::F32, (agents + 1) * stride, "eval.models")?,
-            avg: be.upload_csr(&avg, "eval.avg")?,
             acc: be.alloc(BufKind::F32, 2 * (agents + 1), "eval.acc")?,
             dist: be.alloc(BufKind::F32, 2 * agents, "eval.dist")?,
             test,
@@ -98,15 +93,14 @@ impl Evaluator {
         let (n, stride) = (self.agents, self.stride);
         // Divergence first: squared norms and consensus distances of every agent.
         be.copy(params, 0, self.models, 0, n * stride)?;
-        be.mix(&Mix {
-            csr: self.avg,
-            input: params,
-            in_offset: 0,
-            in_stride: stride,
-            output: self.models,
-            out_offset: n * stride,
-            out_stride: stride,
+        be.mean(&Mean {
+            src: params,
+            src_offset: 0,
+            src_stride: stride,
+            count: n,
             len: stride,
+            dst: self.models,
+            dst_offset: n * stride,
         })?;
         for (mode, b, b_offset, b_stride, out_offset) in [
             (ReduceMode::SquaredDistance, self.models, n * stride, 0, 0),

@@ -8,7 +8,7 @@ pub mod metrics;
 pub mod schedule;
 pub mod trainer;
 
-pub use crate::algo::{Algorithm, ALGORITHM_NAMES};
+pub use crate::algo::{algorithm_names, Algorithm};
 pub use crate::objective::sampler::{Sampler, SamplerState};
 pub use config::{DatasetKind, TrainConfig};
 pub use eval::EvalResult;

@@ -1,7 +1,7 @@
 //! The trainer: builds data, partition, graph and state from a [`TrainConfig`], runs the steps
 //! with evaluations in between, and returns a [`Summary`].
 
-use crate::algo::{Algo, AlgoSetup, Algorithm, DeviceData, MlpObjective, Objective};
+use crate::algo::{Algo, AlgoSetup, DeviceData, MlpObjective, Objective};
 use crate::backend::Backend;
 use crate::data::{Dataset, PartitionSummary};
 use crate::error::{Error, Result};
@@ -52,10 +52,9 @@ pub struct Summary {
 
 /// The topology a run communicates over, as the summary names it.
 pub fn topology_label(c: &TrainConfig) -> String {
-    match c.algo {
-        Algorithm::Sgp => "exponential".into(),
-        a if a.uses_topology() => c.topology.to_string(),
-        _ => "complete (all-reduce)".into(),
+    match c.algo.runs_on(&c.topology) {
+        Some(t) => t.to_string(),
+        None => "complete (all-reduce)".into(),
     }
 }
 
@@ -309,7 +308,7 @@ impl Trainer {
             last: self.last_eval.clone(),
             wall_s: self.rows.last().map_or(self.wall_offset, |r| r.wall_s),
             buffers: checkpoint::read_buffers(self.be.as_mut(), &named)?,
-            algo_host: self.state.host_state(),
+            algo_host: self.state.host_state()?,
         })
     }
 

@@ -616,6 +616,29 @@ impl Backend for GpuBackend {
         self.dispatch(kernel, &p, &[op.x, op.y], op.len / unit)
     }
 
+    fn fill(&mut self, op: &Fill) -> Result<()> {
+        op.check()?;
+        let mut p = vector_params(op.count, op.len, (0, 0, 1), (op.offset, op.stride, 1));
+        p.value = op.value as f32;
+        self.dispatch(Kernel::Fill, &p, &[op.y], op.count * op.len)
+    }
+
+    fn copy_strided(&mut self, op: &CopyStrided) -> Result<()> {
+        op.check()?;
+        let src = (op.src_offset, op.src_stride, op.src_step);
+        let dst = (op.dst_offset, op.dst_stride, op.dst_step);
+        let p = vector_params(op.count, op.len, src, dst);
+        let work = op.count * op.len;
+        self.dispatch(Kernel::CopyStrided, &p, &[op.src, op.dst], work)
+    }
+
+    fn mean(&mut self, op: &Mean) -> Result<()> {
+        op.check()?;
+        let src = (op.src_offset, op.src_stride, 1);
+        let p = vector_params(op.count, op.len, src, (op.dst_offset, 0, 1));
+        self.dispatch(Kernel::Mean, &p, &[op.src, op.dst], op.len)
+    }
+
     fn local_step(&mut self, op: &LocalStep) -> Result<()> {
         op.check()?;
         let (kernel, unit) = self.elementwise(op.len, Kernel::LocalStep, Kernel::LocalStepVec4);
@@ -731,6 +754,26 @@ impl Backend for GpuBackend {
         }
         self.buffers.truncate(mark);
         self.ix.release_from(mark);
+    }
+}
+
+/// vector.wgsl's block description: `count` blocks of `len`, each side as (offset, stride, step).
+fn vector_params(
+    count: usize,
+    len: usize,
+    (src_offset, src_stride, src_step): (usize, usize, usize),
+    (dst_offset, dst_stride, dst_step): (usize, usize, usize),
+) -> VectorParams {
+    VectorParams {
+        count: u(count),
+        len: u(len),
+        src_offset: u(src_offset),
+        src_stride: u(src_stride),
+        src_step: u(src_step),
+        dst_offset: u(dst_offset),
+        dst_stride: u(dst_stride),
+        dst_step: u(dst_step),
+        ..Default::default()
     }
 }
 

@@ -13,6 +13,7 @@ pub const SHADERS: &[(&str, &str)] = &[
     ("reduce.wgsl", include_str!("../../../shaders/reduce.wgsl")),
     ("probe.wgsl", include_str!("../../../shaders/probe.wgsl")),
     ("adam.wgsl", include_str!("../../../shaders/adam.wgsl")),
+    ("vector.wgsl", include_str!("../../../shaders/vector.wgsl")),
 ];
 
 /// How a kernel binds a storage buffer.
@@ -59,6 +60,12 @@ pub enum Kernel {
     AdamStep,
     /// adam.wgsl `adam_moments`.
     AdamMoments,
+    /// vector.wgsl `fill`.
+    Fill,
+    /// vector.wgsl `copy_strided`.
+    CopyStrided,
+    /// vector.wgsl `mean`.
+    Mean,
     /// probe.wgsl `peak_fma` (benchmarks: compute ceiling).
     ProbeFma,
     /// probe.wgsl `stream` (benchmarks: bandwidth ceiling).
@@ -67,7 +74,7 @@ pub enum Kernel {
 
 impl Kernel {
     /// Every kernel.
-    pub const ALL: [Kernel; 18] = [
+    pub const ALL: [Kernel; 21] = [
         Kernel::Gather,
         Kernel::DenseForward,
         Kernel::DenseForwardVec4,
@@ -84,6 +91,9 @@ impl Kernel {
         Kernel::Reduce,
         Kernel::AdamStep,
         Kernel::AdamMoments,
+        Kernel::Fill,
+        Kernel::CopyStrided,
+        Kernel::Mean,
         Kernel::ProbeFma,
         Kernel::ProbeStream,
     ];
@@ -107,6 +117,9 @@ impl Kernel {
             Kernel::Reduce => ("reduce.wgsl", "reduce"),
             Kernel::AdamStep => ("adam.wgsl", "adam_step"),
             Kernel::AdamMoments => ("adam.wgsl", "adam_moments"),
+            Kernel::Fill => ("vector.wgsl", "fill"),
+            Kernel::CopyStrided => ("vector.wgsl", "copy_strided"),
+            Kernel::Mean => ("vector.wgsl", "mean"),
             Kernel::ProbeFma => ("probe.wgsl", "peak_fma"),
             Kernel::ProbeStream => ("probe.wgsl", "stream"),
         }
@@ -128,6 +141,8 @@ impl Kernel {
             Kernel::Reduce => &[R, R, W],
             Kernel::AdamStep => &[W, R, R, R],
             Kernel::AdamMoments => &[R, R, W, W],
+            Kernel::Fill => &[W],
+            Kernel::CopyStrided | Kernel::Mean => &[R, W],
             Kernel::ProbeFma | Kernel::ProbeStream => &[R, W],
         }
     }

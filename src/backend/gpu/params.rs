@@ -119,6 +119,24 @@ pub struct ProbeParams {
     pub _pad1: u32,
 }
 
+/// `VectorParams` in vector.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
+pub struct VectorParams {
+    pub count: u32,
+    pub len: u32,
+    pub src_offset: u32,
+    pub src_stride: u32,
+    pub src_step: u32,
+    pub dst_offset: u32,
+    pub dst_stride: u32,
+    pub dst_step: u32,
+    pub value: f32,
+    pub _pad0: u32,
+    pub _pad1: u32,
+    pub _pad2: u32,
+}
+
 /// Every (WGSL struct name, shader file, host size) pair, for the layout test.
 pub const UNIFORMS: &[(&str, &str, usize)] = &[
     (
@@ -142,5 +160,10 @@ pub const UNIFORMS: &[(&str, &str, usize)] = &[
         "ReduceParams",
         "reduce.wgsl",
         std::mem::size_of::<ReduceParams>(),
+    ),
+    (
+        "VectorParams",
+        "vector.wgsl",
+        std::mem::size_of::<VectorParams>(),
     ),
 ];
