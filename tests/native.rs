@@ -16,7 +16,7 @@
 mod common;
 
 use common::*;
-use swarmgrad::algo::{AlgoOptions, Algorithm, ALGORITHM_NAMES};
+use swarmgrad::algo::{algorithm_names, AlgoOptions, Algorithm};
 use swarmgrad::backend::choice::{self, BackendChoice};
 use swarmgrad::backend::gpu::AdapterChoice;
 use swarmgrad::backend::native::NativeBackend;
@@ -758,10 +758,12 @@ fn adam_kernels_match_reference() {
 /// task, the settings each algorithm needs (as in tests/algorithms.rs).
 fn small(algo: &str, steps: u64) -> TrainConfig {
     let algo: Algorithm = algo.parse().unwrap();
-    let (agents, mixing, momentum) = match algo {
-        Algorithm::Sgp => (4, MixingRule::MetropolisHastings, 0.9),
-        Algorithm::D2 | Algorithm::Gt => (5, MixingRule::Constant(0.3233), 0.0),
-        _ => (5, MixingRule::MetropolisHastings, 0.9),
+    let (agents, mixing, momentum) = if algo == Algorithm::Sgp {
+        (4, MixingRule::MetropolisHastings, 0.9)
+    } else if algo == Algorithm::D2 || algo == Algorithm::Gt {
+        (5, MixingRule::Constant(0.3233), 0.0)
+    } else {
+        (5, MixingRule::MetropolisHastings, 0.9)
     };
     let mut c = TrainConfig {
         algo,
@@ -812,7 +814,7 @@ fn every_algorithm_tracks_the_reference_through_the_trainer() {
     // and ReLU kinks, so, as for the GPU trainer parity tests, parameters within 1e-3 relative
     // plus 1e-4 absolute, the training loss within 1e-3 relative, accuracies within two test
     // samples, and the byte ledger exact.
-    for name in ALGORITHM_NAMES.split(", ") {
+    for name in algorithm_names().split(", ") {
         let (want, want_p) = run(small(name, 40), Box::new(ReferenceBackend::new()));
         let (got, got_p) = run(small(name, 40), Box::new(NativeBackend::new(2).unwrap()));
         assert_close(&format!("{name} params"), &got_p, &want_p, 1e-3, 1e-4);

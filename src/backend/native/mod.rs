@@ -563,6 +563,56 @@ impl Backend for NativeBackend {
         })
     }
 
+    fn fill(&mut self, op: &Fill) -> Result<()> {
+        op.check()?;
+        self.with_out(op.y, "fill", |_, y| {
+            let value = op.value as f32;
+            for b in 0..op.count {
+                let at = op.offset + b * op.stride;
+                y[at..at + op.len].fill(value);
+            }
+            Ok(())
+        })
+    }
+
+    fn copy_strided(&mut self, op: &CopyStrided) -> Result<()> {
+        op.check()?;
+        self.with_out(op.dst, "copy_strided", |me, dst| {
+            let src = me.reals(op.src, "copy_strided")?;
+            for b in 0..op.count {
+                let (from, to) = (
+                    op.src_offset + b * op.src_stride,
+                    op.dst_offset + b * op.dst_stride,
+                );
+                for k in 0..op.len {
+                    dst[to + k * op.dst_step] = src[from + k * op.src_step];
+                }
+            }
+            Ok(())
+        })
+    }
+
+    fn mean(&mut self, op: &Mean) -> Result<()> {
+        op.check()?;
+        self.with_out(op.dst, "mean", |me, dst| {
+            let src = me.reals(op.src, "mean")?;
+            let out = &mut dst[op.dst_offset..op.dst_offset + op.len];
+            // Summed in vector order, then divided once by the count, as the reference does.
+            out.copy_from_slice(&src[op.src_offset..op.src_offset + op.len]);
+            for b in 1..op.count {
+                let at = op.src_offset + b * op.src_stride;
+                for (o, x) in out.iter_mut().zip(&src[at..at + op.len]) {
+                    *o += x;
+                }
+            }
+            let count = op.count as f32;
+            for o in out.iter_mut() {
+                *o /= count;
+            }
+            Ok(())
+        })
+    }
+
     fn local_step(&mut self, op: &LocalStep) -> Result<()> {
         op.check()?;
         let what = "local_step";
