@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::gpu_backends;
+use common::{first_gpu, small_run, train as run};
 use swarmgrad::backend::reference::ReferenceBackend;
 use swarmgrad::backend::Backend;
 use swarmgrad::cli::train as cli;
@@ -11,99 +11,79 @@ use swarmgrad::graph::Topology;
 use swarmgrad::train::{Algorithm, Summary, TrainConfig, Trainer};
 use swarmgrad::Error;
 
-/// A small, fast run: 5 agents, 16 features, 1 000 training samples.
+/// A small, fast run ([`small_run`]: 5 agents, 16 features, 1 000 training samples).
 fn small(algo: Algorithm, momentum: f64, steps: u64) -> TrainConfig {
     TrainConfig {
-        algo,
-        topology: Topology::Ring,
-        agents: 5,
-        partition: "dirichlet".into(),
-        alpha: Some(0.5),
-        model: Some("mlp:16-16-10".into()),
-        batch: 8,
-        lr: 0.1,
         momentum,
         steps: Some(steps),
-        epochs: None,
-        eval_every: 10,
-        seed: 3,
-        synthetic_train: 1_000,
-        synthetic_test: 300,
-        synthetic_dim: 16,
-        ..Default::default()
+        ..small_run(algo)
     }
 }
 
-fn run(config: TrainConfig, be: Box<dyn Backend>) -> (Summary, Vec<f64>) {
-    let mut t = Trainer::new(config, be).unwrap();
-    let s = t.run(|_, _, _| {}).unwrap();
-    let p = t.read_params().unwrap();
-    (s, p)
-}
-
-#[test]
-fn gpu_matches_cpu_reference_for_every_algorithm() {
-    // 30 steps: f32 (GPU) against f64 (CPU) rounding compounds through the iterations and the
-    // ReLU kinks; the kernel tests bound one such run at 1e-4 relative to the parameter scale,
-    // we allow 1e-3 relative + 1e-4 absolute on the parameters, and one test sample's worth
-    // (plus rounding) on accuracies.
-    let cases = [
-        (Algorithm::Dsgd, 0.0),
-        (Algorithm::Dsgd, 0.9),
-        (Algorithm::AllReduce, 0.0),
-    ];
-    let want: Vec<(Summary, Vec<f64>)> = cases
-        .iter()
-        .map(|&(a, b)| run(small(a, b, 30), Box::new(ReferenceBackend::new())))
-        .collect();
-    for gpu in gpu_backends("trainer parity") {
-        let name = gpu.describe();
-        let mut be: Box<dyn Backend> = Box::new(gpu);
-        for (&(algo, beta), (want, want_p)) in cases.iter().zip(&want) {
-            let mut t = Trainer::new(small(algo, beta, 30), be).unwrap();
-            let got = t.run(|_, _, _| {}).unwrap();
-            let got_p = t.read_params().unwrap();
-            be = t.into_backend();
-            let what = format!("{algo} β={beta} on {name}");
-            common::assert_close(&format!("params, {what}"), &got_p, want_p, 1e-3, 1e-4);
-            for (k, (g, w)) in [
-                (
-                    "consensus_acc",
-                    (got.last.consensus_acc, want.last.consensus_acc),
-                ),
-                (
-                    "mean_local_acc",
-                    (got.last.mean_local_acc, want.last.mean_local_acc),
-                ),
-                (
-                    "worst_local_acc",
-                    (got.last.worst_local_acc, want.last.worst_local_acc),
-                ),
-            ] {
+target_tests! {
+    [gpu, native] fn trainer_tracks_the_reference_with_and_without_momentum(t: &Target) {
+        // 30 steps: f32 (GPU) against f64 (CPU) rounding compounds through the iterations and the
+        // ReLU kinks; the kernel tests bound one such run at 1e-4 relative to the parameter scale,
+        // we allow 1e-3 relative + 1e-4 absolute on the parameters, and one test sample's worth
+        // (plus rounding) on accuracies.
+        let cases = [
+            (Algorithm::Dsgd, 0.0),
+            (Algorithm::Dsgd, 0.9),
+            (Algorithm::AllReduce, 0.0),
+        ];
+        let want: Vec<(Summary, Vec<f64>)> = cases
+            .iter()
+            .map(|&(a, b)| run(small(a, b, 30), Box::new(ReferenceBackend::new())))
+            .collect();
+        {
+            let mut be = t.backend();
+            let name = be.describe();
+            for (&(algo, beta), (want, want_p)) in cases.iter().zip(&want) {
+                let mut t = Trainer::new(small(algo, beta, 30), be).unwrap();
+                let got = t.run(|_, _, _| {}).unwrap();
+                let got_p = t.read_params().unwrap();
+                be = t.into_backend();
+                let what = format!("{algo} β={beta} on {name}");
+                common::assert_close(&format!("params, {what}"), &got_p, want_p, 1e-3, 1e-4);
+                for (k, (g, w)) in [
+                    (
+                        "consensus_acc",
+                        (got.last.consensus_acc, want.last.consensus_acc),
+                    ),
+                    (
+                        "mean_local_acc",
+                        (got.last.mean_local_acc, want.last.mean_local_acc),
+                    ),
+                    (
+                        "worst_local_acc",
+                        (got.last.worst_local_acc, want.last.worst_local_acc),
+                    ),
+                ] {
+                    assert!(
+                        (g - w).abs() <= 2.0 / 300.0 + 1e-9,
+                        "{what}: {k} {g} vs {w}"
+                    );
+                }
                 assert!(
-                    (g - w).abs() <= 2.0 / 300.0 + 1e-9,
-                    "{what}: {k} {g} vs {w}"
+                    (got.last.train_loss - want.last.train_loss).abs()
+                        <= 1e-3 * want.last.train_loss.abs() + 1e-4,
+                    "{what}: train loss"
                 );
+                assert!(
+                    (got.last.consensus_distance - want.last.consensus_distance).abs()
+                        <= 1e-2 * want.last.consensus_distance + 1e-9,
+                    "{what}: consensus distance {} vs {}",
+                    got.last.consensus_distance,
+                    want.last.consensus_distance
+                );
+                assert_eq!(got.bytes_sent_per_agent, want.bytes_sent_per_agent);
             }
-            assert!(
-                (got.last.train_loss - want.last.train_loss).abs()
-                    <= 1e-3 * want.last.train_loss.abs() + 1e-4,
-                "{what}: train loss"
-            );
-            assert!(
-                (got.last.consensus_distance - want.last.consensus_distance).abs()
-                    <= 1e-2 * want.last.consensus_distance + 1e-9,
-                "{what}: consensus distance {} vs {}",
-                got.last.consensus_distance,
-                want.last.consensus_distance
-            );
-            assert_eq!(got.bytes_sent_per_agent, want.bytes_sent_per_agent);
         }
     }
 }
 
 fn best_backend() -> Box<dyn Backend> {
-    match gpu_backends("best backend").into_iter().next() {
+    match first_gpu("best backend") {
         Some(g) => Box::new(g),
         None => Box::new(ReferenceBackend::new()),
     }
@@ -136,73 +116,65 @@ fn synthetic_task_is_learned_well_above_chance() {
     );
 }
 
-#[test]
-fn allreduce_from_identical_init_keeps_consensus() {
-    let mut c = small(Algorithm::AllReduce, 0.9, 20);
-    c.eval_every = 5;
-    let mut backends: Vec<Box<dyn Backend>> = vec![Box::new(ReferenceBackend::new())];
-    backends.extend(
-        gpu_backends("allreduce consensus")
-            .into_iter()
-            .map(|g| Box::new(g) as Box<dyn Backend>),
-    );
-    for be in backends {
-        let name = be.describe();
-        let (s, _) = run(c.clone(), be);
-        for r in &s.rows {
-            // Exactly 0 in exact arithmetic; the f32 average of equal values is off by rounding.
-            assert!(
-                r.consensus_distance < 1e-9,
-                "{name}: step {} distance {}",
-                r.step,
-                r.consensus_distance
-            );
+target_tests! {
+    [reference, gpu, native] fn allreduce_from_identical_init_keeps_consensus(t: &Target) {
+        let mut c = small(Algorithm::AllReduce, 0.9, 20);
+        c.eval_every = 5;
+        {
+            let be = t.backend();
+            let name = be.describe();
+            let (s, _) = run(c.clone(), be);
+            for r in &s.rows {
+                // Exactly 0 in exact arithmetic; the f32 average of equal values is off by rounding.
+                assert!(
+                    r.consensus_distance < 1e-9,
+                    "{name}: step {} distance {}",
+                    r.step,
+                    r.consensus_distance
+                );
+            }
+            // All-reduce: 4·d bytes per agent per step.
+            let d = 16 * 16 + 16 + 16 * 10 + 10;
+            assert_eq!(s.bytes_sent_per_agent, (4 * d * 20) as f64);
         }
-        // All-reduce: 4·d bytes per agent per step.
-        let d = 16 * 16 + 16 + 16 * 10 + 10;
-        assert_eq!(s.bytes_sent_per_agent, (4 * d * 20) as f64);
     }
 }
 
-#[test]
-fn gossip_preserves_the_mean_and_contracts() {
-    let mut c = small(Algorithm::Dsgd, 0.0, 1);
-    c.identical_init = false;
-    let mut backends: Vec<Box<dyn Backend>> = vec![Box::new(ReferenceBackend::new())];
-    backends.extend(
-        gpu_backends("gossip mean")
-            .into_iter()
-            .map(|g| Box::new(g) as Box<dyn Backend>),
-    );
-    for be in backends {
-        let name = be.describe();
-        let mut t = Trainer::new(c.clone(), be).unwrap();
-        let stride = t.model().stride();
-        let n = c.agents;
-        let mean = |p: &[f64]| -> Vec<f64> {
-            (0..stride)
-                .map(|k| (0..n).map(|i| p[i * stride + k]).sum::<f64>() / n as f64)
-                .collect()
-        };
-        let before = t.read_params().unwrap();
-        let d0 = t.evaluate().unwrap().consensus_distance;
-        t.mix_only().unwrap();
-        let after = t.read_params().unwrap();
-        let d1 = t.evaluate().unwrap().consensus_distance;
-        common::assert_close(
-            &format!("x̄ after one gossip round on {name}"),
-            &mean(&after),
-            &mean(&before),
-            0.0,
-            1e-6,
-        );
-        assert!(d1 < d0, "{name}: gossip contracts: {d1} vs {d0}");
-        // Ring with Metropolis–Hastings weights 1/3: each agent sends 4d bytes to 2 neighbours.
-        let s = t.run(|_, _, _| {}).unwrap();
-        assert_eq!(
-            s.bytes_sent_per_agent,
-            (2 * 4 * t.model().n_params()) as f64
-        );
+target_tests! {
+    [reference, gpu, native] fn gossip_preserves_the_mean_and_contracts(t: &Target) {
+        let mut c = small(Algorithm::Dsgd, 0.0, 1);
+        c.identical_init = false;
+        {
+            let be = t.backend();
+            let name = be.describe();
+            let mut t = Trainer::new(c.clone(), be).unwrap();
+            let stride = t.model().stride();
+            let n = c.agents;
+            let mean = |p: &[f64]| -> Vec<f64> {
+                (0..stride)
+                    .map(|k| (0..n).map(|i| p[i * stride + k]).sum::<f64>() / n as f64)
+                    .collect()
+            };
+            let before = t.read_params().unwrap();
+            let d0 = t.evaluate().unwrap().consensus_distance;
+            t.mix_only().unwrap();
+            let after = t.read_params().unwrap();
+            let d1 = t.evaluate().unwrap().consensus_distance;
+            common::assert_close(
+                &format!("x̄ after one gossip round on {name}"),
+                &mean(&after),
+                &mean(&before),
+                0.0,
+                1e-6,
+            );
+            assert!(d1 < d0, "{name}: gossip contracts: {d1} vs {d0}");
+            // Ring with Metropolis–Hastings weights 1/3: each agent sends 4d bytes to 2 neighbours.
+            let s = t.run(|_, _, _| {}).unwrap();
+            assert_eq!(
+                s.bytes_sent_per_agent,
+                (2 * 4 * t.model().n_params()) as f64
+            );
+        }
     }
 }
 
@@ -376,34 +348,30 @@ fn cli_json_has_every_key_and_bad_flags_exit_2() {
     }
 }
 
-#[test]
-fn dispatches_per_step_do_not_depend_on_agents() {
-    let mut backends: Vec<Box<dyn Backend>> = vec![Box::new(ReferenceBackend::new())];
-    backends.extend(
-        gpu_backends("trainer dispatches")
-            .into_iter()
-            .map(|g| Box::new(g) as Box<dyn Backend>),
-    );
-    for be in backends {
-        let name = be.describe();
-        let mut per_step = Vec::new();
-        let mut be = Some(be);
-        for agents in [4, 16] {
-            let mut c = small(Algorithm::Dsgd, 0.9, 3);
-            c.agents = agents;
-            c.alpha = Some(10.0);
-            c.synthetic_train = 2_000;
-            let mut t = Trainer::new(c, be.take().unwrap()).unwrap();
-            let s = t.run(|_, _, _| {}).unwrap();
-            per_step.push((s.dispatches_per_step, s.submits_per_step));
-            be = Some(t.into_backend());
+target_tests! {
+    [reference, gpu, native] fn dispatches_per_step_do_not_depend_on_agents(t: &Target) {
+        {
+            let be = t.backend();
+            let name = be.describe();
+            let mut per_step = Vec::new();
+            let mut be = Some(be);
+            for agents in [4, 16] {
+                let mut c = small(Algorithm::Dsgd, 0.9, 3);
+                c.agents = agents;
+                c.alpha = Some(10.0);
+                c.synthetic_train = 2_000;
+                let mut t = Trainer::new(c, be.take().unwrap()).unwrap();
+                let s = t.run(|_, _, _| {}).unwrap();
+                per_step.push((s.dispatches_per_step, s.submits_per_step));
+                be = Some(t.into_backend());
+            }
+            assert_eq!(
+                per_step[0], per_step[1],
+                "{name}: dispatches/submits per step for 4 and 16 agents"
+            );
+            // gather, 2 forward, loss, loss reduce, 2 weight grads, 1 data grad, local step, mix.
+            assert_eq!(per_step[0], (10.0, 1.0), "{name}");
         }
-        assert_eq!(
-            per_step[0], per_step[1],
-            "{name}: dispatches/submits per step for 4 and 16 agents"
-        );
-        // gather, 2 forward, loss, loss reduce, 2 weight grads, 1 data grad, local step, mix.
-        assert_eq!(per_step[0], (10.0, 1.0), "{name}");
     }
 }
 
@@ -568,7 +536,7 @@ fn resumed_run_is_bit_identical_to_an_uninterrupted_one() {
     let got: Vec<Vec<u8>> = s.rows.iter().map(row_bits).collect();
     assert_eq!(got, want);
     let _ = std::fs::remove_file(&ck);
-    if let Some(gpu) = gpu_backends("checkpoint resume").into_iter().next() {
+    if let Some(gpu) = first_gpu("checkpoint resume") {
         resume_matches_uninterrupted(Box::new(gpu), "gpu");
     }
 }
@@ -778,9 +746,12 @@ fn relay_resume_is_bit_identical_before_and_after_the_tree_diameter() {
         Err(Error::Checkpoint { reason, .. }) => eprintln!("null host state: {reason}"),
         other => panic!("expected Error::Checkpoint, got {other:?}"),
     }
-    for gpu in gpu_backends("relay checkpoint resume") {
-        eprintln!("relay resume on {}", gpu.describe());
-        let mut be: Box<dyn Backend> = Box::new(gpu);
+}
+
+target_tests! {
+    [gpu] fn relay_resume_is_bit_identical_on_every_gpu(t: &Target) {
+        let mut be = t.backend();
+        eprintln!("relay resume on {}", be.describe());
         for (tag, config) in relay_resume_configs() {
             for k in [2, 17] {
                 be = resume_at(&config, k, be, &format!("gpu-{tag}-{k}")).0;

@@ -6,7 +6,6 @@
 
 mod common;
 
-use common::gpu_backends;
 use swarmgrad::backend::reference::ReferenceBackend;
 use swarmgrad::backend::*;
 use swarmgrad::model::DenseLayer;
@@ -14,18 +13,7 @@ use swarmgrad::sparse::Csr;
 use swarmgrad::train::{Algorithm, TrainConfig, Trainer};
 use swarmgrad::{Error, Result};
 
-/// The CPU reference and one backend per GPU backend present.
-fn backends(test: &str) -> Vec<Box<dyn Backend>> {
-    let mut out: Vec<Box<dyn Backend>> = vec![Box::new(ReferenceBackend::new())];
-    out.extend(
-        gpu_backends(test)
-            .into_iter()
-            .map(|g| Box::new(g) as Box<dyn Backend>),
-    );
-    out
-}
-
-fn upload_u32(be: &mut dyn Backend, data: &[u32]) -> Result<Buf> {
+fn try_upload_u32(be: &mut dyn Backend, data: &[u32]) -> Result<Buf> {
     let b = be.alloc(BufKind::U32, data.len(), "test.u32")?;
     be.write_u32(b, 0, data)?;
     Ok(b)
@@ -37,8 +25,8 @@ type Case = fn(&mut dyn Backend) -> Result<Result<()>>;
 /// 6 samples of 2 features with labels below 3 classes, and 2×2 gathered rows.
 fn gather_case(be: &mut dyn Backend, index: &[u32], labels: &[u32]) -> Result<(Gather, Buf)> {
     let data = be.upload_u8(&[7; 12], "data")?;
-    let labels = upload_u32(be, labels)?;
-    let index = upload_u32(be, index)?;
+    let labels = try_upload_u32(be, labels)?;
+    let index = try_upload_u32(be, index)?;
     let x = be.alloc(BufKind::F32, index.len * 2, "x")?;
     let y = be.alloc(BufKind::U32, index.len, "y")?;
     let op = Gather {
@@ -66,7 +54,7 @@ fn dense_case(be: &mut dyn Backend, jobs: &[(u32, u32)], by_data: bool) -> Resul
     };
     let flat: Vec<u32> = jobs.iter().flat_map(|&(m, d)| [m, d]).collect();
     let shape = DenseJobs {
-        jobs: upload_u32(be, &flat)?,
+        jobs: try_upload_u32(be, &flat)?,
         n_jobs: jobs.len(),
         batch: 2,
         layer,
@@ -89,7 +77,7 @@ fn dense_case(be: &mut dyn Backend, jobs: &[(u32, u32)], by_data: bool) -> Resul
 /// Softmax over 2 jobs of batch 2 and 3 classes with the given labels (4 rows: 2 data agents).
 fn xent_case(be: &mut dyn Backend, jobs: &[u32], labels: Buf) -> Result<SoftmaxXent> {
     Ok(SoftmaxXent {
-        jobs: upload_u32(be, jobs)?,
+        jobs: try_upload_u32(be, jobs)?,
         n_jobs: 2,
         batch: 2,
         classes: 3,
@@ -103,8 +91,8 @@ fn xent_case(be: &mut dyn Backend, jobs: &[u32], labels: Buf) -> Result<SoftmaxX
 /// A 2×2 mix whose structure buffers are written directly (not through `write_csr`).
 fn mix_case(be: &mut dyn Backend, row_ptr: &[u32], col: &[u32]) -> Result<Mix> {
     let csr = CsrBufs {
-        row_ptr: upload_u32(be, row_ptr)?,
-        col: upload_u32(be, col)?,
+        row_ptr: try_upload_u32(be, row_ptr)?,
+        col: try_upload_u32(be, col)?,
         weight: be.alloc(BufKind::F32, col.len(), "weight")?,
         rows: 2,
         n_cols: 2,
@@ -173,7 +161,7 @@ fn cases() -> Vec<(&'static str, &'static str, &'static str, Case)> {
             "softmax_xent",
             "label 3 of row 2",
             |be| {
-                let labels = upload_u32(be, &[0, 1, 3, 2])?;
+                let labels = try_upload_u32(be, &[0, 1, 3, 2])?;
                 let op = xent_case(be, &[0, 0, 1, 1], labels)?;
                 Ok(be.softmax_xent(&op))
             },
@@ -195,7 +183,7 @@ fn cases() -> Vec<(&'static str, &'static str, &'static str, Case)> {
             "softmax_xent",
             "data agent 2 has no labels",
             |be| {
-                let labels = upload_u32(be, &[0, 1, 2, 0])?;
+                let labels = try_upload_u32(be, &[0, 1, 2, 0])?;
                 let op = xent_case(be, &[0, 0, 1, 2], labels)?;
                 Ok(be.softmax_xent(&op))
             },
@@ -230,62 +218,68 @@ fn cases() -> Vec<(&'static str, &'static str, &'static str, Case)> {
     ]
 }
 
-#[test]
-fn every_backend_rejects_the_same_bad_indices_with_the_same_error() {
-    let mut want: Vec<String> = Vec::new();
-    for (k, mut be) in backends("host validation").into_iter().enumerate() {
-        let name = be.describe();
-        for (i, (what, op, phrase, case)) in cases().into_iter().enumerate() {
-            let got = case(be.as_mut()).unwrap_or_else(|e| panic!("{what} on {name}: set-up {e}"));
-            let msg = match got {
-                Err(e @ Error::InvalidOp { op: o, .. }) if o == op => e.to_string(),
-                other => panic!("{what} on {name}: expected InvalidOp from {op}, got {other:?}"),
-            };
-            assert!(msg.contains(phrase), "{what} on {name}: {msg}");
-            if k == 0 {
-                want.push(msg);
-            } else {
-                assert_eq!(msg, want[i], "{what}: {name} and the reference differ");
+target_tests! {
+    [reference, gpu, native] fn every_backend_rejects_the_same_bad_indices_with_the_same_error(t: &Target) {
+        let mut want: Vec<String> = Vec::new();
+        // The reference first: its messages are the ones every backend must give.
+        let both = [Box::new(ReferenceBackend::new()) as Box<dyn Backend>, t.backend()];
+        for (k, mut be) in both.into_iter().enumerate() {
+            let name = be.describe();
+            for (i, (what, op, phrase, case)) in cases().into_iter().enumerate() {
+                let got = case(be.as_mut()).unwrap_or_else(|e| panic!("{what} on {name}: set-up {e}"));
+                let msg = match got {
+                    Err(e @ Error::InvalidOp { op: o, .. }) if o == op => e.to_string(),
+                    other => panic!("{what} on {name}: expected InvalidOp from {op}, got {other:?}"),
+                };
+                assert!(msg.contains(phrase), "{what} on {name}: {msg}");
+                if k == 0 {
+                    want.push(msg);
+                } else {
+                    assert_eq!(msg, want[i], "{what}: {name} and the reference differ");
+                }
             }
-        }
-        // Nothing bad was recorded: the same requests with good indices run, and a flush finds
-        // no device error.
-        let (g, _) = gather_case(be.as_mut(), &[0, 5, 3, 1], &LABELS).unwrap();
-        be.gather(&g).unwrap();
-        let op = dense_case(be.as_mut(), &[(1, 1), (0, 1)], true).unwrap();
-        be.dense_forward(&op).unwrap();
-        let labels = upload_u32(be.as_mut(), &[0, 1, 2, 2]).unwrap();
-        let op = xent_case(be.as_mut(), &[0, 1, 1, 0], labels).unwrap();
-        be.softmax_xent(&op).unwrap();
-        let op = mix_case(be.as_mut(), &[0, 2, 3], &[0, 1, 1]).unwrap();
-        be.mix(&op).unwrap();
-        be.flush().unwrap();
-        // Overwriting a bad index with a good one makes the request valid again.
-        let (g, _) = gather_case(be.as_mut(), &[0, 9, 3, 1], &LABELS).unwrap();
-        assert!(be.gather(&g).is_err(), "{name}");
-        be.write_u32(g.index, 1, &[2]).unwrap();
-        be.gather(&g).unwrap();
-        be.flush().unwrap();
-    }
-}
-
-#[test]
-fn write_csr_rejects_columns_before_upload_on_every_backend() {
-    for mut be in backends("csr upload") {
-        let bad = Csr::from_rows(2, &[vec![(0, 0.5), (5, 0.5)], vec![(1, 1.0)]]);
-        match be.upload_csr(&bad, "w") {
-            Err(Error::InvalidOp {
-                op: "write_csr",
-                reason,
-            }) => {
-                assert!(reason.contains("column 5"), "{reason}")
-            }
-            other => panic!("{}: expected InvalidOp, got {other:?}", be.describe()),
+            // Nothing bad was recorded: the same requests with good indices run, and a flush finds
+            // no device error.
+            let (g, _) = gather_case(be.as_mut(), &[0, 5, 3, 1], &LABELS).unwrap();
+            be.gather(&g).unwrap();
+            let op = dense_case(be.as_mut(), &[(1, 1), (0, 1)], true).unwrap();
+            be.dense_forward(&op).unwrap();
+            let labels = try_upload_u32(be.as_mut(), &[0, 1, 2, 2]).unwrap();
+            let op = xent_case(be.as_mut(), &[0, 1, 1, 0], labels).unwrap();
+            be.softmax_xent(&op).unwrap();
+            let op = mix_case(be.as_mut(), &[0, 2, 3], &[0, 1, 1]).unwrap();
+            be.mix(&op).unwrap();
+            be.flush().unwrap();
+            // Overwriting a bad index with a good one makes the request valid again.
+            let (g, _) = gather_case(be.as_mut(), &[0, 9, 3, 1], &LABELS).unwrap();
+            assert!(be.gather(&g).is_err(), "{name}");
+            be.write_u32(g.index, 1, &[2]).unwrap();
+            be.gather(&g).unwrap();
+            be.flush().unwrap();
         }
     }
 }
 
-fn small_run() -> TrainConfig {
+target_tests! {
+    [reference, gpu, native] fn write_csr_rejects_columns_before_upload_on_every_backend(t: &Target) {
+        {
+            let mut be = t.backend();
+            let bad = Csr::from_rows(2, &[vec![(0, 0.5), (5, 0.5)], vec![(1, 1.0)]]);
+            match be.upload_csr(&bad, "w") {
+                Err(Error::InvalidOp {
+                    op: "write_csr",
+                    reason,
+                }) => {
+                    assert!(reason.contains("column 5"), "{reason}")
+                }
+                other => panic!("{}: expected InvalidOp, got {other:?}", be.describe()),
+            }
+        }
+    }
+}
+
+/// A tiny run: 4 agents, `mlp:16-8-10`, 3 steps, 400 training samples.
+fn tiny_run() -> TrainConfig {
     TrainConfig {
         algo: Algorithm::Dsgd,
         agents: 4,
@@ -302,41 +296,43 @@ fn small_run() -> TrainConfig {
     }
 }
 
-#[test]
-fn a_reused_backend_holds_the_same_buffers_after_every_run() {
-    let config = small_run();
-    let data = config.load_data().unwrap();
-    for mut be in backends("buffer release") {
-        let name = be.describe();
-        // A buffer the caller owns survives the runs.
-        let own = be.alloc(BufKind::F32, 5, "caller's").unwrap();
-        be.write_f32(own, 0, &[1.0, 2.0, 3.0, 4.0, 5.0]).unwrap();
-        let before = be.live_buffers();
-        let mut after = Vec::new();
-        for algo in [
-            Algorithm::Dsgd,
-            Algorithm::Qgm,
-            Algorithm::Dsgd,
-            Algorithm::RelaySgd,
-        ] {
-            let c = TrainConfig {
-                algo,
-                ..config.clone()
-            };
-            let mut t = Trainer::with_data(c, be, &data.train, &data.test).unwrap();
-            assert!(t.run(|_, _, _| {}).is_ok(), "{name}: {algo}");
-            be = t.into_backend();
-            after.push(be.live_buffers());
+target_tests! {
+    [reference, gpu, native] fn a_reused_backend_holds_the_same_buffers_after_every_run(t: &Target) {
+        let config = tiny_run();
+        let data = config.load_data().unwrap();
+        {
+            let mut be = t.backend();
+            let name = be.describe();
+            // A buffer the caller owns survives the runs.
+            let own = be.alloc(BufKind::F32, 5, "caller's").unwrap();
+            be.write_f32(own, 0, &[1.0, 2.0, 3.0, 4.0, 5.0]).unwrap();
+            let before = be.live_buffers();
+            let mut after = Vec::new();
+            for algo in [
+                Algorithm::Dsgd,
+                Algorithm::Qgm,
+                Algorithm::Dsgd,
+                Algorithm::RelaySgd,
+            ] {
+                let c = TrainConfig {
+                    algo,
+                    ..config.clone()
+                };
+                let mut t = Trainer::with_data(c, be, &data.train, &data.test).unwrap();
+                assert!(t.run(|_, _, _| {}).is_ok(), "{name}: {algo}");
+                be = t.into_backend();
+                after.push(be.live_buffers());
+            }
+            assert!(
+                after.iter().all(|a| *a == before),
+                "{name}: {before:?} then {after:?}"
+            );
+            assert_eq!(
+                be.read_f32(own).unwrap(),
+                [1.0, 2.0, 3.0, 4.0, 5.0],
+                "{name}"
+            );
         }
-        assert!(
-            after.iter().all(|a| *a == before),
-            "{name}: {before:?} then {after:?}"
-        );
-        assert_eq!(
-            be.read_f32(own).unwrap(),
-            [1.0, 2.0, 3.0, 4.0, 5.0],
-            "{name}"
-        );
     }
 }
 
@@ -344,7 +340,7 @@ fn a_reused_backend_holds_the_same_buffers_after_every_run() {
 fn a_model_with_fewer_outputs_than_the_test_classes_is_rejected() {
     let config = TrainConfig {
         model: Some("mlp:16-8-5".into()),
-        ..small_run()
+        ..tiny_run()
     };
     let data = config.load_data().unwrap();
     match Trainer::with_data(
