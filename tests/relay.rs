@@ -203,7 +203,7 @@ target_tests! {
         {
             let mut be = t.backend();
             let name = be.describe();
-            let tol = if name.contains("CPU") { 1e-9 } else { 2e-6 };
+            let tol = if t.is_reference() { 1e-9 } else { 2e-6 };
             for topo in cases {
                 let c = tree_of(&topo, n).correction_factor();
                 let mut injections: Vec<(String, Vec<f32>)> = [0, n / 2, n - 1]
@@ -318,7 +318,7 @@ target_tests! {
             // Matrix weights are rounded to f32 on upload on both backends (1/9 is not exact), so
             // the averaging rows sum to 1 only within ~1e-7: that, not f64 arithmetic, bounds the
             // CPU reference here.
-            let tol = if name.contains("CPU") { 1e-7 } else { 1e-5 };
+            let tol = if t.is_reference() { 1e-7 } else { 1e-5 };
             for topo in [Topology::Ring, Topology::DoubleBinaryTrees, Topology::Torus] {
                 let n_here = if topo == Topology::Torus { 9 } else { n };
                 let targets_here: Vec<Vec<f64>> =

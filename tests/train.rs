@@ -754,7 +754,7 @@ target_tests! {
         eprintln!("relay resume on {}", be.describe());
         for (tag, config) in relay_resume_configs() {
             for k in [2, 17] {
-                be = resume_at(&config, k, be, &format!("gpu-{tag}-{k}")).0;
+                be = resume_at(&config, k, be, &format!("{}-{tag}-{k}", t.name())).0;
             }
         }
     }
