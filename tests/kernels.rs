@@ -1,15 +1,19 @@
-//! Every kernel against the CPU reference on random inputs, on every GPU backend present, for
-//! sizes that are and are not multiples of the 4×4 tiles and the 64-wide workgroups, several
-//! agent counts, and job lists that are not the identity.
+//! Every kernel against the CPU reference on random inputs, one test per target: every wgpu
+//! backend present and the native CPU backend (on 1, 2 and 3 threads, whose results must be
+//! bit-identical), for sizes that are and are not multiples of the GPU's 4×4 tiles and 64-wide
+//! workgroups and of the native backend's SIMD widths and GEMM micro-tiles, several agent
+//! counts, and job lists that are not the identity.
 //!
-//! Tolerances. The reference accumulates in f64, so the GPU's error is its own f32 rounding.
+//! Tolerances. The reference accumulates in f64, so a target's error is its own f32 rounding.
 //! For a sum of K products, the f32 error is at most γ_K·Σ|terms| with γ_K ≈ K·ε (Higham,
-//! Accuracy and Stability, §3.1), whatever the summation order. Each test therefore runs the
-//! reference a second time on |inputs| to get Σ|terms| per output and allows
-//! `(K + 2)·ε·Σ|terms| + 1e-30`: tight enough that any indexing error (an O(1) change) fails,
-//! loose enough for any correct order of summation. Elementwise kernels (a few roundings) use
-//! 4 ulps relative with a 1e-7 absolute floor; softmax, whose exp/log are not correctly rounded
-//! on GPUs, uses 1e-5 relative plus 1e-6 absolute (values are O(1) and O(1/batch)).
+//! Accuracy and Stability, §3.1), whatever the summation order (the native GEMM's blocking and
+//! FMA change the order, not the bound). Each test therefore runs the reference a second time
+//! on |inputs| to get Σ|terms| per output and allows `(K + 2)·ε·Σ|terms| + 1e-30`: tight enough
+//! that any indexing error (an O(1) change) fails, loose enough for any correct order of
+//! summation. Elementwise kernels (a few roundings) use 4–8 ulps relative with a 1e-7 absolute
+//! floor; softmax, whose exp/log are not correctly rounded on GPUs (the native backend computes
+//! it in f64 and rounds once), uses 1e-5 relative plus 1e-6 absolute (values are O(1) and
+//! O(1/batch)).
 
 mod common;
 
@@ -137,120 +141,38 @@ fn layer(in_dim: usize, out_dim: usize, relu: bool) -> (DenseLayer, usize) {
     (l, (l.b_off + out_dim + 5).next_multiple_of(4))
 }
 
-target_tests! {
-    [gpu, native] fn dense_forward_matches_reference(t: &Target) {
-        for &(batch, in_dim, out_dim) in SHAPES {
-            for (agents, jobs) in job_cases() {
-                for relu in [false, true] {
-                    let (l, stride) = layer(in_dim, out_dim, relu);
-                    for by_data in [true, false] {
-                        let blocks = if by_data { agents } else { jobs.len() };
-                        let what = format!("dense_forward b{batch} {in_dim}->{out_dim} agents {agents} jobs {} relu {relu} by_data {by_data}", jobs.len());
-                        parity(
-                            t,
-                            &what,
-                            |be, abs| {
-                                let params =
-                                    upload(be, &abs_if(uniform(1, agents * stride, -1.0, 1.0), abs));
-                                let input = upload(
-                                    be,
-                                    &abs_if(uniform(2, blocks * batch * in_dim, -1.0, 1.0), abs),
-                                );
-                                let output =
-                                    be.alloc(BufKind::F32, jobs.len() * batch * out_dim, "y")?;
-                                let jb = upload_u32(be, &flat_jobs(&jobs));
-                                let shape = dense_jobs(jb, jobs.len(), batch, l, stride, by_data);
-                                be.dense_forward(&DenseForward {
-                                    shape,
-                                    params,
-                                    input,
-                                    output,
-                                })?;
-                                Ok(vec![output])
-                            },
-                            sum_bound(in_dim + 1),
-                        );
-                    }
-                }
-            }
-        }
-    }
-}
-
-target_tests! {
-    [gpu, native] fn dense_backward_data_matches_reference(t: &Target) {
-        for &(batch, in_dim, out_dim) in SHAPES {
-            for (agents, jobs) in job_cases() {
-                for relu_mask in [false, true] {
-                    let (l, stride) = layer(in_dim, out_dim, false);
-                    let what = format!("dense_backward_data b{batch} {in_dim}->{out_dim} agents {agents} jobs {} mask {relu_mask}", jobs.len());
+target_tests!([gpu, native] dense_forward_matches_reference);
+fn dense_forward_matches_reference(t: &Target) {
+    for &(batch, in_dim, out_dim) in SHAPES {
+        for (agents, jobs) in job_cases() {
+            for relu in [false, true] {
+                let (l, stride) = layer(in_dim, out_dim, relu);
+                for by_data in [true, false] {
+                    let blocks = if by_data { agents } else { jobs.len() };
+                    let what = format!("dense_forward b{batch} {in_dim}->{out_dim} agents {agents} jobs {} relu {relu} by_data {by_data}", jobs.len());
                     parity(
                         t,
                         &what,
                         |be, abs| {
                             let params =
-                                upload(be, &abs_if(uniform(3, agents * stride, -1.0, 1.0), abs));
-                            let dz = upload(
-                                be,
-                                &abs_if(uniform(4, jobs.len() * batch * out_dim, -1.0, 1.0), abs),
-                            );
-                            // The mask input is identical in both runs: it selects, it is not summed.
-                            let input = upload(be, &uniform(5, jobs.len() * batch * in_dim, -1.0, 1.0));
-                            let dx = be.alloc(BufKind::F32, jobs.len() * batch * in_dim, "dx")?;
-                            let jb = upload_u32(be, &flat_jobs(&jobs));
-                            let shape = dense_jobs(jb, jobs.len(), batch, l, stride, false);
-                            be.dense_backward_data(&DenseBackwardData {
-                                shape,
-                                params,
-                                dz,
-                                input,
-                                relu_mask,
-                                dx,
-                            })?;
-                            Ok(vec![dx])
-                        },
-                        sum_bound(out_dim),
-                    );
-                }
-            }
-        }
-    }
-}
-
-target_tests! {
-    [gpu, native] fn dense_backward_weights_matches_reference(t: &Target) {
-        for &(batch, in_dim, out_dim) in SHAPES {
-            for (agents, jobs) in job_cases() {
-                for by_data in [true, false] {
-                    let (l, stride) = layer(in_dim, out_dim, true);
-                    let blocks = if by_data { agents } else { jobs.len() };
-                    let what = format!("dense_backward_weights b{batch} {in_dim}->{out_dim} agents {agents} jobs {} by_data {by_data}", jobs.len());
-                    parity(
-                        t,
-                        &what,
-                        |be, abs| {
-                            let dz = upload(
-                                be,
-                                &abs_if(uniform(6, jobs.len() * batch * out_dim, -1.0, 1.0), abs),
-                            );
+                                upload(be, &abs_if(uniform(1, agents * stride, -1.0, 1.0), abs));
                             let input = upload(
                                 be,
-                                &abs_if(uniform(7, blocks * batch * in_dim, -1.0, 1.0), abs),
+                                &abs_if(uniform(2, blocks * batch * in_dim, -1.0, 1.0), abs),
                             );
-                            // Slots outside the layer must keep their contents: start from garbage.
-                            let grads =
-                                upload(be, &abs_if(uniform(8, jobs.len() * stride, -1.0, 1.0), abs));
+                            let output =
+                                be.alloc(BufKind::F32, jobs.len() * batch * out_dim, "y")?;
                             let jb = upload_u32(be, &flat_jobs(&jobs));
                             let shape = dense_jobs(jb, jobs.len(), batch, l, stride, by_data);
-                            be.dense_backward_weights(&DenseBackwardWeights {
+                            be.dense_forward(&DenseForward {
                                 shape,
-                                dz,
+                                params,
                                 input,
-                                grads,
+                                output,
                             })?;
-                            Ok(vec![grads])
+                            Ok(vec![output])
                         },
-                        sum_bound(batch),
+                        sum_bound(in_dim + 1),
                     );
                 }
             }
@@ -258,239 +180,313 @@ target_tests! {
     }
 }
 
-target_tests! {
-    [gpu, native] fn softmax_xent_matches_reference(t: &Target) {
-        for (batch, classes) in [(5, 10), (64, 3), (7, 1), (33, 100)] {
-            for (agents, jobs) in job_cases() {
-                let what = format!(
-                    "softmax_xent b{batch} c{classes} agents {agents} jobs {}",
-                    jobs.len()
-                );
+target_tests!([gpu, native] dense_backward_data_matches_reference);
+fn dense_backward_data_matches_reference(t: &Target) {
+    for &(batch, in_dim, out_dim) in SHAPES {
+        for (agents, jobs) in job_cases() {
+            for relu_mask in [false, true] {
+                let (l, stride) = layer(in_dim, out_dim, false);
+                let what = format!("dense_backward_data b{batch} {in_dim}->{out_dim} agents {agents} jobs {} mask {relu_mask}", jobs.len());
                 parity(
                     t,
                     &what,
-                    |be, _| {
-                        let logits = upload(be, &uniform(9, jobs.len() * batch * classes, -4.0, 4.0));
-                        let labels = upload_u32(be, &indices(10, agents * batch, classes as u32));
+                    |be, abs| {
+                        let params =
+                            upload(be, &abs_if(uniform(3, agents * stride, -1.0, 1.0), abs));
+                        let dz = upload(
+                            be,
+                            &abs_if(uniform(4, jobs.len() * batch * out_dim, -1.0, 1.0), abs),
+                        );
+                        // The mask input is identical in both runs: it selects, it is not summed.
+                        let input = upload(be, &uniform(5, jobs.len() * batch * in_dim, -1.0, 1.0));
+                        let dx = be.alloc(BufKind::F32, jobs.len() * batch * in_dim, "dx")?;
                         let jb = upload_u32(be, &flat_jobs(&jobs));
-                        let dlogits = be.alloc(BufKind::F32, jobs.len() * batch * classes, "dl")?;
-                        let stats = be.alloc(BufKind::F32, 2 * jobs.len() * batch, "stats")?;
-                        be.softmax_xent(&SoftmaxXent {
-                            jobs: jb,
-                            n_jobs: jobs.len(),
-                            batch,
-                            classes,
-                            logits,
-                            labels,
-                            dlogits,
-                            stats,
+                        let shape = dense_jobs(jb, jobs.len(), batch, l, stride, false);
+                        be.dense_backward_data(&DenseBackwardData {
+                            shape,
+                            params,
+                            dz,
+                            input,
+                            relu_mask,
+                            dx,
                         })?;
-                        Ok(vec![dlogits, stats])
+                        Ok(vec![dx])
                     },
-                    |want, _| 1e-5 * want.abs() + 1e-6,
+                    sum_bound(out_dim),
                 );
             }
         }
     }
 }
 
-target_tests! {
-    [gpu, native] fn gather_matches_reference(t: &Target) {
-        for (n_samples, dim, agents, batch) in [(50, 13, 3, 5), (200, 784, 4, 16), (7, 1, 1, 1)] {
-            let bytes: Vec<u8> = indices(11, n_samples * dim, 256)
-                .into_iter()
-                .map(|v| v as u8)
-                .collect();
-            let labels = indices(12, n_samples, 10);
-            let index = indices(13, agents * batch, n_samples as u32);
-            let rows = agents * batch;
-            let what = format!("gather n{n_samples} dim{dim} rows {rows}");
-            let mut cpu = ReferenceBackend::new();
-            let record = |be: &mut dyn Backend| -> Result<(Buf, Buf)> {
-                let data = be.upload_u8(&bytes, "data")?;
-                let lab = upload_u32(be, &labels);
-                let idx = upload_u32(be, &index);
-                let x = be.alloc(BufKind::F32, rows * dim, "x")?;
-                let y = be.alloc(BufKind::U32, rows, "y")?;
-                be.gather(&Gather {
-                    data,
-                    labels: lab,
-                    index: idx,
-                    rows,
-                    dim,
-                    mean: 0.1307,
-                    std: 0.3081,
-                    x,
-                    y,
-                })?;
-                Ok((x, y))
-            };
-            let (x, y) = record(&mut cpu).unwrap();
-            let (want_x, want_y) = (cpu.read_f32(x).unwrap(), cpu.read_u32(y).unwrap());
-            assert_eq!(
-                want_y,
-                index
-                    .iter()
-                    .map(|&s| labels[s as usize])
-                    .collect::<Vec<_>>()
-            );
-            for mut be in t.variants() {
-                let (x, y) = record(be.as_mut()).unwrap();
-                assert_close(&what, &be.read_f32(x).unwrap(), &want_x, 4.0 * EPS32, 1e-7);
-                assert_eq!(be.read_u32(y).unwrap(), want_y, "{what}: labels");
+target_tests!([gpu, native] dense_backward_weights_matches_reference);
+fn dense_backward_weights_matches_reference(t: &Target) {
+    for &(batch, in_dim, out_dim) in SHAPES {
+        for (agents, jobs) in job_cases() {
+            for by_data in [true, false] {
+                let (l, stride) = layer(in_dim, out_dim, true);
+                let blocks = if by_data { agents } else { jobs.len() };
+                let what = format!("dense_backward_weights b{batch} {in_dim}->{out_dim} agents {agents} jobs {} by_data {by_data}", jobs.len());
+                parity(
+                    t,
+                    &what,
+                    |be, abs| {
+                        let dz = upload(
+                            be,
+                            &abs_if(uniform(6, jobs.len() * batch * out_dim, -1.0, 1.0), abs),
+                        );
+                        let input = upload(
+                            be,
+                            &abs_if(uniform(7, blocks * batch * in_dim, -1.0, 1.0), abs),
+                        );
+                        // Slots outside the layer must keep their contents: start from garbage.
+                        let grads =
+                            upload(be, &abs_if(uniform(8, jobs.len() * stride, -1.0, 1.0), abs));
+                        let jb = upload_u32(be, &flat_jobs(&jobs));
+                        let shape = dense_jobs(jb, jobs.len(), batch, l, stride, by_data);
+                        be.dense_backward_weights(&DenseBackwardWeights {
+                            shape,
+                            dz,
+                            input,
+                            grads,
+                        })?;
+                        Ok(vec![grads])
+                    },
+                    sum_bound(batch),
+                );
             }
         }
     }
 }
 
-target_tests! {
-    [gpu, native] fn mix_matches_reference(t: &Target) {
-        for (rows, cols, len, in_stride, out_stride, in_off, out_off) in [
-            (4, 4, 10, 10, 10, 0, 0),
-            (16, 16, 130, 192, 128 + 7, 5, 3),
-            (3, 7, 1, 1, 2, 0, 1),
-            (8, 24, 1000, 1024, 1000, 0, 0),
-            (6, 6, 256, 256, 260, 4, 8),
-        ] {
-            let csr = random_csr(rows, cols, rows as u64);
-            let what = format!("mix {rows}x{cols} len {len}");
+target_tests!([gpu, native] softmax_xent_matches_reference);
+fn softmax_xent_matches_reference(t: &Target) {
+    for (batch, classes) in [(5, 10), (64, 3), (7, 1), (33, 100)] {
+        for (agents, jobs) in job_cases() {
+            let what = format!(
+                "softmax_xent b{batch} c{classes} agents {agents} jobs {}",
+                jobs.len()
+            );
             parity(
                 t,
                 &what,
-                |be, abs| {
-                    let mut c = csr.clone();
-                    if abs {
-                        c.weight.iter_mut().for_each(|w| *w = w.abs());
-                    }
-                    let csr_bufs = be.upload_csr(&c, "w")?;
-                    let input = upload(
-                        be,
-                        &abs_if(uniform(20, in_off + cols * in_stride, -1.0, 1.0), abs),
-                    );
-                    // Elements between output vectors must keep their contents.
-                    let output = upload(
-                        be,
-                        &abs_if(uniform(21, out_off + rows * out_stride, -1.0, 1.0), abs),
-                    );
-                    be.mix(&Mix {
-                        csr: csr_bufs,
-                        input,
-                        in_offset: in_off,
-                        in_stride,
-                        output,
-                        out_offset: out_off,
-                        out_stride,
-                        len,
+                |be, _| {
+                    let logits = upload(be, &uniform(9, jobs.len() * batch * classes, -4.0, 4.0));
+                    let labels = upload_u32(be, &indices(10, agents * batch, classes as u32));
+                    let jb = upload_u32(be, &flat_jobs(&jobs));
+                    let dlogits = be.alloc(BufKind::F32, jobs.len() * batch * classes, "dl")?;
+                    let stats = be.alloc(BufKind::F32, 2 * jobs.len() * batch, "stats")?;
+                    be.softmax_xent(&SoftmaxXent {
+                        jobs: jb,
+                        n_jobs: jobs.len(),
+                        batch,
+                        classes,
+                        logits,
+                        labels,
+                        dlogits,
+                        stats,
                     })?;
-                    Ok(vec![output])
+                    Ok(vec![dlogits, stats])
                 },
-                sum_bound(3),
+                |want, _| 1e-5 * want.abs() + 1e-6,
             );
         }
     }
 }
 
-target_tests! {
-    [gpu, native] fn updates_match_reference(t: &Target) {
-        for len in [1, 63, 64, 1000, 70_001] {
+target_tests!([gpu, native] gather_matches_reference);
+fn gather_matches_reference(t: &Target) {
+    for (n_samples, dim, agents, batch) in [(50, 13, 3, 5), (200, 784, 4, 16), (7, 1, 1, 1)] {
+        let bytes: Vec<u8> = indices(11, n_samples * dim, 256)
+            .into_iter()
+            .map(|v| v as u8)
+            .collect();
+        let labels = indices(12, n_samples, 10);
+        let index = indices(13, agents * batch, n_samples as u32);
+        let rows = agents * batch;
+        let what = format!("gather n{n_samples} dim{dim} rows {rows}");
+        let mut cpu = ReferenceBackend::new();
+        let record = |be: &mut dyn Backend| -> Result<(Buf, Buf)> {
+            let data = be.upload_u8(&bytes, "data")?;
+            let lab = upload_u32(be, &labels);
+            let idx = upload_u32(be, &index);
+            let x = be.alloc(BufKind::F32, rows * dim, "x")?;
+            let y = be.alloc(BufKind::U32, rows, "y")?;
+            be.gather(&Gather {
+                data,
+                labels: lab,
+                index: idx,
+                rows,
+                dim,
+                mean: 0.1307,
+                std: 0.3081,
+                x,
+                y,
+            })?;
+            Ok((x, y))
+        };
+        let (x, y) = record(&mut cpu).unwrap();
+        let (want_x, want_y) = (cpu.read_f32(x).unwrap(), cpu.read_u32(y).unwrap());
+        assert_eq!(
+            want_y,
+            index
+                .iter()
+                .map(|&s| labels[s as usize])
+                .collect::<Vec<_>>()
+        );
+        for mut be in t.variants() {
+            let (x, y) = record(be.as_mut()).unwrap();
+            assert_close(&what, &be.read_f32(x).unwrap(), &want_x, 4.0 * EPS32, 1e-7);
+            assert_eq!(be.read_u32(y).unwrap(), want_y, "{what}: labels");
+        }
+    }
+}
+
+target_tests!([gpu, native] mix_matches_reference);
+fn mix_matches_reference(t: &Target) {
+    for (rows, cols, len, in_stride, out_stride, in_off, out_off) in [
+        (4, 4, 10, 10, 10, 0, 0),
+        (16, 16, 130, 192, 128 + 7, 5, 3),
+        (3, 7, 1, 1, 2, 0, 1),
+        (8, 24, 1000, 1024, 1000, 0, 0),
+        (6, 6, 256, 256, 260, 4, 8),
+    ] {
+        let csr = random_csr(rows, cols, rows as u64);
+        let what = format!("mix {rows}x{cols} len {len}");
+        parity(
+            t,
+            &what,
+            |be, abs| {
+                let mut c = csr.clone();
+                if abs {
+                    c.weight.iter_mut().for_each(|w| *w = w.abs());
+                }
+                let csr_bufs = be.upload_csr(&c, "w")?;
+                let input = upload(
+                    be,
+                    &abs_if(uniform(20, in_off + cols * in_stride, -1.0, 1.0), abs),
+                );
+                // Elements between output vectors must keep their contents.
+                let output = upload(
+                    be,
+                    &abs_if(uniform(21, out_off + rows * out_stride, -1.0, 1.0), abs),
+                );
+                be.mix(&Mix {
+                    csr: csr_bufs,
+                    input,
+                    in_offset: in_off,
+                    in_stride,
+                    output,
+                    out_offset: out_off,
+                    out_stride,
+                    len,
+                })?;
+                Ok(vec![output])
+            },
+            sum_bound(3),
+        );
+    }
+}
+
+target_tests!([gpu, native] updates_match_reference);
+fn updates_match_reference(t: &Target) {
+    for len in [1, 63, 64, 1000, 70_001] {
+        parity(
+            t,
+            &format!("axpby len {len}"),
+            |be, _| {
+                let x = upload(be, &uniform(30, len, -2.0, 2.0));
+                let y = upload(be, &uniform(31, len + 3, -2.0, 2.0));
+                be.axpby(&Axpby {
+                    x,
+                    y,
+                    a: 0.7,
+                    b: -1.3,
+                    len,
+                })?;
+                Ok(vec![y])
+            },
+            |want, _| 4.0 * EPS32 * want.abs().max(1.0) + 1e-7,
+        );
+        for (momentum, nesterov, wd) in [(0.0, false, 0.0), (0.9, false, 1e-4), (0.9, true, 5e-4)] {
             parity(
                 t,
-                &format!("axpby len {len}"),
+                &format!("local_step len {len} beta {momentum} nesterov {nesterov}"),
                 |be, _| {
-                    let x = upload(be, &uniform(30, len, -2.0, 2.0));
-                    let y = upload(be, &uniform(31, len + 3, -2.0, 2.0));
-                    be.axpby(&Axpby {
-                        x,
-                        y,
-                        a: 0.7,
-                        b: -1.3,
-                        len,
-                    })?;
-                    Ok(vec![y])
+                    let params = upload(be, &uniform(32, len, -2.0, 2.0));
+                    let grads = upload(be, &uniform(33, len, -2.0, 2.0));
+                    let momentum_buf = upload(be, &uniform(34, len, -2.0, 2.0));
+                    // Two steps, so the second reads the momentum the first wrote.
+                    for _ in 0..2 {
+                        be.local_step(&LocalStep {
+                            params,
+                            grads,
+                            momentum_buf,
+                            len,
+                            lr: 0.1,
+                            momentum,
+                            nesterov,
+                            weight_decay: wd,
+                        })?;
+                    }
+                    Ok(vec![params, momentum_buf])
                 },
-                |want, _| 4.0 * EPS32 * want.abs().max(1.0) + 1e-7,
+                |want, _| 8.0 * EPS32 * want.abs().max(1.0) + 1e-7,
             );
-            for (momentum, nesterov, wd) in [(0.0, false, 0.0), (0.9, false, 1e-4), (0.9, true, 5e-4)] {
-                parity(
-                    t,
-                    &format!("local_step len {len} beta {momentum} nesterov {nesterov}"),
-                    |be, _| {
-                        let params = upload(be, &uniform(32, len, -2.0, 2.0));
-                        let grads = upload(be, &uniform(33, len, -2.0, 2.0));
-                        let momentum_buf = upload(be, &uniform(34, len, -2.0, 2.0));
-                        // Two steps, so the second reads the momentum the first wrote.
-                        for _ in 0..2 {
-                            be.local_step(&LocalStep {
-                                params,
-                                grads,
-                                momentum_buf,
-                                len,
-                                lr: 0.1,
-                                momentum,
-                                nesterov,
-                                weight_decay: wd,
-                            })?;
-                        }
-                        Ok(vec![params, momentum_buf])
-                    },
-                    |want, _| 8.0 * EPS32 * want.abs().max(1.0) + 1e-7,
-                );
-            }
         }
     }
 }
 
-target_tests! {
-    [gpu, native] fn reductions_match_reference(t: &Target) {
-        for (segments, seg_len, a_stride, b_stride) in [
-            (1, 1, 1, 1),
-            (4, 300, 300, 0),
-            (16, 1000, 1024, 1024),
-            (3, 65_537, 65_540, 0),
+target_tests!([gpu, native] reductions_match_reference);
+fn reductions_match_reference(t: &Target) {
+    for (segments, seg_len, a_stride, b_stride) in [
+        (1, 1, 1, 1),
+        (4, 300, 300, 0),
+        (16, 1000, 1024, 1024),
+        (3, 65_537, 65_540, 0),
+    ] {
+        for mode in [
+            ReduceMode::Sum,
+            ReduceMode::Dot,
+            ReduceMode::SquaredDistance,
         ] {
-            for mode in [
-                ReduceMode::Sum,
-                ReduceMode::Dot,
-                ReduceMode::SquaredDistance,
-            ] {
-                parity(
-                    t,
-                    &format!("reduce {mode:?} {segments}x{seg_len}"),
-                    |be, abs| {
-                        let a = upload(
-                            be,
-                            &abs_if(
-                                uniform(40, (segments - 1) * a_stride + seg_len + 1, -1.0, 1.0),
-                                abs,
-                            ),
-                        );
-                        let bv = uniform(41, (segments - 1) * b_stride + seg_len + 1, -1.0, 1.0);
-                        // |a - b|² ≤ (|a| + |b|)², so the |input| run for SquaredDistance negates b.
-                        let bv = if abs && mode == ReduceMode::SquaredDistance {
-                            bv.into_iter().map(|v| -v.abs()).collect()
-                        } else {
-                            abs_if(bv, abs)
-                        };
-                        let b = upload(be, &bv);
-                        let out = be.alloc(BufKind::F32, segments + 2, "out")?;
-                        be.reduce(&Reduce {
-                            mode,
-                            a,
-                            a_offset: 1,
-                            a_stride,
-                            b,
-                            b_offset: 1,
-                            b_stride,
-                            segments,
-                            seg_len,
-                            out,
-                            out_offset: 2,
-                        })?;
-                        Ok(vec![out])
-                    },
-                    sum_bound(seg_len + 1),
-                );
-            }
+            parity(
+                t,
+                &format!("reduce {mode:?} {segments}x{seg_len}"),
+                |be, abs| {
+                    let a = upload(
+                        be,
+                        &abs_if(
+                            uniform(40, (segments - 1) * a_stride + seg_len + 1, -1.0, 1.0),
+                            abs,
+                        ),
+                    );
+                    let bv = uniform(41, (segments - 1) * b_stride + seg_len + 1, -1.0, 1.0);
+                    // |a - b|² ≤ (|a| + |b|)², so the |input| run for SquaredDistance negates b.
+                    let bv = if abs && mode == ReduceMode::SquaredDistance {
+                        bv.into_iter().map(|v| -v.abs()).collect()
+                    } else {
+                        abs_if(bv, abs)
+                    };
+                    let b = upload(be, &bv);
+                    let out = be.alloc(BufKind::F32, segments + 2, "out")?;
+                    be.reduce(&Reduce {
+                        mode,
+                        a,
+                        a_offset: 1,
+                        a_stride,
+                        b,
+                        b_offset: 1,
+                        b_stride,
+                        segments,
+                        seg_len,
+                        out,
+                        out_offset: 2,
+                    })?;
+                    Ok(vec![out])
+                },
+                sum_bound(seg_len + 1),
+            );
         }
     }
 }
@@ -576,405 +572,395 @@ fn train_steps(be: &mut dyn Backend, agents: usize, steps: usize) -> Result<(Vec
     Ok((be.read_f32(params)?, be.read_f32(pass.job_stats)?))
 }
 
-target_tests! {
-    [gpu, native] fn training_steps_track_the_reference(t: &Target) {
-        // 30 steps of SGD with Nesterov momentum and ring gossip; f32 rounding compounds through
-        // the iterations (and ReLU kinks), so the bound is 1e-4 relative to the parameter scale.
-        let (agents, steps) = (5, 30);
-        let mut cpu = ReferenceBackend::new();
-        let (want, want_stats) = train_steps(&mut cpu, agents, steps).unwrap();
-        for mut be in t.variants() {
-            let name = be.describe();
-            let (got, stats) = train_steps(be.as_mut(), agents, steps).unwrap();
-            assert_close(
-                &format!("params after {steps} steps on {name}"),
-                &got,
-                &want,
-                1e-4,
-                1e-4,
-            );
-            assert_close(
-                &format!("last-step loss/hits on {name}"),
-                &stats,
-                &want_stats,
-                1e-4,
-                1e-4,
-            );
-            if t.is_native() {
-                assert_eq!(
-                    be.counters().submits as usize,
-                    steps,
-                    "one submit per step (reads need none in host memory)"
-                );
-            } else {
-                assert_eq!(
-                    be.counters().submits as usize,
-                    steps + 2,
-                    "one submit per step, plus the two reads"
-                );
-            }
-        }
-    }
-}
-
-target_tests! {
-    [reference, gpu, native] fn dispatches_per_step_do_not_depend_on_the_number_of_agents(t: &Target) {
-        for mut be in t.variants() {
-            let mut per_step = Vec::new();
-            for agents in [1, 2, 16] {
-                let before = be.counters();
-                train_steps(be.as_mut(), agents, 3).unwrap();
-                let after = be.counters();
-                per_step.push((after.dispatches - before.dispatches) / 3);
-            }
-            // gather, 3 forward, loss, loss reduce, 3 weight grads, 2 data grads, step, mix = 13
+target_tests!([gpu, native] training_steps_track_the_reference);
+fn training_steps_track_the_reference(t: &Target) {
+    // 30 steps of SGD with Nesterov momentum and ring gossip; f32 rounding compounds through
+    // the iterations (and ReLU kinks), so the bound is 1e-4 relative to the parameter scale.
+    let (agents, steps) = (5, 30);
+    let mut cpu = ReferenceBackend::new();
+    let (want, want_stats) = train_steps(&mut cpu, agents, steps).unwrap();
+    for mut be in t.variants() {
+        let name = be.describe();
+        let (got, stats) = train_steps(be.as_mut(), agents, steps).unwrap();
+        assert_close(
+            &format!("params after {steps} steps on {name}"),
+            &got,
+            &want,
+            1e-4,
+            1e-4,
+        );
+        assert_close(
+            &format!("last-step loss/hits on {name}"),
+            &stats,
+            &want_stats,
+            1e-4,
+            1e-4,
+        );
+        if t.is_native() {
             assert_eq!(
-                per_step,
-                vec![13, 13, 13],
-                "dispatches per step for 1, 2, 16 agents"
+                be.counters().submits as usize,
+                steps,
+                "one submit per step (reads need none in host memory)"
+            );
+        } else {
+            assert_eq!(
+                be.counters().submits as usize,
+                steps + 2,
+                "one submit per step, plus the two reads"
             );
         }
     }
 }
 
-target_tests! {
-    [reference, gpu, native] fn bad_requests_are_typed_errors_on_every_backend(t: &Target) {
-        use swarmgrad::Error;
-        for mut be in t.variants() {
-            let be = be.as_mut();
-            let x = be.alloc(BufKind::F32, 10, "x").unwrap();
-            let y = be.alloc(BufKind::F32, 5, "y").unwrap();
-            let idx = be.alloc(BufKind::U32, 10, "i").unwrap();
-            let short = be.axpby(&Axpby {
-                x,
-                y,
-                a: 1.0,
-                b: 1.0,
-                len: 10,
-            });
-            assert!(
-                matches!(short, Err(Error::InvalidOp { op: "axpby", .. })),
-                "{short:?}"
-            );
-            let alias = be.axpby(&Axpby {
-                x,
-                y: x,
-                a: 1.0,
-                b: 1.0,
-                len: 5,
-            });
-            assert!(matches!(alias, Err(Error::InvalidOp { .. })), "{alias:?}");
-            let kind = be.write_f32(idx, 0, &[1.0]);
-            assert!(matches!(kind, Err(Error::InvalidOp { .. })), "{kind:?}");
-            let nan = be.local_step(&LocalStep {
-                params: x,
-                grads: y,
-                momentum_buf: idx,
-                len: 5,
-                lr: f64::NAN,
-                momentum: 0.0,
-                nesterov: false,
-                weight_decay: 0.0,
-            });
-            assert!(matches!(nan, Err(Error::InvalidOp { .. })), "{nan:?}");
-            let bad_csr = Csr::from_rows(2, &[vec![(5, 1.0)]]);
-            assert!(matches!(
-                be.upload_csr(&bad_csr, "w"),
-                Err(Error::InvalidOp { .. })
-            ));
-            be.flush().unwrap();
+target_tests!([reference, gpu, native] dispatches_per_step_do_not_depend_on_the_number_of_agents);
+fn dispatches_per_step_do_not_depend_on_the_number_of_agents(t: &Target) {
+    for mut be in t.variants() {
+        let mut per_step = Vec::new();
+        for agents in [1, 2, 16] {
+            let before = be.counters();
+            train_steps(be.as_mut(), agents, 3).unwrap();
+            let after = be.counters();
+            per_step.push((after.dispatches - before.dispatches) / 3);
         }
+        // gather, 3 forward, loss, loss reduce, 3 weight grads, 2 data grads, step, mix = 13
+        assert_eq!(
+            per_step,
+            vec![13, 13, 13],
+            "dispatches per step for 1, 2, 16 agents"
+        );
     }
 }
 
-target_tests! {
-    [gpu] fn buffers_over_the_binding_limit_are_typed_errors(t: &Target) {
-        use swarmgrad::Error;
+target_tests!([reference, gpu, native] bad_requests_are_typed_errors_on_every_backend);
+fn bad_requests_are_typed_errors_on_every_backend(t: &Target) {
+    use swarmgrad::Error;
+    for mut be in t.variants() {
+        let be = be.as_mut();
+        let x = be.alloc(BufKind::F32, 10, "x").unwrap();
+        let y = be.alloc(BufKind::F32, 5, "y").unwrap();
+        let idx = be.alloc(BufKind::U32, 10, "i").unwrap();
+        let short = be.axpby(&Axpby {
+            x,
+            y,
+            a: 1.0,
+            b: 1.0,
+            len: 10,
+        });
+        assert!(
+            matches!(short, Err(Error::InvalidOp { op: "axpby", .. })),
+            "{short:?}"
+        );
+        let alias = be.axpby(&Axpby {
+            x,
+            y: x,
+            a: 1.0,
+            b: 1.0,
+            len: 5,
+        });
+        assert!(matches!(alias, Err(Error::InvalidOp { .. })), "{alias:?}");
+        let kind = be.write_f32(idx, 0, &[1.0]);
+        assert!(matches!(kind, Err(Error::InvalidOp { .. })), "{kind:?}");
+        let nan = be.local_step(&LocalStep {
+            params: x,
+            grads: y,
+            momentum_buf: idx,
+            len: 5,
+            lr: f64::NAN,
+            momentum: 0.0,
+            nesterov: false,
+            weight_decay: 0.0,
+        });
+        assert!(matches!(nan, Err(Error::InvalidOp { .. })), "{nan:?}");
+        let bad_csr = Csr::from_rows(2, &[vec![(5, 1.0)]]);
+        assert!(matches!(
+            be.upload_csr(&bad_csr, "w"),
+            Err(Error::InvalidOp { .. })
+        ));
+        be.flush().unwrap();
+    }
+}
+
+target_tests!([gpu] buffers_over_the_binding_limit_are_typed_errors);
+fn buffers_over_the_binding_limit_are_typed_errors(t: &Target) {
+    use swarmgrad::Error;
+    let mut gpu = t.gpu();
+    let limit = gpu.context().limits.max_storage_buffer_binding_size as usize;
+    let err = gpu
+        .alloc(BufKind::F32, limit / 4 + 1, "huge params")
+        .unwrap_err();
+    assert!(matches!(err, Error::BufferTooLarge { .. }), "{err:?}");
+    assert!(err.to_string().contains("huge params"), "{err}");
+}
+
+target_tests!([gpu, native] adam_kernels_match_reference);
+fn adam_kernels_match_reference(t: &Target) {
+    // A handful of roundings and one sqrt per element: 16 ulps relative with a 1e-6 floor
+    // (the step divides by √s/√bc2 + ε, so its relative error is a few times that of √).
+    for (agents, stride) in [(1, 5), (3, 64), (4, 1000)] {
+        let len = agents * stride;
+        parity(
+            t,
+            &format!("adam_step/moments {agents}x{stride}"),
+            |be, _| {
+                let params = upload(be, &uniform(60, len, -1.0, 1.0));
+                let grads = upload(be, &uniform(61, len, -1.0, 1.0));
+                let m1 = upload(be, &uniform(62, len, -0.1, 0.1));
+                let m2 = upload(be, &uniform(63, len, 0.0, 0.01));
+                be.adam_step(&AdamStep {
+                    params,
+                    grads,
+                    m1,
+                    m2,
+                    len,
+                    lr: 0.01,
+                    beta1: 0.9,
+                    beta2: 0.999,
+                    eps: 1e-8,
+                    bc1: 0.19,
+                    bc2: 0.002998,
+                    weight_decay: 1e-4,
+                })?;
+                let delta = upload(be, &uniform(64, len, -1.0, 1.0));
+                let sq_norms = upload(be, &uniform(65, agents, 0.5, 2.0));
+                be.adam_moments(&AdamMoments {
+                    delta,
+                    sq_norms,
+                    m1,
+                    m2,
+                    agents,
+                    stride,
+                    beta1: 0.9,
+                    beta2: 0.999,
+                })?;
+                Ok(vec![params, m1, m2])
+            },
+            |want, _| 16.0 * EPS32 * want.abs() + 1e-6,
+        );
+    }
+}
+
+target_tests!([reference, gpu] gpu_time_is_measured_where_timestamps_exist);
+fn gpu_time_is_measured_where_timestamps_exist(t: &Target) {
+    if t.is_reference() {
+        assert_eq!(ReferenceBackend::new().gpu_seconds().unwrap(), None);
+        return;
+    }
+    {
         let mut gpu = t.gpu();
-        let limit = gpu.context().limits.max_storage_buffer_binding_size as usize;
-        let err = gpu
-            .alloc(BufKind::F32, limit / 4 + 1, "huge params")
-            .unwrap_err();
-        assert!(matches!(err, Error::BufferTooLarge { .. }), "{err:?}");
-        assert!(err.to_string().contains("huge params"), "{err}");
+        let has_timestamps = gpu
+            .context()
+            .features
+            .contains(wgpu::Features::TIMESTAMP_QUERY);
+        train_steps(&mut gpu, 4, 3).unwrap();
+        let t = gpu.gpu_seconds().unwrap();
+        assert_eq!(t.is_some(), has_timestamps, "{}", gpu.describe());
+        if let Some(t) = t {
+            assert!(t > 0.0 && t < 60.0, "{}: {t} s", gpu.describe());
+            // The total was taken: nothing new has run since.
+            assert_eq!(gpu.gpu_seconds().unwrap(), Some(0.0));
+        }
     }
 }
 
-target_tests! {
-    [gpu, native] fn adam_kernels_match_reference(t: &Target) {
-        // A handful of roundings and one sqrt per element: 16 ulps relative with a 1e-6 floor
-        // (the step divides by √s/√bc2 + ε, so its relative error is a few times that of √).
-        for (agents, stride) in [(1, 5), (3, 64), (4, 1000)] {
-            let len = agents * stride;
+target_tests!([gpu, native] vector_ops_match_reference);
+fn vector_ops_match_reference(t: &Target) {
+    // fill and the strided copy move values: exact on every backend (the inputs are f32).
+    // The mean sums `count` terms, then divides once: the sum bound of K = count terms.
+    let exact = |_: f64, _: f64| 0.0;
+    for (count, len) in [(1, 1), (3, 63), (5, 64), (7, 1000), (130, 3)] {
+        parity(
+            t,
+            &format!("fill {count}×{len}"),
+            |be, _| {
+                // NaN and ∞ in the output are overwritten (zeroing by axpby would keep NaN).
+                let mut init = uniform(40, 2 * count * len + 5, -2.0, 2.0);
+                init[1] = f32::NAN;
+                init[1 + 2 * len * (count - 1) + len - 1] = f32::INFINITY;
+                let y = upload(be, &init);
+                be.fill(&Fill {
+                    y,
+                    offset: 1,
+                    stride: 2 * len,
+                    count,
+                    len,
+                    value: -0.75,
+                })?;
+                Ok(vec![y])
+            },
+            exact,
+        );
+        for (src_step, dst_step, src_stride) in [(1, 1, len + 2), (2, 1, 2 * len + 1), (1, 2, 0)] {
             parity(
                 t,
-                &format!("adam_step/moments {agents}x{stride}"),
+                &format!("copy_strided {count}×{len} steps {src_step}/{dst_step}"),
                 |be, _| {
-                    let params = upload(be, &uniform(60, len, -1.0, 1.0));
-                    let grads = upload(be, &uniform(61, len, -1.0, 1.0));
-                    let m1 = upload(be, &uniform(62, len, -0.1, 0.1));
-                    let m2 = upload(be, &uniform(63, len, 0.0, 0.01));
-                    be.adam_step(&AdamStep {
-                        params,
-                        grads,
-                        m1,
-                        m2,
-                        len,
-                        lr: 0.01,
-                        beta1: 0.9,
-                        beta2: 0.999,
-                        eps: 1e-8,
-                        bc1: 0.19,
-                        bc2: 0.002998,
-                        weight_decay: 1e-4,
-                    })?;
-                    let delta = upload(be, &uniform(64, len, -1.0, 1.0));
-                    let sq_norms = upload(be, &uniform(65, agents, 0.5, 2.0));
-                    be.adam_moments(&AdamMoments {
-                        delta,
-                        sq_norms,
-                        m1,
-                        m2,
-                        agents,
-                        stride,
-                        beta1: 0.9,
-                        beta2: 0.999,
-                    })?;
-                    Ok(vec![params, m1, m2])
-                },
-                |want, _| 16.0 * EPS32 * want.abs() + 1e-6,
-            );
-        }
-    }
-}
-
-target_tests! {
-    [reference, gpu] fn gpu_time_is_measured_where_timestamps_exist(t: &Target) {
-        if t.is_reference() {
-            assert_eq!(ReferenceBackend::new().gpu_seconds().unwrap(), None);
-            return;
-        }
-        {
-            let mut gpu = t.gpu();
-            let has_timestamps = gpu
-                .context()
-                .features
-                .contains(wgpu::Features::TIMESTAMP_QUERY);
-            train_steps(&mut gpu, 4, 3).unwrap();
-            let t = gpu.gpu_seconds().unwrap();
-            assert_eq!(t.is_some(), has_timestamps, "{}", gpu.describe());
-            if let Some(t) = t {
-                assert!(t > 0.0 && t < 60.0, "{}: {t} s", gpu.describe());
-                // The total was taken: nothing new has run since.
-                assert_eq!(gpu.gpu_seconds().unwrap(), Some(0.0));
-            }
-        }
-    }
-}
-
-target_tests! {
-    [gpu, native] fn vector_ops_match_reference(t: &Target) {
-        // fill and the strided copy move values: exact on every backend (the inputs are f32).
-        // The mean sums `count` terms, then divides once: the sum bound of K = count terms.
-        let exact = |_: f64, _: f64| 0.0;
-        for (count, len) in [(1, 1), (3, 63), (5, 64), (7, 1000), (130, 3)] {
-            parity(
-                t,
-                &format!("fill {count}×{len}"),
-                |be, _| {
-                    // NaN and ∞ in the output are overwritten (zeroing by axpby would keep NaN).
-                    let mut init = uniform(40, 2 * count * len + 5, -2.0, 2.0);
-                    init[1] = f32::NAN;
-                    init[1 + 2 * len * (count - 1) + len - 1] = f32::INFINITY;
-                    let y = upload(be, &init);
-                    be.fill(&Fill {
-                        y,
-                        offset: 1,
-                        stride: 2 * len,
-                        count,
-                        len,
-                        value: -0.75,
-                    })?;
-                    Ok(vec![y])
-                },
-                exact,
-            );
-            for (src_step, dst_step, src_stride) in [(1, 1, len + 2), (2, 1, 2 * len + 1), (1, 2, 0)] {
-                parity(
-                    t,
-                    &format!("copy_strided {count}×{len} steps {src_step}/{dst_step}"),
-                    |be, _| {
-                        let src = upload(
-                            be,
-                            &uniform(41, count * src_stride + len * src_step + 3, -2.0, 2.0),
-                        );
-                        let dst_stride = len * dst_step + 1;
-                        let dst = upload(be, &uniform(42, count * dst_stride + 2, -2.0, 2.0));
-                        be.copy_strided(&CopyStrided {
-                            src,
-                            src_offset: 1,
-                            src_stride,
-                            src_step,
-                            dst,
-                            dst_offset: 2,
-                            dst_stride,
-                            dst_step,
-                            count,
-                            len,
-                        })?;
-                        Ok(vec![dst])
-                    },
-                    exact,
-                );
-            }
-            parity(
-                t,
-                &format!("mean {count}×{len}"),
-                |be, abs| {
-                    let stride = len + 3;
-                    let src = upload(be, &abs_if(uniform(43, count * stride + 1, -2.0, 2.0), abs));
-                    let dst = upload(be, &abs_if(uniform(44, len + 4, -2.0, 2.0), abs));
-                    be.mean(&Mean {
+                    let src = upload(
+                        be,
+                        &uniform(41, count * src_stride + len * src_step + 3, -2.0, 2.0),
+                    );
+                    let dst_stride = len * dst_step + 1;
+                    let dst = upload(be, &uniform(42, count * dst_stride + 2, -2.0, 2.0));
+                    be.copy_strided(&CopyStrided {
                         src,
                         src_offset: 1,
-                        src_stride: stride,
+                        src_stride,
+                        src_step,
+                        dst,
+                        dst_offset: 2,
+                        dst_stride,
+                        dst_step,
                         count,
                         len,
-                        dst,
-                        dst_offset: 3,
                     })?;
                     Ok(vec![dst])
                 },
-                sum_bound(count + 1),
+                exact,
             );
         }
+        parity(
+            t,
+            &format!("mean {count}×{len}"),
+            |be, abs| {
+                let stride = len + 3;
+                let src = upload(be, &abs_if(uniform(43, count * stride + 1, -2.0, 2.0), abs));
+                let dst = upload(be, &abs_if(uniform(44, len + 4, -2.0, 2.0), abs));
+                be.mean(&Mean {
+                    src,
+                    src_offset: 1,
+                    src_stride: stride,
+                    count,
+                    len,
+                    dst,
+                    dst_offset: 3,
+                })?;
+                Ok(vec![dst])
+            },
+            sum_bound(count + 1),
+        );
     }
 }
 
-target_tests! {
-    [reference, gpu, native] fn mean_of_identical_vectors_is_exact(t: &Target) {
-        // Identical vectors average exactly (summed, then divided once; a rounded 1/6 weight
-        // would not): multiples of 1/16 keep every partial sum exact.
-        let slab: Vec<f32> = (0..37).map(|k| (k as f32 - 18.0) / 16.0).collect();
-        let n = 6;
-        let stacked: Vec<f32> = (0..n).flat_map(|_| slab.clone()).collect();
-        for mut be in t.variants() {
-            let be = be.as_mut();
-            let src = upload(be, &stacked);
-            let dst = be.alloc(BufKind::F32, 37, "mean").unwrap();
-            be.mean(&Mean {
-                src,
-                src_offset: 0,
-                src_stride: 37,
-                count: n,
-                len: 37,
-                dst,
-                dst_offset: 0,
-            })
-            .unwrap();
-            let want: Vec<f64> = slab.iter().map(|&v| v as f64).collect();
-            assert_eq!(be.read_f32(dst).unwrap(), want, "{}", be.describe());
-        }
+target_tests!([reference, gpu, native] mean_of_identical_vectors_is_exact);
+fn mean_of_identical_vectors_is_exact(t: &Target) {
+    // Identical vectors average exactly (summed, then divided once; a rounded 1/6 weight
+    // would not): multiples of 1/16 keep every partial sum exact.
+    let slab: Vec<f32> = (0..37).map(|k| (k as f32 - 18.0) / 16.0).collect();
+    let n = 6;
+    let stacked: Vec<f32> = (0..n).flat_map(|_| slab.clone()).collect();
+    for mut be in t.variants() {
+        let be = be.as_mut();
+        let src = upload(be, &stacked);
+        let dst = be.alloc(BufKind::F32, 37, "mean").unwrap();
+        be.mean(&Mean {
+            src,
+            src_offset: 0,
+            src_stride: 37,
+            count: n,
+            len: 37,
+            dst,
+            dst_offset: 0,
+        })
+        .unwrap();
+        let want: Vec<f64> = slab.iter().map(|&v| v as f64).collect();
+        assert_eq!(be.read_f32(dst).unwrap(), want, "{}", be.describe());
     }
 }
 
-target_tests! {
-    [reference, gpu, native] fn vector_ops_reject_bad_requests_on_every_backend(t: &Target) {
-        use swarmgrad::Error;
-        for mut be in t.variants() {
-            let be = be.as_mut();
-            let x = be.alloc(BufKind::F32, 10, "x").unwrap();
-            let y = be.alloc(BufKind::F32, 5, "y").unwrap();
-            let fill = |y, count, value| Fill {
-                y,
-                offset: 0,
-                stride: 5,
-                count,
-                len: 5,
-                value,
-            };
-            let long = be.fill(&fill(y, 2, 0.0));
+target_tests!([reference, gpu, native] vector_ops_reject_bad_requests_on_every_backend);
+fn vector_ops_reject_bad_requests_on_every_backend(t: &Target) {
+    use swarmgrad::Error;
+    for mut be in t.variants() {
+        let be = be.as_mut();
+        let x = be.alloc(BufKind::F32, 10, "x").unwrap();
+        let y = be.alloc(BufKind::F32, 5, "y").unwrap();
+        let fill = |y, count, value| Fill {
+            y,
+            offset: 0,
+            stride: 5,
+            count,
+            len: 5,
+            value,
+        };
+        let long = be.fill(&fill(y, 2, 0.0));
+        assert!(
+            matches!(long, Err(Error::InvalidOp { op: "fill", .. })),
+            "{long:?}"
+        );
+        let nan = be.fill(&fill(x, 1, f64::NAN));
+        assert!(
+            matches!(nan, Err(Error::InvalidOp { op: "fill", .. })),
+            "{nan:?}"
+        );
+        let copy = |src, dst, src_step| CopyStrided {
+            src,
+            src_offset: 0,
+            src_stride: 0,
+            src_step,
+            dst,
+            dst_offset: 0,
+            dst_stride: 5,
+            dst_step: 1,
+            count: 1,
+            len: 5,
+        };
+        assert!(be.copy_strided(&copy(x, y, 2)).is_ok());
+        let stepped = be.copy_strided(&copy(x, y, 3));
+        assert!(
+            matches!(stepped, Err(Error::InvalidOp { .. })),
+            "{stepped:?}"
+        );
+        let zero = be.copy_strided(&copy(x, y, 0));
+        assert!(matches!(zero, Err(Error::InvalidOp { .. })), "{zero:?}");
+        let alias = be.copy_strided(&copy(x, x, 1));
+        assert!(matches!(alias, Err(Error::InvalidOp { .. })), "{alias:?}");
+        let mean = |count| Mean {
+            src: x,
+            src_offset: 0,
+            src_stride: 5,
+            count,
+            len: 5,
+            dst: y,
+            dst_offset: 0,
+        };
+        assert!(be.mean(&mean(2)).is_ok());
+        for bad in [0, 3] {
+            let r = be.mean(&mean(bad));
             assert!(
-                matches!(long, Err(Error::InvalidOp { op: "fill", .. })),
-                "{long:?}"
+                matches!(r, Err(Error::InvalidOp { op: "mean", .. })),
+                "{r:?}"
             );
-            let nan = be.fill(&fill(x, 1, f64::NAN));
-            assert!(
-                matches!(nan, Err(Error::InvalidOp { op: "fill", .. })),
-                "{nan:?}"
-            );
-            let copy = |src, dst, src_step| CopyStrided {
-                src,
-                src_offset: 0,
-                src_stride: 0,
-                src_step,
-                dst,
-                dst_offset: 0,
-                dst_stride: 5,
-                dst_step: 1,
-                count: 1,
-                len: 5,
-            };
-            assert!(be.copy_strided(&copy(x, y, 2)).is_ok());
-            let stepped = be.copy_strided(&copy(x, y, 3));
-            assert!(
-                matches!(stepped, Err(Error::InvalidOp { .. })),
-                "{stepped:?}"
-            );
-            let zero = be.copy_strided(&copy(x, y, 0));
-            assert!(matches!(zero, Err(Error::InvalidOp { .. })), "{zero:?}");
-            let alias = be.copy_strided(&copy(x, x, 1));
-            assert!(matches!(alias, Err(Error::InvalidOp { .. })), "{alias:?}");
-            let mean = |count| Mean {
-                src: x,
-                src_offset: 0,
-                src_stride: 5,
-                count,
-                len: 5,
-                dst: y,
-                dst_offset: 0,
-            };
-            assert!(be.mean(&mean(2)).is_ok());
-            for bad in [0, 3] {
-                let r = be.mean(&mean(bad));
-                assert!(
-                    matches!(r, Err(Error::InvalidOp { op: "mean", .. })),
-                    "{r:?}"
-                );
-            }
-            be.flush().unwrap();
         }
+        be.flush().unwrap();
     }
 }
 
-target_tests! {
-    [gpu, native] fn copy_matches_reference(t: &Target) {
-        // Plain copies, exact: between buffers at different offsets, and within one buffer with
-        // overlapping ranges in both directions (memmove semantics, as in the reference).
-        for (len, src_off, dst_off, same) in [
-            (1, 0, 0, false),
-            (100, 3, 17, false),
-            (20_000, 5, 0, false),
-            (50, 0, 10, true),
-            (50, 10, 0, true),
-        ] {
-            // wgpu rejects a copy within one buffer ("Source and destination cannot be the same
-            // buffer"), so the GPU targets take the copies between buffers only.
-            if same && t.is_gpu() {
-                continue;
-            }
-            parity(
-                t,
-                &format!("copy len {len} {src_off}->{dst_off} same buffer {same}"),
-                |be, _| {
-                    let a = upload(be, &uniform(70, src_off + len + dst_off + 20, -1.0, 1.0));
-                    let b = upload(be, &uniform(71, dst_off + len + 7, -1.0, 1.0));
-                    let dst = if same { a } else { b };
-                    be.copy(a, src_off, dst, dst_off, len)?;
-                    Ok(vec![a, b])
-                },
-                |_, _| 0.0,
-            );
+target_tests!([gpu, native] copy_matches_reference);
+fn copy_matches_reference(t: &Target) {
+    // Plain copies, exact: between buffers at different offsets, and within one buffer with
+    // overlapping ranges in both directions (memmove semantics, as in the reference).
+    for (len, src_off, dst_off, same) in [
+        (1, 0, 0, false),
+        (100, 3, 17, false),
+        (20_000, 5, 0, false),
+        (50, 0, 10, true),
+        (50, 10, 0, true),
+    ] {
+        // wgpu rejects a copy within one buffer ("Source and destination cannot be the same
+        // buffer"), so the GPU targets take the copies between buffers only.
+        if same && t.is_gpu() {
+            continue;
         }
+        parity(
+            t,
+            &format!("copy len {len} {src_off}->{dst_off} same buffer {same}"),
+            |be, _| {
+                let a = upload(be, &uniform(70, src_off + len + dst_off + 20, -1.0, 1.0));
+                let b = upload(be, &uniform(71, dst_off + len + 7, -1.0, 1.0));
+                let dst = if same { a } else { b };
+                be.copy(a, src_off, dst, dst_off, len)?;
+                Ok(vec![a, b])
+            },
+            |_, _| 0.0,
+        );
     }
 }

@@ -128,21 +128,8 @@ fn a_training_step_allocates_only_inside_the_gemm_crate() {
     be.write_u32(mb.index, 0, &indices(81, agents * batch, 50))
         .unwrap();
     let w = be.upload_csr(&random_csr(agents, agents, 82), "W").unwrap();
-    let mut step = |be: &mut NativeBackend| {
-        be.gather(&Gather {
-            data,
-            labels,
-            index: mb.index,
-            rows: agents * batch,
-            dim: 40,
-            mean: 0.5,
-            std: 0.25,
-            x: mb.x,
-            y: mb.y,
-        })
-        .unwrap();
-        pass.record_forward(be, params, &mb).unwrap();
-        pass.record_backward(be, params, &mb, grads).unwrap();
+    // The local step and the gossip mix of `params` into `spare`.
+    let update = move |be: &mut NativeBackend, params: Buf, spare: Buf| {
         be.local_step(&LocalStep {
             params,
             grads,
@@ -165,6 +152,23 @@ fn a_training_step_allocates_only_inside_the_gemm_crate() {
             len: stride,
         })
         .unwrap();
+    };
+    let mut step = |be: &mut NativeBackend| {
+        be.gather(&Gather {
+            data,
+            labels,
+            index: mb.index,
+            rows: agents * batch,
+            dim: 40,
+            mean: 0.5,
+            std: 0.25,
+            x: mb.x,
+            y: mb.y,
+        })
+        .unwrap();
+        pass.record_forward(be, params, &mb).unwrap();
+        pass.record_backward(be, params, &mb, grads).unwrap();
+        update(be, params, spare);
         std::mem::swap(&mut params, &mut spare);
         be.flush().unwrap();
     };
@@ -186,28 +190,7 @@ fn a_training_step_allocates_only_inside_the_gemm_crate() {
     );
     // Everything but the dense passes allocates nothing at all.
     let before = count();
-    be.local_step(&LocalStep {
-        params,
-        grads,
-        momentum_buf: mom,
-        len: agents * stride,
-        lr: 0.05,
-        momentum: 0.9,
-        nesterov: true,
-        weight_decay: 1e-4,
-    })
-    .unwrap();
-    be.mix(&Mix {
-        csr: w,
-        input: params,
-        in_offset: 0,
-        in_stride: stride,
-        output: spare,
-        out_offset: 0,
-        out_stride: stride,
-        len: stride,
-    })
-    .unwrap();
+    update(&mut be, params, spare);
     be.softmax_xent(&SoftmaxXent {
         jobs: pass.jobs,
         n_jobs: agents,

@@ -137,162 +137,159 @@ fn topologies16() -> Vec<Topology> {
     ]
 }
 
-target_tests! {
-    [reference, gpu, native] fn grad_variant_delivers_every_update_exactly_once_on_time(t: &Target) {
-        // §8.2.4/§8.2.5: u_k = 2^k at node k at step 0 only (gradient −2^k, η = 1, β = 0). After
-        // step t, node i has applied (own + received)/n with exactly the set {k : dist(i,k) ≤ t+1}
-        // — nothing twice, nothing missing, nothing early — and from diam(T) steps on n·x_i = 2^n − 1.
-        let n = 16;
-        {
-            let mut be = t.backend();
-            let name = be.describe();
-            for topo in topologies16() {
-                let tree = tree_of(&topo, n);
-                let dist = tree.distances();
-                let diam = tree.diameter();
-                let shots: Vec<f32> = (0..n).map(|k| -((1u32 << k) as f32)).collect();
-                let mk = |be: &mut dyn Backend| -> Box<dyn Objective> {
-                    Box::new(OneShot::new(be, &shots).unwrap())
-                };
-                let run = Run {
-                    algo: Algorithm::RelaySgdGrad,
-                    topology: topo,
-                    n,
-                    d: 1,
-                    init: vec![0.0; n],
-                    hyper: plain(),
-                    options: AlgoOptions::default(),
-                    lr: 1.0,
-                    seed: 1,
-                    make_obj: &mk,
-                };
-                let trace = run.trace(be.as_mut(), diam as u64 + 3);
-                for (t, x) in trace.iter().enumerate() {
-                    for i in 0..n {
-                        let want: u64 = (0..n)
-                            .filter(|&k| dist[i][k] <= t + 1)
-                            .map(|k| 1u64 << k)
-                            .sum();
-                        assert_eq!(
-                            x[i] * n as f64,
-                            want as f64,
-                            "{topo} on {name}: node {i} after step {t}"
+target_tests!([reference, gpu, native] grad_variant_delivers_every_update_exactly_once_on_time);
+fn grad_variant_delivers_every_update_exactly_once_on_time(t: &Target) {
+    // §8.2.4/§8.2.5: u_k = 2^k at node k at step 0 only (gradient −2^k, η = 1, β = 0). After
+    // step t, node i has applied (own + received)/n with exactly the set {k : dist(i,k) ≤ t+1}
+    // — nothing twice, nothing missing, nothing early — and from diam(T) steps on n·x_i = 2^n − 1.
+    let n = 16;
+    {
+        let mut be = t.backend();
+        let name = be.describe();
+        for topo in topologies16() {
+            let tree = tree_of(&topo, n);
+            let dist = tree.distances();
+            let diam = tree.diameter();
+            let shots: Vec<f32> = (0..n).map(|k| -((1u32 << k) as f32)).collect();
+            let mk = |be: &mut dyn Backend| -> Box<dyn Objective> {
+                Box::new(OneShot::new(be, &shots).unwrap())
+            };
+            let run = Run {
+                algo: Algorithm::RelaySgdGrad,
+                topology: topo,
+                n,
+                d: 1,
+                init: vec![0.0; n],
+                hyper: plain(),
+                options: AlgoOptions::default(),
+                lr: 1.0,
+                seed: 1,
+                make_obj: &mk,
+            };
+            let trace = run.trace(be.as_mut(), diam as u64 + 3);
+            for (t, x) in trace.iter().enumerate() {
+                for i in 0..n {
+                    let want: u64 = (0..n)
+                        .filter(|&k| dist[i][k] <= t + 1)
+                        .map(|k| 1u64 << k)
+                        .sum();
+                    assert_eq!(
+                        x[i] * n as f64,
+                        want as f64,
+                        "{topo} on {name}: node {i} after step {t}"
+                    );
+                }
+            }
+            let last = trace.last().unwrap();
+            assert!(
+                last.iter()
+                    .all(|&x| x * n as f64 == ((1u64 << n) - 1) as f64),
+                "{topo} on {name}: {last:?}"
+            );
+        }
+        eprintln!("exactly-once delivery on {name}: ok for {} trees", 6);
+    }
+}
+
+target_tests!([reference, gpu, native] model_variant_one_shot_settles_at_one_over_c_wherever_injected);
+fn model_variant_one_shot_settles_at_one_over_c_wherever_injected(t: &Target) {
+    // §8.2.6 energy loss: a one-shot total update U (x0 = 0, η = 1, world normalisation, no
+    // correction) drives every agent to U/(n·c), c = 1/n + Σ dist/n² — wherever it is injected.
+    // With the exact correction the same shot settles at U/n. Limits are reached geometrically;
+    // 500 steps leave < 1e-9 (f64) and rounding (f32) in the tolerance.
+    let n = 8;
+    let cases = [Topology::Chain, Topology::BinaryTree, Topology::Star];
+    {
+        let mut be = t.backend();
+        let name = be.describe();
+        let tol = if t.is_reference() { 1e-9 } else { 2e-6 };
+        for topo in cases {
+            let c = tree_of(&topo, n).correction_factor();
+            let mut injections: Vec<(String, Vec<f32>)> = [0, n / 2, n - 1]
+                .iter()
+                .map(|&s| {
+                    let mut v = vec![0.0f32; n];
+                    v[s] = -(n as f32);
+                    (format!("at {s}"), v)
+                })
+                .collect();
+            injections.push(("everywhere".into(), vec![-1.0; n]));
+            for (correction, want) in [(LrCorrection::None, 1.0 / c), (LrCorrection::Exact, 1.0)] {
+                for (where_, shots) in &injections {
+                    let mk = |be: &mut dyn Backend| -> Box<dyn Objective> {
+                        Box::new(OneShot::new(be, shots).unwrap())
+                    };
+                    let options = AlgoOptions {
+                        relay_lr_correction: correction,
+                        ..Default::default()
+                    };
+                    let run = Run {
+                        algo: Algorithm::RelaySgd,
+                        topology: topo,
+                        n,
+                        d: 1,
+                        init: vec![0.0; n],
+                        hyper: plain(),
+                        options,
+                        lr: 1.0,
+                        seed: 2,
+                        make_obj: &mk,
+                    };
+                    let x = run.last(be.as_mut(), 500);
+                    for (i, v) in x.iter().enumerate() {
+                        assert!(
+                            (v - want).abs() <= tol * want,
+                            "{topo} {correction} {where_} on {name}: agent {i} at {v}, want {want}"
                         );
                     }
                 }
-                let last = trace.last().unwrap();
-                assert!(
-                    last.iter()
-                        .all(|&x| x * n as f64 == ((1u64 << n) - 1) as f64),
-                    "{topo} on {name}: {last:?}"
-                );
             }
-            eprintln!("exactly-once delivery on {name}: ok for {} trees", 6);
+            eprintln!(
+                "{topo} on {name}: limit 1/c = {:.6} from every injection",
+                1.0 / c
+            );
         }
     }
 }
 
-target_tests! {
-    [reference, gpu, native] fn model_variant_one_shot_settles_at_one_over_c_wherever_injected(t: &Target) {
-        // §8.2.6 energy loss: a one-shot total update U (x0 = 0, η = 1, world normalisation, no
-        // correction) drives every agent to U/(n·c), c = 1/n + Σ dist/n² — wherever it is injected.
-        // With the exact correction the same shot settles at U/n. Limits are reached geometrically;
-        // 500 steps leave < 1e-9 (f64) and rounding (f32) in the tolerance.
-        let n = 8;
-        let cases = [Topology::Chain, Topology::BinaryTree, Topology::Star];
-        {
-            let mut be = t.backend();
-            let name = be.describe();
-            let tol = if t.is_reference() { 1e-9 } else { 2e-6 };
-            for topo in cases {
-                let c = tree_of(&topo, n).correction_factor();
-                let mut injections: Vec<(String, Vec<f32>)> = [0, n / 2, n - 1]
-                    .iter()
-                    .map(|&s| {
-                        let mut v = vec![0.0f32; n];
-                        v[s] = -(n as f32);
-                        (format!("at {s}"), v)
-                    })
-                    .collect();
-                injections.push(("everywhere".into(), vec![-1.0; n]));
-                for (correction, want) in [(LrCorrection::None, 1.0 / c), (LrCorrection::Exact, 1.0)] {
-                    for (where_, shots) in &injections {
-                        let mk = |be: &mut dyn Backend| -> Box<dyn Objective> {
-                            Box::new(OneShot::new(be, shots).unwrap())
-                        };
-                        let options = AlgoOptions {
-                            relay_lr_correction: correction,
+target_tests!([reference, gpu, native] drop_probability_zero_is_the_plain_path_bit_for_bit);
+fn drop_probability_zero_is_the_plain_path_bit_for_bit(t: &Target) {
+    // A drop probability so small that nothing is ever dropped still draws coins and rebuilds
+    // the matrices each round; the result must equal the no-drop path exactly.
+    let n = 8;
+    let targets: Vec<Vec<f64>> = (0..n).map(|i| vec![i as f64, -(i as f64) * 0.5]).collect();
+    let mk = |be: &mut dyn Backend| -> Box<dyn Objective> {
+        Box::new(Quadratics::constants(be, &targets).unwrap())
+    };
+    {
+        let mut be = t.backend();
+        for algo in [Algorithm::RelaySgd, Algorithm::RelaySgdGrad] {
+            for topo in [Topology::Ring, Topology::DoubleBinaryTrees] {
+                let run = |p: f64, be: &mut dyn Backend| {
+                    Run {
+                        algo,
+                        topology: topo,
+                        n,
+                        d: 2,
+                        init: vec![0.5; n * 2],
+                        hyper: LocalHyper {
+                            momentum: 0.9,
+                            nesterov: true,
+                            weight_decay: 1e-3,
+                        },
+                        options: AlgoOptions {
+                            drop_prob: p,
                             ..Default::default()
-                        };
-                        let run = Run {
-                            algo: Algorithm::RelaySgd,
-                            topology: topo,
-                            n,
-                            d: 1,
-                            init: vec![0.0; n],
-                            hyper: plain(),
-                            options,
-                            lr: 1.0,
-                            seed: 2,
-                            make_obj: &mk,
-                        };
-                        let x = run.last(be.as_mut(), 500);
-                        for (i, v) in x.iter().enumerate() {
-                            assert!(
-                                (v - want).abs() <= tol * want,
-                                "{topo} {correction} {where_} on {name}: agent {i} at {v}, want {want}"
-                            );
-                        }
+                        },
+                        lr: 0.1,
+                        seed: 5,
+                        make_obj: &mk,
                     }
-                }
-                eprintln!(
-                    "{topo} on {name}: limit 1/c = {:.6} from every injection",
-                    1.0 / c
-                );
-            }
-        }
-    }
-}
-
-target_tests! {
-    [reference, gpu, native] fn drop_probability_zero_is_the_plain_path_bit_for_bit(t: &Target) {
-        // A drop probability so small that nothing is ever dropped still draws coins and rebuilds
-        // the matrices each round; the result must equal the no-drop path exactly.
-        let n = 8;
-        let targets: Vec<Vec<f64>> = (0..n).map(|i| vec![i as f64, -(i as f64) * 0.5]).collect();
-        let mk = |be: &mut dyn Backend| -> Box<dyn Objective> {
-            Box::new(Quadratics::constants(be, &targets).unwrap())
-        };
-        {
-            let mut be = t.backend();
-            for algo in [Algorithm::RelaySgd, Algorithm::RelaySgdGrad] {
-                for topo in [Topology::Ring, Topology::DoubleBinaryTrees] {
-                    let run = |p: f64, be: &mut dyn Backend| {
-                        Run {
-                            algo,
-                            topology: topo,
-                            n,
-                            d: 2,
-                            init: vec![0.5; n * 2],
-                            hyper: LocalHyper {
-                                momentum: 0.9,
-                                nesterov: true,
-                                weight_decay: 1e-3,
-                            },
-                            options: AlgoOptions {
-                                drop_prob: p,
-                                ..Default::default()
-                            },
-                            lr: 0.1,
-                            seed: 5,
-                            make_obj: &mk,
-                        }
-                        .last(be, 20)
-                    };
-                    let a = run(0.0, be.as_mut());
-                    let b = run(1e-300, be.as_mut());
-                    assert_eq!(a, b, "{algo} {topo} on {}", be.describe());
-                }
+                    .last(be, 20)
+                };
+                let a = run(0.0, be.as_mut());
+                let b = run(1e-300, be.as_mut());
+                assert_eq!(a, b, "{algo} {topo} on {}", be.describe());
             }
         }
     }
@@ -302,186 +299,184 @@ fn mean(v: &[f64]) -> f64 {
     v.iter().sum::<f64>() / v.len() as f64
 }
 
-target_tests! {
-    [reference, gpu, native] fn fixed_points_on_heterogeneous_constants(t: &Target) {
-        // §8.2.8: constant η, distinct targets t_i. RelaySGD reaches the exact minimiser mean(t)
-        // on every agent (consensus distance → 0); RelaySGD/Grad reaches the exact mean of the
-        // agents but keeps a non-zero consensus distance.
-        let n = 8;
-        let d = 3;
-        let targets: Vec<Vec<f64>> = (0..n)
-            .map(|i| (0..d).map(|k| (i * (k + 1)) as f64 - 3.0).collect())
-            .collect();
-        {
-            let mut be = t.backend();
-            let name = be.describe();
-            // Matrix weights are rounded to f32 on upload on both backends (1/9 is not exact), so
-            // the averaging rows sum to 1 only within ~1e-7: that, not f64 arithmetic, bounds the
-            // CPU reference here.
-            let tol = if t.is_reference() { 1e-7 } else { 1e-5 };
-            for topo in [Topology::Ring, Topology::DoubleBinaryTrees, Topology::Torus] {
-                let n_here = if topo == Topology::Torus { 9 } else { n };
-                let targets_here: Vec<Vec<f64>> =
-                    targets.iter().cycle().take(n_here).cloned().collect();
-                let opt_here: Vec<f64> = (0..d)
-                    .map(|k| mean(&targets_here.iter().map(|t| t[k]).collect::<Vec<_>>()))
-                    .collect();
-                let mk_here = |be: &mut dyn Backend| -> Box<dyn Objective> {
-                    Box::new(Quadratics::constants(be, &targets_here).unwrap())
+target_tests!([reference, gpu, native] fixed_points_on_heterogeneous_constants);
+fn fixed_points_on_heterogeneous_constants(t: &Target) {
+    // §8.2.8: constant η, distinct targets t_i. RelaySGD reaches the exact minimiser mean(t)
+    // on every agent (consensus distance → 0); RelaySGD/Grad reaches the exact mean of the
+    // agents but keeps a non-zero consensus distance.
+    let n = 8;
+    let d = 3;
+    let targets: Vec<Vec<f64>> = (0..n)
+        .map(|i| (0..d).map(|k| (i * (k + 1)) as f64 - 3.0).collect())
+        .collect();
+    {
+        let mut be = t.backend();
+        let name = be.describe();
+        // Matrix weights are rounded to f32 on upload on both backends (1/9 is not exact), so
+        // the averaging rows sum to 1 only within ~1e-7: that, not f64 arithmetic, bounds the
+        // CPU reference here.
+        let tol = if t.is_reference() { 1e-7 } else { 1e-5 };
+        for topo in [Topology::Ring, Topology::DoubleBinaryTrees, Topology::Torus] {
+            let n_here = if topo == Topology::Torus { 9 } else { n };
+            let targets_here: Vec<Vec<f64>> =
+                targets.iter().cycle().take(n_here).cloned().collect();
+            let opt_here: Vec<f64> = (0..d)
+                .map(|k| mean(&targets_here.iter().map(|t| t[k]).collect::<Vec<_>>()))
+                .collect();
+            let mk_here = |be: &mut dyn Backend| -> Box<dyn Objective> {
+                Box::new(Quadratics::constants(be, &targets_here).unwrap())
+            };
+            for (algo, lr) in [(Algorithm::RelaySgd, 0.5), (Algorithm::RelaySgdGrad, 0.1)] {
+                let run = Run {
+                    algo,
+                    topology: topo,
+                    n: n_here,
+                    d,
+                    init: vec![1.0; n_here * d],
+                    hyper: plain(),
+                    options: AlgoOptions::default(),
+                    lr,
+                    seed: 3,
+                    make_obj: &mk_here,
                 };
-                for (algo, lr) in [(Algorithm::RelaySgd, 0.5), (Algorithm::RelaySgdGrad, 0.1)] {
-                    let run = Run {
-                        algo,
-                        topology: topo,
-                        n: n_here,
-                        d,
-                        init: vec![1.0; n_here * d],
-                        hyper: plain(),
-                        options: AlgoOptions::default(),
-                        lr,
-                        seed: 3,
-                        make_obj: &mk_here,
-                    };
-                    let x = run.last(be.as_mut(), 800);
-                    let mut consensus = 0.0;
-                    for k in 0..d {
-                        let col: Vec<f64> = (0..n_here).map(|i| x[i * d + k]).collect();
-                        let m = mean(&col);
-                        assert!(
-                            (m - opt_here[k]).abs() <= tol * (1.0 + opt_here[k].abs()),
-                            "{algo} {topo} on {name}: mean {m} vs {}",
-                            opt_here[k]
-                        );
-                        consensus += col.iter().map(|v| (v - m).powi(2)).sum::<f64>();
-                    }
-                    consensus /= n_here as f64;
-                    if algo == Algorithm::RelaySgd {
-                        assert!(
-                            consensus <= tol * tol,
-                            "{topo} on {name}: consensus distance {consensus}"
-                        );
-                    } else {
-                        assert!(
-                            consensus > 1e-3,
-                            "{topo} on {name}: grad variant should keep a consensus distance"
-                        );
-                    }
-                    eprintln!("{algo} {topo} on {name}: consensus distance {consensus:.3e}");
+                let x = run.last(be.as_mut(), 800);
+                let mut consensus = 0.0;
+                for k in 0..d {
+                    let col: Vec<f64> = (0..n_here).map(|i| x[i * d + k]).collect();
+                    let m = mean(&col);
+                    assert!(
+                        (m - opt_here[k]).abs() <= tol * (1.0 + opt_here[k].abs()),
+                        "{algo} {topo} on {name}: mean {m} vs {}",
+                        opt_here[k]
+                    );
+                    consensus += col.iter().map(|v| (v - m).powi(2)).sum::<f64>();
                 }
+                consensus /= n_here as f64;
+                if algo == Algorithm::RelaySgd {
+                    assert!(
+                        consensus <= tol * tol,
+                        "{topo} on {name}: consensus distance {consensus}"
+                    );
+                } else {
+                    assert!(
+                        consensus > 1e-3,
+                        "{topo} on {name}: grad variant should keep a consensus distance"
+                    );
+                }
+                eprintln!("{algo} {topo} on {name}: consensus distance {consensus:.3e}");
             }
         }
     }
 }
 
-target_tests! {
-    [reference, gpu, native] fn every_backend_matches_the_reference_and_runs_are_deterministic(t: &Target) {
-        // Random quadratics with Nesterov momentum and weight decay, 60 steps, including double
-        // trees (odd d), x0 updated each step, counts normalisation and 10% drops. f32 against f64
-        // over 60 contracting steps: 1e-4 relative + 1e-5 absolute on the parameters.
-        let n = 8;
-        let d = 5;
-        let h: Vec<Vec<f64>> = (0..n)
-            .map(|i| {
-                let a = uniform(10 + i as u64, d * d, -0.3, 0.3);
-                (0..d * d)
-                    .map(|k| {
-                        let (r, c) = (k / d, k % d);
-                        let sym = (a[r * d + c] + a[c * d + r]) as f64 / 2.0;
-                        sym + if r == c { 1.0 } else { 0.0 }
-                    })
-                    .collect()
-            })
-            .collect();
-        let c: Vec<Vec<f64>> = (0..n)
-            .map(|i| {
-                uniform(40 + i as u64, d, -2.0, 2.0)
-                    .iter()
-                    .map(|&v| v as f64)
-                    .collect()
-            })
-            .collect();
-        let mk = |be: &mut dyn Backend| -> Box<dyn Objective> {
-            Box::new(Quadratics::new(be, &h, &c).unwrap())
-        };
-        let init = uniform(7, n * d, -1.0, 1.0);
-        let hyper = LocalHyper {
-            momentum: 0.9,
-            nesterov: true,
-            weight_decay: 1e-2,
-        };
-        let configs: Vec<(Algorithm, Topology, AlgoOptions)> = vec![
-            (Algorithm::RelaySgd, Topology::Ring, AlgoOptions::default()),
-            (
-                Algorithm::RelaySgd,
-                Topology::DoubleBinaryTrees,
-                AlgoOptions {
-                    relay_update_ref_state: true,
-                    drop_prob: 0.1,
-                    ..Default::default()
-                },
-            ),
-            (
-                Algorithm::RelaySgd,
-                Topology::Complete,
-                AlgoOptions {
-                    relay_normalisation: RelayNormalisation::Counts,
-                    relay_lr_correction: LrCorrection::Exact,
-                    ..Default::default()
-                },
-            ),
-            (
-                Algorithm::RelaySgdGrad,
-                Topology::DoubleBinaryTrees,
-                AlgoOptions::default(),
-            ),
-            (
-                Algorithm::RelaySgdGrad,
-                Topology::Hypercube,
-                AlgoOptions {
-                    drop_prob: 0.2,
-                    ..Default::default()
-                },
-            ),
-        ];
-        let run = |algo, topology, options: &AlgoOptions, seed| Run {
-            algo,
-            topology,
-            n,
-            d,
-            init: init.clone(),
-            hyper,
-            options: options.clone(),
-            lr: 0.05,
-            seed,
-            make_obj: &mk,
-        };
-        let mut cpu = ReferenceBackend::new();
-        let want: Vec<Vec<f64>> = configs
-            .iter()
-            .map(|(a, t, o)| run(*a, *t, o, 11).last(&mut cpu, 60))
-            .collect();
-        if !t.is_reference() {
-            let mut be = t.backend();
-            let name = be.describe();
-            for (k, (a, t, o)) in configs.iter().enumerate() {
-                let got = run(*a, *t, o, 11).last(be.as_mut(), 60);
-                common::assert_close(&format!("{a} {t} on {name}"), &got, &want[k], 1e-4, 1e-5);
-                let again = run(*a, *t, o, 11).last(be.as_mut(), 60);
-                assert_eq!(again, got, "{a} {t} on {name}: deterministic");
-            }
-            return;
-        }
+target_tests!([reference, gpu, native] every_backend_matches_the_reference_and_runs_are_deterministic);
+fn every_backend_matches_the_reference_and_runs_are_deterministic(t: &Target) {
+    // Random quadratics with Nesterov momentum and weight decay, 60 steps, including double
+    // trees (odd d), x0 updated each step, counts normalisation and 10% drops. f32 against f64
+    // over 60 contracting steps: 1e-4 relative + 1e-5 absolute on the parameters.
+    let n = 8;
+    let d = 5;
+    let h: Vec<Vec<f64>> = (0..n)
+        .map(|i| {
+            let a = uniform(10 + i as u64, d * d, -0.3, 0.3);
+            (0..d * d)
+                .map(|k| {
+                    let (r, c) = (k / d, k % d);
+                    let sym = (a[r * d + c] + a[c * d + r]) as f64 / 2.0;
+                    sym + if r == c { 1.0 } else { 0.0 }
+                })
+                .collect()
+        })
+        .collect();
+    let c: Vec<Vec<f64>> = (0..n)
+        .map(|i| {
+            uniform(40 + i as u64, d, -2.0, 2.0)
+                .iter()
+                .map(|&v| v as f64)
+                .collect()
+        })
+        .collect();
+    let mk = |be: &mut dyn Backend| -> Box<dyn Objective> {
+        Box::new(Quadratics::new(be, &h, &c).unwrap())
+    };
+    let init = uniform(7, n * d, -1.0, 1.0);
+    let hyper = LocalHyper {
+        momentum: 0.9,
+        nesterov: true,
+        weight_decay: 1e-2,
+    };
+    let configs: Vec<(Algorithm, Topology, AlgoOptions)> = vec![
+        (Algorithm::RelaySgd, Topology::Ring, AlgoOptions::default()),
+        (
+            Algorithm::RelaySgd,
+            Topology::DoubleBinaryTrees,
+            AlgoOptions {
+                relay_update_ref_state: true,
+                drop_prob: 0.1,
+                ..Default::default()
+            },
+        ),
+        (
+            Algorithm::RelaySgd,
+            Topology::Complete,
+            AlgoOptions {
+                relay_normalisation: RelayNormalisation::Counts,
+                relay_lr_correction: LrCorrection::Exact,
+                ..Default::default()
+            },
+        ),
+        (
+            Algorithm::RelaySgdGrad,
+            Topology::DoubleBinaryTrees,
+            AlgoOptions::default(),
+        ),
+        (
+            Algorithm::RelaySgdGrad,
+            Topology::Hypercube,
+            AlgoOptions {
+                drop_prob: 0.2,
+                ..Default::default()
+            },
+        ),
+    ];
+    let run = |algo, topology, options: &AlgoOptions, seed| Run {
+        algo,
+        topology,
+        n,
+        d,
+        init: init.clone(),
+        hyper,
+        options: options.clone(),
+        lr: 0.05,
+        seed,
+        make_obj: &mk,
+    };
+    let mut cpu = ReferenceBackend::new();
+    let want: Vec<Vec<f64>> = configs
+        .iter()
+        .map(|(a, t, o)| run(*a, *t, o, 11).last(&mut cpu, 60))
+        .collect();
+    if !t.is_reference() {
+        let mut be = t.backend();
+        let name = be.describe();
         for (k, (a, t, o)) in configs.iter().enumerate() {
-            let again = run(*a, *t, o, 11).last(&mut cpu, 60);
-            assert_eq!(again, want[k], "{a} {t}: same seed, same bits");
-            assert!(want[k].iter().all(|v| v.is_finite()));
-            if o.drop_prob > 0.0 {
-                let other = run(*a, *t, o, 12).last(&mut cpu, 60);
-                assert_ne!(
-                    other, want[k],
-                    "{a} {t}: another drop seed drops other messages"
-                );
-            }
+            let got = run(*a, *t, o, 11).last(be.as_mut(), 60);
+            common::assert_close(&format!("{a} {t} on {name}"), &got, &want[k], 1e-4, 1e-5);
+            let again = run(*a, *t, o, 11).last(be.as_mut(), 60);
+            assert_eq!(again, got, "{a} {t} on {name}: deterministic");
+        }
+        return;
+    }
+    for (k, (a, t, o)) in configs.iter().enumerate() {
+        let again = run(*a, *t, o, 11).last(&mut cpu, 60);
+        assert_eq!(again, want[k], "{a} {t}: same seed, same bits");
+        assert!(want[k].iter().all(|v| v.is_finite()));
+        if o.drop_prob > 0.0 {
+            let other = run(*a, *t, o, 12).last(&mut cpu, 60);
+            assert_ne!(
+                other, want[k],
+                "{a} {t}: another drop seed drops other messages"
+            );
         }
     }
 }
@@ -557,34 +552,33 @@ fn small_train(algo: Algorithm, topology: Topology) -> TrainConfig {
     }
 }
 
-target_tests! {
-    [gpu, native] fn trainer_runs_relay_like_the_reference(t: &Target) {
-        // 30 MLP steps through the generic trainer; GPU (f32) against CPU (f64) within the
-        // trainer parity tolerance (1e-3 relative + 1e-4 absolute on the parameters).
-        let cases = [
-            (Algorithm::RelaySgd, Topology::Ring),
-            (Algorithm::RelaySgd, Topology::Chain),
-            (Algorithm::RelaySgdGrad, Topology::Ring),
-        ];
-        let mut be = t.backend();
-        let name = be.describe();
-        for (algo, topo) in cases {
-            let (want, want_p) = train(small_train(algo, topo), Box::new(ReferenceBackend::new()));
-            assert!(want_p.iter().all(|v| v.is_finite()));
-            assert!(want.last.train_loss.is_finite());
-            let mut tr = Trainer::new(small_train(algo, topo), be).unwrap();
-            let got = tr.run(|_, _, _| {}).unwrap();
-            let got_p = tr.read_params().unwrap();
-            be = tr.into_backend();
-            common::assert_close(
-                &format!("{algo} {topo} on {name}"),
-                &got_p,
-                &want_p,
-                1e-3,
-                1e-4,
-            );
-            assert_eq!(got.bytes_sent_per_agent, want.bytes_sent_per_agent);
-        }
+target_tests!([gpu, native] trainer_runs_relay_like_the_reference);
+fn trainer_runs_relay_like_the_reference(t: &Target) {
+    // 30 MLP steps through the generic trainer; GPU (f32) against CPU (f64) within the
+    // trainer parity tolerance (1e-3 relative + 1e-4 absolute on the parameters).
+    let cases = [
+        (Algorithm::RelaySgd, Topology::Ring),
+        (Algorithm::RelaySgd, Topology::Chain),
+        (Algorithm::RelaySgdGrad, Topology::Ring),
+    ];
+    let mut be = t.backend();
+    let name = be.describe();
+    for (algo, topo) in cases {
+        let (want, want_p) = train(small_train(algo, topo), Box::new(ReferenceBackend::new()));
+        assert!(want_p.iter().all(|v| v.is_finite()));
+        assert!(want.last.train_loss.is_finite());
+        let mut tr = Trainer::new(small_train(algo, topo), be).unwrap();
+        let got = tr.run(|_, _, _| {}).unwrap();
+        let got_p = tr.read_params().unwrap();
+        be = tr.into_backend();
+        common::assert_close(
+            &format!("{algo} {topo} on {name}"),
+            &got_p,
+            &want_p,
+            1e-3,
+            1e-4,
+        );
+        assert_eq!(got.bytes_sent_per_agent, want.bytes_sent_per_agent);
     }
 }
 

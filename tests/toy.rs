@@ -3,6 +3,8 @@
 
 mod common;
 
+use common::Target;
+
 use swarmgrad::backend::reference::ReferenceBackend;
 use swarmgrad::backend::Backend;
 use swarmgrad::graph::{MixingRule, Topology};
@@ -46,15 +48,14 @@ fn dsgd_on_constants_keeps_the_exact_mean_with_a_heterogeneity_bias() {
     assert!(p.error(&x).unwrap() < 1e-17);
 }
 
-target_tests! {
-    [reference, gpu, native] fn allreduce_reaches_the_minimiser_on_every_agent(t: &Target) {
-        // Constants: exact to f64 rounding on the reference, to 1e-5 on the f32 backends.
-        let p = ToyProblem::constants(&targets()).unwrap();
-        let run = ring_quarter(Algorithm::AllReduce, 1000);
-        let x = last(t.backend().as_mut(), &p, &run);
-        let tol = if t.is_reference() { 1e-9 } else { 1e-5 };
-        assert!(x.iter().all(|v| (v - 3.5).abs() <= tol), "{x:?}");
-    }
+target_tests!([reference, gpu, native] allreduce_reaches_the_minimiser_on_every_agent);
+fn allreduce_reaches_the_minimiser_on_every_agent(t: &Target) {
+    // Constants: exact to f64 rounding on the reference, to 1e-5 on the f32 backends.
+    let p = ToyProblem::constants(&targets()).unwrap();
+    let run = ring_quarter(Algorithm::AllReduce, 1000);
+    let x = last(t.backend().as_mut(), &p, &run);
+    let tol = if t.is_reference() { 1e-9 } else { 1e-5 };
+    assert!(x.iter().all(|v| (v - 3.5).abs() <= tol), "{x:?}");
 }
 
 #[test]
@@ -94,31 +95,30 @@ fn one_gossip_round_preserves_the_mean() {
     }
 }
 
-target_tests! {
-    [gpu, native] fn matches_the_reference_after_many_steps(t: &Target) {
-        // f32 against f64 on contracting iterations: errors stay at rounding level of the state's
-        // scale (targets 0..7; r₀ = 10). Tolerance 1e-5 + 1e-5·|x| (constants), 1e-4 + 1e-4·|x|
-        // (random quadratics, d = 10, 10×10 products per gradient).
-        let pc = ToyProblem::constants(&targets()).unwrap();
-        let rc = ToyRun {
-            mixing: MixingRule::MetropolisHastings,
-            ..ring_quarter(Algorithm::Dsgd, 1000)
-        };
-        let q = RandomQuadratics::new(&RandomQuadraticsSpec::default()).unwrap();
-        let pq = ToyProblem::random_quadratics(&q).unwrap();
-        let rq = ToyRun {
-            lr: 0.2,
-            ..ring_quarter(Algorithm::Dsgd, 500)
-        };
-        let want_c = last(&mut ReferenceBackend::new(), &pc, &rc);
-        let want_q = last(&mut ReferenceBackend::new(), &pq, &rq);
-        let mut be = t.backend();
-        let name = be.describe();
-        let got = last(be.as_mut(), &pc, &rc);
-        common::assert_close(&format!("constants on {name}"), &got, &want_c, 1e-5, 1e-5);
-        let got = last(be.as_mut(), &pq, &rq);
-        common::assert_close(&format!("quadratics on {name}"), &got, &want_q, 1e-4, 1e-4);
-    }
+target_tests!([gpu, native] matches_the_reference_after_many_steps);
+fn matches_the_reference_after_many_steps(t: &Target) {
+    // f32 against f64 on contracting iterations: errors stay at rounding level of the state's
+    // scale (targets 0..7; r₀ = 10). Tolerance 1e-5 + 1e-5·|x| (constants), 1e-4 + 1e-4·|x|
+    // (random quadratics, d = 10, 10×10 products per gradient).
+    let pc = ToyProblem::constants(&targets()).unwrap();
+    let rc = ToyRun {
+        mixing: MixingRule::MetropolisHastings,
+        ..ring_quarter(Algorithm::Dsgd, 1000)
+    };
+    let q = RandomQuadratics::new(&RandomQuadraticsSpec::default()).unwrap();
+    let pq = ToyProblem::random_quadratics(&q).unwrap();
+    let rq = ToyRun {
+        lr: 0.2,
+        ..ring_quarter(Algorithm::Dsgd, 500)
+    };
+    let want_c = last(&mut ReferenceBackend::new(), &pc, &rc);
+    let want_q = last(&mut ReferenceBackend::new(), &pq, &rq);
+    let mut be = t.backend();
+    let name = be.describe();
+    let got = last(be.as_mut(), &pc, &rc);
+    common::assert_close(&format!("constants on {name}"), &got, &want_c, 1e-5, 1e-5);
+    let got = last(be.as_mut(), &pq, &rq);
+    common::assert_close(&format!("quadratics on {name}"), &got, &want_q, 1e-4, 1e-4);
 }
 
 #[test]
@@ -428,70 +428,66 @@ fn gradient_noise_is_seeded_and_the_same_on_every_backend() {
         .is_err());
 }
 
-target_tests! {
-    /// f32 mixing rows that do not sum to one scale the mean at every mix: with each weight rounded
-    /// alone, the MH ring row sums to 1 + 2.98e-8 and D² on the constants task (w 0.3233333333)
-    /// ended 1000 steps at 3.49899 on Vulkan and GL instead of 3.5 (about 4 ulps of drift per
-    /// step). With the self weight taken as 1 minus the rounded neighbour weights, the mean of
-    /// long runs of D², GT and plain gossip stays within 0.05 ulp × steps of the exact one (the
-    /// rounding of the mixes themselves is unbiased and grows like a random walk).
-    [gpu, native] fn long_runs_keep_the_mean(t: &Target) {
-        let p = ToyProblem::constants(&targets()).unwrap();
-        let steps = 1000;
-        let bound = 0.05 * f64::from(f32::EPSILON) * 2.0 * steps as f64; // ulp(3.5) = 2ε
-        let w = MixingRule::Constant(0.3233333333);
-        let runs = [
-            (Algorithm::D2, w),
-            (Algorithm::Gt, w),
-            (Algorithm::Dsgd, MixingRule::MetropolisHastings),
-        ];
-        let mut cpu = ReferenceBackend::new();
-        for (algo, mixing) in runs {
-            let run = ToyRun {
-                algo,
-                topology: Topology::Ring,
-                mixing,
-                lr: 0.1,
-                steps,
-                ..Default::default()
-            };
-            let mean = |x: &[f64]| x.iter().sum::<f64>() / x.len() as f64;
-            let want = mean(&last(&mut cpu, &p, &run));
-            assert!(
-                (want - 3.5).abs() < 1e-12,
-                "{algo} on the reference: {want}"
-            );
-            {
-                let mut gpu = t.backend();
-                let got = mean(&last(gpu.as_mut(), &p, &run));
-                eprintln!(
-                    "{algo} on {}: mean {got} after {steps} steps ({:.2} ulps from 3.5)",
-                    gpu.describe(),
-                    (got - 3.5).abs() / (2.0 * f64::from(f32::EPSILON))
-                );
-                assert!(
-                    (got - 3.5).abs() <= bound,
-                    "{algo} on {}: mean {got}, bound {bound:e}",
-                    gpu.describe()
-                );
-            }
-        }
+target_tests!([gpu, native] long_runs_keep_the_mean);
+/// f32 mixing rows that do not sum to one scale the mean at every mix: with each weight rounded
+/// alone, the MH ring row sums to 1 + 2.98e-8 and D² on the constants task (w 0.3233333333)
+/// ended 1000 steps at 3.49899 on Vulkan and GL instead of 3.5 (about 4 ulps of drift per
+/// step). With the self weight taken as 1 minus the rounded neighbour weights, the mean of
+/// long runs of D², GT and plain gossip stays within 0.05 ulp × steps of the exact one (the
+/// rounding of the mixes themselves is unbiased and grows like a random walk).
+fn long_runs_keep_the_mean(t: &Target) {
+    let p = ToyProblem::constants(&targets()).unwrap();
+    let steps = 1000;
+    let bound = 0.05 * f64::from(f32::EPSILON) * 2.0 * steps as f64; // ulp(3.5) = 2ε
+    let w = MixingRule::Constant(0.3233333333);
+    let runs = [
+        (Algorithm::D2, w),
+        (Algorithm::Gt, w),
+        (Algorithm::Dsgd, MixingRule::MetropolisHastings),
+    ];
+    let mut cpu = ReferenceBackend::new();
+    for (algo, mixing) in runs {
+        let run = ToyRun {
+            algo,
+            topology: Topology::Ring,
+            mixing,
+            lr: 0.1,
+            steps,
+            ..Default::default()
+        };
+        let mean = |x: &[f64]| x.iter().sum::<f64>() / x.len() as f64;
+        let want = mean(&last(&mut cpu, &p, &run));
+        assert!(
+            (want - 3.5).abs() < 1e-12,
+            "{algo} on the reference: {want}"
+        );
+        let mut be = t.backend();
+        let got = mean(&last(be.as_mut(), &p, &run));
+        eprintln!(
+            "{algo} on {}: mean {got} after {steps} steps ({:.2} ulps from 3.5)",
+            be.describe(),
+            (got - 3.5).abs() / (2.0 * f64::from(f32::EPSILON))
+        );
+        assert!(
+            (got - 3.5).abs() <= bound,
+            "{algo} on {}: mean {got}, bound {bound:e}",
+            be.describe()
+        );
     }
 }
 
-target_tests! {
-    /// The seeded gradient noise is the same on every backend: 50 noisy all-reduce steps
-    /// within 1e-5 relative plus 1e-5 of the reference.
-    [gpu, native] fn noisy_runs_match_the_reference(t: &Target) {
-        let p = ToyProblem::constants(&[vec![0.0], vec![1.0], vec![2.0], vec![3.0]])
-            .unwrap()
-            .with_noise(0.5, 3)
-            .unwrap();
-        let run = ring_quarter(Algorithm::AllReduce, 50);
-        let cpu = toy::run_problem(&mut ReferenceBackend::new(), &p, &run, &[50]).unwrap();
-        let mut be = t.backend();
-        let got = toy::run_problem(be.as_mut(), &p, &run, &[50]).unwrap();
-        let what = format!("noisy all-reduce on {}", be.describe());
-        common::assert_close(&what, &got[0].1, &cpu[0].1, 1e-5, 1e-5);
-    }
+target_tests!([gpu, native] noisy_runs_match_the_reference);
+/// The seeded gradient noise is the same on every backend: 50 noisy all-reduce steps
+/// within 1e-5 relative plus 1e-5 of the reference.
+fn noisy_runs_match_the_reference(t: &Target) {
+    let p = ToyProblem::constants(&[vec![0.0], vec![1.0], vec![2.0], vec![3.0]])
+        .unwrap()
+        .with_noise(0.5, 3)
+        .unwrap();
+    let run = ring_quarter(Algorithm::AllReduce, 50);
+    let cpu = toy::run_problem(&mut ReferenceBackend::new(), &p, &run, &[50]).unwrap();
+    let mut be = t.backend();
+    let got = toy::run_problem(be.as_mut(), &p, &run, &[50]).unwrap();
+    let what = format!("noisy all-reduce on {}", be.describe());
+    common::assert_close(&what, &got[0].1, &cpu[0].1, 1e-5, 1e-5);
 }

@@ -6,6 +6,8 @@
 
 mod common;
 
+use common::Target;
+
 use swarmgrad::backend::reference::ReferenceBackend;
 use swarmgrad::backend::*;
 use swarmgrad::model::DenseLayer;
@@ -218,62 +220,63 @@ fn cases() -> Vec<(&'static str, &'static str, &'static str, Case)> {
     ]
 }
 
-target_tests! {
-    [reference, gpu, native] fn every_backend_rejects_the_same_bad_indices_with_the_same_error(t: &Target) {
-        let mut want: Vec<String> = Vec::new();
-        // The reference first: its messages are the ones every backend must give.
-        let both = [Box::new(ReferenceBackend::new()) as Box<dyn Backend>, t.backend()];
-        for (k, mut be) in both.into_iter().enumerate() {
-            let name = be.describe();
-            for (i, (what, op, phrase, case)) in cases().into_iter().enumerate() {
-                let got = case(be.as_mut()).unwrap_or_else(|e| panic!("{what} on {name}: set-up {e}"));
-                let msg = match got {
-                    Err(e @ Error::InvalidOp { op: o, .. }) if o == op => e.to_string(),
-                    other => panic!("{what} on {name}: expected InvalidOp from {op}, got {other:?}"),
-                };
-                assert!(msg.contains(phrase), "{what} on {name}: {msg}");
-                if k == 0 {
-                    want.push(msg);
-                } else {
-                    assert_eq!(msg, want[i], "{what}: {name} and the reference differ");
-                }
+target_tests!([reference, gpu, native] every_backend_rejects_the_same_bad_indices_with_the_same_error);
+fn every_backend_rejects_the_same_bad_indices_with_the_same_error(t: &Target) {
+    let mut want: Vec<String> = Vec::new();
+    // The reference first: its messages are the ones every backend must give.
+    let both = [
+        Box::new(ReferenceBackend::new()) as Box<dyn Backend>,
+        t.backend(),
+    ];
+    for (k, mut be) in both.into_iter().enumerate() {
+        let name = be.describe();
+        for (i, (what, op, phrase, case)) in cases().into_iter().enumerate() {
+            let got = case(be.as_mut()).unwrap_or_else(|e| panic!("{what} on {name}: set-up {e}"));
+            let msg = match got {
+                Err(e @ Error::InvalidOp { op: o, .. }) if o == op => e.to_string(),
+                other => panic!("{what} on {name}: expected InvalidOp from {op}, got {other:?}"),
+            };
+            assert!(msg.contains(phrase), "{what} on {name}: {msg}");
+            if k == 0 {
+                want.push(msg);
+            } else {
+                assert_eq!(msg, want[i], "{what}: {name} and the reference differ");
             }
-            // Nothing bad was recorded: the same requests with good indices run, and a flush finds
-            // no device error.
-            let (g, _) = gather_case(be.as_mut(), &[0, 5, 3, 1], &LABELS).unwrap();
-            be.gather(&g).unwrap();
-            let op = dense_case(be.as_mut(), &[(1, 1), (0, 1)], true).unwrap();
-            be.dense_forward(&op).unwrap();
-            let labels = try_upload_u32(be.as_mut(), &[0, 1, 2, 2]).unwrap();
-            let op = xent_case(be.as_mut(), &[0, 1, 1, 0], labels).unwrap();
-            be.softmax_xent(&op).unwrap();
-            let op = mix_case(be.as_mut(), &[0, 2, 3], &[0, 1, 1]).unwrap();
-            be.mix(&op).unwrap();
-            be.flush().unwrap();
-            // Overwriting a bad index with a good one makes the request valid again.
-            let (g, _) = gather_case(be.as_mut(), &[0, 9, 3, 1], &LABELS).unwrap();
-            assert!(be.gather(&g).is_err(), "{name}");
-            be.write_u32(g.index, 1, &[2]).unwrap();
-            be.gather(&g).unwrap();
-            be.flush().unwrap();
         }
+        // Nothing bad was recorded: the same requests with good indices run, and a flush finds
+        // no device error.
+        let (g, _) = gather_case(be.as_mut(), &[0, 5, 3, 1], &LABELS).unwrap();
+        be.gather(&g).unwrap();
+        let op = dense_case(be.as_mut(), &[(1, 1), (0, 1)], true).unwrap();
+        be.dense_forward(&op).unwrap();
+        let labels = try_upload_u32(be.as_mut(), &[0, 1, 2, 2]).unwrap();
+        let op = xent_case(be.as_mut(), &[0, 1, 1, 0], labels).unwrap();
+        be.softmax_xent(&op).unwrap();
+        let op = mix_case(be.as_mut(), &[0, 2, 3], &[0, 1, 1]).unwrap();
+        be.mix(&op).unwrap();
+        be.flush().unwrap();
+        // Overwriting a bad index with a good one makes the request valid again.
+        let (g, _) = gather_case(be.as_mut(), &[0, 9, 3, 1], &LABELS).unwrap();
+        assert!(be.gather(&g).is_err(), "{name}");
+        be.write_u32(g.index, 1, &[2]).unwrap();
+        be.gather(&g).unwrap();
+        be.flush().unwrap();
     }
 }
 
-target_tests! {
-    [reference, gpu, native] fn write_csr_rejects_columns_before_upload_on_every_backend(t: &Target) {
-        {
-            let mut be = t.backend();
-            let bad = Csr::from_rows(2, &[vec![(0, 0.5), (5, 0.5)], vec![(1, 1.0)]]);
-            match be.upload_csr(&bad, "w") {
-                Err(Error::InvalidOp {
-                    op: "write_csr",
-                    reason,
-                }) => {
-                    assert!(reason.contains("column 5"), "{reason}")
-                }
-                other => panic!("{}: expected InvalidOp, got {other:?}", be.describe()),
+target_tests!([reference, gpu, native] write_csr_rejects_columns_before_upload_on_every_backend);
+fn write_csr_rejects_columns_before_upload_on_every_backend(t: &Target) {
+    {
+        let mut be = t.backend();
+        let bad = Csr::from_rows(2, &[vec![(0, 0.5), (5, 0.5)], vec![(1, 1.0)]]);
+        match be.upload_csr(&bad, "w") {
+            Err(Error::InvalidOp {
+                op: "write_csr",
+                reason,
+            }) => {
+                assert!(reason.contains("column 5"), "{reason}")
             }
+            other => panic!("{}: expected InvalidOp, got {other:?}", be.describe()),
         }
     }
 }
@@ -296,43 +299,42 @@ fn tiny_run() -> TrainConfig {
     }
 }
 
-target_tests! {
-    [reference, gpu, native] fn a_reused_backend_holds_the_same_buffers_after_every_run(t: &Target) {
-        let config = tiny_run();
-        let data = config.load_data().unwrap();
-        {
-            let mut be = t.backend();
-            let name = be.describe();
-            // A buffer the caller owns survives the runs.
-            let own = be.alloc(BufKind::F32, 5, "caller's").unwrap();
-            be.write_f32(own, 0, &[1.0, 2.0, 3.0, 4.0, 5.0]).unwrap();
-            let before = be.live_buffers();
-            let mut after = Vec::new();
-            for algo in [
-                Algorithm::Dsgd,
-                Algorithm::Qgm,
-                Algorithm::Dsgd,
-                Algorithm::RelaySgd,
-            ] {
-                let c = TrainConfig {
-                    algo,
-                    ..config.clone()
-                };
-                let mut t = Trainer::with_data(c, be, &data.train, &data.test).unwrap();
-                assert!(t.run(|_, _, _| {}).is_ok(), "{name}: {algo}");
-                be = t.into_backend();
-                after.push(be.live_buffers());
-            }
-            assert!(
-                after.iter().all(|a| *a == before),
-                "{name}: {before:?} then {after:?}"
-            );
-            assert_eq!(
-                be.read_f32(own).unwrap(),
-                [1.0, 2.0, 3.0, 4.0, 5.0],
-                "{name}"
-            );
+target_tests!([reference, gpu, native] a_reused_backend_holds_the_same_buffers_after_every_run);
+fn a_reused_backend_holds_the_same_buffers_after_every_run(t: &Target) {
+    let config = tiny_run();
+    let data = config.load_data().unwrap();
+    {
+        let mut be = t.backend();
+        let name = be.describe();
+        // A buffer the caller owns survives the runs.
+        let own = be.alloc(BufKind::F32, 5, "caller's").unwrap();
+        be.write_f32(own, 0, &[1.0, 2.0, 3.0, 4.0, 5.0]).unwrap();
+        let before = be.live_buffers();
+        let mut after = Vec::new();
+        for algo in [
+            Algorithm::Dsgd,
+            Algorithm::Qgm,
+            Algorithm::Dsgd,
+            Algorithm::RelaySgd,
+        ] {
+            let c = TrainConfig {
+                algo,
+                ..config.clone()
+            };
+            let mut t = Trainer::with_data(c, be, &data.train, &data.test).unwrap();
+            assert!(t.run(|_, _, _| {}).is_ok(), "{name}: {algo}");
+            be = t.into_backend();
+            after.push(be.live_buffers());
         }
+        assert!(
+            after.iter().all(|a| *a == before),
+            "{name}: {before:?} then {after:?}"
+        );
+        assert_eq!(
+            be.read_f32(own).unwrap(),
+            [1.0, 2.0, 3.0, 4.0, 5.0],
+            "{name}"
+        );
     }
 }
 

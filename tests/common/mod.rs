@@ -112,9 +112,9 @@ impl Target {
                     !required,
                     "{test}: SWARMGRAD_REQUIRE_BACKENDS lists {name}: {e}"
                 );
+                let require_any = std::env::var("SWARMGRAD_REQUIRE_ADAPTER").as_deref() == Ok("1");
                 assert!(
-                    !(std::env::var("SWARMGRAD_REQUIRE_ADAPTER").as_deref() == Ok("1")
-                        && !any_gpu()),
+                    !require_any || any_gpu(),
                     "{test}: SWARMGRAD_REQUIRE_ADAPTER=1 but no GPU adapter was found"
                 );
                 eprintln!("SKIPPED {test} on {name}: {e}");
@@ -189,47 +189,51 @@ pub fn run_on(kind: Kind, test: &str, body: fn(&Target)) {
     }
 }
 
-/// Generates one `#[test]` per target inside a module named after the test, so `cargo test`
-/// lists what ran where (`mix_matches_reference::vulkan ... ok`):
+/// Generates one `#[test]` per target for each named test function, in a module named after
+/// it, so `cargo test` lists what ran where (`mix_matches_reference::vulkan ... ok`):
 ///
-/// `target_tests! { [gpu, native] fn name(t: &Target) { … } }`
+/// ```ignore
+/// target_tests!([gpu, native] mix_matches_reference);
+/// fn mix_matches_reference(t: &Target) { … }
+/// ```
 ///
 /// Targets: `reference`, `native`, `vulkan`, `gl`, `metal`, `dx12`, and `gpu` for every wgpu
 /// backend (`vulkan`, `gl`, and `metal`/`dx12` on their platforms). A wgpu backend that is
-/// absent is skipped with a message, or fails as [`Target::open`] says.
+/// absent is skipped with a message, or fails as [`Target::open`] says. (The module lives in
+/// the type namespace, the function in the value namespace: they share the name.)
 #[macro_export]
 macro_rules! target_tests {
-    ($(#[$m:meta])* [$($target:ident),*] fn $name:ident($t:ident: &Target) $body:block
-     $($rest:tt)*) => {
-        $(#[$m])*
+    (@mod $name:ident [$($target:ident),*]) => {
         mod $name {
-            #[allow(unused_imports)]
-            use super::*;
-            fn body($t: &$crate::common::Target) $body
-            $($crate::target_tests!(@one $target);)*
+            $($crate::target_tests!(@one $name $target);)*
         }
-        $crate::target_tests! { $($rest)* }
     };
-    () => {};
-    (@one gpu) => {
-        $crate::target_tests!(@one vulkan);
-        $crate::target_tests!(@one gl);
+    (@one $name:ident gpu) => {
+        $crate::target_tests!(@one $name vulkan);
+        $crate::target_tests!(@one $name gl);
         #[cfg(target_vendor = "apple")]
-        $crate::target_tests!(@one metal);
+        $crate::target_tests!(@one $name metal);
         #[cfg(windows)]
-        $crate::target_tests!(@one dx12);
+        $crate::target_tests!(@one $name dx12);
     };
-    (@one reference) => { $crate::target_tests!(@fn reference Reference); };
-    (@one native) => { $crate::target_tests!(@fn native Native); };
-    (@one vulkan) => { $crate::target_tests!(@fn vulkan Vulkan); };
-    (@one gl) => { $crate::target_tests!(@fn gl Gl); };
-    (@one metal) => { $crate::target_tests!(@fn metal Metal); };
-    (@one dx12) => { $crate::target_tests!(@fn dx12 Dx12); };
-    (@fn $f:ident $kind:ident) => {
+    (@one $name:ident reference) => { $crate::target_tests!(@fn $name reference Reference); };
+    (@one $name:ident native) => { $crate::target_tests!(@fn $name native Native); };
+    (@one $name:ident vulkan) => { $crate::target_tests!(@fn $name vulkan Vulkan); };
+    (@one $name:ident gl) => { $crate::target_tests!(@fn $name gl Gl); };
+    (@one $name:ident metal) => { $crate::target_tests!(@fn $name metal Metal); };
+    (@one $name:ident dx12) => { $crate::target_tests!(@fn $name dx12 Dx12); };
+    (@fn $name:ident $f:ident $kind:ident) => {
         #[test]
         fn $f() {
-            $crate::common::run_on($crate::common::Kind::$kind, module_path!(), body)
+            $crate::common::run_on(
+                $crate::common::Kind::$kind,
+                concat!(module_path!(), "::", stringify!($name)),
+                super::$name,
+            )
         }
+    };
+    ($targets:tt $($name:ident),+ $(,)?) => {
+        $($crate::target_tests!(@mod $name $targets);)+
     };
 }
 
