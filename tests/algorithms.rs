@@ -241,84 +241,82 @@ fn qgm_with_zero_momentum_is_dsgd_and_matches_the_recursion(t: &Target) {
     for (a, (b, _)) in relay.iter().zip(&k1) {
         assert_close("relaysgd form vs §5.3 K=1", a, b, 1e-12, 1e-12);
     }
-    {
-        let mut be = t.backend();
-        let name = be.describe();
-        let be = be.as_mut();
-        let o = AlgoOptions::default();
-        // β = 0: QGM is D-PSGD, bit for bit.
-        let mut q0 = build(
-            be,
-            Algorithm::Qgm,
-            n,
-            Topology::Ring,
-            MixingRule::MetropolisHastings,
-            hyper(0.0, wd),
-            &o,
-            &init(n),
-        )
-        .unwrap();
-        let mut d0 = build(
-            be,
-            Algorithm::Dsgd,
-            n,
-            Topology::Ring,
-            MixingRule::MetropolisHastings,
-            hyper(0.0, wd),
-            &o,
-            &init(n),
-        )
-        .unwrap();
-        for t in 0..6 {
-            q0.step(be, t, lr_at(t));
-            d0.step(be, t, lr_at(t));
-        }
-        assert_eq!(q0.params(be), d0.params(be), "QGM β=0 vs D-PSGD on {name}");
-        let e = build(
-            be,
-            Algorithm::Qgm,
-            n,
-            Topology::Ring,
-            MixingRule::MetropolisHastings,
-            hyper(1.0, wd),
-            &o,
-            &init(n),
-        )
-        .err()
-        .expect("β = 1 must be rejected")
-        .to_string();
-        assert!(e.contains("momentum"), "{e}");
-        let (rtol, atol) = tol(t);
-        // K = 1, μ = β (default) against both simulations.
-        let what = format!("qgm K=1 on {name}");
-        let xs = qgm_follows(be, &what, n, hyper(beta, wd), &o, &k1, (rtol, atol));
-        for (t, x) in xs.iter().enumerate() {
-            assert_close(
-                &format!("qgm vs relaysgd form, t={t}, {name}"),
-                x,
-                &relay[t],
-                rtol,
-                atol,
-            );
-        }
-        // K = 3, μ = 0.7: the buffer follows t = 0, 3, … and divides v by K.
-        let o3 = AlgoOptions {
-            qgm_period: 3,
-            qgm_mu: Some(0.7),
-            ..Default::default()
-        };
-        let k3 = qgm_sim(
-            n,
-            &w,
-            f64::from(beta),
-            f64::from(0.7f32),
-            3,
-            f64::from(wd),
-            7,
-        );
-        let what = format!("qgm K=3 on {name}");
-        qgm_follows(be, &what, n, hyper(beta, wd), &o3, &k3, (rtol, atol));
+    let mut be = t.backend();
+    let name = be.describe();
+    let be = be.as_mut();
+    let o = AlgoOptions::default();
+    // β = 0: QGM is D-PSGD, bit for bit.
+    let mut q0 = build(
+        be,
+        Algorithm::Qgm,
+        n,
+        Topology::Ring,
+        MixingRule::MetropolisHastings,
+        hyper(0.0, wd),
+        &o,
+        &init(n),
+    )
+    .unwrap();
+    let mut d0 = build(
+        be,
+        Algorithm::Dsgd,
+        n,
+        Topology::Ring,
+        MixingRule::MetropolisHastings,
+        hyper(0.0, wd),
+        &o,
+        &init(n),
+    )
+    .unwrap();
+    for t in 0..6 {
+        q0.step(be, t, lr_at(t));
+        d0.step(be, t, lr_at(t));
     }
+    assert_eq!(q0.params(be), d0.params(be), "QGM β=0 vs D-PSGD on {name}");
+    let e = build(
+        be,
+        Algorithm::Qgm,
+        n,
+        Topology::Ring,
+        MixingRule::MetropolisHastings,
+        hyper(1.0, wd),
+        &o,
+        &init(n),
+    )
+    .err()
+    .expect("β = 1 must be rejected")
+    .to_string();
+    assert!(e.contains("momentum"), "{e}");
+    let (rtol, atol) = tol(t);
+    // K = 1, μ = β (default) against both simulations.
+    let what = format!("qgm K=1 on {name}");
+    let xs = qgm_follows(be, &what, n, hyper(beta, wd), &o, &k1, (rtol, atol));
+    for (t, x) in xs.iter().enumerate() {
+        assert_close(
+            &format!("qgm vs relaysgd form, t={t}, {name}"),
+            x,
+            &relay[t],
+            rtol,
+            atol,
+        );
+    }
+    // K = 3, μ = 0.7: the buffer follows t = 0, 3, … and divides v by K.
+    let o3 = AlgoOptions {
+        qgm_period: 3,
+        qgm_mu: Some(0.7),
+        ..Default::default()
+    };
+    let k3 = qgm_sim(
+        n,
+        &w,
+        f64::from(beta),
+        f64::from(0.7f32),
+        3,
+        f64::from(wd),
+        7,
+    );
+    let what = format!("qgm K=3 on {name}");
+    qgm_follows(be, &what, n, hyper(beta, wd), &o3, &k3, (rtol, atol));
 }
 
 /// QGM with options `o` on the ring with Metropolis–Hastings weights, stepped along `sim` (x
@@ -403,49 +401,47 @@ fn d2_form_b_matches_form_a_and_checks_the_spectrum(t: &Target) {
     let n = 6;
     let w = dense_w(n, Topology::Ring, CONSTANT_W);
     let o = AlgoOptions::default();
-    {
-        let mut be = t.backend();
-        let name = be.describe();
-        let be = be.as_mut();
-        let e = build(
+    let mut be = t.backend();
+    let name = be.describe();
+    let be = be.as_mut();
+    let e = build(
+        be,
+        Algorithm::D2,
+        n,
+        Topology::Ring,
+        MixingRule::MetropolisHastings,
+        hyper(0.0, 0.0),
+        &o,
+        &init(n),
+    )
+    .err()
+    .expect("the MH ring with even n has λ_min = −1/3")
+    .to_string();
+    assert!(e.contains("--gossip-weight 0.3233"), "{e}");
+    let (rtol, atol) = tol(t);
+    for beta in [0.0f32, 0.9] {
+        let want = d2_form_a(n, &w, f64::from(beta), f64::from(0.1f32), 25);
+        let mut r = build(
             be,
             Algorithm::D2,
             n,
             Topology::Ring,
-            MixingRule::MetropolisHastings,
-            hyper(0.0, 0.0),
+            CONSTANT_W,
+            hyper(beta, 0.0),
             &o,
             &init(n),
         )
-        .err()
-        .expect("the MH ring with even n has λ_min = −1/3")
-        .to_string();
-        assert!(e.contains("--gossip-weight 0.3233"), "{e}");
-        let (rtol, atol) = tol(t);
-        for beta in [0.0f32, 0.9] {
-            let want = d2_form_a(n, &w, f64::from(beta), f64::from(0.1f32), 25);
-            let mut r = build(
-                be,
-                Algorithm::D2,
-                n,
-                Topology::Ring,
-                CONSTANT_W,
-                hyper(beta, 0.0),
-                &o,
-                &init(n),
-            )
-            .unwrap();
-            for t in 0..25 {
-                r.step(be, t, 0.1);
-            }
-            assert_close(
-                &format!("d2 form B vs form A, β={beta}, {name}"),
-                &r.params(be),
-                &want,
-                rtol,
-                atol,
-            );
+        .unwrap();
+        for t in 0..25 {
+            r.step(be, t, 0.1);
         }
+        assert_close(
+            &format!("d2 form B vs form A, β={beta}, {name}"),
+            &r.params(be),
+            &want,
+            rtol,
+            atol,
+        );
     }
 }
 
@@ -458,47 +454,45 @@ fn d2_and_gt_reach_the_minimiser_and_dsgd_keeps_a_bias(t: &Target) {
         .map(|k| tg.iter().map(|t| t[k]).sum::<f64>() / n as f64)
         .collect();
     let want: Vec<f64> = (0..n).flat_map(|_| opt.clone()).collect();
-    {
-        let mut be = t.backend();
-        let name = be.describe();
-        let be = be.as_mut();
-        let atol = if t.is_reference() { 1e-9 } else { 2e-5 };
-        for algo in [Algorithm::D2, Algorithm::Gt, Algorithm::Dsgd] {
-            let mut r = build(
-                be,
-                algo,
-                n,
-                Topology::Ring,
-                CONSTANT_W,
-                hyper(0.0, 0.0),
-                &o,
-                &init(n),
-            )
-            .unwrap();
-            for t in 0..400 {
-                r.algo.record_step(be, &mut r.obj, t, 0.1).unwrap();
-                if t % 50 == 49 {
-                    be.flush().unwrap();
-                }
+    let mut be = t.backend();
+    let name = be.describe();
+    let be = be.as_mut();
+    let atol = if t.is_reference() { 1e-9 } else { 2e-5 };
+    for algo in [Algorithm::D2, Algorithm::Gt, Algorithm::Dsgd] {
+        let mut r = build(
+            be,
+            algo,
+            n,
+            Topology::Ring,
+            CONSTANT_W,
+            hyper(0.0, 0.0),
+            &o,
+            &init(n),
+        )
+        .unwrap();
+        for t in 0..400 {
+            r.algo.record_step(be, &mut r.obj, t, 0.1).unwrap();
+            if t % 50 == 49 {
+                be.flush().unwrap();
             }
-            let x = r.params(be);
-            let (dist, mean) = consensus(&x, n);
-            eprintln!("{algo} on {name}: consensus distance {dist:e}, mean {mean:?}");
-            assert_close(&format!("{algo} mean, {name}"), &mean, &opt, 0.0, atol);
-            if algo == Algorithm::Dsgd {
-                assert!(
-                    dist > 1e-3,
-                    "dsgd should keep a heterogeneity bias: {dist:e}"
-                );
-            } else {
-                assert_close(
-                    &format!("{algo} every agent at the minimiser, {name}"),
-                    &x,
-                    &want,
-                    0.0,
-                    atol,
-                );
-            }
+        }
+        let x = r.params(be);
+        let (dist, mean) = consensus(&x, n);
+        eprintln!("{algo} on {name}: consensus distance {dist:e}, mean {mean:?}");
+        assert_close(&format!("{algo} mean, {name}"), &mean, &opt, 0.0, atol);
+        if algo == Algorithm::Dsgd {
+            assert!(
+                dist > 1e-3,
+                "dsgd should keep a heterogeneity bias: {dist:e}"
+            );
+        } else {
+            assert_close(
+                &format!("{algo} every agent at the minimiser, {name}"),
+                &x,
+                &want,
+                0.0,
+                atol,
+            );
         }
     }
 }
@@ -650,42 +644,40 @@ fn slowmo_outer_step_fires_at_zero_and_every_tau(t: &Target) {
         }
         sim.push(flat(&x));
     }
-    {
-        let mut be = t.backend();
-        let name = be.describe();
-        let be = be.as_mut();
-        let (rtol, atol) = tol(t);
-        let mut r = build(
-            be,
-            Algorithm::SlowMo,
-            n,
-            Topology::Ring,
-            MixingRule::MetropolisHastings,
-            hyper(0.9, 0.0),
-            &o,
-            &init(n),
-        )
-        .unwrap();
-        for t in 0..8u64 {
-            r.step(be, t, lr);
-            let x = r.params(be);
-            let identical = (1..n).all(|i| x[i * D..][..D] == x[..D]);
-            assert_eq!(
-                identical,
-                t % tau == 0,
-                "t={t} on {name}: agents identical = {identical}"
-            );
-            assert_close(
-                &format!("slowmo t={t}, {name}"),
-                &x,
-                &sim[t as usize],
-                rtol,
-                atol,
-            );
-            let bytes = r.algo.bytes_sent().to_vec();
-            let want = if t % tau == 0 { 24 + 12 } else { 24 };
-            assert_eq!(bytes, vec![want; n], "slowmo bytes at t={t}");
-        }
+    let mut be = t.backend();
+    let name = be.describe();
+    let be = be.as_mut();
+    let (rtol, atol) = tol(t);
+    let mut r = build(
+        be,
+        Algorithm::SlowMo,
+        n,
+        Topology::Ring,
+        MixingRule::MetropolisHastings,
+        hyper(0.9, 0.0),
+        &o,
+        &init(n),
+    )
+    .unwrap();
+    for t in 0..8u64 {
+        r.step(be, t, lr);
+        let x = r.params(be);
+        let identical = (1..n).all(|i| x[i * D..][..D] == x[..D]);
+        assert_eq!(
+            identical,
+            t % tau == 0,
+            "t={t} on {name}: agents identical = {identical}"
+        );
+        assert_close(
+            &format!("slowmo t={t}, {name}"),
+            &x,
+            &sim[t as usize],
+            rtol,
+            atol,
+        );
+        let bytes = r.algo.bytes_sent().to_vec();
+        let want = if t % tau == 0 { 24 + 12 } else { 24 };
+        assert_eq!(bytes, vec![want; n], "slowmo bytes at t={t}");
     }
 }
 
@@ -887,60 +879,58 @@ fn qg_adam_matches_the_recursion_is_deterministic_and_ledgers_bytes(t: &Target) 
     // The moments really are driven by δ̂: ‖δ̂_i‖ = 1 ⇒ Σ_k m2 grows like (1 − β2^(t+1)).
     let m2_sum: f64 = sim[0].2[..D].iter().sum();
     assert!((m2_sum - (1.0 - betas.1)).abs() < 1e-9, "{m2_sum}");
-    {
-        let mut be = t.backend();
-        let name = be.describe();
-        let be = be.as_mut();
-        let (rtol, atol) = tol(t);
-        let m2_atol = if t.is_reference() { 1e-9 } else { 1e-7 };
-        let mut finals = Vec::new();
-        for _rep in 0..2 {
-            let mut r = build(
-                be,
-                Algorithm::QgAdam,
-                n,
-                Topology::Ring,
-                MixingRule::MetropolisHastings,
-                hyper(0.0, wd),
-                &o,
-                &init(n),
-            )
-            .unwrap();
-            let mut worst = [0.0f64; 3];
-            for t in 0..steps {
-                r.step(be, t, lr_at(t));
-                let (x, m1, m2) = &sim[t as usize];
-                let got = [r.params(be), r.state(be, "m1"), r.state(be, "m2")];
-                let what = ["x", "m1", "m2"];
-                let atols = [atol, atol, m2_atol];
-                for (j, (g, want)) in got.iter().zip([x, m1, m2]).enumerate() {
-                    assert_eq!(g.len(), want.len());
-                    for (i, (a, b)) in g.iter().zip(want).enumerate() {
-                        let ratio = (a - b).abs() / (rtol * b.abs() + atols[j]);
-                        assert!(
-                            ratio <= 1.0,
-                            "qg-adam {} at t={t}, index {i} on {name}: {a} vs simulation {b}",
-                            what[j]
-                        );
-                        worst[j] = worst[j].max(ratio);
-                    }
+    let mut be = t.backend();
+    let name = be.describe();
+    let be = be.as_mut();
+    let (rtol, atol) = tol(t);
+    let m2_atol = if t.is_reference() { 1e-9 } else { 1e-7 };
+    let mut finals = Vec::new();
+    for _rep in 0..2 {
+        let mut r = build(
+            be,
+            Algorithm::QgAdam,
+            n,
+            Topology::Ring,
+            MixingRule::MetropolisHastings,
+            hyper(0.0, wd),
+            &o,
+            &init(n),
+        )
+        .unwrap();
+        let mut worst = [0.0f64; 3];
+        for t in 0..steps {
+            r.step(be, t, lr_at(t));
+            let (x, m1, m2) = &sim[t as usize];
+            let got = [r.params(be), r.state(be, "m1"), r.state(be, "m2")];
+            let what = ["x", "m1", "m2"];
+            let atols = [atol, atol, m2_atol];
+            for (j, (g, want)) in got.iter().zip([x, m1, m2]).enumerate() {
+                assert_eq!(g.len(), want.len());
+                for (i, (a, b)) in g.iter().zip(want).enumerate() {
+                    let ratio = (a - b).abs() / (rtol * b.abs() + atols[j]);
+                    assert!(
+                        ratio <= 1.0,
+                        "qg-adam {} at t={t}, index {i} on {name}: {a} vs simulation {b}",
+                        what[j]
+                    );
+                    worst[j] = worst[j].max(ratio);
                 }
-                assert_eq!(r.algo.bytes_sent(), &[24u64; 5][..], "bytes at t={t}");
             }
-            eprintln!(
-                "qg-adam on {name}: worst error / bound over {steps} steps: x {:.3}, m1 {:.3}, m2 {:.3}",
-                worst[0], worst[1], worst[2]
-            );
-            finals.push(
-                r.algo
-                    .state()
-                    .iter()
-                    .map(|&(_, b)| be.read_f32(b).unwrap())
-                    .collect::<Vec<_>>(),
-            );
+            assert_eq!(r.algo.bytes_sent(), &[24u64; 5][..], "bytes at t={t}");
         }
-        assert_eq!(finals[0], finals[1], "qg-adam not bit-identical on {name}");
+        eprintln!(
+            "qg-adam on {name}: worst error / bound over {steps} steps: x {:.3}, m1 {:.3}, m2 {:.3}",
+            worst[0], worst[1], worst[2]
+        );
+        finals.push(
+            r.algo
+                .state()
+                .iter()
+                .map(|&(_, b)| be.read_f32(b).unwrap())
+                .collect::<Vec<_>>(),
+        );
     }
+    assert_eq!(finals[0], finals[1], "qg-adam not bit-identical on {name}");
 }
 
 /// Trainer steps of the tracking runs, with an evaluation every 10.

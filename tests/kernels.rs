@@ -745,20 +745,18 @@ fn gpu_time_is_measured_where_timestamps_exist(t: &Target) {
         assert_eq!(ReferenceBackend::new().gpu_seconds().unwrap(), None);
         return;
     }
-    {
-        let mut gpu = t.gpu();
-        let has_timestamps = gpu
-            .context()
-            .features
-            .contains(wgpu::Features::TIMESTAMP_QUERY);
-        train_steps(&mut gpu, 4, 3).unwrap();
-        let t = gpu.gpu_seconds().unwrap();
-        assert_eq!(t.is_some(), has_timestamps, "{}", gpu.describe());
-        if let Some(t) = t {
-            assert!(t > 0.0 && t < 60.0, "{}: {t} s", gpu.describe());
-            // The total was taken: nothing new has run since.
-            assert_eq!(gpu.gpu_seconds().unwrap(), Some(0.0));
-        }
+    let mut gpu = t.gpu();
+    let has_timestamps = gpu
+        .context()
+        .features
+        .contains(wgpu::Features::TIMESTAMP_QUERY);
+    train_steps(&mut gpu, 4, 3).unwrap();
+    let t = gpu.gpu_seconds().unwrap();
+    assert_eq!(t.is_some(), has_timestamps, "{}", gpu.describe());
+    if let Some(t) = t {
+        assert!(t > 0.0 && t < 60.0, "{}: {t} s", gpu.describe());
+        // The total was taken: nothing new has run since.
+        assert_eq!(gpu.gpu_seconds().unwrap(), Some(0.0));
     }
 }
 

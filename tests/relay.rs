@@ -143,52 +143,50 @@ fn grad_variant_delivers_every_update_exactly_once_on_time(t: &Target) {
     // step t, node i has applied (own + received)/n with exactly the set {k : dist(i,k) ≤ t+1}
     // — nothing twice, nothing missing, nothing early — and from diam(T) steps on n·x_i = 2^n − 1.
     let n = 16;
-    {
-        let mut be = t.backend();
-        let name = be.describe();
-        for topo in topologies16() {
-            let tree = tree_of(&topo, n);
-            let dist = tree.distances();
-            let diam = tree.diameter();
-            let shots: Vec<f32> = (0..n).map(|k| -((1u32 << k) as f32)).collect();
-            let mk = |be: &mut dyn Backend| -> Box<dyn Objective> {
-                Box::new(OneShot::new(be, &shots).unwrap())
-            };
-            let run = Run {
-                algo: Algorithm::RelaySgdGrad,
-                topology: topo,
-                n,
-                d: 1,
-                init: vec![0.0; n],
-                hyper: plain(),
-                options: AlgoOptions::default(),
-                lr: 1.0,
-                seed: 1,
-                make_obj: &mk,
-            };
-            let trace = run.trace(be.as_mut(), diam as u64 + 3);
-            for (t, x) in trace.iter().enumerate() {
-                for i in 0..n {
-                    let want: u64 = (0..n)
-                        .filter(|&k| dist[i][k] <= t + 1)
-                        .map(|k| 1u64 << k)
-                        .sum();
-                    assert_eq!(
-                        x[i] * n as f64,
-                        want as f64,
-                        "{topo} on {name}: node {i} after step {t}"
-                    );
-                }
+    let mut be = t.backend();
+    let name = be.describe();
+    for topo in topologies16() {
+        let tree = tree_of(&topo, n);
+        let dist = tree.distances();
+        let diam = tree.diameter();
+        let shots: Vec<f32> = (0..n).map(|k| -((1u32 << k) as f32)).collect();
+        let mk = |be: &mut dyn Backend| -> Box<dyn Objective> {
+            Box::new(OneShot::new(be, &shots).unwrap())
+        };
+        let run = Run {
+            algo: Algorithm::RelaySgdGrad,
+            topology: topo,
+            n,
+            d: 1,
+            init: vec![0.0; n],
+            hyper: plain(),
+            options: AlgoOptions::default(),
+            lr: 1.0,
+            seed: 1,
+            make_obj: &mk,
+        };
+        let trace = run.trace(be.as_mut(), diam as u64 + 3);
+        for (t, x) in trace.iter().enumerate() {
+            for i in 0..n {
+                let want: u64 = (0..n)
+                    .filter(|&k| dist[i][k] <= t + 1)
+                    .map(|k| 1u64 << k)
+                    .sum();
+                assert_eq!(
+                    x[i] * n as f64,
+                    want as f64,
+                    "{topo} on {name}: node {i} after step {t}"
+                );
             }
-            let last = trace.last().unwrap();
-            assert!(
-                last.iter()
-                    .all(|&x| x * n as f64 == ((1u64 << n) - 1) as f64),
-                "{topo} on {name}: {last:?}"
-            );
         }
-        eprintln!("exactly-once delivery on {name}: ok for {} trees", 6);
+        let last = trace.last().unwrap();
+        assert!(
+            last.iter()
+                .all(|&x| x * n as f64 == ((1u64 << n) - 1) as f64),
+            "{topo} on {name}: {last:?}"
+        );
     }
+    eprintln!("exactly-once delivery on {name}: ok for {} trees", 6);
 }
 
 target_tests!([reference, gpu, native] model_variant_one_shot_settles_at_one_over_c_wherever_injected);
@@ -199,56 +197,54 @@ fn model_variant_one_shot_settles_at_one_over_c_wherever_injected(t: &Target) {
     // 500 steps leave < 1e-9 (f64) and rounding (f32) in the tolerance.
     let n = 8;
     let cases = [Topology::Chain, Topology::BinaryTree, Topology::Star];
-    {
-        let mut be = t.backend();
-        let name = be.describe();
-        let tol = if t.is_reference() { 1e-9 } else { 2e-6 };
-        for topo in cases {
-            let c = tree_of(&topo, n).correction_factor();
-            let mut injections: Vec<(String, Vec<f32>)> = [0, n / 2, n - 1]
-                .iter()
-                .map(|&s| {
-                    let mut v = vec![0.0f32; n];
-                    v[s] = -(n as f32);
-                    (format!("at {s}"), v)
-                })
-                .collect();
-            injections.push(("everywhere".into(), vec![-1.0; n]));
-            for (correction, want) in [(LrCorrection::None, 1.0 / c), (LrCorrection::Exact, 1.0)] {
-                for (where_, shots) in &injections {
-                    let mk = |be: &mut dyn Backend| -> Box<dyn Objective> {
-                        Box::new(OneShot::new(be, shots).unwrap())
-                    };
-                    let options = AlgoOptions {
-                        relay_lr_correction: correction,
-                        ..Default::default()
-                    };
-                    let run = Run {
-                        algo: Algorithm::RelaySgd,
-                        topology: topo,
-                        n,
-                        d: 1,
-                        init: vec![0.0; n],
-                        hyper: plain(),
-                        options,
-                        lr: 1.0,
-                        seed: 2,
-                        make_obj: &mk,
-                    };
-                    let x = run.last(be.as_mut(), 500);
-                    for (i, v) in x.iter().enumerate() {
-                        assert!(
-                            (v - want).abs() <= tol * want,
-                            "{topo} {correction} {where_} on {name}: agent {i} at {v}, want {want}"
-                        );
-                    }
+    let mut be = t.backend();
+    let name = be.describe();
+    let tol = if t.is_reference() { 1e-9 } else { 2e-6 };
+    for topo in cases {
+        let c = tree_of(&topo, n).correction_factor();
+        let mut injections: Vec<(String, Vec<f32>)> = [0, n / 2, n - 1]
+            .iter()
+            .map(|&s| {
+                let mut v = vec![0.0f32; n];
+                v[s] = -(n as f32);
+                (format!("at {s}"), v)
+            })
+            .collect();
+        injections.push(("everywhere".into(), vec![-1.0; n]));
+        for (correction, want) in [(LrCorrection::None, 1.0 / c), (LrCorrection::Exact, 1.0)] {
+            for (where_, shots) in &injections {
+                let mk = |be: &mut dyn Backend| -> Box<dyn Objective> {
+                    Box::new(OneShot::new(be, shots).unwrap())
+                };
+                let options = AlgoOptions {
+                    relay_lr_correction: correction,
+                    ..Default::default()
+                };
+                let run = Run {
+                    algo: Algorithm::RelaySgd,
+                    topology: topo,
+                    n,
+                    d: 1,
+                    init: vec![0.0; n],
+                    hyper: plain(),
+                    options,
+                    lr: 1.0,
+                    seed: 2,
+                    make_obj: &mk,
+                };
+                let x = run.last(be.as_mut(), 500);
+                for (i, v) in x.iter().enumerate() {
+                    assert!(
+                        (v - want).abs() <= tol * want,
+                        "{topo} {correction} {where_} on {name}: agent {i} at {v}, want {want}"
+                    );
                 }
             }
-            eprintln!(
-                "{topo} on {name}: limit 1/c = {:.6} from every injection",
-                1.0 / c
-            );
         }
+        eprintln!(
+            "{topo} on {name}: limit 1/c = {:.6} from every injection",
+            1.0 / c
+        );
     }
 }
 
@@ -261,36 +257,34 @@ fn drop_probability_zero_is_the_plain_path_bit_for_bit(t: &Target) {
     let mk = |be: &mut dyn Backend| -> Box<dyn Objective> {
         Box::new(Quadratics::constants(be, &targets).unwrap())
     };
-    {
-        let mut be = t.backend();
-        for algo in [Algorithm::RelaySgd, Algorithm::RelaySgdGrad] {
-            for topo in [Topology::Ring, Topology::DoubleBinaryTrees] {
-                let run = |p: f64, be: &mut dyn Backend| {
-                    Run {
-                        algo,
-                        topology: topo,
-                        n,
-                        d: 2,
-                        init: vec![0.5; n * 2],
-                        hyper: LocalHyper {
-                            momentum: 0.9,
-                            nesterov: true,
-                            weight_decay: 1e-3,
-                        },
-                        options: AlgoOptions {
-                            drop_prob: p,
-                            ..Default::default()
-                        },
-                        lr: 0.1,
-                        seed: 5,
-                        make_obj: &mk,
-                    }
-                    .last(be, 20)
-                };
-                let a = run(0.0, be.as_mut());
-                let b = run(1e-300, be.as_mut());
-                assert_eq!(a, b, "{algo} {topo} on {}", be.describe());
-            }
+    let mut be = t.backend();
+    for algo in [Algorithm::RelaySgd, Algorithm::RelaySgdGrad] {
+        for topo in [Topology::Ring, Topology::DoubleBinaryTrees] {
+            let run = |p: f64, be: &mut dyn Backend| {
+                Run {
+                    algo,
+                    topology: topo,
+                    n,
+                    d: 2,
+                    init: vec![0.5; n * 2],
+                    hyper: LocalHyper {
+                        momentum: 0.9,
+                        nesterov: true,
+                        weight_decay: 1e-3,
+                    },
+                    options: AlgoOptions {
+                        drop_prob: p,
+                        ..Default::default()
+                    },
+                    lr: 0.1,
+                    seed: 5,
+                    make_obj: &mk,
+                }
+                .last(be, 20)
+            };
+            let a = run(0.0, be.as_mut());
+            let b = run(1e-300, be.as_mut());
+            assert_eq!(a, b, "{algo} {topo} on {}", be.describe());
         }
     }
 }
@@ -309,62 +303,59 @@ fn fixed_points_on_heterogeneous_constants(t: &Target) {
     let targets: Vec<Vec<f64>> = (0..n)
         .map(|i| (0..d).map(|k| (i * (k + 1)) as f64 - 3.0).collect())
         .collect();
-    {
-        let mut be = t.backend();
-        let name = be.describe();
-        // Matrix weights are rounded to f32 on upload on both backends (1/9 is not exact), so
-        // the averaging rows sum to 1 only within ~1e-7: that, not f64 arithmetic, bounds the
-        // CPU reference here.
-        let tol = if t.is_reference() { 1e-7 } else { 1e-5 };
-        for topo in [Topology::Ring, Topology::DoubleBinaryTrees, Topology::Torus] {
-            let n_here = if topo == Topology::Torus { 9 } else { n };
-            let targets_here: Vec<Vec<f64>> =
-                targets.iter().cycle().take(n_here).cloned().collect();
-            let opt_here: Vec<f64> = (0..d)
-                .map(|k| mean(&targets_here.iter().map(|t| t[k]).collect::<Vec<_>>()))
-                .collect();
-            let mk_here = |be: &mut dyn Backend| -> Box<dyn Objective> {
-                Box::new(Quadratics::constants(be, &targets_here).unwrap())
+    let mut be = t.backend();
+    let name = be.describe();
+    // Matrix weights are rounded to f32 on upload on both backends (1/9 is not exact), so
+    // the averaging rows sum to 1 only within ~1e-7: that, not f64 arithmetic, bounds the
+    // CPU reference here.
+    let tol = if t.is_reference() { 1e-7 } else { 1e-5 };
+    for topo in [Topology::Ring, Topology::DoubleBinaryTrees, Topology::Torus] {
+        let n_here = if topo == Topology::Torus { 9 } else { n };
+        let targets_here: Vec<Vec<f64>> = targets.iter().cycle().take(n_here).cloned().collect();
+        let opt_here: Vec<f64> = (0..d)
+            .map(|k| mean(&targets_here.iter().map(|t| t[k]).collect::<Vec<_>>()))
+            .collect();
+        let mk_here = |be: &mut dyn Backend| -> Box<dyn Objective> {
+            Box::new(Quadratics::constants(be, &targets_here).unwrap())
+        };
+        for (algo, lr) in [(Algorithm::RelaySgd, 0.5), (Algorithm::RelaySgdGrad, 0.1)] {
+            let run = Run {
+                algo,
+                topology: topo,
+                n: n_here,
+                d,
+                init: vec![1.0; n_here * d],
+                hyper: plain(),
+                options: AlgoOptions::default(),
+                lr,
+                seed: 3,
+                make_obj: &mk_here,
             };
-            for (algo, lr) in [(Algorithm::RelaySgd, 0.5), (Algorithm::RelaySgdGrad, 0.1)] {
-                let run = Run {
-                    algo,
-                    topology: topo,
-                    n: n_here,
-                    d,
-                    init: vec![1.0; n_here * d],
-                    hyper: plain(),
-                    options: AlgoOptions::default(),
-                    lr,
-                    seed: 3,
-                    make_obj: &mk_here,
-                };
-                let x = run.last(be.as_mut(), 800);
-                let mut consensus = 0.0;
-                for k in 0..d {
-                    let col: Vec<f64> = (0..n_here).map(|i| x[i * d + k]).collect();
-                    let m = mean(&col);
-                    assert!(
-                        (m - opt_here[k]).abs() <= tol * (1.0 + opt_here[k].abs()),
-                        "{algo} {topo} on {name}: mean {m} vs {}",
-                        opt_here[k]
-                    );
-                    consensus += col.iter().map(|v| (v - m).powi(2)).sum::<f64>();
-                }
-                consensus /= n_here as f64;
-                if algo == Algorithm::RelaySgd {
-                    assert!(
-                        consensus <= tol * tol,
-                        "{topo} on {name}: consensus distance {consensus}"
-                    );
-                } else {
-                    assert!(
-                        consensus > 1e-3,
-                        "{topo} on {name}: grad variant should keep a consensus distance"
-                    );
-                }
-                eprintln!("{algo} {topo} on {name}: consensus distance {consensus:.3e}");
+            let x = run.last(be.as_mut(), 800);
+            let mut consensus = 0.0;
+            for k in 0..d {
+                let col: Vec<f64> = (0..n_here).map(|i| x[i * d + k]).collect();
+                let m = mean(&col);
+                assert!(
+                    (m - opt_here[k]).abs() <= tol * (1.0 + opt_here[k].abs()),
+                    "{algo} {topo} on {name}: mean {m} vs {}",
+                    opt_here[k]
+                );
+                consensus += col.iter().map(|v| (v - m).powi(2)).sum::<f64>();
             }
+            consensus /= n_here as f64;
+            if algo == Algorithm::RelaySgd {
+                assert!(
+                    consensus <= tol * tol,
+                    "{topo} on {name}: consensus distance {consensus}"
+                );
+            } else {
+                assert!(
+                    consensus > 1e-3,
+                    "{topo} on {name}: grad variant should keep a consensus distance"
+                );
+            }
+            eprintln!("{algo} {topo} on {name}: consensus distance {consensus:.3e}");
         }
     }
 }

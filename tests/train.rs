@@ -35,49 +35,47 @@ fn trainer_tracks_the_reference_with_and_without_momentum(t: &Target) {
         .iter()
         .map(|&(a, b)| run(small(a, b, 30), Box::new(ReferenceBackend::new())))
         .collect();
-    {
-        let mut be = t.backend();
-        let name = be.describe();
-        for (&(algo, beta), (want, want_p)) in cases.iter().zip(&want) {
-            let mut t = Trainer::new(small(algo, beta, 30), be).unwrap();
-            let got = t.run(|_, _, _| {}).unwrap();
-            let got_p = t.read_params().unwrap();
-            be = t.into_backend();
-            let what = format!("{algo} β={beta} on {name}");
-            common::assert_close(&format!("params, {what}"), &got_p, want_p, 1e-3, 1e-4);
-            for (k, (g, w)) in [
-                (
-                    "consensus_acc",
-                    (got.last.consensus_acc, want.last.consensus_acc),
-                ),
-                (
-                    "mean_local_acc",
-                    (got.last.mean_local_acc, want.last.mean_local_acc),
-                ),
-                (
-                    "worst_local_acc",
-                    (got.last.worst_local_acc, want.last.worst_local_acc),
-                ),
-            ] {
-                assert!(
-                    (g - w).abs() <= 2.0 / 300.0 + 1e-9,
-                    "{what}: {k} {g} vs {w}"
-                );
-            }
+    let mut be = t.backend();
+    let name = be.describe();
+    for (&(algo, beta), (want, want_p)) in cases.iter().zip(&want) {
+        let mut t = Trainer::new(small(algo, beta, 30), be).unwrap();
+        let got = t.run(|_, _, _| {}).unwrap();
+        let got_p = t.read_params().unwrap();
+        be = t.into_backend();
+        let what = format!("{algo} β={beta} on {name}");
+        common::assert_close(&format!("params, {what}"), &got_p, want_p, 1e-3, 1e-4);
+        for (k, (g, w)) in [
+            (
+                "consensus_acc",
+                (got.last.consensus_acc, want.last.consensus_acc),
+            ),
+            (
+                "mean_local_acc",
+                (got.last.mean_local_acc, want.last.mean_local_acc),
+            ),
+            (
+                "worst_local_acc",
+                (got.last.worst_local_acc, want.last.worst_local_acc),
+            ),
+        ] {
             assert!(
-                (got.last.train_loss - want.last.train_loss).abs()
-                    <= 1e-3 * want.last.train_loss.abs() + 1e-4,
-                "{what}: train loss"
+                (g - w).abs() <= 2.0 / 300.0 + 1e-9,
+                "{what}: {k} {g} vs {w}"
             );
-            assert!(
-                (got.last.consensus_distance - want.last.consensus_distance).abs()
-                    <= 1e-2 * want.last.consensus_distance + 1e-9,
-                "{what}: consensus distance {} vs {}",
-                got.last.consensus_distance,
-                want.last.consensus_distance
-            );
-            assert_eq!(got.bytes_sent_per_agent, want.bytes_sent_per_agent);
         }
+        assert!(
+            (got.last.train_loss - want.last.train_loss).abs()
+                <= 1e-3 * want.last.train_loss.abs() + 1e-4,
+            "{what}: train loss"
+        );
+        assert!(
+            (got.last.consensus_distance - want.last.consensus_distance).abs()
+                <= 1e-2 * want.last.consensus_distance + 1e-9,
+            "{what}: consensus distance {} vs {}",
+            got.last.consensus_distance,
+            want.last.consensus_distance
+        );
+        assert_eq!(got.bytes_sent_per_agent, want.bytes_sent_per_agent);
     }
 }
 
@@ -119,60 +117,56 @@ target_tests!([reference, gpu, native] allreduce_from_identical_init_keeps_conse
 fn allreduce_from_identical_init_keeps_consensus(t: &Target) {
     let mut c = small(Algorithm::AllReduce, 0.9, 20);
     c.eval_every = 5;
-    {
-        let be = t.backend();
-        let name = be.describe();
-        let (s, _) = run(c.clone(), be);
-        for r in &s.rows {
-            // Exactly 0 in exact arithmetic; the f32 average of equal values is off by rounding.
-            assert!(
-                r.consensus_distance < 1e-9,
-                "{name}: step {} distance {}",
-                r.step,
-                r.consensus_distance
-            );
-        }
-        // All-reduce: 4·d bytes per agent per step.
-        let d = 16 * 16 + 16 + 16 * 10 + 10;
-        assert_eq!(s.bytes_sent_per_agent, (4 * d * 20) as f64);
+    let be = t.backend();
+    let name = be.describe();
+    let (s, _) = run(c.clone(), be);
+    for r in &s.rows {
+        // Exactly 0 in exact arithmetic; the f32 average of equal values is off by rounding.
+        assert!(
+            r.consensus_distance < 1e-9,
+            "{name}: step {} distance {}",
+            r.step,
+            r.consensus_distance
+        );
     }
+    // All-reduce: 4·d bytes per agent per step.
+    let d = 16 * 16 + 16 + 16 * 10 + 10;
+    assert_eq!(s.bytes_sent_per_agent, (4 * d * 20) as f64);
 }
 
 target_tests!([reference, gpu, native] gossip_preserves_the_mean_and_contracts);
 fn gossip_preserves_the_mean_and_contracts(t: &Target) {
     let mut c = small(Algorithm::Dsgd, 0.0, 1);
     c.identical_init = false;
-    {
-        let be = t.backend();
-        let name = be.describe();
-        let mut t = Trainer::new(c.clone(), be).unwrap();
-        let stride = t.model().stride();
-        let n = c.agents;
-        let mean = |p: &[f64]| -> Vec<f64> {
-            (0..stride)
-                .map(|k| (0..n).map(|i| p[i * stride + k]).sum::<f64>() / n as f64)
-                .collect()
-        };
-        let before = t.read_params().unwrap();
-        let d0 = t.evaluate().unwrap().consensus_distance;
-        t.mix_only().unwrap();
-        let after = t.read_params().unwrap();
-        let d1 = t.evaluate().unwrap().consensus_distance;
-        common::assert_close(
-            &format!("x̄ after one gossip round on {name}"),
-            &mean(&after),
-            &mean(&before),
-            0.0,
-            1e-6,
-        );
-        assert!(d1 < d0, "{name}: gossip contracts: {d1} vs {d0}");
-        // Ring with Metropolis–Hastings weights 1/3: each agent sends 4d bytes to 2 neighbours.
-        let s = t.run(|_, _, _| {}).unwrap();
-        assert_eq!(
-            s.bytes_sent_per_agent,
-            (2 * 4 * t.model().n_params()) as f64
-        );
-    }
+    let be = t.backend();
+    let name = be.describe();
+    let mut t = Trainer::new(c.clone(), be).unwrap();
+    let stride = t.model().stride();
+    let n = c.agents;
+    let mean = |p: &[f64]| -> Vec<f64> {
+        (0..stride)
+            .map(|k| (0..n).map(|i| p[i * stride + k]).sum::<f64>() / n as f64)
+            .collect()
+    };
+    let before = t.read_params().unwrap();
+    let d0 = t.evaluate().unwrap().consensus_distance;
+    t.mix_only().unwrap();
+    let after = t.read_params().unwrap();
+    let d1 = t.evaluate().unwrap().consensus_distance;
+    common::assert_close(
+        &format!("x̄ after one gossip round on {name}"),
+        &mean(&after),
+        &mean(&before),
+        0.0,
+        1e-6,
+    );
+    assert!(d1 < d0, "{name}: gossip contracts: {d1} vs {d0}");
+    // Ring with Metropolis–Hastings weights 1/3: each agent sends 4d bytes to 2 neighbours.
+    let s = t.run(|_, _, _| {}).unwrap();
+    assert_eq!(
+        s.bytes_sent_per_agent,
+        (2 * 4 * t.model().n_params()) as f64
+    );
 }
 
 #[test]
@@ -347,28 +341,26 @@ fn cli_json_has_every_key_and_bad_flags_exit_2() {
 
 target_tests!([reference, gpu, native] dispatches_per_step_do_not_depend_on_agents);
 fn dispatches_per_step_do_not_depend_on_agents(t: &Target) {
-    {
-        let be = t.backend();
-        let name = be.describe();
-        let mut per_step = Vec::new();
-        let mut be = Some(be);
-        for agents in [4, 16] {
-            let mut c = small(Algorithm::Dsgd, 0.9, 3);
-            c.agents = agents;
-            c.alpha = Some(10.0);
-            c.synthetic_train = 2_000;
-            let mut t = Trainer::new(c, be.take().unwrap()).unwrap();
-            let s = t.run(|_, _, _| {}).unwrap();
-            per_step.push((s.dispatches_per_step, s.submits_per_step));
-            be = Some(t.into_backend());
-        }
-        assert_eq!(
-            per_step[0], per_step[1],
-            "{name}: dispatches/submits per step for 4 and 16 agents"
-        );
-        // gather, 2 forward, loss, loss reduce, 2 weight grads, 1 data grad, local step, mix.
-        assert_eq!(per_step[0], (10.0, 1.0), "{name}");
+    let be = t.backend();
+    let name = be.describe();
+    let mut per_step = Vec::new();
+    let mut be = Some(be);
+    for agents in [4, 16] {
+        let mut c = small(Algorithm::Dsgd, 0.9, 3);
+        c.agents = agents;
+        c.alpha = Some(10.0);
+        c.synthetic_train = 2_000;
+        let mut t = Trainer::new(c, be.take().unwrap()).unwrap();
+        let s = t.run(|_, _, _| {}).unwrap();
+        per_step.push((s.dispatches_per_step, s.submits_per_step));
+        be = Some(t.into_backend());
     }
+    assert_eq!(
+        per_step[0], per_step[1],
+        "{name}: dispatches/submits per step for 4 and 16 agents"
+    );
+    // gather, 2 forward, loss, loss reduce, 2 weight grads, 1 data grad, local step, mix.
+    assert_eq!(per_step[0], (10.0, 1.0), "{name}");
 }
 
 fn compare_cli(args: &[&str]) -> (i32, String, String) {

@@ -266,18 +266,16 @@ fn every_backend_rejects_the_same_bad_indices_with_the_same_error(t: &Target) {
 
 target_tests!([reference, gpu, native] write_csr_rejects_columns_before_upload_on_every_backend);
 fn write_csr_rejects_columns_before_upload_on_every_backend(t: &Target) {
-    {
-        let mut be = t.backend();
-        let bad = Csr::from_rows(2, &[vec![(0, 0.5), (5, 0.5)], vec![(1, 1.0)]]);
-        match be.upload_csr(&bad, "w") {
-            Err(Error::InvalidOp {
-                op: "write_csr",
-                reason,
-            }) => {
-                assert!(reason.contains("column 5"), "{reason}")
-            }
-            other => panic!("{}: expected InvalidOp, got {other:?}", be.describe()),
+    let mut be = t.backend();
+    let bad = Csr::from_rows(2, &[vec![(0, 0.5), (5, 0.5)], vec![(1, 1.0)]]);
+    match be.upload_csr(&bad, "w") {
+        Err(Error::InvalidOp {
+            op: "write_csr",
+            reason,
+        }) => {
+            assert!(reason.contains("column 5"), "{reason}")
         }
+        other => panic!("{}: expected InvalidOp, got {other:?}", be.describe()),
     }
 }
 
@@ -303,39 +301,37 @@ target_tests!([reference, gpu, native] a_reused_backend_holds_the_same_buffers_a
 fn a_reused_backend_holds_the_same_buffers_after_every_run(t: &Target) {
     let config = tiny_run();
     let data = config.load_data().unwrap();
-    {
-        let mut be = t.backend();
-        let name = be.describe();
-        // A buffer the caller owns survives the runs.
-        let own = be.alloc(BufKind::F32, 5, "caller's").unwrap();
-        be.write_f32(own, 0, &[1.0, 2.0, 3.0, 4.0, 5.0]).unwrap();
-        let before = be.live_buffers();
-        let mut after = Vec::new();
-        for algo in [
-            Algorithm::Dsgd,
-            Algorithm::Qgm,
-            Algorithm::Dsgd,
-            Algorithm::RelaySgd,
-        ] {
-            let c = TrainConfig {
-                algo,
-                ..config.clone()
-            };
-            let mut t = Trainer::with_data(c, be, &data.train, &data.test).unwrap();
-            assert!(t.run(|_, _, _| {}).is_ok(), "{name}: {algo}");
-            be = t.into_backend();
-            after.push(be.live_buffers());
-        }
-        assert!(
-            after.iter().all(|a| *a == before),
-            "{name}: {before:?} then {after:?}"
-        );
-        assert_eq!(
-            be.read_f32(own).unwrap(),
-            [1.0, 2.0, 3.0, 4.0, 5.0],
-            "{name}"
-        );
+    let mut be = t.backend();
+    let name = be.describe();
+    // A buffer the caller owns survives the runs.
+    let own = be.alloc(BufKind::F32, 5, "caller's").unwrap();
+    be.write_f32(own, 0, &[1.0, 2.0, 3.0, 4.0, 5.0]).unwrap();
+    let before = be.live_buffers();
+    let mut after = Vec::new();
+    for algo in [
+        Algorithm::Dsgd,
+        Algorithm::Qgm,
+        Algorithm::Dsgd,
+        Algorithm::RelaySgd,
+    ] {
+        let c = TrainConfig {
+            algo,
+            ..config.clone()
+        };
+        let mut t = Trainer::with_data(c, be, &data.train, &data.test).unwrap();
+        assert!(t.run(|_, _, _| {}).is_ok(), "{name}: {algo}");
+        be = t.into_backend();
+        after.push(be.live_buffers());
     }
+    assert!(
+        after.iter().all(|a| *a == before),
+        "{name}: {before:?} then {after:?}"
+    );
+    assert_eq!(
+        be.read_f32(own).unwrap(),
+        [1.0, 2.0, 3.0, 4.0, 5.0],
+        "{name}"
+    );
 }
 
 #[test]

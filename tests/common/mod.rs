@@ -94,7 +94,7 @@ impl Target {
                 !required,
                 "{test}: {name} is required but WGPU_BACKEND excludes it"
             );
-            eprintln!("SKIPPED {test} on {name}: excluded by WGPU_BACKEND");
+            skipped(&format!("{test} on {name}: excluded by WGPU_BACKEND"));
             return None;
         }
         let choice = AdapterChoice {
@@ -117,7 +117,7 @@ impl Target {
                     !require_any || any_gpu(),
                     "{test}: SWARMGRAD_REQUIRE_ADAPTER=1 but no GPU adapter was found"
                 );
-                eprintln!("SKIPPED {test} on {name}: {e}");
+                skipped(&format!("{test} on {name}: {e}"));
                 None
             }
         }
@@ -176,6 +176,13 @@ impl Target {
     }
 }
 
+/// Says that a test is skipped, on the process's stderr itself: the test harness captures
+/// `eprintln!` of passing tests, and a skip must show in `cargo test`'s output.
+fn skipped(why: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr().lock(), "SKIPPED {why}");
+}
+
 /// Whether any wgpu backend has an adapter here (asked once per test binary).
 pub fn any_gpu() -> bool {
     static ANY: OnceLock<bool> = OnceLock::new();
@@ -227,7 +234,7 @@ macro_rules! target_tests {
         fn $f() {
             $crate::common::run_on(
                 $crate::common::Kind::$kind,
-                concat!(module_path!(), "::", stringify!($name)),
+                module_path!(),
                 super::$name,
             )
         }
