@@ -158,11 +158,11 @@ pub fn choose(choice: BackendChoice, adapters: &AdapterChoice, threads: usize) -
         }
         BackendChoice::Gpu => {
             let g = GpuBackend::new(adapters)?;
-            let reason = format!("--backend gpu: {}", g.context().describe());
             Ok(Chosen {
                 backend: Box::new(g),
                 kind: BackendChoice::Gpu,
-                reason,
+                reason: "--backend gpu: wgpu on the best adapter found, software ones included"
+                    .into(),
             })
         }
         BackendChoice::Cpu => native("--backend cpu: ".into()),

@@ -18,7 +18,7 @@ use std::io::Write;
 #[command(
     name = "toy",
     allow_negative_numbers = true,
-    about = "Exact checks of the algorithms on the toy problems of ALGORITHMS.md §8.1; prints one JSON line per printed step"
+    about = "Exact checks of the algorithms on the toy problems of ALGORITHMS.md §8.1; prints one JSON line per printed step (f64 with --backend reference, f32 on the other backends)"
 )]
 pub struct ToyArgs {
     /// Task: constants, one-minus-one, circle, random-quadratics, correction-factor, delivery.
