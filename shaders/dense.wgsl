@@ -24,16 +24,36 @@ override RELU: bool = false;
 
 @group(0) @binding(0) var<uniform> p: DenseParams;
 @group(0) @binding(1) var<storage, read> jobs: array<u32>;
+
 // Weights and biases: forward reads the V view, backward_data the scalar one.
 @group(0) @binding(2) var<storage, read> params_v: array<V>;
 @group(0) @binding(2) var<storage, read> params: array<f32>;
+
+// Parameter i (a float index) through the V view.
+fn param_at(i: u32) -> f32 {
+    return vlane(params_v[i / VW], i % VW);
+}
+
 // forward: layer input (V view); backward_data and backward_weights: d(pre-activation).
 @group(0) @binding(3) var<storage, read> a_in_v: array<V>;
 @group(0) @binding(3) var<storage, read> a_in: array<f32>;
+
 // forward: unused; backward_data: the layer input (for the ReLU mask); backward_weights: the layer
 // input (V view).
 @group(0) @binding(4) var<storage, read> b_in: array<f32>;
 @group(0) @binding(4) var<storage, read> b_in_v: array<V>;
+
+// Layer-input columns i0 .. i0 + 3 of the row that starts at V index `row` (k V per row), each
+// clamped to the row: one aligned load in the vec4 variant (i0 and in_dim multiples of 4), four
+// in the scalar one. The branch on the constant VW is resolved at compile time.
+fn input_cols(row: u32, i0: u32, k: u32) -> vec4<f32> {
+    if (VW == 4u) {
+        return vec4<f32>(b_in_v[row + min(i0 / 4u, k - 1u)]);
+    }
+    let c = clamp4(row + i0, row + k - 1u);
+    return vec4<f32>(vlane(b_in_v[c.x], 0u), vlane(b_in_v[c.y], 0u), vlane(b_in_v[c.z], 0u), vlane(b_in_v[c.w], 0u));
+}
+
 // forward: layer output; backward_data: d(pre-activation) of the previous layer;
 // backward_weights: gradient slabs, one per job, `param_stride` floats each.
 @group(0) @binding(5) var<storage, read_write> out: array<f32>;
@@ -57,22 +77,6 @@ fn tile_at(id: u32, rows: u32, cols: u32) -> vec3<u32> {
 // first .. first + 3, each clamped to last (keeps the loads of an edge tile in range).
 fn clamp4(first: u32, last: u32) -> vec4<u32> {
     return min(vec4<u32>(first, first + 1u, first + 2u, first + 3u), vec4<u32>(last));
-}
-
-// Parameter i (a float index) through the V view.
-fn param_at(i: u32) -> f32 {
-    return vlane(params_v[i / VW], i % VW);
-}
-
-// Layer-input columns i0 .. i0 + 3 of the row that starts at V index `row` (k V per row), each
-// clamped to the row: one aligned load in the vec4 variant (i0 and in_dim multiples of 4), four
-// in the scalar one. The branch on the constant VW is resolved at compile time.
-fn input_cols(row: u32, i0: u32, k: u32) -> vec4<f32> {
-    if (VW == 4u) {
-        return vec4<f32>(b_in_v[row + min(i0 / 4u, k - 1u)]);
-    }
-    let c = clamp4(row + i0, row + k - 1u);
-    return vec4<f32>(vlane(b_in_v[c.x], 0u), vlane(b_in_v[c.y], 0u), vlane(b_in_v[c.z], 0u), vlane(b_in_v[c.w], 0u));
 }
 
 // Writes a forward tile (rows b0.., outputs o0..) of job j, applying the ReLU; masked at the edges.

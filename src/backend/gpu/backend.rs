@@ -205,28 +205,29 @@ impl GpuBackend {
         if work == 0 {
             return Ok(());
         }
-        // Kernels compute their linear invocation id in u32.
-        let invocations = match kernel {
-            Kernel::Reduce => work as u64 * def.workgroup_size as u64,
-            _ => work as u64,
+        // The reduction indexes workgroups (one per segment), the others invocations.
+        let per_group = match kernel {
+            Kernel::Reduce => 1,
+            _ => def.workgroup_size as u64,
         };
-        if invocations > u32::MAX as u64 {
+        let groups = kernels::grid(
+            (work as u64).div_ceil(per_group),
+            self.ctx.limits.max_compute_workgroups_per_dimension,
+        )
+        .ok_or_else(|| {
+            Error::op(
+                def.entry,
+                format!("{work} invocations exceed the adapter's dispatch grid"),
+            )
+        })?;
+        // Kernels linearise the (padded) grid into a u32 id: it must not wrap.
+        let ids = groups[0] as u64 * groups[1] as u64 * per_group;
+        if ids > 1 << 32 {
             return Err(Error::IndexRange {
-                what: format!("{} invocations", def.entry),
-                value: invocations,
+                what: format!("the invocation ids of one {} dispatch", def.entry),
+                value: ids,
             });
         }
-        let groups = match kernel {
-            Kernel::Reduce => work as u64,
-            _ => (work as u64).div_ceil(def.workgroup_size as u64),
-        };
-        let groups = kernels::grid(groups, self.ctx.limits.max_compute_workgroups_per_dimension)
-            .ok_or_else(|| {
-                Error::op(
-                    def.entry,
-                    format!("{work} invocations exceed the adapter's dispatch grid"),
-                )
-            })?;
         let align = self.ctx.limits.min_uniform_buffer_offset_alignment as usize;
         let offset = self.uniforms.len().div_ceil(align) * align;
         self.uniforms.resize(offset, 0);
@@ -683,4 +684,31 @@ fn dense_params(s: &DenseJobs) -> Result<DenseParams> {
         param_stride: u(s.stride)?,
         in_by_data: (s.input_blocks == InputBlocks::ByData) as u32,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_past_u32_are_typed_errors_not_wrapped() {
+        assert_eq!(u(u32::MAX as usize).unwrap(), u32::MAX);
+        assert!(matches!(
+            u(u32::MAX as usize + 1),
+            Err(Error::IndexRange { value, .. }) if value == 1 << 32
+        ));
+        let Ok(mut be) = GpuBackend::from_env() else {
+            eprintln!("SKIPPED: no GPU adapter found");
+            return;
+        };
+        // Rejected before anything is allocated: the kernels could not index past u32::MAX.
+        let err = be
+            .alloc(BufKind::F32, u32::MAX as usize + 1, "huge")
+            .unwrap_err();
+        assert!(
+            matches!(err, Error::IndexRange { value, .. } if value == 1 << 32),
+            "{err}"
+        );
+        assert!(err.to_string().contains("huge"), "{err}");
+    }
 }

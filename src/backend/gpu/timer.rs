@@ -140,3 +140,48 @@ impl GpuTimer {
         std::mem::take(&mut self.pending_ns) * 1e-9
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::gpu::{AdapterChoice, GpuContext};
+
+    /// More passes than one query set holds, in one command buffer: every pass gets its
+    /// timestamps (the timer grows) and one collect reads them all back.
+    #[test]
+    fn a_full_query_set_grows_instead_of_dropping_passes() {
+        let Ok(ctx) = GpuContext::new(&AdapterChoice::from_env()) else {
+            assert_ne!(
+                std::env::var("SWARMGRAD_REQUIRE_ADAPTER").as_deref(),
+                Ok("1"),
+                "SWARMGRAD_REQUIRE_ADAPTER=1 but no GPU adapter was found"
+            );
+            eprintln!("SKIPPED: no GPU adapter found");
+            return;
+        };
+        let Some(mut timer) = GpuTimer::new(&ctx.device, &ctx.queue) else {
+            eprintln!("SKIPPED: {} has no timestamp queries", ctx.describe());
+            return;
+        };
+        let passes = 2 * PAIRS + 7;
+        let mut enc = ctx
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None });
+        for _ in 0..passes {
+            let writes = timer.next_pass(&ctx.device);
+            drop(enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: None,
+                timestamp_writes: Some(writes),
+            }));
+        }
+        assert_eq!(timer.chunks.len(), 3);
+        let recorded: u32 = timer.chunks.iter().map(|c| c.used).sum();
+        assert_eq!(recorded, 2 * passes, "every pass has its two timestamps");
+        assert!(timer.nearly_full());
+        ctx.queue.submit([enc.finish()]);
+        timer.collect(&ctx.device, &ctx.queue).unwrap();
+        assert!(timer.chunks.iter().all(|c| c.used == 0));
+        assert!(!timer.nearly_full());
+        assert!(timer.take_seconds() >= 0.0);
+    }
+}
