@@ -184,125 +184,96 @@ impl Kernel {
     ];
 
     /// The kernel's file, entry point, bindings, workgroup size and variants.
-    pub const fn def(self) -> &'static KernelDef {
-        const fn k(
-            file: &'static str,
-            entry: &'static str,
-            uniform: &'static str,
-            storage: &'static [Access],
-            variants: &'static [Variant],
-        ) -> KernelDef {
-            KernelDef {
-                file,
-                entry,
-                uniform,
-                storage,
-                workgroup_size: 64,
-                variants,
-            }
-        }
-        const RELU: &[Variant] = &[
-            Variant::SCALAR.relu(false),
-            Variant::SCALAR.relu(true),
-            Variant::VEC4.relu(false),
-            Variant::VEC4.relu(true),
-        ];
-        const RELU_SCALAR: &[Variant] = &[Variant::SCALAR.relu(false), Variant::SCALAR.relu(true)];
-        const DENSE: &[Access] = &[R, R, R, R, W];
-        // Each arm is a constant so `def` can hand out 'static references.
-        match self {
-            Kernel::Gather => {
-                const D: KernelDef = k(
-                    "gather.wgsl",
-                    "gather",
-                    "GatherParams",
-                    &[R, R, R, W, W],
-                    SCALAR,
-                );
-                &D
-            }
-            Kernel::DenseForward => {
-                const D: KernelDef = k("dense.wgsl", "dense_forward", "DenseParams", DENSE, RELU);
-                &D
-            }
-            Kernel::DenseBackwardData => {
-                const D: KernelDef = k(
-                    "dense.wgsl",
-                    "dense_backward_data",
-                    "DenseParams",
-                    DENSE,
-                    RELU_SCALAR,
-                );
-                &D
-            }
-            Kernel::DenseBackwardWeights => {
-                const D: KernelDef = k(
-                    "dense.wgsl",
-                    "dense_backward_weights",
-                    "DenseParams",
-                    DENSE,
-                    WIDTHS,
-                );
-                &D
-            }
-            Kernel::SoftmaxXent => {
-                const D: KernelDef = k(
-                    "loss.wgsl",
-                    "softmax_xent",
-                    "XentParams",
-                    &[R, R, R, W, W],
-                    SCALAR,
-                );
-                &D
-            }
-            Kernel::Mix => {
-                const D: KernelDef = k("mix.wgsl", "mix", "MixParams", &[R, R, R, R, W], WIDTHS);
-                &D
-            }
-            Kernel::Axpby => {
-                const D: KernelDef = k("update.wgsl", "axpby", "UpdateParams", &[R, W], WIDTHS);
-                &D
-            }
-            Kernel::LocalStep => {
-                const D: KernelDef = k(
-                    "update.wgsl",
-                    "local_step",
-                    "UpdateParams",
-                    &[W, R, W],
-                    WIDTHS,
-                );
-                &D
-            }
-            Kernel::AdamStep => {
-                const D: KernelDef = k(
-                    "update.wgsl",
-                    "adam_step",
-                    "AdamParams",
-                    &[W, R, R, R],
-                    SCALAR,
-                );
-                &D
-            }
-            Kernel::AdamMoments => {
-                const D: KernelDef = k(
-                    "update.wgsl",
-                    "adam_moments",
-                    "AdamParams",
-                    &[R, R, W, W],
-                    SCALAR,
-                );
-                &D
-            }
-            Kernel::Reduce => {
-                const D: KernelDef = KernelDef {
-                    workgroup_size: 256,
-                    ..k("reduce.wgsl", "reduce", "ReduceParams", &[R, R, W], SCALAR)
-                };
-                &D
-            }
-        }
+    pub fn def(self) -> &'static KernelDef {
+        &DEFS[self as usize]
     }
 }
+
+const fn k(
+    file: &'static str,
+    entry: &'static str,
+    uniform: &'static str,
+    storage: &'static [Access],
+    variants: &'static [Variant],
+) -> KernelDef {
+    KernelDef {
+        file,
+        entry,
+        uniform,
+        storage,
+        workgroup_size: 64,
+        variants,
+    }
+}
+
+const DENSE: &[Access] = &[R, R, R, R, W];
+const RELU: &[Variant] = &[
+    Variant::SCALAR.relu(false),
+    Variant::SCALAR.relu(true),
+    Variant::VEC4.relu(false),
+    Variant::VEC4.relu(true),
+];
+const RELU_SCALAR: &[Variant] = &[Variant::SCALAR.relu(false), Variant::SCALAR.relu(true)];
+
+/// The catalogue, in the order of [`Kernel`]'s variants (a unit test checks it).
+static DEFS: [KernelDef; 11] = [
+    k(
+        "gather.wgsl",
+        "gather",
+        "GatherParams",
+        &[R, R, R, W, W],
+        SCALAR,
+    ),
+    k("dense.wgsl", "dense_forward", "DenseParams", DENSE, RELU),
+    k(
+        "dense.wgsl",
+        "dense_backward_data",
+        "DenseParams",
+        DENSE,
+        RELU_SCALAR,
+    ),
+    k(
+        "dense.wgsl",
+        "dense_backward_weights",
+        "DenseParams",
+        DENSE,
+        WIDTHS,
+    ),
+    k(
+        "loss.wgsl",
+        "softmax_xent",
+        "XentParams",
+        &[R, R, R, W, W],
+        SCALAR,
+    ),
+    k("mix.wgsl", "mix", "MixParams", &[R, R, R, R, W], WIDTHS),
+    k("update.wgsl", "axpby", "UpdateParams", &[R, W], WIDTHS),
+    k(
+        "update.wgsl",
+        "local_step",
+        "UpdateParams",
+        &[W, R, W],
+        WIDTHS,
+    ),
+    k(
+        "update.wgsl",
+        "adam_step",
+        "AdamParams",
+        &[W, R, R, R],
+        SCALAR,
+    ),
+    k(
+        "update.wgsl",
+        "adam_moments",
+        "AdamParams",
+        &[R, R, W, W],
+        SCALAR,
+    ),
+    KernelDef {
+        workgroup_size: 256,
+        ..k("reduce.wgsl", "reduce", "ReduceParams", &[R, R, W], SCALAR)
+    },
+];
 
 /// What a compiled pipeline is built from: the source (shader file and width), the entry point
 /// and the pipeline-overridable constants (values as f64 bits, so the key hashes).
@@ -445,4 +416,25 @@ pub(crate) fn grid(groups: u64, max_per_dim: u32) -> Option<[u32; 3]> {
         (max, groups.div_ceil(max))
     };
     (gy <= max).then_some([gx as u32, gy as u32, 1])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_catalogue_follows_the_kernel_order() {
+        for (i, k) in Kernel::ALL.iter().enumerate() {
+            assert_eq!(*k as usize, i);
+            // DenseForward -> dense_forward: each entry sits at its kernel's index.
+            let mut snake = String::new();
+            for c in format!("{k:?}").chars() {
+                if c.is_uppercase() && !snake.is_empty() {
+                    snake.push('_');
+                }
+                snake.push(c.to_ascii_lowercase());
+            }
+            assert_eq!(k.def().entry, snake);
+        }
+    }
 }

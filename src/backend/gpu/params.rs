@@ -67,49 +67,97 @@ macro_rules! uniforms {
 uniforms! {
     /// `GatherParams` in gather.wgsl.
     GatherParams {
-        rows: u32, dim: u32, n_samples: u32, _pad0: u32,
-        mean: f32, inv_std: f32, _pad1: u32, _pad2: u32,
+        rows: u32,
+        dim: u32,
+        n_samples: u32,
+        _pad0: u32,
+        mean: f32,
+        inv_std: f32,
+        _pad1: u32,
+        _pad2: u32,
     }
 
     /// `DenseParams` in dense.wgsl (the activation is the pipeline constant `RELU`).
     DenseParams {
-        n_jobs: u32, batch: u32, in_dim: u32, out_dim: u32,
-        w_off: u32, b_off: u32, param_stride: u32, in_by_data: u32,
+        n_jobs: u32,
+        batch: u32,
+        in_dim: u32,
+        out_dim: u32,
+        w_off: u32,
+        b_off: u32,
+        param_stride: u32,
+        in_by_data: u32,
     }
 
     /// `XentParams` in loss.wgsl.
     XentParams {
-        n_jobs: u32, batch: u32, classes: u32, _pad0: u32,
+        n_jobs: u32,
+        batch: u32,
+        classes: u32,
+        _pad0: u32,
     }
 
     /// `MixParams` in mix.wgsl.
     MixParams {
-        rows: u32, len: u32, in_stride: u32, in_offset: u32,
-        out_stride: u32, out_offset: u32, _pad0: u32, _pad1: u32,
+        rows: u32,
+        len: u32,
+        in_stride: u32,
+        in_offset: u32,
+        out_stride: u32,
+        out_offset: u32,
+        _pad0: u32,
+        _pad1: u32,
     }
 
     /// `UpdateParams` in update.wgsl (axpby, local_step).
     UpdateParams {
-        len: u32, nesterov: u32, _pad0: u32, _pad1: u32,
-        a: f32, b: f32, lr: f32, momentum: f32,
-        weight_decay: f32, _pad2: f32, _pad3: f32, _pad4: f32,
+        len: u32,
+        nesterov: u32,
+        _pad0: u32,
+        _pad1: u32,
+        a: f32,
+        b: f32,
+        lr: f32,
+        momentum: f32,
+        weight_decay: f32,
+        _pad2: f32,
+        _pad3: f32,
+        _pad4: f32,
     }
 
     /// `AdamParams` in update.wgsl (adam_step, adam_moments).
     AdamParams {
-        len: u32, stride: u32, _pad0: u32, _pad1: u32,
-        lr: f32, beta1: f32, beta2: f32, eps: f32,
-        bc1: f32, bc2: f32, weight_decay: f32, _pad2: f32,
+        len: u32,
+        stride: u32,
+        _pad0: u32,
+        _pad1: u32,
+        lr: f32,
+        beta1: f32,
+        beta2: f32,
+        eps: f32,
+        bc1: f32,
+        bc2: f32,
+        weight_decay: f32,
+        _pad2: f32,
     }
 
     /// `ReduceParams` in reduce.wgsl.
     ReduceParams {
-        segments: u32, seg_len: u32, mode: u32, out_offset: u32,
-        a_offset: u32, a_stride: u32, b_offset: u32, b_stride: u32,
+        segments: u32,
+        seg_len: u32,
+        mode: u32,
+        out_offset: u32,
+        a_offset: u32,
+        a_stride: u32,
+        b_offset: u32,
+        b_stride: u32,
     }
 
     /// `ProbeParams` in probe.wgsl (benchmarks).
     ProbeParams {
-        len: u32, iters: u32, _pad0: u32, _pad1: u32,
+        len: u32,
+        iters: u32,
+        _pad0: u32,
+        _pad1: u32,
     }
 }
