@@ -2,7 +2,7 @@
 //! variants (in [`Kernel::def`], the one place that lists them), how a variant's WGSL is put
 //! together ([`compose`]), and a cache of compiled pipelines.
 //!
-//! A variant is compiled from one source: a two-line header chooses the element type `V` of the
+//! A variant is compiled from one source: a short header chooses the element type `V` of the
 //! shader's vector views (`f32` or `vec4<f32>`, a textual template since WGSL overrides cannot
 //! change types), the shared prelude (shaders/prelude.wgsl) follows, then the shader file; the
 //! activation is a pipeline-overridable constant (`RELU`).
