@@ -43,15 +43,22 @@ fn param_at(i: u32) -> f32 {
 @group(0) @binding(4) var<storage, read> b_in: array<f32>;
 @group(0) @binding(4) var<storage, read> b_in_v: array<V>;
 
-// Layer-input columns i0 .. i0 + 3 of the row that starts at V index `row` (k V per row), each
-// clamped to the row: one aligned load in the vec4 variant (i0 and in_dim multiples of 4), four
-// in the scalar one. The branch on the constant VW is resolved at compile time.
-fn input_cols(row: u32, i0: u32, k: u32) -> vec4<f32> {
+// V index within a row of the layer-input columns i0 .. i0 + 3, each clamped to the row's k V:
+// the vec4 variant reads the four as one V (i0 and in_dim are multiples of 4), the scalar one
+// one by one. Branches on the constant VW are resolved at compile time.
+fn input_cols(i0: u32, k: u32) -> vec4<u32> {
     if (VW == 4u) {
-        return vec4<f32>(b_in_v[row + min(i0 / 4u, k - 1u)]);
+        return vec4<u32>(min(i0 / 4u, k - 1u));
     }
-    let c = clamp4(row + i0, row + k - 1u);
-    return vec4<f32>(vlane(b_in_v[c.x], 0u), vlane(b_in_v[c.y], 0u), vlane(b_in_v[c.z], 0u), vlane(b_in_v[c.w], 0u));
+    return clamp4(i0, k - 1u);
+}
+
+// Those columns of the layer-input row that starts at V index `row`.
+fn load_cols(row: u32, c: vec4<u32>) -> vec4<f32> {
+    if (VW == 4u) {
+        return vec4<f32>(b_in_v[row + c.x]);
+    }
+    return vec4<f32>(vlane(b_in_v[row + c.x], 0u), vlane(b_in_v[row + c.y], 0u), vlane(b_in_v[row + c.z], 0u), vlane(b_in_v[row + c.w], 0u));
 }
 
 // forward: layer output; backward_data: d(pre-activation) of the previous layer;
@@ -214,13 +221,14 @@ fn dense_backward_weights(@builtin(global_invocation_id) gid: vec3<u32>, @builti
     let bias_col = vec4<u32>(i0, i0 + 1u, i0 + 2u, i0 + 3u) >= vec4<u32>(p.in_dim);
     let k = p.in_dim / VW;
     let x_base = input_block(j) * p.batch * k;
+    let cols = input_cols(i0, k);
     let dz_base = j * p.batch * p.out_dim;
     var acc0 = vec4<f32>(0.0);
     var acc1 = vec4<f32>(0.0);
     var acc2 = vec4<f32>(0.0);
     var acc3 = vec4<f32>(0.0);
     for (var b = 0u; b < p.batch; b++) {
-        let x = select(input_cols(x_base + b * k, i0, k), vec4<f32>(1.0), bias_col);
+        let x = select(load_cols(x_base + b * k, cols), vec4<f32>(1.0), bias_col);
         let zb = dz_base + b * p.out_dim;
         acc0 += a_in[zb + ov.x] * x;
         acc1 += a_in[zb + ov.y] * x;
