@@ -8,8 +8,9 @@
 //
 // Every invocation computes a 4 × 4 register tile; loads are clamped in range and stores masked.
 // Variants: the vec4 one (V = vec4<f32>) reads along the rows four floats at a time through the
-// `_v` views; the host picks it when in_dim, w_off and param_stride are multiples of 4, so every
-// row starts on a vec4 boundary. RELU is a pipeline constant.
+// `_v` views; the host picks it where every row read that way starts on a vec4 boundary (forward:
+// in_dim, w_off and param_stride multiples of 4; backward_weights: in_dim). backward_data runs
+// scalar only. RELU is a pipeline constant.
 
 struct DenseParams {
     n_jobs: u32, batch: u32, in_dim: u32, out_dim: u32,
