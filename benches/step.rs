@@ -5,7 +5,7 @@
 //! every measurement flushes and waits for the device before reading the clock.
 
 use std::time::Instant;
-use swarmgrad::backend::gpu::GpuBackend;
+use swarmgrad::backend::gpu::{GpuBackend, Probe};
 use swarmgrad::backend::*;
 use swarmgrad::model::pass::{Minibatch, Pass};
 use swarmgrad::model::Mlp;
@@ -107,7 +107,7 @@ fn time_per(
 fn main() -> swarmgrad::Result<()> {
     let mut be = GpuBackend::from_env()?;
     println!("adapter: {}", be.describe());
-    let (peak_gflops, peak_gbps) = be.measure_ceilings()?;
+    let (peak_gflops, peak_gbps) = Probe::new(be.context()).measure_ceilings()?;
     println!("device ceilings (measured): {peak_gflops:.1} GFLOP/s f32 FMA, {peak_gbps:.1} GB/s streaming\n");
     let model = Mlp::parse("mlp:784-128-10")?;
     let layers = model.layers();
