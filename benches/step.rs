@@ -190,7 +190,7 @@ fn main() -> swarmgrad::Result<()> {
                 weight_decay: 1e-4,
             })?;
             be.mix(&gossip)?;
-            be.copy(s.next, 0, s.params, 0, agents * len)
+            be.copy(&CopyRange::whole(s.next, s.params, agents * len))
         });
         let dispatches = (be.counters().dispatches - before) / 17; // 2 warm-up + 3 × 5 steps
         println!(

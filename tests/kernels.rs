@@ -563,7 +563,7 @@ fn train_steps(be: &mut dyn Backend, agents: usize, steps: usize) -> Result<(Vec
             out_stride: stride,
             len: stride,
         })?;
-        be.copy(next, 0, params, 0, len)?;
+        be.copy(&CopyRange::whole(next, params, len))?;
         be.flush()?;
     }
     Ok((be.read_f32(params)?, be.read_f32(pass.job_stats)?))

@@ -5,7 +5,6 @@ use super::context::{AdapterChoice, GpuContext};
 use super::kernels::{self, Kernel, PipelineCache, Variant};
 use super::params::*;
 use super::timer::GpuTimer;
-use crate::backend::reference::check_write;
 use crate::backend::*;
 use crate::error::{Error, Result};
 use std::sync::{Arc, Mutex};
@@ -433,23 +432,15 @@ impl Backend for GpuBackend {
         Ok(bytemuck::cast_slice::<u8, u32>(&bytes).to_vec())
     }
 
-    fn copy(
-        &mut self,
-        src: Buf,
-        src_offset: usize,
-        dst: Buf,
-        dst_offset: usize,
-        len: usize,
-    ) -> Result<()> {
-        check_write("copy", src, BufKind::F32, src_offset, len)?;
-        check_write("copy", dst, BufKind::F32, dst_offset, len)?;
-        if len > 0 {
+    fn copy(&mut self, op: &CopyRange) -> Result<()> {
+        op.check()?;
+        if op.len > 0 {
             self.pending.push(Command::Copy {
-                src: self.buffer(src)?.clone(),
-                src_offset: src_offset as u64 * 4,
-                dst: self.buffer(dst)?.clone(),
-                dst_offset: dst_offset as u64 * 4,
-                size: len as u64 * 4,
+                src: self.buffer(op.src)?.clone(),
+                src_offset: op.src_offset as u64 * 4,
+                dst: self.buffer(op.dst)?.clone(),
+                dst_offset: op.dst_offset as u64 * 4,
+                size: op.len as u64 * 4,
             });
         }
         Ok(())
