@@ -5,7 +5,7 @@
 //! every measurement flushes and waits for the device before reading the clock.
 
 use std::time::Instant;
-use swarmgrad::backend::gpu::GpuBackend;
+use swarmgrad::backend::gpu::{GpuBackend, Probe};
 use swarmgrad::backend::*;
 use swarmgrad::model::pass::{Minibatch, Pass};
 use swarmgrad::model::Mlp;
@@ -107,7 +107,7 @@ fn time_per(
 fn main() -> swarmgrad::Result<()> {
     let mut be = GpuBackend::from_env()?;
     println!("adapter: {}", be.describe());
-    let (peak_gflops, peak_gbps) = be.measure_ceilings()?;
+    let (peak_gflops, peak_gbps) = Probe::new(be.context()).measure_ceilings()?;
     println!("device ceilings (measured): {peak_gflops:.1} GFLOP/s f32 FMA, {peak_gbps:.1} GB/s streaming\n");
     let model = Mlp::parse("mlp:784-128-10")?;
     let layers = model.layers();
@@ -190,7 +190,7 @@ fn main() -> swarmgrad::Result<()> {
                 weight_decay: 1e-4,
             })?;
             be.mix(&gossip)?;
-            be.copy(s.next, 0, s.params, 0, agents * len)
+            be.copy(&CopyRange::whole(s.next, s.params, agents * len))
         });
         let dispatches = (be.counters().dispatches - before) / 17; // 2 warm-up + 3 × 5 steps
         println!(

@@ -7,43 +7,84 @@
 // block of job j is d_j when `in_by_data` (the gathered minibatch of agent d_j) and j otherwise.
 //
 // Every invocation computes a 4 × 4 register tile; loads are clamped in range and stores masked.
+// Variants: the vec4 one (V = vec4<f32>) reads along the rows four floats at a time through the
+// `_v` views; the host picks it where every row read that way starts on a vec4 boundary (forward:
+// in_dim, w_off and param_stride multiples of 4; backward_weights: in_dim). backward_data runs
+// scalar only. RELU is a pipeline constant.
 
 struct DenseParams {
-    n_jobs: u32,
-    batch: u32,
-    in_dim: u32,
-    out_dim: u32,
-    w_off: u32,
-    b_off: u32,
-    param_stride: u32,
-    in_by_data: u32,
-    relu: u32,
-    _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
+    n_jobs: u32, batch: u32, in_dim: u32, out_dim: u32,
+    w_off: u32, b_off: u32, param_stride: u32, in_by_data: u32,
 }
 
-const WG: u32 = 64u;
 const T: u32 = 4u;
+
+// dense_forward: apply the ReLU to the output; dense_backward_data: apply the previous layer's
+// ReLU mask to dx (its output is this layer's input, and relu(z) > 0 iff z > 0).
+override RELU: bool = false;
 
 @group(0) @binding(0) var<uniform> p: DenseParams;
 @group(0) @binding(1) var<storage, read> jobs: array<u32>;
+
+// Weights and biases: forward reads the V view, backward_data the scalar one.
+@group(0) @binding(2) var<storage, read> params_v: array<V>;
 @group(0) @binding(2) var<storage, read> params: array<f32>;
-// forward: layer input; backward_data: d(pre-activation) of this layer; backward_weights: same.
+
+// Parameter i (a float index) through the V view.
+fn param_at(i: u32) -> f32 {
+    return vlane(params_v[i / VW], i % VW);
+}
+
+// forward: layer input (V view); backward_data and backward_weights: d(pre-activation).
+@group(0) @binding(3) var<storage, read> a_in_v: array<V>;
 @group(0) @binding(3) var<storage, read> a_in: array<f32>;
-// forward: unused; backward_data: the layer input (ReLU mask of the previous layer);
-// backward_weights: the layer input.
+
+// forward: unused; backward_data: the layer input (for the ReLU mask); backward_weights: the layer
+// input (V view).
 @group(0) @binding(4) var<storage, read> b_in: array<f32>;
+@group(0) @binding(4) var<storage, read> b_in_v: array<V>;
+
+// V index within a row of the layer-input columns i0 .. i0 + 3, each clamped to the row's k V:
+// the vec4 variant reads the four as one V (i0 and in_dim are multiples of 4), the scalar one
+// one by one. Branches on the constant VW are resolved at compile time.
+fn input_cols(i0: u32, k: u32) -> vec4<u32> {
+    if (VW == 4u) {
+        return vec4<u32>(min(i0 / 4u, k - 1u));
+    }
+    return clamp4(i0, k - 1u);
+}
+
+// Those columns of the layer-input row that starts at V index `row`.
+fn load_cols(row: u32, c: vec4<u32>) -> vec4<f32> {
+    if (VW == 4u) {
+        return vec4<f32>(b_in_v[row + c.x]);
+    }
+    return vec4<f32>(vlane(b_in_v[row + c.x], 0u), vlane(b_in_v[row + c.y], 0u), vlane(b_in_v[row + c.z], 0u), vlane(b_in_v[row + c.w], 0u));
+}
+
 // forward: layer output; backward_data: d(pre-activation) of the previous layer;
 // backward_weights: gradient slabs, one per job, `param_stride` floats each.
 @group(0) @binding(5) var<storage, read_write> out: array<f32>;
 
-fn linear_id(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
-    return gid.x + gid.y * nwg.x * WG;
-}
-
 fn input_block(j: u32) -> u32 {
     return select(j, jobs[2u * j + 1u], p.in_by_data != 0u);
+}
+
+// Tiles of T along n elements.
+fn tiles(n: u32) -> u32 {
+    return (n + T - 1u) / T;
+}
+
+// (job, first row, first column) of tile `id` in a grid of jobs × rows × cols tiles, cols fastest.
+fn tile_at(id: u32, rows: u32, cols: u32) -> vec3<u32> {
+    let j = id / (rows * cols);
+    let rest = id - j * rows * cols;
+    return vec3<u32>(j, (rest / cols) * T, (rest % cols) * T);
+}
+
+// first .. first + 3, each clamped to last (keeps the loads of an edge tile in range).
+fn clamp4(first: u32, last: u32) -> vec4<u32> {
+    return min(vec4<u32>(first, first + 1u, first + 2u, first + 3u), vec4<u32>(last));
 }
 
 // Writes a forward tile (rows b0.., outputs o0..) of job j, applying the ReLU; masked at the edges.
@@ -56,7 +97,7 @@ fn store_forward_tile(j: u32, b0: u32, o0: u32, tile: array<vec4<f32>, 4>) {
             break;
         }
         var v = rows[t];
-        if (p.relu != 0u) {
+        if (RELU) {
             v = max(v, vec4<f32>(0.0));
         }
         for (var u = 0u; u < T; u++) {
@@ -67,118 +108,67 @@ fn store_forward_tile(j: u32, b0: u32, o0: u32, tile: array<vec4<f32>, 4>) {
     }
 }
 
-// y[j, b, o] = act(sum_i x[blk, b, i] * W[m, o, i] + bias[m, o]); tile = 4 rows × 4 outputs.
+// y[j, b, o] = act(sum_i x[blk, b, i] * W[m, o, i] + bias[m, o]); tile = 4 rows × 4 outputs. The
+// reduction runs over the k = in_dim / VW elements of V of a row: the vec4 variant sums each
+// vec4's four products with dot, so 8 vec4 loads feed 64 multiply-adds.
 @compute @workgroup_size(WG)
 fn dense_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let tiles_o = (p.out_dim + T - 1u) / T;
-    let tiles_b = (p.batch + T - 1u) / T;
+    let tiles_b = tiles(p.batch);
+    let tiles_o = tiles(p.out_dim);
     let id = linear_id(gid, nwg);
     if (id >= p.n_jobs * tiles_b * tiles_o) {
         return;
     }
-    let j = id / (tiles_b * tiles_o);
-    let rest = id - j * tiles_b * tiles_o;
-    let b0 = (rest / tiles_o) * T;
-    let o0 = (rest % tiles_o) * T;
+    let tile = tile_at(id, tiles_b, tiles_o);
+    let j = tile.x;
+    let b0 = tile.y;
+    let o0 = tile.z;
     let m = jobs[2u * j];
-    let x_base = input_block(j) * p.batch * p.in_dim;
-    let w_base = m * p.param_stride + p.w_off;
-    // Clamped row/output indices keep every load in range; stores below are masked.
-    let r = min(vec4<u32>(b0, b0 + 1u, b0 + 2u, b0 + 3u), vec4<u32>(p.batch - 1u));
-    let o = min(vec4<u32>(o0, o0 + 1u, o0 + 2u, o0 + 3u), vec4<u32>(p.out_dim - 1u));
-    let xr = x_base + r * p.in_dim;
-    let wr = w_base + o * p.in_dim;
+    let k = p.in_dim / VW;
+    // Clamped row/output indices keep every load in range; stores are masked.
+    let o = clamp4(o0, p.out_dim - 1u);
+    let xr = input_block(j) * p.batch * k + clamp4(b0, p.batch - 1u) * k;
+    let wr = (m * p.param_stride + p.w_off) / VW + o * k;
     var acc0 = vec4<f32>(0.0);
     var acc1 = vec4<f32>(0.0);
     var acc2 = vec4<f32>(0.0);
     var acc3 = vec4<f32>(0.0);
-    for (var i = 0u; i < p.in_dim; i++) {
-        let w = vec4<f32>(params[wr.x + i], params[wr.y + i], params[wr.z + i], params[wr.w + i]);
-        acc0 += a_in[xr.x + i] * w;
-        acc1 += a_in[xr.y + i] * w;
-        acc2 += a_in[xr.z + i] * w;
-        acc3 += a_in[xr.w + i] * w;
+    for (var i = 0u; i < k; i++) {
+        let w0 = params_v[wr.x + i];
+        let w1 = params_v[wr.y + i];
+        let w2 = params_v[wr.z + i];
+        let w3 = params_v[wr.w + i];
+        let x0 = a_in_v[xr.x + i];
+        let x1 = a_in_v[xr.y + i];
+        let x2 = a_in_v[xr.z + i];
+        let x3 = a_in_v[xr.w + i];
+        acc0 += vec4<f32>(vdot(x0, w0), vdot(x0, w1), vdot(x0, w2), vdot(x0, w3));
+        acc1 += vec4<f32>(vdot(x1, w0), vdot(x1, w1), vdot(x1, w2), vdot(x1, w3));
+        acc2 += vec4<f32>(vdot(x2, w0), vdot(x2, w1), vdot(x2, w2), vdot(x2, w3));
+        acc3 += vec4<f32>(vdot(x3, w0), vdot(x3, w1), vdot(x3, w2), vdot(x3, w3));
     }
-    let bb = m * p.param_stride + p.b_off;
-    let bias = vec4<f32>(params[bb + o.x], params[bb + o.y], params[bb + o.z], params[bb + o.w]);
-    store_forward_tile(j, b0, o0, array<vec4<f32>, 4>(acc0 + bias, acc1 + bias, acc2 + bias, acc3 + bias));
-}
-
-// Vectorised views of the same buffers for dense_forward_vec4 (in_dim, w_off, stride and the
-// block sizes all multiples of 4, so every row starts on a vec4 boundary).
-@group(0) @binding(2) var<storage, read> params4: array<vec4<f32>>;
-@group(0) @binding(3) var<storage, read> a_in4: array<vec4<f32>>;
-
-// dense_forward with vec4 loads along the reduction: 8 vec4 loads feed 64 multiply-adds.
-@compute @workgroup_size(WG)
-fn dense_forward_vec4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let tiles_o = (p.out_dim + T - 1u) / T;
-    let tiles_b = (p.batch + T - 1u) / T;
-    let id = linear_id(gid, nwg);
-    if (id >= p.n_jobs * tiles_b * tiles_o) {
-        return;
-    }
-    let j = id / (tiles_b * tiles_o);
-    let rest = id - j * tiles_b * tiles_o;
-    let b0 = (rest / tiles_o) * T;
-    let o0 = (rest % tiles_o) * T;
-    let m = jobs[2u * j];
-    let k4 = p.in_dim / 4u;
-    let x_base = input_block(j) * p.batch * k4;
-    let w_base = (m * p.param_stride + p.w_off) / 4u;
-    let r = min(vec4<u32>(b0, b0 + 1u, b0 + 2u, b0 + 3u), vec4<u32>(p.batch - 1u));
-    let o = min(vec4<u32>(o0, o0 + 1u, o0 + 2u, o0 + 3u), vec4<u32>(p.out_dim - 1u));
-    let xr = x_base + r * k4;
-    let wr = w_base + o * k4;
-    var acc0 = vec4<f32>(0.0);
-    var acc1 = vec4<f32>(0.0);
-    var acc2 = vec4<f32>(0.0);
-    var acc3 = vec4<f32>(0.0);
-    for (var i = 0u; i < k4; i++) {
-        let w0 = params4[wr.x + i];
-        let w1 = params4[wr.y + i];
-        let w2 = params4[wr.z + i];
-        let w3 = params4[wr.w + i];
-        let x0 = a_in4[xr.x + i];
-        let x1 = a_in4[xr.y + i];
-        let x2 = a_in4[xr.z + i];
-        let x3 = a_in4[xr.w + i];
-        acc0 += vec4<f32>(dot(x0, w0), dot(x0, w1), dot(x0, w2), dot(x0, w3));
-        acc1 += vec4<f32>(dot(x1, w0), dot(x1, w1), dot(x1, w2), dot(x1, w3));
-        acc2 += vec4<f32>(dot(x2, w0), dot(x2, w1), dot(x2, w2), dot(x2, w3));
-        acc3 += vec4<f32>(dot(x3, w0), dot(x3, w1), dot(x3, w2), dot(x3, w3));
-    }
-    // The bias is read through the vec4 view too (one view per binding per entry point).
     let bb = m * p.param_stride + p.b_off + o;
-    let bias = vec4<f32>(
-        params4[bb.x / 4u][bb.x % 4u],
-        params4[bb.y / 4u][bb.y % 4u],
-        params4[bb.z / 4u][bb.z % 4u],
-        params4[bb.w / 4u][bb.w % 4u],
-    );
+    let bias = vec4<f32>(param_at(bb.x), param_at(bb.y), param_at(bb.z), param_at(bb.w));
     store_forward_tile(j, b0, o0, array<vec4<f32>, 4>(acc0 + bias, acc1 + bias, acc2 + bias, acc3 + bias));
 }
 
-// dx[j, b, i] = sum_o dz[j, b, o] * W[m, o, i], times relu'(x[j, b, i]) when `relu` is set
-// (the previous layer's ReLU: its output is this layer's input, and relu(z) > 0 iff z > 0).
+// dx[j, b, i] = sum_o dz[j, b, o] * W[m, o, i], times relu'(x[j, b, i]) when RELU is set.
 // Tile = 4 rows × 4 inputs; adjacent invocations read adjacent columns of W.
 @compute @workgroup_size(WG)
 fn dense_backward_data(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let tiles_i = (p.in_dim + T - 1u) / T;
-    let tiles_b = (p.batch + T - 1u) / T;
+    let tiles_b = tiles(p.batch);
+    let tiles_i = tiles(p.in_dim);
     let id = linear_id(gid, nwg);
     if (id >= p.n_jobs * tiles_b * tiles_i) {
         return;
     }
-    let j = id / (tiles_b * tiles_i);
-    let rest = id - j * tiles_b * tiles_i;
-    let b0 = (rest / tiles_i) * T;
-    let i0 = (rest % tiles_i) * T;
-    let m = jobs[2u * j];
-    let w_base = m * p.param_stride + p.w_off;
-    let r = min(vec4<u32>(b0, b0 + 1u, b0 + 2u, b0 + 3u), vec4<u32>(p.batch - 1u));
-    let ii = min(vec4<u32>(i0, i0 + 1u, i0 + 2u, i0 + 3u), vec4<u32>(p.in_dim - 1u));
-    let dz_r = j * p.batch * p.out_dim + r * p.out_dim;
+    let tile = tile_at(id, tiles_b, tiles_i);
+    let j = tile.x;
+    let b0 = tile.y;
+    let i0 = tile.z;
+    let w_base = jobs[2u * j] * p.param_stride + p.w_off;
+    let ii = clamp4(i0, p.in_dim - 1u);
+    let dz_r = j * p.batch * p.out_dim + clamp4(b0, p.batch - 1u) * p.out_dim;
     var acc0 = vec4<f32>(0.0);
     var acc1 = vec4<f32>(0.0);
     var acc2 = vec4<f32>(0.0);
@@ -203,7 +193,7 @@ fn dense_backward_data(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(n
             let i = i0 + u;
             if (i < p.in_dim) {
                 var v = rows[t][u];
-                if (p.relu != 0u && b_in[x_base + row * p.in_dim + i] <= 0.0) {
+                if (RELU && b_in[x_base + row * p.in_dim + i] <= 0.0) {
                     v = 0.0;
                 }
                 out[dx_base + row * p.in_dim + i] = v;
@@ -213,35 +203,33 @@ fn dense_backward_data(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(n
 }
 
 // Gradient slab of job j: dW[o, i] = sum_b dz[j, b, o] * x[blk, b, i] and db[o] = sum_b dz[j, b, o]
-// (column i = in_dim stands for the bias, whose input is 1). Tile = 4 outputs × 4 columns.
+// (column i = in_dim stands for the bias, whose input is 1). Tile = 4 outputs × 4 columns; the
+// vec4 variant loads a tile's four input columns at once.
 @compute @workgroup_size(WG)
 fn dense_backward_weights(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let cols = p.in_dim + 1u;
-    let tiles_i = (cols + T - 1u) / T;
-    let tiles_o = (p.out_dim + T - 1u) / T;
+    let tiles_o = tiles(p.out_dim);
+    let tiles_i = tiles(p.in_dim + 1u);
     let id = linear_id(gid, nwg);
     if (id >= p.n_jobs * tiles_o * tiles_i) {
         return;
     }
-    let j = id / (tiles_o * tiles_i);
-    let rest = id - j * tiles_o * tiles_i;
-    let o0 = (rest / tiles_i) * T;
-    let i0 = (rest % tiles_i) * T;
-    let ov = min(vec4<u32>(o0, o0 + 1u, o0 + 2u, o0 + 3u), vec4<u32>(p.out_dim - 1u));
-    let ic = vec4<u32>(i0, i0 + 1u, i0 + 2u, i0 + 3u);
-    // Columns at or past in_dim read x = 1 (the bias column); the clamp keeps loads in range.
-    let is_x = vec4<f32>(ic < vec4<u32>(p.in_dim));
-    let ii = min(ic, vec4<u32>(p.in_dim - 1u));
-    let x_base = input_block(j) * p.batch * p.in_dim;
+    let tile = tile_at(id, tiles_o, tiles_i);
+    let j = tile.x;
+    let o0 = tile.y;
+    let i0 = tile.z;
+    let ov = clamp4(o0, p.out_dim - 1u);
+    // Columns at or past in_dim read x = 1 (the bias column).
+    let bias_col = vec4<u32>(i0, i0 + 1u, i0 + 2u, i0 + 3u) >= vec4<u32>(p.in_dim);
+    let k = p.in_dim / VW;
+    let x_base = input_block(j) * p.batch * k;
+    let cols = input_cols(i0, k);
     let dz_base = j * p.batch * p.out_dim;
     var acc0 = vec4<f32>(0.0);
     var acc1 = vec4<f32>(0.0);
     var acc2 = vec4<f32>(0.0);
     var acc3 = vec4<f32>(0.0);
     for (var b = 0u; b < p.batch; b++) {
-        let xb = x_base + b * p.in_dim;
-        let xv = vec4<f32>(b_in[xb + ii.x], b_in[xb + ii.y], b_in[xb + ii.z], b_in[xb + ii.w]);
-        let x = xv * is_x + (vec4<f32>(1.0) - is_x);
+        let x = select(load_cols(x_base + b * k, cols), vec4<f32>(1.0), bias_col);
         let zb = dz_base + b * p.out_dim;
         acc0 += a_in[zb + ov.x] * x;
         acc1 += a_in[zb + ov.y] * x;
@@ -261,58 +249,6 @@ fn dense_backward_weights(@builtin(global_invocation_id) gid: vec3<u32>, @builti
                 out[g_base + p.w_off + o * p.in_dim + i] = rows[t][u];
             } else if (i == p.in_dim) {
                 out[g_base + p.b_off + o] = rows[t][u];
-            }
-        }
-    }
-}
-
-// A vec4 view of b_in for dense_backward_weights_vec4 (in_dim a multiple of 4).
-@group(0) @binding(4) var<storage, read> b_in4: array<vec4<f32>>;
-
-// dense_backward_weights with one vec4 load of the layer input per row: the tile's four columns
-// are contiguous. The tile at column in_dim is the bias column (input 1).
-@compute @workgroup_size(WG)
-fn dense_backward_weights_vec4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let cols = p.in_dim + 1u;
-    let tiles_i = (cols + T - 1u) / T;
-    let tiles_o = (p.out_dim + T - 1u) / T;
-    let id = linear_id(gid, nwg);
-    if (id >= p.n_jobs * tiles_o * tiles_i) {
-        return;
-    }
-    let j = id / (tiles_o * tiles_i);
-    let rest = id - j * tiles_o * tiles_i;
-    let o0 = (rest / tiles_i) * T;
-    let i0 = (rest % tiles_i) * T;
-    let ov = min(vec4<u32>(o0, o0 + 1u, o0 + 2u, o0 + 3u), vec4<u32>(p.out_dim - 1u));
-    let bias_tile = i0 >= p.in_dim;
-    let k4 = p.in_dim / 4u;
-    let x_base = input_block(j) * p.batch * k4 + min(i0 / 4u, k4 - 1u);
-    let dz_base = j * p.batch * p.out_dim;
-    var acc0 = vec4<f32>(0.0);
-    var acc1 = vec4<f32>(0.0);
-    var acc2 = vec4<f32>(0.0);
-    var acc3 = vec4<f32>(0.0);
-    for (var b = 0u; b < p.batch; b++) {
-        let x = select(b_in4[x_base + b * k4], vec4<f32>(1.0), bias_tile);
-        let zb = dz_base + b * p.out_dim;
-        acc0 += a_in[zb + ov.x] * x;
-        acc1 += a_in[zb + ov.y] * x;
-        acc2 += a_in[zb + ov.z] * x;
-        acc3 += a_in[zb + ov.w] * x;
-    }
-    var rows = array<vec4<f32>, 4>(acc0, acc1, acc2, acc3);
-    let g_base = j * p.param_stride;
-    for (var t = 0u; t < T; t++) {
-        let o = o0 + t;
-        if (o >= p.out_dim) {
-            break;
-        }
-        if (bias_tile) {
-            out[g_base + p.b_off + o] = rows[t][0];
-        } else {
-            for (var u = 0u; u < T; u++) {
-                out[g_base + p.w_off + o * p.in_dim + i0 + u] = rows[t][u];
             }
         }
     }

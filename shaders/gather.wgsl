@@ -3,20 +3,12 @@
 // Layout: the dataset is N samples × `dim` bytes, sample-major, packed four bytes per u32
 // word (little-endian). Row r of the output takes sample index[r]:
 //   x[r * dim + f] = (byte(index[r], f) / 255 - mean) * inv_std,   y[r] = labels[index[r]].
-// One invocation per output element; the linear id spans a 2-D grid of workgroups.
+// One invocation per output element.
 
 struct GatherParams {
-    rows: u32,
-    dim: u32,
-    n_samples: u32,
-    _pad0: u32,
-    mean: f32,
-    inv_std: f32,
-    _pad1: u32,
-    _pad2: u32,
+    rows: u32, dim: u32, n_samples: u32, _pad0: u32,
+    mean: f32, inv_std: f32, _pad1: u32, _pad2: u32,
 }
-
-const WG: u32 = 64u;
 
 @group(0) @binding(0) var<uniform> p: GatherParams;
 @group(0) @binding(1) var<storage, read> data: array<u32>;
@@ -27,13 +19,14 @@ const WG: u32 = 64u;
 
 @compute @workgroup_size(WG)
 fn gather(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let id = gid.x + gid.y * nwg.x * WG;
+    let id = linear_id(gid, nwg);
     if (id >= p.rows * p.dim) {
         return;
     }
     let r = id / p.dim;
     let f = id - r * p.dim;
-    // The host validates indices; the clamp only keeps a bad index from reading out of range.
+    // An index past the dataset is clamped to its last sample, so every read stays in range; the
+    // shader does not report it (rejecting bad indices is the host's job).
     let s = min(index[r], p.n_samples - 1u);
     let byte_at = s * p.dim + f;
     let byte = (data[byte_at >> 2u] >> ((byte_at & 3u) * 8u)) & 0xffu;

@@ -1,19 +1,15 @@
 // Softmax cross-entropy over the logits of every job, one invocation per (job, row).
 //
 // logits / dlogits: block-major, block j holds `batch` rows of `classes` floats.
-// labels: one u32 per gathered data row; job j's row b has label labels[d_j * batch + b].
+// labels: one u32 per gathered data row; job j's row b has label labels[d_j * batch + b]
+// (clamped to the last class, so a bad label cannot index past the row).
 // stats: two planes of n_jobs * batch floats: per-row loss, then per-row correct (0 or 1),
 // so one segmented sum over 2 * n_jobs segments of `batch` gives loss and hits per job.
 // dlogits = (softmax - onehot) / batch: the gradient of the job's mean loss.
 
 struct XentParams {
-    n_jobs: u32,
-    batch: u32,
-    classes: u32,
-    _pad0: u32,
+    n_jobs: u32, batch: u32, classes: u32, _pad0: u32,
 }
-
-const WG: u32 = 64u;
 
 @group(0) @binding(0) var<uniform> p: XentParams;
 @group(0) @binding(1) var<storage, read> jobs: array<u32>;
@@ -24,7 +20,7 @@ const WG: u32 = 64u;
 
 @compute @workgroup_size(WG)
 fn softmax_xent(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let row = gid.x + gid.y * nwg.x * WG;
+    let row = linear_id(gid, nwg);
     let rows = p.n_jobs * p.batch;
     if (row >= rows) {
         return;

@@ -1,13 +1,9 @@
-// Device ceilings for the benchmarks: peak multiply-add rate and streaming bandwidth.
+// Device ceilings for the benchmarks (src/backend/gpu/probe.rs): peak multiply-add rate and
+// streaming bandwidth. Not part of the training kernels.
 
 struct ProbeParams {
-    len: u32,
-    iters: u32,
-    _pad0: u32,
-    _pad1: u32,
+    len: u32, iters: u32, _pad0: u32, _pad1: u32,
 }
-
-const WG: u32 = 64u;
 
 @group(0) @binding(0) var<uniform> p: ProbeParams;
 @group(0) @binding(1) var<storage, read> src: array<vec4<f32>>;
@@ -17,7 +13,7 @@ const WG: u32 = 64u;
 // but one load and one store.
 @compute @workgroup_size(WG)
 fn peak_fma(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let id = gid.x + gid.y * nwg.x * WG;
+    let id = linear_id(gid, nwg);
     if (id >= p.len) {
         return;
     }
@@ -48,7 +44,7 @@ fn peak_fma(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgrou
 // Streaming copy with a scale: 32 bytes of traffic per invocation.
 @compute @workgroup_size(WG)
 fn stream(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let id = gid.x + gid.y * nwg.x * WG;
+    let id = linear_id(gid, nwg);
     if (id >= p.len) {
         return;
     }

@@ -4,17 +4,12 @@
 // One workgroup per segment; a fixed-order tree in shared memory makes the sum deterministic.
 
 struct ReduceParams {
-    segments: u32,
-    seg_len: u32,
-    mode: u32,
-    out_offset: u32,
-    a_offset: u32,
-    a_stride: u32,
-    b_offset: u32,
-    b_stride: u32,
+    segments: u32, seg_len: u32, mode: u32, out_offset: u32,
+    a_offset: u32, a_stride: u32, b_offset: u32, b_stride: u32,
 }
 
-const WG: u32 = 256u;
+// The reduction's own workgroup size (the prelude's WG is for one invocation per element).
+const REDUCE_WG: u32 = 256u;
 const MODE_SUM: u32 = 0u;
 const MODE_DOT: u32 = 1u;
 
@@ -23,9 +18,9 @@ const MODE_DOT: u32 = 1u;
 @group(0) @binding(2) var<storage, read> b: array<f32>;
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;
 
-var<workgroup> partial: array<f32, WG>;
+var<workgroup> partial: array<f32, REDUCE_WG>;
 
-@compute @workgroup_size(WG)
+@compute @workgroup_size(REDUCE_WG)
 fn reduce(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let s = wid.x + wid.y * nwg.x;
     // Uniform across the workgroup, so the early return keeps barriers in uniform control flow.
@@ -35,7 +30,7 @@ fn reduce(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid:
     let a0 = p.a_offset + s * p.a_stride;
     let b0 = p.b_offset + s * p.b_stride;
     var acc = 0.0;
-    for (var k = lid; k < p.seg_len; k += WG) {
+    for (var k = lid; k < p.seg_len; k += REDUCE_WG) {
         let x = a[a0 + k];
         if (p.mode == MODE_SUM) {
             acc += x;
@@ -48,7 +43,7 @@ fn reduce(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid:
     }
     partial[lid] = acc;
     workgroupBarrier();
-    for (var h = WG / 2u; h > 0u; h >>= 1u) {
+    for (var h = REDUCE_WG / 2u; h > 0u; h >>= 1u) {
         if (lid < h) {
             partial[lid] += partial[lid + h];
         }

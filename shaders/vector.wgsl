@@ -11,8 +11,6 @@ struct VectorParams {
     value: f32, _pad0: u32, _pad1: u32, _pad2: u32,
 }
 
-const WG: u32 = 64u;
-
 @group(0) @binding(0) var<uniform> p: VectorParams;
 
 // Where element `id` (block id / len, element id % len) of a strided side lives.
@@ -27,7 +25,7 @@ fn at(offset: u32, stride: u32, step: u32, id: u32) -> u32 {
 // Every element of count × len dst blocks = value.
 @compute @workgroup_size(WG)
 fn fill(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let id = gid.x + gid.y * nwg.x * WG;
+    let id = linear_id(gid, nwg);
     if (id < p.count * p.len) {
         fy[at(p.dst_offset, p.dst_stride, 1u, id)] = p.value;
     }
@@ -40,7 +38,7 @@ fn fill(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
 // Element id of the dst blocks = element id of the src blocks.
 @compute @workgroup_size(WG)
 fn copy_strided(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let id = gid.x + gid.y * nwg.x * WG;
+    let id = linear_id(gid, nwg);
     if (id < p.count * p.len) {
         dst[at(p.dst_offset, p.dst_stride, p.dst_step, id)] =
             src[at(p.src_offset, p.src_stride, p.src_step, id)];
@@ -51,7 +49,7 @@ fn copy_strided(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
 // summed in block order, then divided once (identical vectors average exactly).
 @compute @workgroup_size(WG)
 fn mean(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let k = gid.x + gid.y * nwg.x * WG;
+    let k = linear_id(gid, nwg);
     if (k < p.len) {
         var acc = 0.0;
         for (var b = 0u; b < p.count; b++) {

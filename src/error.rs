@@ -31,6 +31,14 @@ pub enum Error {
         /// Which limit was hit.
         limit_name: &'static str,
     },
+    /// A size, count or index that the GPU kernels hold in 32 bits does not fit.
+    #[error("{what} is {value}, more than the GPU kernels' 32-bit indices can address (at most {max}); use fewer agents, a smaller model or a smaller batch", max = u32::MAX)]
+    IndexRange {
+        /// What is too large.
+        what: String,
+        /// Its value.
+        value: u64,
+    },
     /// An operation was given buffers or sizes that do not fit together.
     #[error("invalid arguments to {op}: {reason}")]
     InvalidOp {

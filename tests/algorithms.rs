@@ -544,7 +544,7 @@ fn sgp_preserves_the_mean_reaches_consensus_and_follows_the_hop_schedule(t: &Tar
         ] {
             let n = 16;
             let o = AlgoOptions {
-                hop_schedule: sched,
+                hop_schedule: Some(sched),
                 ..Default::default()
             };
             let mut x0 = vec![0.0f32; n * D];

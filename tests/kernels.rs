@@ -566,7 +566,7 @@ fn train_steps(be: &mut dyn Backend, agents: usize, steps: usize) -> Result<(Vec
             out_stride: stride,
             len: stride,
         })?;
-        be.copy(next, 0, params, 0, len)?;
+        be.copy(&CopyRange::whole(next, params, len))?;
         be.flush()?;
     }
     Ok((be.read_f32(params)?, be.read_f32(pass.job_stats)?))
@@ -955,7 +955,13 @@ fn copy_matches_reference(t: &Target) {
                 let a = upload(be, &uniform(70, src_off + len + dst_off + 20, -1.0, 1.0));
                 let b = upload(be, &uniform(71, dst_off + len + 7, -1.0, 1.0));
                 let dst = if same { a } else { b };
-                be.copy(a, src_off, dst, dst_off, len)?;
+                be.copy(&CopyRange {
+                    src: a,
+                    src_offset: src_off,
+                    dst,
+                    dst_offset: dst_off,
+                    len,
+                })?;
                 Ok(vec![a, b])
             },
             |_, _| 0.0,

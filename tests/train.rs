@@ -266,7 +266,7 @@ fn cli_json_has_every_key_and_bad_flags_exit_2() {
     let (code, out, err) = cli(&[
         "--json",
         "--backend",
-        "cpu",
+        "reference",
         "--agents",
         "4",
         "--topology",
@@ -296,13 +296,16 @@ fn cli_json_has_every_key_and_bad_flags_exit_2() {
         "bytes_sent_per_agent",
         "dispatches_per_step",
         "wall_s",
+        "agent_steps_per_s",
+        "ms_per_step",
         "adapter",
         "backend",
+        "backend_reason",
     ] {
         assert!(v.get(key).is_some(), "missing key {key} in {last}");
     }
     assert_eq!(v["steps"], 12);
-    assert_eq!(v["backend"], "cpu");
+    assert_eq!(v["backend"], "reference");
     let csv = std::fs::read_to_string(dir.join("metrics.csv")).unwrap();
     assert_eq!(
         csv.lines().count(),
@@ -322,7 +325,8 @@ fn cli_json_has_every_key_and_bad_flags_exit_2() {
         (&["--topology", "mesh"][..], "accepted: ring"),
         (&["--partition", "zipf"][..], "accepted: iid"),
         (&["--dataset", "imagenet"][..], "accepted: synthetic, mnist"),
-        (&["--backend", "tpu"][..], "accepted: gpu, cpu"),
+        (&["--backend", "tpu"][..], "auto, gpu, cpu or reference"),
+        (&["--threads", "x"][..], "--threads"),
         (&["--agents", "10", "--topology", "torus"][..], "--topology"),
         (&["--batch", "abc"][..], "--batch"),
     ] {
@@ -381,7 +385,7 @@ fn compare_has_one_row_per_run_and_bad_algo_exits_2() {
     let out_dir = dir.to_str().unwrap();
     let common = [
         "--backend",
-        "cpu",
+        "reference",
         "--agents",
         "4",
         "--steps",
@@ -412,7 +416,7 @@ fn compare_has_one_row_per_run_and_bad_algo_exits_2() {
     assert_eq!(labels, ["dsgd-ring", "allreduce"]);
     for r in runs {
         assert_eq!(r["steps"], 6);
-        assert_eq!(r["backend"], "cpu");
+        assert_eq!(r["backend"], "reference");
         assert!(r["consensus_acc"].is_number() && r["bytes_sent_per_agent"].is_number());
     }
     // Table (on stderr with --json): one row per run under the header and rule.
@@ -424,7 +428,10 @@ fn compare_has_one_row_per_run_and_bad_algo_exits_2() {
         assert_eq!(rows, 1, "table row for {label}: {err}");
     }
     assert!(
-        err.contains("consensus acc") && err.contains("wall s"),
+        err.contains("consensus acc")
+            && err.contains("wall s")
+            && err.contains("agent-steps/s")
+            && err.contains("ms/step"),
         "{err}"
     );
     // compare.csv: header + one row per run; each run's metrics; one plot with a line per run.
@@ -433,7 +440,12 @@ fn compare_has_one_row_per_run_and_bad_algo_exits_2() {
     assert_eq!(lines.len(), 1 + 2, "{csv}");
     assert!(lines[0].starts_with("run,consensus_acc,mean_local_acc,worst_local_acc"));
     assert!(lines[1].starts_with("dsgd-ring,") && lines[2].starts_with("allreduce,"));
-    assert!(lines.iter().all(|l| l.split(',').count() == 7));
+    assert!(lines[0].ends_with(",wall_s,agent_steps_per_s,ms_per_step"));
+    assert!(lines.iter().all(|l| l.split(',').count() == 9));
+    for r in runs {
+        let (rate, ms) = (r["agent_steps_per_s"].as_f64(), r["ms_per_step"].as_f64());
+        assert!(rate.unwrap() > 0.0 && ms.unwrap() > 0.0, "{r}");
+    }
     for label in &labels {
         let m = std::fs::read_to_string(dir.join(label).join("metrics.csv")).unwrap();
         assert_eq!(m.lines().count(), 1 + 3, "header + evaluations at 0, 3, 6");
@@ -451,7 +463,11 @@ fn compare_has_one_row_per_run_and_bad_algo_exits_2() {
         (&["--topologies", "ring,mesh"][..], "--topologies"),
         (&["--steps", "abc"][..], "--steps"),
     ] {
-        let all: Vec<&str> = args.iter().copied().chain(["--backend", "cpu"]).collect();
+        let all: Vec<&str> = args
+            .iter()
+            .copied()
+            .chain(["--backend", "reference"])
+            .collect();
         let (code, out, err) = compare_cli(&all);
         assert_eq!(code, 2, "{args:?}: {err}");
         assert!(err.contains(needle), "{args:?}: {err}");
@@ -583,7 +599,7 @@ fn cli_checkpoint_and_resume() {
     let base = [
         "--json",
         "--backend",
-        "cpu",
+        "reference",
         "--agents",
         "4",
         "--steps",
@@ -804,7 +820,7 @@ fn cli_accepts_dsgd_order_and_relay_double_trees() {
     let base = [
         "--json",
         "--backend",
-        "cpu",
+        "reference",
         "--agents",
         "8",
         "--steps",
@@ -907,4 +923,243 @@ fn flags_given_override_the_toml_file_and_defaults_do_not() {
     let c = config_of(&["--gossip-weight", "0.25"]).unwrap();
     assert_eq!(c.mixing.rule, swarmgrad::graph::MixingRule::Constant(0.25));
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The small job the backend-choice tests run: 4 agents, 6 steps, a narrow model.
+const SMALL_JOB: [&str; 9] = [
+    "--json",
+    "--agents",
+    "4",
+    "--steps",
+    "6",
+    "--eval-every",
+    "3",
+    "--model",
+    "mlp:64-16-10",
+];
+
+/// Runs the main job with `extra` flags after [`SMALL_JOB`] (output in a fresh directory) and
+/// returns its JSON summary and stderr (where `--json` sends the run line).
+fn backend_job(tag: &str, extra: &[&str]) -> (serde_json::Value, String) {
+    let dir = std::env::temp_dir().join(format!("swarmgrad-be-{tag}-{}", std::process::id()));
+    let out_dir = dir.to_str().unwrap().to_string();
+    let mut args: Vec<&str> = SMALL_JOB.to_vec();
+    args.extend(extra);
+    args.extend(["--out", &out_dir]);
+    let (code, out, err) = cli(&args);
+    assert_eq!(code, 0, "{extra:?}: {err}");
+    let _ = std::fs::remove_dir_all(&dir);
+    let v: serde_json::Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
+    // The training speed is measured over the steps only, and both fields describe it.
+    let rate = v["agent_steps_per_s"].as_f64().unwrap();
+    let ms = v["ms_per_step"].as_f64().unwrap();
+    assert!(rate > 0.0 && ms > 0.0, "{extra:?}: {v}");
+    let implied = 4.0 * 1e3 / ms;
+    assert!(
+        (rate - implied).abs() <= 1e-6 * implied,
+        "{extra:?}: {rate} agent-steps/s but {ms} ms/step"
+    );
+    (v, err)
+}
+
+/// The one `backend:` line of a run's output.
+fn backend_line(err: &str) -> &str {
+    let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("backend: ")).collect();
+    assert_eq!(lines.len(), 1, "{err}");
+    lines[0]
+}
+
+#[test]
+fn main_job_without_flags_picks_the_native_backend_on_software_adapters() {
+    use swarmgrad::backend::choice;
+    use swarmgrad::backend::gpu::AdapterChoice;
+    let (v, err) = backend_job("auto", &[]);
+    let line = backend_line(&err);
+    match choice::hardware_adapter(&AdapterChoice::from_env()) {
+        Some(hw) => {
+            assert_eq!(v["backend"], "gpu", "{hw}: {line}");
+            assert!(line.contains("auto: hardware GPU adapter"), "{line}");
+        }
+        None => {
+            // This machine and CI: lavapipe and llvmpipe only, so the native backend.
+            assert_eq!(v["backend"], "cpu", "{line}");
+            assert!(
+                v["adapter"].as_str().unwrap().starts_with("native CPU"),
+                "{v}"
+            );
+            assert!(
+                line.starts_with("backend: native CPU")
+                    && line.contains("auto: no hardware GPU adapter"),
+                "{line}"
+            );
+            assert!(v["backend_reason"].as_str().unwrap().starts_with("auto: "));
+        }
+    }
+    // Without --json, the run line and the final table (with the training speed) on stdout.
+    let dir = std::env::temp_dir().join(format!("swarmgrad-be-table-{}", std::process::id()));
+    let (code, out, err) = cli(&[
+        "--agents",
+        "4",
+        "--steps",
+        "3",
+        "--model",
+        "mlp:64-16-10",
+        "--out",
+        dir.to_str().unwrap(),
+    ]);
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(code, 0, "{err}");
+    assert!(backend_line(&out).contains("auto: "), "{out}");
+    assert!(
+        out.contains("training speed") && out.contains("agent-steps/s") && out.contains("ms/step"),
+        "{out}"
+    );
+}
+
+#[test]
+fn backend_flag_forces_wgpu_the_native_backend_or_the_reference() {
+    use swarmgrad::backend::gpu::{AdapterChoice, GpuContext};
+    // `reference`: the f64 reference, as `cpu` used to be.
+    let (r, err) = backend_job("reference", &["--backend", "reference"]);
+    assert_eq!(r["backend"], "reference");
+    assert_eq!(r["adapter"], ReferenceBackend::new().describe());
+    assert!(backend_line(&err).contains("--backend reference"), "{err}");
+    // `cpu`: the native backend, bit-identical whatever the thread count (0: every core).
+    let (all, err) = backend_job("cpu0", &["--backend", "cpu", "--threads", "0"]);
+    assert_eq!(all["backend"], "cpu");
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    assert!(
+        backend_line(&err).contains(&format!("{cores} thread")),
+        "{err}"
+    );
+    let (two, err) = backend_job("cpu2", &["--backend", "cpu", "--threads", "2"]);
+    assert!(
+        two["adapter"].as_str().unwrap().contains("2 threads"),
+        "{two}"
+    );
+    assert!(backend_line(&err).contains("--backend cpu"), "{err}");
+    for k in [
+        "consensus_acc",
+        "consensus_distance",
+        "train_loss",
+        "mean_local_acc",
+    ] {
+        assert_eq!(all[k], two[k], "{k} on 0 and 2 threads");
+    }
+    // f32 native against the f64 reference after 6 steps: close, not equal.
+    let (a, b) = (
+        two["train_loss"].as_f64().unwrap(),
+        r["train_loss"].as_f64().unwrap(),
+    );
+    assert!((a - b).abs() <= 1e-4 * b.abs().max(1.0), "{a} vs {b}");
+    // --threads where the native backend does not run: a notice, not an error.
+    let (_, err) = backend_job("ref-threads", &["--backend", "reference", "--threads", "2"]);
+    assert!(
+        err.contains("notice: --threads 2 applies to the native CPU backend only"),
+        "{err}"
+    );
+    // `gpu`: wgpu on whatever adapter there is, software ones (lavapipe, llvmpipe) included.
+    let required = std::env::var("SWARMGRAD_REQUIRE_BACKENDS").unwrap_or_default();
+    for (name, backends) in [
+        ("vulkan", wgpu::Backends::VULKAN),
+        ("gl", wgpu::Backends::GL),
+    ] {
+        let choice = AdapterChoice {
+            backends,
+            name: None,
+        };
+        if GpuContext::adapters(&choice).is_empty() {
+            assert!(
+                !required.split(',').any(|b| b.trim() == name),
+                "no {name} adapter, but SWARMGRAD_REQUIRE_BACKENDS={required}"
+            );
+            eprintln!("skipping --backend gpu --gpu-backend {name}: no adapter");
+            continue;
+        }
+        let (g, err) = backend_job(name, &["--backend", "gpu", "--gpu-backend", name]);
+        assert_eq!(g["backend"], "gpu", "{g}");
+        let line = backend_line(&err);
+        assert!(line.contains("--backend gpu"), "{line}");
+        assert!(!line.starts_with("backend: native"), "{line}");
+        let (a, b) = (
+            g["train_loss"].as_f64().unwrap(),
+            r["train_loss"].as_f64().unwrap(),
+        );
+        assert!(
+            (a - b).abs() <= 1e-4 * b.abs().max(1.0),
+            "{name}: {a} vs {b}"
+        );
+    }
+}
+
+#[test]
+fn bad_threads_exit_2_naming_the_flag() {
+    for bad in ["x", "-1", "2.5", "", "100000"] {
+        for cmd in ["train", "compare"] {
+            let args = ["--backend", "cpu", "--threads", bad, "--steps", "1"];
+            let (code, out, err) = if cmd == "train" {
+                cli(&args)
+            } else {
+                compare_cli(&args)
+            };
+            assert_eq!(code, 2, "{cmd} --threads {bad:?}: {err}");
+            assert!(out.is_empty(), "{cmd} --threads {bad:?}: {out}");
+            assert_eq!(err.trim().lines().count(), 1, "{err}");
+            assert!(err.contains("--threads"), "{cmd} --threads {bad:?}: {err}");
+        }
+    }
+}
+
+/// The toy command line computes in f64 on `--backend reference` only: there its printed values
+/// are f64 (not all f32-representable), on the native backend every one is an f32.
+#[test]
+fn toy_prints_f64_on_the_reference_and_f32_on_the_native_backend() {
+    let toy = |backend: &str| -> (Vec<f64>, String) {
+        let mut out = Vec::new();
+        let mut err = Vec::new();
+        let argv = [
+            "toy",
+            "--task",
+            "random-quadratics",
+            "--agents",
+            "4",
+            "--dim",
+            "3",
+            "--steps",
+            "20",
+            "--backend",
+            backend,
+        ];
+        let code = swarmgrad::cli::toy::run_toy(argv, &mut out, &mut err);
+        let err = String::from_utf8(err).unwrap();
+        assert_eq!(code, 0, "{err}");
+        let out = String::from_utf8(out).unwrap();
+        // Parsed from the text with `str::parse` (exact; serde_json's default float parsing
+        // may be off by an ulp, which would hide the f32/f64 difference tested here).
+        let last = out.lines().last().unwrap();
+        let x_text = last.split("\"x\":").nth(1).unwrap();
+        let x_text = &x_text[..x_text.find("]]").unwrap()];
+        let x = x_text
+            .split(',')
+            .map(|t| t.trim_matches(['[', ']']).parse::<f64>().unwrap())
+            .collect();
+        (x, err)
+    };
+    let is_f32 = |v: f64| (v as f32) as f64 == v;
+    let (exact, err) = toy("reference");
+    assert!(backend_line(&err).contains("f64 CPU reference"), "{err}");
+    assert!(exact.iter().any(|&v| !is_f32(v)), "{exact:?}");
+    let (native, err) = toy("cpu");
+    assert!(
+        backend_line(&err).starts_with("backend: native CPU"),
+        "{err}"
+    );
+    assert!(native.iter().all(|&v| is_f32(v)), "{native:?}");
+    assert_eq!(native.len(), exact.len());
+    for (k, (a, b)) in native.iter().zip(&exact).enumerate() {
+        assert!(
+            (a - b).abs() <= 1e-4 * (1.0 + b.abs()),
+            "x[{k}]: {a} vs {b}"
+        );
+    }
 }

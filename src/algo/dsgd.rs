@@ -13,7 +13,7 @@ use super::{LocalHyper, Step, TopologyNeed};
 use crate::backend::{Backend, Buf};
 use crate::comm::Gossip;
 use crate::error::{Error, Result};
-use crate::graph::{OnePeerExponential, Topology};
+use crate::graph::{HopSchedule, OnePeerExponential, Topology};
 use crate::sparse::Csr;
 
 /// D-PSGD / DSGDm-N.
@@ -37,10 +37,11 @@ pub struct Dsgd {
 
 fn build(be: &mut dyn Backend, buf: AgentBuffers, s: &AlgoSetup) -> Result<Box<dyn Algo>> {
     // On the exponential graph, step t is round (⌊t/2⌋, t mod 2) of the graph's hop schedule
-    // (under `cyclic`, hop 2^(t mod log₂ n): every hop is used and log₂ n steps average
-    // exactly); the matrix is rewritten before each step's work.
+    // (under `cyclic`, the default here, hop 2^(t mod log₂ n): every hop is used and log₂ n
+    // steps average exactly); the matrix is rewritten before each step's work.
     let exponential = if *s.topology == Topology::Exponential {
-        let g = OnePeerExponential::new(s.agents, s.options.hop_schedule)
+        let schedule = s.options.hop_schedule.unwrap_or(HopSchedule::Cyclic);
+        let g = OnePeerExponential::new(s.agents, schedule)
             .map_err(|e| Error::param("topology", e.to_string()))?;
         Some(g)
     } else {
@@ -133,13 +134,14 @@ mod tests {
 
     /// Runs `steps` steps of D-PSGD on the constants task and returns the parameters.
     fn run(topology: Topology, order: DsgdOrder, n: usize, steps: u64, lr: f64) -> Vec<f64> {
-        run_with(topology, order, HopSchedule::Cyclic, n, steps, lr)
+        // No schedule given: dsgd's default on the exponential graph is cyclic.
+        run_with(topology, order, None, n, steps, lr)
     }
 
     fn run_with(
         topology: Topology,
         order: DsgdOrder,
-        hop_schedule: HopSchedule,
+        hop_schedule: Option<HopSchedule>,
         n: usize,
         steps: u64,
         lr: f64,
@@ -307,11 +309,11 @@ mod tests {
         let cyclic = OnePeerExponential::new(n, HopSchedule::Cyclic).unwrap();
         let cyc: Vec<usize> = (0..4).map(|t| cyclic.hop(t / 2, (t % 2) as usize)).collect();
         assert_ne!(hops, cyc, "the schedules differ over the first steps");
-        let got = run_with(Topology::Exponential, DsgdOrder::Atc, HopSchedule::Code, n, 9, 0.125);
+        let got = run_with(Topology::Exponential, DsgdOrder::Atc, Some(HopSchedule::Code), n, 9, 0.125);
         let want = simulate(|t| exponential_round(&code, t).to_dense(), DsgdOrder::Atc, n, 9, 0.125);
         let err = max_diff(&got, &want);
         assert!(err < 1e-12, "code schedule: CPU vs host simulation {err:e}");
-        let other = run_with(Topology::Exponential, DsgdOrder::Atc, HopSchedule::Cyclic, n, 9, 0.125);
+        let other = run_with(Topology::Exponential, DsgdOrder::Atc, Some(HopSchedule::Cyclic), n, 9, 0.125);
         assert!(max_diff(&got, &other) > 1e-6, "the schedule changes the run");
     }
 }

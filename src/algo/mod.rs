@@ -318,7 +318,8 @@ impl Algorithm {
                 relay_trees(topology, agents, seed, 0).map_err(|e| topo(e.to_string()))?;
             }
             TopologyNeed::StaticOrExponential if *topology == Topology::Exponential => {
-                OnePeerExponential::new(agents, options.hop_schedule)
+                // The schedule does not change which agent counts work.
+                OnePeerExponential::new(agents, options.hop_schedule.unwrap_or_default())
                     .map_err(|e| topo(e.to_string()))?;
             }
             TopologyNeed::Static | TopologyNeed::StaticOrExponential => {
@@ -327,7 +328,11 @@ impl Algorithm {
                     .map_err(|e| topo(e.to_string()))?;
             }
             TopologyNeed::Exponential => {
-                exponential_graph(self.name(), agents, options.hop_schedule)?;
+                exponential_graph(
+                    self.name(),
+                    agents,
+                    options.hop_schedule.unwrap_or_default(),
+                )?;
             }
         }
         Ok(())

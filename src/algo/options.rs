@@ -92,9 +92,10 @@ pub struct AlgoOptions {
     /// Probability that a directed message is dropped (RelaySGD family, SGP, gossip).
     #[arg(long, default_value_t = 0.0)]
     pub drop_prob: f64,
-    /// SGP hop schedule on the exponential graph: code or cyclic.
-    #[arg(long, default_value = "code", value_parser = flag_value::<HopSchedule>)]
-    pub hop_schedule: HopSchedule,
+    /// Hop schedule on the one-peer exponential graph: code or cyclic (default: code for sgp,
+    /// as the original; cyclic for dsgd, so that log₂ n steps average exactly).
+    #[arg(long, value_parser = flag_value::<HopSchedule>)]
+    pub hop_schedule: Option<HopSchedule>,
     /// SlowMo outer period τ in steps.
     #[arg(long, default_value_t = 48)]
     pub slowmo_period: u64,

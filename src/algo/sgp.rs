@@ -38,7 +38,7 @@ pub struct Sgp {
 
 fn build(be: &mut dyn Backend, buf: AgentBuffers, s: &AlgoSetup) -> Result<Box<dyn Algo>> {
     let o = s.options;
-    let sgp = Sgp::new(be, buf, s.hyper, o.hop_schedule, o.drop_prob, s.seed)?;
+    let sgp = Sgp::new(be, buf, s.hyper, o.hop_schedule.unwrap_or(HopSchedule::Code), o.drop_prob, s.seed)?;
     Ok(Box::new(sgp))
 }
 

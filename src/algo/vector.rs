@@ -3,7 +3,7 @@
 //! ALGORITHMS.md. Each is one backend op; the coefficients are exactly those the updates always
 //! used, so the numbers do not depend on which helper spelled them.
 
-use crate::backend::{Axpby, Backend, Buf, Fill};
+use crate::backend::{Axpby, Backend, Buf, CopyRange, Fill};
 use crate::error::Result;
 
 /// Whole-buffer vector operations on any backend (`y` is written, its length is used).
@@ -52,6 +52,6 @@ impl<B: Backend + ?Sized> VectorOps for B {
     }
 
     fn assign(&mut self, y: Buf, x: Buf) -> Result<()> {
-        self.copy(x, 0, y, 0, y.len)
+        self.copy(&CopyRange::whole(x, y, y.len))
     }
 }

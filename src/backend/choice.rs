@@ -91,14 +91,39 @@ pub fn hardware_adapter(adapters: &AdapterChoice) -> Option<String> {
         .map(|i| format!("{} ({:?})", i.name, i.backend))
 }
 
+/// An opened backend, which kind it is and why it was chosen.
+pub struct Chosen {
+    /// The backend.
+    pub backend: Box<dyn Backend>,
+    /// What it is: [`BackendChoice::Gpu`], [`BackendChoice::Cpu`] or
+    /// [`BackendChoice::Reference`] (never `Auto`: `auto` resolves to one of them).
+    pub kind: BackendChoice,
+    /// One line for the run line: the setting and why it led to this backend.
+    pub reason: String,
+}
+
 /// Opens the chosen backend; `threads` sizes the native backend's pool (0: all cores). Returns
 /// the backend and a one-line reason for the run line, e.g. `auto: no hardware GPU adapter
-/// (software adapters only), native CPU backend`.
+/// (software adapters are slower), native CPU backend, 2 threads`.
 pub fn open(
     choice: BackendChoice,
     adapters: &AdapterChoice,
     threads: usize,
 ) -> Result<(Box<dyn Backend>, String)> {
+    choose(choice, adapters, threads).map(|c| (c.backend, c.reason))
+}
+
+/// Like [`open`], and also says which kind of backend `auto` resolved to.
+pub fn choose(choice: BackendChoice, adapters: &AdapterChoice, threads: usize) -> Result<Chosen> {
+    let native = |why: String| -> Result<Chosen> {
+        let be = NativeBackend::new(threads)?;
+        let reason = format!("{why}native CPU backend, {} threads", be.threads());
+        Ok(Chosen {
+            backend: Box::new(be),
+            kind: BackendChoice::Cpu,
+            reason,
+        })
+    };
     match choice {
         BackendChoice::Auto => {
             // Restrict the GPU backend to the hardware adapter found, so `auto` never opens a
@@ -107,55 +132,44 @@ pub fn open(
                 .into_iter()
                 .map(|a| a.get_info())
                 .find(|i| is_hardware(i.device_type));
-            if let Some(info) = hw {
-                let pick = AdapterChoice {
-                    backends: wgpu::Backends::from(info.backend),
-                    name: Some(info.name.clone()),
-                };
-                match GpuBackend::new(&pick) {
-                    Ok(g) => {
-                        return Ok((
-                            Box::new(g),
-                            format!(
-                                "auto: hardware GPU adapter {} ({:?})",
-                                info.name, info.backend
-                            ),
-                        ))
-                    }
-                    Err(e) => {
-                        let be = NativeBackend::new(threads)?;
-                        let why = format!(
-                            "auto: hardware adapter {} failed to open ({e}), native CPU backend, {} threads",
-                            info.name,
-                            be.threads()
-                        );
-                        return Ok((Box::new(be), why));
-                    }
-                }
+            let Some(info) = hw else {
+                return native(
+                    "auto: no hardware GPU adapter (software adapters are slower), ".into(),
+                );
+            };
+            let pick = AdapterChoice {
+                backends: wgpu::Backends::from(info.backend),
+                name: Some(info.name.clone()),
+            };
+            match GpuBackend::new(&pick) {
+                Ok(g) => Ok(Chosen {
+                    backend: Box::new(g),
+                    kind: BackendChoice::Gpu,
+                    reason: format!(
+                        "auto: hardware GPU adapter {} ({:?})",
+                        info.name, info.backend
+                    ),
+                }),
+                Err(e) => native(format!(
+                    "auto: hardware adapter {} failed to open ({e}), ",
+                    info.name
+                )),
             }
-            let be = NativeBackend::new(threads)?;
-            let why = format!(
-                "auto: no hardware GPU adapter (software adapters are slower), native CPU backend, {} threads",
-                be.threads()
-            );
-            Ok((Box::new(be), why))
         }
         BackendChoice::Gpu => {
             let g = GpuBackend::new(adapters)?;
-            let why = format!("--backend gpu: {}", g.context().describe());
-            Ok((Box::new(g), why))
+            Ok(Chosen {
+                backend: Box::new(g),
+                kind: BackendChoice::Gpu,
+                reason: "--backend gpu: wgpu on the best adapter found, software ones included"
+                    .into(),
+            })
         }
-        BackendChoice::Cpu => {
-            let be = NativeBackend::new(threads)?;
-            let why = format!(
-                "--backend cpu: native CPU backend, {} threads",
-                be.threads()
-            );
-            Ok((Box::new(be), why))
-        }
-        BackendChoice::Reference => Ok((
-            Box::new(ReferenceBackend::new()),
-            "--backend reference: f64 CPU reference".into(),
-        )),
+        BackendChoice::Cpu => native("--backend cpu: ".into()),
+        BackendChoice::Reference => Ok(Chosen {
+            backend: Box::new(ReferenceBackend::new()),
+            kind: BackendChoice::Reference,
+            reason: "--backend reference: f64 CPU reference".into(),
+        }),
     }
 }

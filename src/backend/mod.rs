@@ -12,6 +12,7 @@
 
 pub mod choice;
 pub mod gpu;
+mod host;
 pub mod native;
 pub mod reference;
 
@@ -315,6 +316,41 @@ pub struct Fill {
     pub value: f64,
 }
 
+/// Range copy: `dst[dst_offset..][..len] ← src[src_offset..][..len]` (the same buffer is
+/// allowed; overlapping ranges copy as if through a temporary).
+#[derive(Clone, Copy, Debug)]
+pub struct CopyRange {
+    /// Input.
+    pub src: Buf,
+    /// First input element.
+    pub src_offset: usize,
+    /// Output.
+    pub dst: Buf,
+    /// First output element.
+    pub dst_offset: usize,
+    /// Elements.
+    pub len: usize,
+}
+
+impl CopyRange {
+    /// The first `len` elements of `src` into the start of `dst`.
+    pub fn whole(src: Buf, dst: Buf, len: usize) -> Self {
+        CopyRange {
+            src,
+            src_offset: 0,
+            dst,
+            dst_offset: 0,
+            len,
+        }
+    }
+
+    /// Checks that both ranges fit real buffers.
+    pub fn check(&self) -> Result<()> {
+        check_write("copy", self.src, BufKind::F32, self.src_offset, self.len)?;
+        check_write("copy", self.dst, BufKind::F32, self.dst_offset, self.len)
+    }
+}
+
 /// Strided copy: `dst[dst_offset + b·dst_stride + k·dst_step] ← src[src_offset + b·src_stride +
 /// k·src_step]` for every block b < `count` and element k < `len`. A source stride of 0
 /// broadcasts one block; element steps of 2 (de-)interleave.
@@ -498,15 +534,8 @@ pub trait Backend {
     fn read_f32(&mut self, buf: Buf) -> Result<Vec<f64>>;
     /// Finishes all recorded work and reads an index buffer.
     fn read_u32(&mut self, buf: Buf) -> Result<Vec<u32>>;
-    /// Copies `len` reals from `src[src_offset..]` to `dst[dst_offset..]`.
-    fn copy(
-        &mut self,
-        src: Buf,
-        src_offset: usize,
-        dst: Buf,
-        dst_offset: usize,
-        len: usize,
-    ) -> Result<()>;
+    /// Copies a range of reals ([`CopyRange`]).
+    fn copy(&mut self, op: &CopyRange) -> Result<()>;
     /// Minibatch gather.
     fn gather(&mut self, op: &Gather) -> Result<()>;
     /// Dense forward over all jobs.
@@ -603,6 +632,32 @@ pub trait Backend {
     fn write_csr_weights(&mut self, weight: Buf, csr: &Csr) -> Result<()> {
         self.write_f32(weight, 0, &crate::graph::f32_row_weights(csr))
     }
+}
+
+/// Checks that `len` elements at `offset` fit a buffer of the given kind.
+pub(crate) fn check_write(
+    op: &'static str,
+    buf: Buf,
+    kind: BufKind,
+    offset: usize,
+    len: usize,
+) -> Result<()> {
+    if buf.kind != kind {
+        return Err(Error::op(
+            op,
+            format!("buffer holds {:?}, not {kind:?}", buf.kind),
+        ));
+    }
+    if offset + len > buf.len {
+        return Err(Error::op(
+            op,
+            format!(
+                "{len} elements at offset {offset} overflow a buffer of {}",
+                buf.len
+            ),
+        ));
+    }
+    Ok(())
 }
 
 fn need(op: &'static str, what: &str, buf: Buf, kind: BufKind, end: usize) -> Result<()> {

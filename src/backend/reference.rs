@@ -5,11 +5,7 @@
 use crate::backend::*;
 use crate::error::{Error, Result};
 
-enum Slot {
-    Real(Vec<f64>),
-    Index(Vec<u32>),
-    Bytes(Vec<u8>),
-}
+type Slot = crate::backend::host::Slot<f64>;
 
 /// The CPU reference backend.
 #[derive(Default)]
@@ -148,22 +144,14 @@ impl Backend for ReferenceBackend {
         Ok(self.indices(buf).to_vec())
     }
 
-    fn copy(
-        &mut self,
-        src: Buf,
-        src_offset: usize,
-        dst: Buf,
-        dst_offset: usize,
-        len: usize,
-    ) -> Result<()> {
-        self.own(src)?;
-        self.own(dst)?;
-        check_write("copy", src, BufKind::F32, src_offset, len)?;
-        check_write("copy", dst, BufKind::F32, dst_offset, len)?;
-        let chunk = self.reals(src)[src_offset..src_offset + len].to_vec();
-        let mut v = self.take(dst);
-        v[dst_offset..dst_offset + len].copy_from_slice(&chunk);
-        self.put(dst, v);
+    fn copy(&mut self, op: &CopyRange) -> Result<()> {
+        op.check()?;
+        self.own(op.src)?;
+        self.own(op.dst)?;
+        let chunk = self.reals(op.src)[op.src_offset..op.src_offset + op.len].to_vec();
+        let mut v = self.take(op.dst);
+        v[op.dst_offset..op.dst_offset + op.len].copy_from_slice(&chunk);
+        self.put(op.dst, v);
         Ok(())
     }
 
@@ -503,49 +491,11 @@ impl Backend for ReferenceBackend {
     }
 
     fn live_buffers(&self) -> LiveBuffers {
-        let bytes = self
-            .slots
-            .iter()
-            .map(|s| match s {
-                Slot::Real(v) => 8 * v.len() as u64,
-                Slot::Index(v) => 4 * v.len() as u64,
-                Slot::Bytes(v) => v.len() as u64,
-            })
-            .sum();
-        LiveBuffers {
-            count: self.slots.len(),
-            bytes,
-        }
+        crate::backend::host::live_buffers(&self.slots)
     }
 
     fn release_from(&mut self, mark: usize) {
         self.slots.truncate(mark);
         self.ix.release_from(mark);
     }
-}
-
-/// Checks that `len` elements at `offset` fit a buffer of the given kind.
-pub(crate) fn check_write(
-    op: &'static str,
-    buf: Buf,
-    kind: BufKind,
-    offset: usize,
-    len: usize,
-) -> Result<()> {
-    if buf.kind != kind {
-        return Err(Error::op(
-            op,
-            format!("buffer holds {:?}, not {kind:?}", buf.kind),
-        ));
-    }
-    if offset + len > buf.len {
-        return Err(Error::op(
-            op,
-            format!(
-                "{len} elements at offset {offset} overflow a buffer of {}",
-                buf.len
-            ),
-        ));
-    }
-    Ok(())
 }

@@ -137,7 +137,10 @@ pub fn compare_args(args: &CompareArgs, out: &mut dyn Write, err: &mut dyn Write
     let runs = plan(args)?;
     let first = &runs[0].config;
     let mut notices = Vec::new();
-    let (mut be, backend_kind) = args.train.device.open(&mut notices)?;
+    let chosen = args.train.device.open(&mut notices)?;
+    let (kind, reason) = (chosen.kind, chosen.reason.clone());
+    let backend_line = cli::backend_line(&chosen);
+    let mut be = chosen.backend;
     let json = args.train.json;
     let info: &mut dyn Write = if json { err } else { out };
     // Every run differs only in algorithm and topology, so one load serves them all.
@@ -147,7 +150,7 @@ pub fn compare_args(args: &CompareArgs, out: &mut dyn Write, err: &mut dyn Write
         let _ = writeln!(info, "notice: {n}");
     }
     let adapter = be.describe();
-    let _ = writeln!(info, "backend: {adapter}");
+    let _ = writeln!(info, "{backend_line}");
     let dir = args
         .train
         .out
@@ -214,7 +217,8 @@ pub fn compare_args(args: &CompareArgs, out: &mut dyn Write, err: &mut dyn Write
             if let Some(m) = obj.as_object_mut() {
                 m.insert("label".into(), label.as_str().into());
                 m.insert("adapter".into(), adapter.as_str().into());
-                m.insert("backend".into(), backend_kind.into());
+                m.insert("backend".into(), kind.name().into());
+                m.insert("backend_reason".into(), reason.as_str().into());
                 m.insert(
                     "out".into(),
                     dir.join(dir_name(label)).display().to_string().into(),
@@ -237,8 +241,10 @@ fn table(done: &[(String, Summary)]) -> String {
         "consensus dist",
         "bytes/agent",
         "wall s",
+        "agent-steps/s",
+        "ms/step",
     ];
-    let rows: Vec<[String; 7]> = done
+    let rows: Vec<[String; 9]> = done
         .iter()
         .map(|(label, s)| {
             [
@@ -249,6 +255,8 @@ fn table(done: &[(String, Summary)]) -> String {
                 format!("{:.3e}", s.last.consensus_distance),
                 cli::human_bytes(s.bytes_sent_per_agent),
                 format!("{:.2}", s.wall_s),
+                format!("{:.0}", s.agent_steps_per_s),
+                format!("{:.3}", s.ms_per_step),
             ]
         })
         .collect();

@@ -4,13 +4,78 @@
 //!
 //! Every setting is defined once, on the struct that holds it ([`crate::train::TrainConfig`],
 //! [`crate::algo::AlgoOptions`]): clap derives the flags from it and serde the TOML keys. This
-//! module holds the two helpers those structs share.
+//! module holds the two helpers those structs share, and the backend flags ([`BackendArgs`])
+//! every command line takes.
 
 pub mod compare;
 pub mod toy;
 pub mod train;
 
-use crate::error::Error;
+use crate::backend::choice::{self, BackendChoice, Chosen};
+use crate::backend::gpu::AdapterChoice;
+use crate::error::{Error, Result};
+
+/// The most `--threads` accepted: far above any core count, low enough that a typo cannot
+/// start a pool of millions of threads.
+pub const MAX_THREADS: usize = 1024;
+
+/// Where a command runs: the backend flags shared by every command line.
+#[derive(clap::Args, Clone, Debug, PartialEq, Eq)]
+#[command(next_help_heading = "Backend")]
+pub struct BackendArgs {
+    /// Backend: auto (a hardware GPU adapter when one exists, else the native CPU backend),
+    /// gpu (wgpu, software adapters such as lavapipe and llvmpipe included), cpu (the native
+    /// f32 CPU backend) or reference (the f64 CPU reference: slow, exact).
+    #[arg(long, default_value_t = BackendChoice::Auto, value_parser = flag_value::<BackendChoice>)]
+    pub backend: BackendChoice,
+    /// Threads of the native CPU backend (0: one per logical core). Results are bit-identical
+    /// for every thread count.
+    #[arg(long, default_value_t = 0, value_parser = threads_value)]
+    pub threads: usize,
+    /// GPU adapter name substring (overrides WGPU_ADAPTER_NAME).
+    #[arg(long)]
+    pub adapter: Option<String>,
+    /// wgpu backend(s): vulkan, gl, metal, dx12, comma-separated (overrides WGPU_BACKEND).
+    #[arg(long)]
+    pub gpu_backend: Option<String>,
+}
+
+impl Default for BackendArgs {
+    fn default() -> Self {
+        clap_defaults()
+    }
+}
+
+impl BackendArgs {
+    /// Opens the backend these flags choose (through [`choice::choose`]); a notice goes to
+    /// `notices` when `--threads` is given but the backend chosen is not the native one.
+    pub fn open(&self, notices: &mut Vec<String>) -> Result<Chosen> {
+        let adapters = AdapterChoice::from_env()
+            .with_overrides(self.gpu_backend.as_deref(), self.adapter.as_deref())?;
+        let chosen = choice::choose(self.backend, &adapters, self.threads)?;
+        if self.threads != 0 && chosen.kind != BackendChoice::Cpu {
+            notices.push(format!(
+                "--threads {} applies to the native CPU backend only (this run uses --backend {})",
+                self.threads, chosen.kind
+            ));
+        }
+        Ok(chosen)
+    }
+}
+
+/// Parses `--threads`: a count from 0 (every core) to [`MAX_THREADS`].
+fn threads_value(s: &str) -> std::result::Result<usize, String> {
+    let n: usize = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("'{s}' is not a thread count (0 for every core)"))?;
+    if n > MAX_THREADS {
+        return Err(format!(
+            "{n} threads is more than the {MAX_THREADS} accepted"
+        ));
+    }
+    Ok(n)
+}
 
 /// The defaults of a settings struct, taken from its `#[arg]` attributes (fields without a flag
 /// use their `#[arg(skip = …)]` value): the single place each default is written.

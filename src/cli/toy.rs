@@ -1,6 +1,9 @@
-//! The toy command line (`examples/toy.rs`).
+//! The toy command line (`examples/toy.rs`). `--backend reference` runs the exact f64 reference
+//! (the toy problems' closed forms hold to f64 rounding there); the default `auto` and the
+//! `gpu`/`cpu` backends run in f32.
 
 use crate::algo::{AlgoOptions, Algorithm, LocalHyper};
+use crate::backend::choice::BackendChoice;
 use crate::cli::flag_value;
 use crate::cli::train::{exit_code, flag, parse_args, BackendArgs};
 use crate::error::{Error, Result};
@@ -15,7 +18,7 @@ use std::io::Write;
 #[command(
     name = "toy",
     allow_negative_numbers = true,
-    about = "Exact checks of the algorithms on the toy problems of ALGORITHMS.md §8.1; prints one JSON line per printed step"
+    about = "Exact checks of the algorithms on the toy problems of ALGORITHMS.md §8.1; prints one JSON line per printed step (f64 with --backend reference, f32 on the other backends)"
 )]
 pub struct ToyArgs {
     /// Task: constants, one-minus-one, circle, random-quadratics, correction-factor, delivery.
@@ -76,7 +79,8 @@ pub struct ToyArgs {
     /// Delivery: the agent that gets the gradient (default ⌊n/3⌋).
     #[arg(long)]
     pub source: Option<usize>,
-    /// Where it runs (as in train).
+    /// Where it runs (as in train): `--backend reference` computes in f64 and prints f64
+    /// values, every other backend in f32.
     #[command(flatten)]
     pub device: BackendArgs,
     /// Gossip weight rule (`--gossip-weight`, as in train).
@@ -232,10 +236,14 @@ pub(super) fn toy_main(a: &ToyArgs, out: &mut dyn Write, err: &mut dyn Write) ->
     print.sort_unstable();
     print.dedup();
     let mut notices = Vec::new();
-    let (mut be, kind) = a.device.open(&mut notices)?;
+    let chosen = a.device.open(&mut notices)?;
     for n in &notices {
         let _ = writeln!(err, "notice: {n}");
     }
+    let _ = writeln!(err, "{}", super::train::backend_line(&chosen));
+    // Only the f64 reference computes in f64; the others' values are f32 and print as such.
+    let exact = chosen.kind == BackendChoice::Reference;
+    let mut be = chosen.backend;
     let snaps = run_problem(be.as_mut(), &p, &run, &print)?;
     let io = |source| Error::Io {
         path: "<stdout>".into(),
@@ -248,10 +256,10 @@ pub(super) fn toy_main(a: &ToyArgs, out: &mut dyn Write, err: &mut dyn Write) ->
                 let v: Vec<serde_json::Value> = xi
                     .iter()
                     .map(|&v| {
-                        if kind == "gpu" {
-                            serde_json::Value::from(v as f32)
-                        } else {
+                        if exact {
                             serde_json::Value::from(v)
+                        } else {
+                            serde_json::Value::from(v as f32)
                         }
                     })
                     .collect();

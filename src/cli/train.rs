@@ -1,10 +1,8 @@
 //! The main job's command line (`examples/train.rs`), as a library function so tests can call
-//! it: flags (optionally over a TOML config), backend choice with CPU fallback, a progress bar,
-//! a final table, metrics.csv and plot.svg, and an optional one-line JSON summary.
+//! it: flags (optionally over a TOML config), the backend choice ([`BackendArgs`]), a progress
+//! bar, a final table, metrics.csv and plot.svg, and an optional one-line JSON summary.
 
-use crate::backend::gpu::{AdapterChoice, GpuBackend};
-use crate::backend::reference::ReferenceBackend;
-use crate::backend::Backend;
+pub use super::BackendArgs;
 use crate::error::{Error, Result};
 use crate::train::config::TrainConfig;
 use crate::train::metrics;
@@ -23,7 +21,7 @@ pub const EXIT_USAGE: i32 = 2;
 #[command(
     name = "train",
     allow_negative_numbers = true,
-    about = "Decentralized training of n agents on one GPU (or the CPU reference)"
+    about = "Decentralized training of n agents on one GPU or the native CPU backend"
 )]
 pub struct Args {
     /// TOML config file (keys as in TrainConfig, algorithm options in an `[options]` table); the
@@ -52,39 +50,6 @@ pub struct Args {
     /// Which flags the command line gave (filled by [`run_cli`]; empty for `Args` built in code).
     #[arg(skip)]
     pub given: Given,
-}
-
-/// Where a command runs: the backend flags shared by every command line.
-#[derive(clap::Args, Clone, Debug, PartialEq, Eq)]
-#[command(next_help_heading = "Backend")]
-pub struct BackendArgs {
-    /// Backend: gpu (falls back to cpu with a notice when no adapter exists) or cpu.
-    #[arg(long, default_value = "gpu")]
-    pub backend: String,
-    /// GPU adapter name substring (overrides WGPU_ADAPTER_NAME).
-    #[arg(long)]
-    pub adapter: Option<String>,
-    /// wgpu backend(s): vulkan, gl, metal, dx12, comma-separated (overrides WGPU_BACKEND).
-    #[arg(long)]
-    pub gpu_backend: Option<String>,
-}
-
-impl Default for BackendArgs {
-    fn default() -> Self {
-        super::clap_defaults()
-    }
-}
-
-impl BackendArgs {
-    /// Opens the backend these flags choose (see [`open_backend`]).
-    pub fn open(&self, notices: &mut Vec<String>) -> Result<(Box<dyn Backend>, &'static str)> {
-        open_backend(
-            &self.backend,
-            self.gpu_backend.as_deref(),
-            self.adapter.as_deref(),
-            notices,
-        )
-    }
 }
 
 impl Args {
@@ -208,32 +173,9 @@ pub fn build_config(args: &Args) -> Result<TrainConfig> {
     finish_config(overlay_config(args)?, args)
 }
 
-/// Opens the requested backend; `gpu` falls back to the CPU reference with a notice.
-/// Also returns which kind was opened (`gpu` or `cpu`).
-pub fn open_backend(
-    kind: &str,
-    gpu_backend: Option<&str>,
-    adapter: Option<&str>,
-    notices: &mut Vec<String>,
-) -> Result<(Box<dyn Backend>, &'static str)> {
-    match kind.trim().to_ascii_lowercase().as_str() {
-        "cpu" => Ok((Box::new(ReferenceBackend::new()), "cpu")),
-        "gpu" => {
-            let choice = AdapterChoice::from_env().with_overrides(gpu_backend, adapter)?;
-            match GpuBackend::new(&choice) {
-                Ok(g) => Ok((Box::new(g), "gpu")),
-                Err(e @ (Error::NoAdapter(_) | Error::DeviceRequest { .. })) => {
-                    notices.push(format!("{e}; falling back to the CPU reference backend"));
-                    Ok((Box::new(ReferenceBackend::new()), "cpu"))
-                }
-                Err(e) => Err(e),
-            }
-        }
-        other => Err(Error::param(
-            "backend",
-            format!("unknown backend '{other}'; accepted: gpu, cpu"),
-        )),
-    }
+/// The line naming the backend a run uses and why it was chosen.
+pub(crate) fn backend_line(c: &crate::backend::choice::Chosen) -> String {
+    format!("backend: {} ({})", c.backend.describe(), c.reason)
 }
 
 pub(crate) fn human_bytes(b: f64) -> String {
@@ -341,14 +283,14 @@ pub(crate) fn progress_bar(total: u64, hidden: bool) -> indicatif::ProgressBar {
 pub fn run_args(args: &Args, out: &mut dyn Write, err: &mut dyn Write) -> Result<()> {
     let config = build_config(args)?;
     let mut notices = Vec::new();
-    let (be, backend_kind) = args.device.open(&mut notices)?;
+    let chosen = args.device.open(&mut notices)?;
     let info: &mut dyn Write = if args.json { err } else { out };
     for n in &notices {
         let _ = writeln!(info, "notice: {n}");
     }
-    let adapter = be.describe();
-    let _ = writeln!(info, "backend: {adapter}");
-    let mut trainer = Trainer::new(config.clone(), be)?;
+    let adapter = chosen.backend.describe();
+    let _ = writeln!(info, "{}", backend_line(&chosen));
+    let mut trainer = Trainer::new(config.clone(), chosen.backend)?;
     let dir = args.out.clone().unwrap_or_else(|| {
         let topo = config
             .algo
@@ -459,6 +401,13 @@ pub fn run_args(args: &Args, out: &mut dyn Write, err: &mut dyn Write) -> Result
             format!("{:.2} s ({} steps)", summary.wall_s, summary.steps),
         ),
         (
+            "training speed",
+            format!(
+                "{:.0} agent-steps/s, {:.3} ms/step (steps only)",
+                summary.agent_steps_per_s, summary.ms_per_step
+            ),
+        ),
+        (
             "GPU time of the steps",
             match summary.gpu_s {
                 Some(g) => format!("{g:.2} s (timestamp queries)"),
@@ -489,7 +438,8 @@ pub fn run_args(args: &Args, out: &mut dyn Write, err: &mut dyn Write) -> Result
             serde_json::to_value(&summary).map_err(|e| Error::param("json", e.to_string()))?;
         if let Some(m) = obj.as_object_mut() {
             m.insert("adapter".into(), adapter.into());
-            m.insert("backend".into(), backend_kind.into());
+            m.insert("backend".into(), chosen.kind.name().into());
+            m.insert("backend_reason".into(), chosen.reason.as_str().into());
             m.insert("out".into(), dir.display().to_string().into());
         }
         let _ = writeln!(out, "{obj}");

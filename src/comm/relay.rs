@@ -11,7 +11,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use super::Ledger;
-use crate::backend::{Backend, Buf, BufKind, CopyStrided, CsrBufs, Mix};
+use crate::backend::{Backend, Buf, BufKind, CopyRange, CopyStrided, CsrBufs, Mix};
 use crate::error::{Error, Result};
 use crate::graph::{RelayAverage, RelayLane, RelayLayout, RelayTree, SpanningTree};
 use crate::sparse::Csr;
@@ -189,7 +189,13 @@ impl RelayExchange {
         let k = self.layout.interleave();
         for lane in &self.lanes {
             if k == 1 {
-                be.copy(src, 0, self.stack, at(&lane.at), self.n * self.stride)?;
+                be.copy(&CopyRange {
+                    src,
+                    src_offset: 0,
+                    dst: self.stack,
+                    dst_offset: at(&lane.at),
+                    len: self.n * self.stride,
+                })?;
             } else {
                 be.copy_strided(&CopyStrided {
                     src,
@@ -243,13 +249,13 @@ impl RelayExchange {
                     out_stride: w,
                     len: w,
                 })?;
-                be.copy(
-                    self.messages,
-                    lane.at.msg_base,
-                    self.stack,
-                    lane.at.stack_base + n * w,
-                    e_count * w,
-                )?;
+                be.copy(&CopyRange {
+                    src: self.messages,
+                    src_offset: lane.at.msg_base,
+                    dst: self.stack,
+                    dst_offset: lane.at.stack_base + n * w,
+                    len: e_count * w,
+                })?;
             }
             if lane.last_avg.as_ref() != Some(&avg) {
                 be.write_csr(&lane.avg, &avg)?;

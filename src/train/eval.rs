@@ -3,7 +3,7 @@
 //! one job per model (agents, then x̄) and reads back only a few floats per evaluation.
 
 use crate::algo::DeviceData;
-use crate::backend::{Axpby, Backend, Buf, BufKind, Mean, Reduce, ReduceMode};
+use crate::backend::{Axpby, Backend, Buf, BufKind, CopyRange, Mean, Reduce, ReduceMode};
 use crate::error::{Error, Result};
 use crate::model::pass::{Minibatch, Pass};
 use crate::model::Mlp;
@@ -92,7 +92,7 @@ impl Evaluator {
     ) -> Result<EvalResult> {
         let (n, stride) = (self.agents, self.stride);
         // Divergence first: squared norms and consensus distances of every agent.
-        be.copy(params, 0, self.models, 0, n * stride)?;
+        be.copy(&CopyRange::whole(params, self.models, n * stride))?;
         be.mean(&Mean {
             src: params,
             src_offset: 0,

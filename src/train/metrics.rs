@@ -71,6 +71,12 @@ pub struct CompareRow {
     /// Wall-clock seconds of the run.
     #[serde(serialize_with = "fixed::<4, _>")]
     pub wall_s: f64,
+    /// Agent-steps per second over the training steps only.
+    #[serde(serialize_with = "fixed::<1, _>")]
+    pub agent_steps_per_s: f64,
+    /// Milliseconds per training step (all agents; evaluations excluded).
+    #[serde(serialize_with = "fixed::<4, _>")]
+    pub ms_per_step: f64,
 }
 
 impl CompareRow {
@@ -84,6 +90,8 @@ impl CompareRow {
             consensus_distance: s.last.consensus_distance,
             bytes_sent_per_agent: s.bytes_sent_per_agent,
             wall_s: s.wall_s,
+            agent_steps_per_s: s.agent_steps_per_s,
+            ms_per_step: s.ms_per_step,
         }
     }
 }
@@ -482,7 +490,7 @@ mod tests {
         write_csv::<CompareRow>(&dir.join("c.csv"), &[]).unwrap();
         assert_eq!(
             read(&dir.join("c.csv")),
-            "run,consensus_acc,mean_local_acc,worst_local_acc,consensus_distance,bytes_sent_per_agent,wall_s\n"
+            "run,consensus_acc,mean_local_acc,worst_local_acc,consensus_distance,bytes_sent_per_agent,wall_s,agent_steps_per_s,ms_per_step\n"
         );
         let _ = std::fs::remove_dir_all(&dir);
     }

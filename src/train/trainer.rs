@@ -41,6 +41,13 @@ pub struct Summary {
     pub submits_per_step: f64,
     /// Wall-clock seconds of the run (including evaluations).
     pub wall_s: f64,
+    /// Agent-steps per second (agents × steps / seconds) over the training steps of this call
+    /// only: set-up, evaluations, checkpoint writes and progress reports are excluded (the
+    /// device's queued work is finished inside the timed span). 0 when no step ran.
+    pub agent_steps_per_s: f64,
+    /// Milliseconds per training step (all agents), measured as `agent_steps_per_s` is; 0 when
+    /// no step ran.
+    pub ms_per_step: f64,
     /// Device time of the training steps (GPU timestamp queries; None where unavailable).
     pub gpu_s: Option<f64>,
     /// Backend description.
@@ -392,7 +399,10 @@ impl Trainer {
         }
         // GPU time of the training steps only: evaluation time is read and dropped.
         let mut gpu_s = self.be.gpu_seconds()?.map(|_| 0.0);
+        // Wall time of the training steps only (evaluations, checkpoints, progress excluded).
+        let mut step_time = std::time::Duration::ZERO;
         for t in self.step..stop {
+            let step_start = Instant::now();
             let e = t as f64 / self.steps_per_epoch as f64;
             let lr = self.schedule.at(e);
             let before = self.be.counters();
@@ -406,11 +416,19 @@ impl Trainer {
                 *b += s;
             }
             self.step = t + 1;
-            let mut evaluated = false;
-            if self.step.is_multiple_of(self.config.eval_every) || self.step == self.steps {
+            let eval_now =
+                self.step.is_multiple_of(self.config.eval_every) || self.step == self.steps;
+            if eval_now || self.step == stop {
+                // A GPU runs the submitted steps asynchronously: finish them inside the timed
+                // span, so their device time is not billed to the evaluation that follows.
                 if let (Some(total), Some(s)) = (gpu_s.as_mut(), self.be.gpu_seconds()?) {
                     *total += s;
                 }
+                self.finish_work()?;
+            }
+            step_time += step_start.elapsed();
+            let mut evaluated = false;
+            if eval_now {
                 let r = self.evaluate()?;
                 self.be.gpu_seconds()?;
                 let row = self.row(&r, lr, wall(self.wall_offset));
@@ -435,7 +453,17 @@ impl Trainer {
         self.wall_offset = wall(self.wall_offset);
         let last = self.last_eval.clone().unwrap_or_default();
         let bytes = &self.bytes;
-        let ran = (self.step - first_step).max(1) as f64;
+        let ran_steps = self.step - first_step;
+        let ran = ran_steps.max(1) as f64;
+        let secs = step_time.as_secs_f64();
+        let (agent_steps_per_s, ms_per_step) = if ran_steps > 0 && secs > 0.0 {
+            (
+                (n as u64 * ran_steps) as f64 / secs,
+                1e3 * secs / ran_steps as f64,
+            )
+        } else {
+            (0.0, 0.0)
+        };
         Ok(Summary {
             algo: self.config.algo.to_string(),
             topology: topology_label(&self.config),
@@ -448,10 +476,22 @@ impl Trainer {
             dispatches_per_step: step_counters.0 as f64 / ran,
             submits_per_step: step_counters.1 as f64 / ran,
             wall_s: start.elapsed().as_secs_f64(),
+            agent_steps_per_s,
+            ms_per_step,
             gpu_s,
             backend: self.be.describe(),
             rows: self.rows.clone(),
         })
+    }
+
+    /// Waits until the backend has finished all recorded work: reading a buffer does (the
+    /// smallest one at hand, the loss statistics, else the parameters).
+    fn finish_work(&mut self) -> Result<()> {
+        let buf = match self.objective.loss_stats() {
+            Some((b, _)) => b,
+            None => self.state.params(),
+        };
+        self.be.read_f32(buf).map(|_| ())
     }
 
     fn row(&self, r: &EvalResult, lr: f64, wall_s: f64) -> MetricsRow {

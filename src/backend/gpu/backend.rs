@@ -2,10 +2,9 @@
 //! at [`Backend::flush`], with every dispatch's uniform block packed into one arena buffer.
 
 use super::context::{AdapterChoice, GpuContext};
-use super::kernels::{Kernel, PipelineCache};
+use super::kernels::{self, Kernel, PipelineCache, Variant};
 use super::params::*;
 use super::timer::GpuTimer;
-use crate::backend::reference::check_write;
 use crate::backend::*;
 use crate::error::{Error, Result};
 use std::sync::{Arc, Mutex};
@@ -15,6 +14,7 @@ use wgpu::util::DeviceExt;
 enum Command {
     Dispatch {
         kernel: Kernel,
+        variant: Variant,
         buffers: Vec<usize>,
         uniform_offset: u64,
         uniform_size: u64,
@@ -98,51 +98,6 @@ impl GpuBackend {
         self.take_errors()
     }
 
-    /// Measures the device's own ceilings: (peak GFLOP/s of f32 multiply-add, streaming GB/s).
-    ///
-    /// Each probe runs a few times after a warm-up; the best run counts.
-    pub fn measure_ceilings(&mut self) -> Result<(f64, f64)> {
-        let vec4s = 1usize << 20; // 16 MiB per buffer, well past any cache
-        let src = self.alloc(BufKind::F32, 4 * vec4s, "probe.src")?;
-        let dst = self.alloc(BufKind::F32, 4 * vec4s, "probe.dst")?;
-        let mut best = |kernel: Kernel, params: ProbeParams, work: usize| -> Result<f64> {
-            let mut t_best = f64::INFINITY;
-            for rep in 0..4 {
-                let t0 = std::time::Instant::now();
-                self.dispatch(kernel, &params, &[src, dst], work)?;
-                self.flush()?;
-                self.wait()?;
-                if rep > 0 {
-                    t_best = t_best.min(t0.elapsed().as_secs_f64());
-                }
-            }
-            Ok(t_best)
-        };
-        let fma_threads = 1usize << 16;
-        let iters = 512u32;
-        let t = best(
-            Kernel::ProbeFma,
-            ProbeParams {
-                len: fma_threads as u32,
-                iters,
-                ..Default::default()
-            },
-            fma_threads,
-        )?;
-        let gflops = (fma_threads as f64 * 8.0 * 4.0 * 2.0 * iters as f64) / t / 1e9;
-        let t = best(
-            Kernel::ProbeStream,
-            ProbeParams {
-                len: vec4s as u32,
-                iters: 0,
-                ..Default::default()
-            },
-            vec4s,
-        )?;
-        let gbps = (vec4s as f64 * 32.0) / t / 1e9;
-        Ok((gflops, gbps))
-    }
-
     fn take_errors(&self) -> Result<()> {
         let mut errs = self.errors.lock().expect("error sink");
         if errs.is_empty() {
@@ -170,8 +125,16 @@ impl GpuBackend {
         }
     }
 
-    /// Checks a buffer against the adapter's allocation and binding limits.
-    fn check_size(&self, label: &str, bytes: u64) -> Result<()> {
+    /// Checks a buffer of `len` elements and `bytes` bytes against the adapter's allocation and
+    /// binding limits, and its element count against the kernels' u32 indices (once here, so
+    /// every index into it fits a uniform field).
+    fn check_size(&self, label: &str, len: usize, bytes: u64) -> Result<()> {
+        if u32::try_from(len).is_err() {
+            return Err(Error::IndexRange {
+                what: format!("the element count of {label}"),
+                value: len as u64,
+            });
+        }
         let l = &self.ctx.limits;
         let too_large = |limit: u64, limit_name| Error::BufferTooLarge {
             what: label.to_string(),
@@ -224,36 +187,47 @@ impl GpuBackend {
         Ok(())
     }
 
-    /// Records one dispatch of `invocations` threads (or, for the reduction, `invocations`
-    /// workgroups), spread over a 2-D grid when one dimension is not enough.
+    /// Records one dispatch of `work` invocations (or, for the reduction, `work` workgroups),
+    /// spread over a 2-D grid when one dimension is not enough.
     fn dispatch<P: bytemuck::Pod>(
         &mut self,
         kernel: Kernel,
+        variant: Variant,
         params: &P,
         buffers: &[Buf],
         work: usize,
     ) -> Result<()> {
+        let def = kernel.def();
+        debug_assert!(def.variants.contains(&variant), "{kernel:?} {variant:?}");
+        debug_assert_eq!(buffers.len(), def.storage.len(), "{kernel:?} bindings");
         for b in buffers {
             self.buffer(*b)?;
         }
         if work == 0 {
             return Ok(());
         }
-        let groups = match kernel {
-            Kernel::Reduce => work as u64,
-            _ => (work as u64).div_ceil(kernel.workgroup_size() as u64),
+        // The reduction indexes workgroups (one per segment), the others invocations.
+        let per_group = match kernel {
+            Kernel::Reduce => 1,
+            _ => def.workgroup_size as u64,
         };
-        let max = self.ctx.limits.max_compute_workgroups_per_dimension as u64;
-        let (gx, gy) = if groups <= max {
-            (groups, 1)
-        } else {
-            (max, groups.div_ceil(max))
-        };
-        if gy > max {
-            return Err(Error::op(
-                kernel.source().1,
+        let groups = kernels::grid(
+            (work as u64).div_ceil(per_group),
+            self.ctx.limits.max_compute_workgroups_per_dimension,
+        )
+        .ok_or_else(|| {
+            Error::op(
+                def.entry,
                 format!("{work} invocations exceed the adapter's dispatch grid"),
-            ));
+            )
+        })?;
+        // Kernels linearise the (padded) grid into a u32 id: it must not wrap.
+        let ids = groups[0] as u64 * groups[1] as u64 * per_group;
+        if ids > 1 << 32 {
+            return Err(Error::IndexRange {
+                what: format!("the invocation ids of one {} dispatch", def.entry),
+                value: ids,
+            });
         }
         let align = self.ctx.limits.min_uniform_buffer_offset_alignment as usize;
         let offset = self.uniforms.len().div_ceil(align) * align;
@@ -261,21 +235,22 @@ impl GpuBackend {
         self.uniforms.extend_from_slice(bytemuck::bytes_of(params));
         self.pending.push(Command::Dispatch {
             kernel,
+            variant,
             buffers: buffers.iter().map(|b| b.id).collect(),
             uniform_offset: offset as u64,
             uniform_size: std::mem::size_of::<P>() as u64,
-            groups: [gx as u32, gy as u32, 1],
+            groups,
         });
         Ok(())
     }
 
-    /// An elementwise kernel and its elements per invocation: the vec4 variant when the length
-    /// is a multiple of 4 (buffers always start 16-byte aligned).
-    fn elementwise(&self, len: usize, scalar: Kernel, vec4: Kernel) -> (Kernel, usize) {
-        if self.vectorized && len.is_multiple_of(4) {
-            (vec4, 4)
+    /// The vec4 variant when every size is a multiple of 4 (rows then start on 16-byte
+    /// boundaries: buffers always do) and vectorised kernels are on; scalar otherwise.
+    fn width(&self, sizes: &[usize]) -> Variant {
+        if self.vectorized && sizes.iter().all(|v| v.is_multiple_of(4)) {
+            Variant::VEC4
         } else {
-            (scalar, 1)
+            Variant::SCALAR
         }
     }
 
@@ -318,37 +293,29 @@ impl GpuBackend {
             // A run of dispatches shares one compute pass.
             let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
                 label: Some("step"),
-                timestamp_writes: self.timer.as_mut().and_then(GpuTimer::next_pass),
+                timestamp_writes: self.timer.as_mut().map(|t| t.next_pass(device)),
             });
             while let Some(Command::Dispatch {
                 kernel,
+                variant,
                 buffers,
                 uniform_offset,
                 uniform_size,
                 groups,
             }) = commands.get(i)
             {
-                let (pipeline, layout) = self.cache.get(device, *kernel);
-                let mut entries = vec![wgpu::BindGroupEntry {
-                    binding: 0,
-                    resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                        buffer: &arena,
-                        offset: *uniform_offset,
-                        size: wgpu::BufferSize::new(*uniform_size),
-                    }),
-                }];
-                for (k, id) in buffers.iter().enumerate() {
-                    entries.push(wgpu::BindGroupEntry {
-                        binding: k as u32 + 1,
-                        resource: self.buffers[*id].as_entire_binding(),
-                    });
-                }
-                let bind_group = device.create_bind_group(&wgpu::BindGroupDescriptor {
-                    label: Some(kernel.source().1),
-                    layout,
-                    entries: &entries,
-                });
-                pass.set_pipeline(pipeline);
+                let def = kernel.def();
+                let pipeline = self.cache.get(device, def, *variant);
+                let storage: Vec<&wgpu::Buffer> =
+                    buffers.iter().map(|id| &self.buffers[*id]).collect();
+                let uniforms = wgpu::BufferBinding {
+                    buffer: &arena,
+                    offset: *uniform_offset,
+                    size: wgpu::BufferSize::new(*uniform_size),
+                };
+                let bind_group =
+                    kernels::bind_group(device, pipeline, def.entry, uniforms, &storage);
+                pass.set_pipeline(&pipeline.pipeline);
                 pass.set_bind_group(0, &bind_group, &[]);
                 pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
                 self.counters.dispatches += 1;
@@ -389,8 +356,14 @@ impl GpuBackend {
     }
 }
 
-fn u(v: usize) -> u32 {
-    v as u32
+/// A size, count or offset as the u32 a uniform field holds. Buffers are at most u32::MAX
+/// elements (checked at allocation) and operations are checked against their buffers, so this
+/// only fails for an operation that got past those checks; it never wraps.
+fn u(v: usize) -> Result<u32> {
+    u32::try_from(v).map_err(|_| Error::IndexRange {
+        what: "a uniform size or offset".to_string(),
+        value: v as u64,
+    })
 }
 
 impl Backend for GpuBackend {
@@ -400,7 +373,7 @@ impl Backend for GpuBackend {
 
     fn alloc(&mut self, kind: BufKind, len: usize, label: &str) -> Result<Buf> {
         let bytes = Self::byte_len(kind, len).max(16);
-        self.check_size(label, bytes)?;
+        self.check_size(label, len, bytes)?;
         let b = self.ctx.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some(label),
             size: bytes,
@@ -426,7 +399,7 @@ impl Backend for GpuBackend {
 
     fn upload_u8(&mut self, data: &[u8], label: &str) -> Result<Buf> {
         let bytes = Self::byte_len(BufKind::U8, data.len()).max(16);
-        self.check_size(label, bytes)?;
+        self.check_size(label, data.len(), bytes)?;
         let mut padded = data.to_vec();
         padded.resize(bytes as usize, 0);
         let b = self
@@ -459,23 +432,15 @@ impl Backend for GpuBackend {
         Ok(bytemuck::cast_slice::<u8, u32>(&bytes).to_vec())
     }
 
-    fn copy(
-        &mut self,
-        src: Buf,
-        src_offset: usize,
-        dst: Buf,
-        dst_offset: usize,
-        len: usize,
-    ) -> Result<()> {
-        check_write("copy", src, BufKind::F32, src_offset, len)?;
-        check_write("copy", dst, BufKind::F32, dst_offset, len)?;
-        if len > 0 {
+    fn copy(&mut self, op: &CopyRange) -> Result<()> {
+        op.check()?;
+        if op.len > 0 {
             self.pending.push(Command::Copy {
-                src: self.buffer(src)?.clone(),
-                src_offset: src_offset as u64 * 4,
-                dst: self.buffer(dst)?.clone(),
-                dst_offset: dst_offset as u64 * 4,
-                size: len as u64 * 4,
+                src: self.buffer(op.src)?.clone(),
+                src_offset: op.src_offset as u64 * 4,
+                dst: self.buffer(op.dst)?.clone(),
+                dst_offset: op.dst_offset as u64 * 4,
+                size: op.len as u64 * 4,
             });
         }
         Ok(())
@@ -485,15 +450,16 @@ impl Backend for GpuBackend {
         op.check(&self.ix)?;
         self.ix.gather(op);
         let p = GatherParams {
-            rows: u(op.rows),
-            dim: u(op.dim),
-            n_samples: u(op.labels.len),
+            rows: u(op.rows)?,
+            dim: u(op.dim)?,
+            n_samples: u(op.labels.len)?,
             mean: op.mean as f32,
             inv_std: (1.0 / op.std) as f32,
             ..Default::default()
         };
         self.dispatch(
             Kernel::Gather,
+            Variant::SCALAR,
             &p,
             &[op.data, op.labels, op.index, op.x, op.y],
             op.rows * op.dim,
@@ -503,19 +469,14 @@ impl Backend for GpuBackend {
     fn dense_forward(&mut self, op: &DenseForward) -> Result<()> {
         op.check(&self.ix)?;
         let s = &op.shape;
-        let p = dense_params(s);
+        let p = dense_params(s)?;
         let work = s.n_jobs * s.batch.div_ceil(4) * s.layer.out_dim.div_ceil(4);
-        // Rows start on 16-byte boundaries when these are multiples of 4: use vec4 loads.
-        let aligned = [s.layer.in_dim, s.layer.w_off, s.stride]
-            .iter()
-            .all(|v| v.is_multiple_of(4));
-        let kernel = if aligned && self.vectorized {
-            Kernel::DenseForwardVec4
-        } else {
-            Kernel::DenseForward
-        };
+        let variant = self
+            .width(&[s.layer.in_dim, s.layer.w_off, s.stride])
+            .relu(s.layer.relu);
         self.dispatch(
-            kernel,
+            Kernel::DenseForward,
+            variant,
             &p,
             &[s.jobs, op.params, op.input, op.input, op.output],
             work,
@@ -525,11 +486,11 @@ impl Backend for GpuBackend {
     fn dense_backward_data(&mut self, op: &DenseBackwardData) -> Result<()> {
         op.check(&self.ix)?;
         let s = &op.shape;
-        let mut p = dense_params(s);
-        p.relu = op.relu_mask as u32;
+        let p = dense_params(s)?;
         let work = s.n_jobs * s.batch.div_ceil(4) * s.layer.in_dim.div_ceil(4);
         self.dispatch(
             Kernel::DenseBackwardData,
+            Variant::SCALAR.relu(op.relu_mask),
             &p,
             &[s.jobs, op.params, op.dz, op.input, op.dx],
             work,
@@ -539,16 +500,13 @@ impl Backend for GpuBackend {
     fn dense_backward_weights(&mut self, op: &DenseBackwardWeights) -> Result<()> {
         op.check(&self.ix)?;
         let s = &op.shape;
-        let p = dense_params(s);
+        let p = dense_params(s)?;
         let work = s.n_jobs * s.layer.out_dim.div_ceil(4) * (s.layer.in_dim + 1).div_ceil(4);
-        let kernel = if s.layer.in_dim.is_multiple_of(4) && self.vectorized {
-            Kernel::DenseBackwardWeightsVec4
-        } else {
-            Kernel::DenseBackwardWeights
-        };
+        let variant = self.width(&[s.layer.in_dim]);
         // The params binding is unused by this entry point; bind the input in its place.
         self.dispatch(
-            kernel,
+            Kernel::DenseBackwardWeights,
+            variant,
             &p,
             &[s.jobs, op.input, op.dz, op.input, op.grads],
             work,
@@ -558,13 +516,14 @@ impl Backend for GpuBackend {
     fn softmax_xent(&mut self, op: &SoftmaxXent) -> Result<()> {
         op.check(&self.ix)?;
         let p = XentParams {
-            n_jobs: u(op.n_jobs),
-            batch: u(op.batch),
-            classes: u(op.classes),
+            n_jobs: u(op.n_jobs)?,
+            batch: u(op.batch)?,
+            classes: u(op.classes)?,
             _pad0: 0,
         };
         self.dispatch(
             Kernel::SoftmaxXent,
+            Variant::SCALAR,
             &p,
             &[op.jobs, op.logits, op.labels, op.dlogits, op.stats],
             op.n_jobs * op.batch,
@@ -575,29 +534,26 @@ impl Backend for GpuBackend {
         op.check(&self.ix)?;
         let c = &op.csr;
         // Four elements per invocation when every vector starts on a 16-byte boundary.
-        let sizes = [
+        let variant = self.width(&[
             op.len,
             op.in_stride,
             op.in_offset,
             op.out_stride,
             op.out_offset,
-        ];
-        let (kernel, unit) = if self.vectorized && sizes.iter().all(|v| v.is_multiple_of(4)) {
-            (Kernel::MixVec4, 4)
-        } else {
-            (Kernel::Mix, 1)
-        };
+        ]);
+        let unit = variant.width.lanes();
         let p = MixParams {
-            rows: u(c.rows),
-            len: u(op.len / unit),
-            in_stride: u(op.in_stride / unit),
-            in_offset: u(op.in_offset / unit),
-            out_stride: u(op.out_stride / unit),
-            out_offset: u(op.out_offset / unit),
+            rows: u(c.rows)?,
+            len: u(op.len / unit)?,
+            in_stride: u(op.in_stride / unit)?,
+            in_offset: u(op.in_offset / unit)?,
+            out_stride: u(op.out_stride / unit)?,
+            out_offset: u(op.out_offset / unit)?,
             ..Default::default()
         };
         self.dispatch(
-            kernel,
+            Kernel::Mix,
+            variant,
             &p,
             &[c.row_ptr, c.col, c.weight, op.input, op.output],
             c.rows * op.len / unit,
@@ -606,77 +562,88 @@ impl Backend for GpuBackend {
 
     fn axpby(&mut self, op: &Axpby) -> Result<()> {
         op.check()?;
-        let (kernel, unit) = self.elementwise(op.len, Kernel::Axpby, Kernel::AxpbyVec4);
+        let variant = self.width(&[op.len]);
+        let n = op.len / variant.width.lanes();
         let p = UpdateParams {
-            len: u(op.len / unit),
+            len: u(n)?,
             a: op.a as f32,
             b: op.b as f32,
             ..Default::default()
         };
-        self.dispatch(kernel, &p, &[op.x, op.y], op.len / unit)
+        self.dispatch(Kernel::Axpby, variant, &p, &[op.x, op.y], n)
     }
 
     fn fill(&mut self, op: &Fill) -> Result<()> {
         op.check()?;
-        let mut p = vector_params(op.count, op.len, (0, 0, 1), (op.offset, op.stride, 1));
+        let mut p = vector_params(op.count, op.len, (0, 0, 1), (op.offset, op.stride, 1))?;
         p.value = op.value as f32;
-        self.dispatch(Kernel::Fill, &p, &[op.y], op.count * op.len)
+        self.dispatch(
+            Kernel::Fill,
+            Variant::SCALAR,
+            &p,
+            &[op.y],
+            op.count * op.len,
+        )
     }
 
     fn copy_strided(&mut self, op: &CopyStrided) -> Result<()> {
         op.check()?;
         let src = (op.src_offset, op.src_stride, op.src_step);
         let dst = (op.dst_offset, op.dst_stride, op.dst_step);
-        let p = vector_params(op.count, op.len, src, dst);
+        let p = vector_params(op.count, op.len, src, dst)?;
         let work = op.count * op.len;
-        self.dispatch(Kernel::CopyStrided, &p, &[op.src, op.dst], work)
+        self.dispatch(
+            Kernel::CopyStrided,
+            Variant::SCALAR,
+            &p,
+            &[op.src, op.dst],
+            work,
+        )
     }
 
     fn mean(&mut self, op: &Mean) -> Result<()> {
         op.check()?;
         let src = (op.src_offset, op.src_stride, 1);
-        let p = vector_params(op.count, op.len, src, (op.dst_offset, 0, 1));
-        self.dispatch(Kernel::Mean, &p, &[op.src, op.dst], op.len)
+        let p = vector_params(op.count, op.len, src, (op.dst_offset, 0, 1))?;
+        self.dispatch(Kernel::Mean, Variant::SCALAR, &p, &[op.src, op.dst], op.len)
     }
 
     fn local_step(&mut self, op: &LocalStep) -> Result<()> {
         op.check()?;
-        let (kernel, unit) = self.elementwise(op.len, Kernel::LocalStep, Kernel::LocalStepVec4);
+        let variant = self.width(&[op.len]);
+        let n = op.len / variant.width.lanes();
         let p = UpdateParams {
-            len: u(op.len / unit),
+            len: u(n)?,
             nesterov: op.nesterov as u32,
             lr: op.lr as f32,
             momentum: op.momentum as f32,
             weight_decay: op.weight_decay as f32,
             ..Default::default()
         };
-        self.dispatch(
-            kernel,
-            &p,
-            &[op.params, op.grads, op.momentum_buf],
-            op.len / unit,
-        )
+        let buffers = [op.params, op.grads, op.momentum_buf];
+        self.dispatch(Kernel::LocalStep, variant, &p, &buffers, n)
     }
 
     fn reduce(&mut self, op: &Reduce) -> Result<()> {
         op.check()?;
         let p = ReduceParams {
-            segments: u(op.segments),
-            seg_len: u(op.seg_len),
+            segments: u(op.segments)?,
+            seg_len: u(op.seg_len)?,
             mode: op.mode as u32,
-            out_offset: u(op.out_offset),
-            a_offset: u(op.a_offset),
-            a_stride: u(op.a_stride),
-            b_offset: u(op.b_offset),
-            b_stride: u(op.b_stride),
+            out_offset: u(op.out_offset)?,
+            a_offset: u(op.a_offset)?,
+            a_stride: u(op.a_stride)?,
+            b_offset: u(op.b_offset)?,
+            b_stride: u(op.b_stride)?,
         };
-        self.dispatch(Kernel::Reduce, &p, &[op.a, op.b, op.out], op.segments)
+        let buffers = [op.a, op.b, op.out];
+        self.dispatch(Kernel::Reduce, Variant::SCALAR, &p, &buffers, op.segments)
     }
 
     fn adam_step(&mut self, op: &AdamStep) -> Result<()> {
         op.check()?;
         let p = AdamParams {
-            len: u(op.len),
+            len: u(op.len)?,
             lr: op.lr as f32,
             beta1: op.beta1 as f32,
             beta2: op.beta2 as f32,
@@ -686,30 +653,22 @@ impl Backend for GpuBackend {
             weight_decay: op.weight_decay as f32,
             ..Default::default()
         };
-        self.dispatch(
-            Kernel::AdamStep,
-            &p,
-            &[op.params, op.grads, op.m1, op.m2],
-            op.len,
-        )
+        let buffers = [op.params, op.grads, op.m1, op.m2];
+        self.dispatch(Kernel::AdamStep, Variant::SCALAR, &p, &buffers, op.len)
     }
 
     fn adam_moments(&mut self, op: &AdamMoments) -> Result<()> {
         op.check()?;
         let len = op.agents * op.stride;
         let p = AdamParams {
-            len: u(len),
-            stride: u(op.stride),
+            len: u(len)?,
+            stride: u(op.stride)?,
             beta1: op.beta1 as f32,
             beta2: op.beta2 as f32,
             ..Default::default()
         };
-        self.dispatch(
-            Kernel::AdamMoments,
-            &p,
-            &[op.delta, op.sq_norms, op.m1, op.m2],
-            len,
-        )
+        let buffers = [op.delta, op.sq_norms, op.m1, op.m2];
+        self.dispatch(Kernel::AdamMoments, Variant::SCALAR, &p, &buffers, len)
     }
 
     fn flush(&mut self) -> Result<()> {
@@ -763,31 +722,56 @@ fn vector_params(
     len: usize,
     (src_offset, src_stride, src_step): (usize, usize, usize),
     (dst_offset, dst_stride, dst_step): (usize, usize, usize),
-) -> VectorParams {
-    VectorParams {
-        count: u(count),
-        len: u(len),
-        src_offset: u(src_offset),
-        src_stride: u(src_stride),
-        src_step: u(src_step),
-        dst_offset: u(dst_offset),
-        dst_stride: u(dst_stride),
-        dst_step: u(dst_step),
+) -> Result<VectorParams> {
+    Ok(VectorParams {
+        count: u(count)?,
+        len: u(len)?,
+        src_offset: u(src_offset)?,
+        src_stride: u(src_stride)?,
+        src_step: u(src_step)?,
+        dst_offset: u(dst_offset)?,
+        dst_stride: u(dst_stride)?,
+        dst_step: u(dst_step)?,
         ..Default::default()
-    }
+    })
 }
 
-fn dense_params(s: &DenseJobs) -> DenseParams {
-    DenseParams {
-        n_jobs: u(s.n_jobs),
-        batch: u(s.batch),
-        in_dim: u(s.layer.in_dim),
-        out_dim: u(s.layer.out_dim),
-        w_off: u(s.layer.w_off),
-        b_off: u(s.layer.b_off),
-        param_stride: u(s.stride),
+fn dense_params(s: &DenseJobs) -> Result<DenseParams> {
+    Ok(DenseParams {
+        n_jobs: u(s.n_jobs)?,
+        batch: u(s.batch)?,
+        in_dim: u(s.layer.in_dim)?,
+        out_dim: u(s.layer.out_dim)?,
+        w_off: u(s.layer.w_off)?,
+        b_off: u(s.layer.b_off)?,
+        param_stride: u(s.stride)?,
         in_by_data: (s.input_blocks == InputBlocks::ByData) as u32,
-        relu: s.layer.relu as u32,
-        ..Default::default()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_past_u32_are_typed_errors_not_wrapped() {
+        assert_eq!(u(u32::MAX as usize).unwrap(), u32::MAX);
+        assert!(matches!(
+            u(u32::MAX as usize + 1),
+            Err(Error::IndexRange { value, .. }) if value == 1 << 32
+        ));
+        let Ok(mut be) = GpuBackend::from_env() else {
+            eprintln!("SKIPPED: no GPU adapter found");
+            return;
+        };
+        // Rejected before anything is allocated: the kernels could not index past u32::MAX.
+        let err = be
+            .alloc(BufKind::F32, u32::MAX as usize + 1, "huge")
+            .unwrap_err();
+        assert!(
+            matches!(err, Error::IndexRange { value, .. } if value == 1 << 32),
+            "{err}"
+        );
+        assert!(err.to_string().contains("huge"), "{err}");
     }
 }

@@ -1,169 +1,179 @@
-//! Uniform parameter blocks, the host twins of the WGSL structs of the same name.
-//! A host-only test checks each against naga's layout of the shader struct.
+//! Uniform parameter blocks, the host twins of the WGSL structs of the same name. Each is
+//! declared through the `uniforms!` macro below, so its field names, types and
+//! offsets are known at run time ([`Uniform::FIELDS`]); a host-only test checks them against
+//! naga's layout of the shader struct.
 
 use bytemuck::{Pod, Zeroable};
 
-/// `GatherParams` in gather.wgsl.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
-pub struct GatherParams {
-    pub rows: u32,
-    pub dim: u32,
-    pub n_samples: u32,
-    pub _pad0: u32,
-    pub mean: f32,
-    pub inv_std: f32,
-    pub _pad1: u32,
-    pub _pad2: u32,
+/// One field of a host uniform block.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Field {
+    /// Field name (the WGSL member name).
+    pub name: &'static str,
+    /// Rust type name: `u32` or `f32` (the WGSL scalar type).
+    pub ty: &'static str,
+    /// Byte offset in the `#[repr(C)]` struct.
+    pub offset: usize,
 }
 
-/// `DenseParams` in dense.wgsl.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
-pub struct DenseParams {
-    pub n_jobs: u32,
-    pub batch: u32,
-    pub in_dim: u32,
-    pub out_dim: u32,
-    pub w_off: u32,
-    pub b_off: u32,
-    pub param_stride: u32,
-    pub in_by_data: u32,
-    pub relu: u32,
-    pub _pad0: u32,
-    pub _pad1: u32,
-    pub _pad2: u32,
+/// A `#[repr(C)]` twin of a WGSL uniform struct.
+pub trait Uniform: Pod {
+    /// The WGSL struct name.
+    const NAME: &'static str;
+    /// Every field in declaration order.
+    const FIELDS: &'static [Field];
 }
 
-/// `XentParams` in loss.wgsl.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
-pub struct XentParams {
-    pub n_jobs: u32,
-    pub batch: u32,
-    pub classes: u32,
-    pub _pad0: u32,
+/// The layout of one host uniform block, for the layout test.
+#[derive(Clone, Copy, Debug)]
+pub struct UniformLayout {
+    /// The WGSL struct name.
+    pub name: &'static str,
+    /// Size in bytes.
+    pub size: usize,
+    /// Every field in declaration order.
+    pub fields: &'static [Field],
 }
 
-/// `MixParams` in mix.wgsl.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
-pub struct MixParams {
-    pub rows: u32,
-    pub len: u32,
-    pub in_stride: u32,
-    pub in_offset: u32,
-    pub out_stride: u32,
-    pub out_offset: u32,
-    pub _pad0: u32,
-    pub _pad1: u32,
+macro_rules! uniforms {
+    ($($(#[$doc:meta])* $name:ident { $($field:ident: $ty:ident),* $(,)? })*) => {
+        $(
+            $(#[$doc])*
+            #[repr(C)]
+            #[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
+            pub struct $name {
+                $(pub $field: $ty),*
+            }
+
+            impl Uniform for $name {
+                const NAME: &'static str = stringify!($name);
+                const FIELDS: &'static [Field] = &[$(Field {
+                    name: stringify!($field),
+                    ty: stringify!($ty),
+                    offset: std::mem::offset_of!($name, $field),
+                }),*];
+            }
+        )*
+
+        /// Every uniform block of the crate.
+        pub const UNIFORMS: &[UniformLayout] = &[$(UniformLayout {
+            name: <$name as Uniform>::NAME,
+            size: std::mem::size_of::<$name>(),
+            fields: <$name as Uniform>::FIELDS,
+        }),*];
+    };
 }
 
-/// `UpdateParams` in update.wgsl.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
-pub struct UpdateParams {
-    pub len: u32,
-    pub nesterov: u32,
-    pub _pad0: u32,
-    pub _pad1: u32,
-    pub a: f32,
-    pub b: f32,
-    pub lr: f32,
-    pub momentum: f32,
-    pub weight_decay: f32,
-    pub _pad2: f32,
-    pub _pad3: f32,
-    pub _pad4: f32,
-}
+uniforms! {
+    /// `GatherParams` in gather.wgsl.
+    GatherParams {
+        rows: u32,
+        dim: u32,
+        n_samples: u32,
+        _pad0: u32,
+        mean: f32,
+        inv_std: f32,
+        _pad1: u32,
+        _pad2: u32,
+    }
 
-/// `ReduceParams` in reduce.wgsl.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
-pub struct ReduceParams {
-    pub segments: u32,
-    pub seg_len: u32,
-    pub mode: u32,
-    pub out_offset: u32,
-    pub a_offset: u32,
-    pub a_stride: u32,
-    pub b_offset: u32,
-    pub b_stride: u32,
-}
+    /// `DenseParams` in dense.wgsl (the activation is the pipeline constant `RELU`).
+    DenseParams {
+        n_jobs: u32,
+        batch: u32,
+        in_dim: u32,
+        out_dim: u32,
+        w_off: u32,
+        b_off: u32,
+        param_stride: u32,
+        in_by_data: u32,
+    }
 
-/// `AdamParams` in adam.wgsl.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
-pub struct AdamParams {
-    pub len: u32,
-    pub stride: u32,
-    pub _pad0: u32,
-    pub _pad1: u32,
-    pub lr: f32,
-    pub beta1: f32,
-    pub beta2: f32,
-    pub eps: f32,
-    pub bc1: f32,
-    pub bc2: f32,
-    pub weight_decay: f32,
-    pub _pad2: f32,
-}
+    /// `XentParams` in loss.wgsl.
+    XentParams {
+        n_jobs: u32,
+        batch: u32,
+        classes: u32,
+        _pad0: u32,
+    }
 
-/// `ProbeParams` in probe.wgsl.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
-pub struct ProbeParams {
-    pub len: u32,
-    pub iters: u32,
-    pub _pad0: u32,
-    pub _pad1: u32,
-}
+    /// `MixParams` in mix.wgsl.
+    MixParams {
+        rows: u32,
+        len: u32,
+        in_stride: u32,
+        in_offset: u32,
+        out_stride: u32,
+        out_offset: u32,
+        _pad0: u32,
+        _pad1: u32,
+    }
 
-/// `VectorParams` in vector.wgsl.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
-pub struct VectorParams {
-    pub count: u32,
-    pub len: u32,
-    pub src_offset: u32,
-    pub src_stride: u32,
-    pub src_step: u32,
-    pub dst_offset: u32,
-    pub dst_stride: u32,
-    pub dst_step: u32,
-    pub value: f32,
-    pub _pad0: u32,
-    pub _pad1: u32,
-    pub _pad2: u32,
-}
+    /// `UpdateParams` in update.wgsl (axpby, local_step).
+    UpdateParams {
+        len: u32,
+        nesterov: u32,
+        _pad0: u32,
+        _pad1: u32,
+        a: f32,
+        b: f32,
+        lr: f32,
+        momentum: f32,
+        weight_decay: f32,
+        _pad2: f32,
+        _pad3: f32,
+        _pad4: f32,
+    }
 
-/// Every (WGSL struct name, shader file, host size) pair, for the layout test.
-pub const UNIFORMS: &[(&str, &str, usize)] = &[
-    (
-        "GatherParams",
-        "gather.wgsl",
-        std::mem::size_of::<GatherParams>(),
-    ),
-    (
-        "DenseParams",
-        "dense.wgsl",
-        std::mem::size_of::<DenseParams>(),
-    ),
-    ("XentParams", "loss.wgsl", std::mem::size_of::<XentParams>()),
-    ("MixParams", "mix.wgsl", std::mem::size_of::<MixParams>()),
-    (
-        "UpdateParams",
-        "update.wgsl",
-        std::mem::size_of::<UpdateParams>(),
-    ),
-    (
-        "ReduceParams",
-        "reduce.wgsl",
-        std::mem::size_of::<ReduceParams>(),
-    ),
-    (
-        "VectorParams",
-        "vector.wgsl",
-        std::mem::size_of::<VectorParams>(),
-    ),
-];
+    /// `AdamParams` in update.wgsl (adam_step, adam_moments).
+    AdamParams {
+        len: u32,
+        stride: u32,
+        _pad0: u32,
+        _pad1: u32,
+        lr: f32,
+        beta1: f32,
+        beta2: f32,
+        eps: f32,
+        bc1: f32,
+        bc2: f32,
+        weight_decay: f32,
+        _pad2: f32,
+    }
+
+    /// `ReduceParams` in reduce.wgsl.
+    ReduceParams {
+        segments: u32,
+        seg_len: u32,
+        mode: u32,
+        out_offset: u32,
+        a_offset: u32,
+        a_stride: u32,
+        b_offset: u32,
+        b_stride: u32,
+    }
+
+    /// `VectorParams` in vector.wgsl (fill, copy_strided, mean).
+    VectorParams {
+        count: u32,
+        len: u32,
+        src_offset: u32,
+        src_stride: u32,
+        src_step: u32,
+        dst_offset: u32,
+        dst_stride: u32,
+        dst_step: u32,
+        value: f32,
+        _pad0: u32,
+        _pad1: u32,
+        _pad2: u32,
+    }
+
+    /// `ProbeParams` in probe.wgsl (benchmarks).
+    ProbeParams {
+        len: u32,
+        iters: u32,
+        _pad0: u32,
+        _pad1: u32,
+    }
+}

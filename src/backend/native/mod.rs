@@ -17,7 +17,6 @@
 mod dense;
 mod elementwise;
 
-use crate::backend::reference::check_write;
 use crate::backend::*;
 use crate::error::{Error, Result};
 use elementwise::{Adam, MixInput, MixMatrix, Sgd};
@@ -27,11 +26,7 @@ use rayon::prelude::*;
 /// thread: about 10 µs on one core.
 const INLINE_WORK: usize = 1 << 20;
 
-enum Slot {
-    Real(Vec<f32>),
-    Index(Vec<u32>),
-    Bytes(Vec<u8>),
-}
+type Slot = crate::backend::host::Slot<f32>;
 
 /// The native CPU backend (f32, SIMD GEMM, rayon threads).
 pub struct NativeBackend {
@@ -279,27 +274,20 @@ impl Backend for NativeBackend {
         Ok(self.indices(buf, "read_u32")?.to_vec())
     }
 
-    fn copy(
-        &mut self,
-        src: Buf,
-        src_offset: usize,
-        dst: Buf,
-        dst_offset: usize,
-        len: usize,
-    ) -> Result<()> {
-        self.own_range("copy", src, BufKind::F32, src_offset, len)?;
-        self.own_range("copy", dst, BufKind::F32, dst_offset, len)?;
-        if src.id == dst.id {
+    fn copy(&mut self, op: &CopyRange) -> Result<()> {
+        op.check()?;
+        if op.src.id == op.dst.id {
             // Overlapping ranges copy as if through a temporary, like the reference.
-            let mut v = self.take(dst, "copy")?;
-            v.copy_within(src_offset..src_offset + len, dst_offset);
-            self.put(dst, v);
+            let mut v = self.take(op.dst, "copy")?;
+            v.copy_within(op.src_offset..op.src_offset + op.len, op.dst_offset);
+            self.put(op.dst, v);
         } else {
-            let mut v = self.take(dst, "copy")?;
-            let r = self.reals(src, "copy").map(|from| {
-                v[dst_offset..dst_offset + len].copy_from_slice(&from[src_offset..src_offset + len])
+            let mut v = self.take(op.dst, "copy")?;
+            let r = self.reals(op.src, "copy").map(|from| {
+                v[op.dst_offset..op.dst_offset + op.len]
+                    .copy_from_slice(&from[op.src_offset..op.src_offset + op.len])
             });
-            self.put(dst, v);
+            self.put(op.dst, v);
             r?;
         }
         Ok(())
@@ -729,19 +717,7 @@ impl Backend for NativeBackend {
     }
 
     fn live_buffers(&self) -> LiveBuffers {
-        let bytes = self
-            .slots
-            .iter()
-            .map(|s| match s {
-                Slot::Real(v) => 4 * v.len() as u64,
-                Slot::Index(v) => 4 * v.len() as u64,
-                Slot::Bytes(v) => v.len() as u64,
-            })
-            .sum();
-        LiveBuffers {
-            count: self.slots.len(),
-            bytes,
-        }
+        crate::backend::host::live_buffers(&self.slots)
     }
 
     fn release_from(&mut self, mark: usize) {
