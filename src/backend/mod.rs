@@ -316,8 +316,8 @@ pub struct Fill {
     pub value: f64,
 }
 
-/// Range copy: `dst[dst_offset..][..len] ← src[src_offset..][..len]` (the same buffer is
-/// allowed; overlapping ranges copy as if through a temporary).
+/// Range copy: `dst[dst_offset..][..len] ← src[src_offset..][..len]` between two different
+/// buffers (a GPU cannot copy within one buffer, so no backend does).
 #[derive(Clone, Copy, Debug)]
 pub struct CopyRange {
     /// Input.
@@ -344,10 +344,11 @@ impl CopyRange {
         }
     }
 
-    /// Checks that both ranges fit real buffers.
+    /// Checks that both ranges fit real buffers and that the buffers differ.
     pub fn check(&self) -> Result<()> {
         check_write("copy", self.src, BufKind::F32, self.src_offset, self.len)?;
-        check_write("copy", self.dst, BufKind::F32, self.dst_offset, self.len)
+        check_write("copy", self.dst, BufKind::F32, self.dst_offset, self.len)?;
+        distinct("copy", self.dst, &[self.src])
     }
 }
 

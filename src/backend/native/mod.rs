@@ -276,21 +276,13 @@ impl Backend for NativeBackend {
 
     fn copy(&mut self, op: &CopyRange) -> Result<()> {
         op.check()?;
-        if op.src.id == op.dst.id {
-            // Overlapping ranges copy as if through a temporary, like the reference.
-            let mut v = self.take(op.dst, "copy")?;
-            v.copy_within(op.src_offset..op.src_offset + op.len, op.dst_offset);
-            self.put(op.dst, v);
-        } else {
-            let mut v = self.take(op.dst, "copy")?;
-            let r = self.reals(op.src, "copy").map(|from| {
-                v[op.dst_offset..op.dst_offset + op.len]
-                    .copy_from_slice(&from[op.src_offset..op.src_offset + op.len])
-            });
-            self.put(op.dst, v);
-            r?;
-        }
-        Ok(())
+        let mut v = self.take(op.dst, "copy")?;
+        let r = self.reals(op.src, "copy").map(|from| {
+            v[op.dst_offset..op.dst_offset + op.len]
+                .copy_from_slice(&from[op.src_offset..op.src_offset + op.len])
+        });
+        self.put(op.dst, v);
+        r
     }
 
     fn gather(&mut self, op: &Gather) -> Result<()> {
