@@ -42,16 +42,18 @@ registry! {
     SlowMo: slowmo,
     RelaySgd: relaysgd,
     RelaySgdGrad: relaysgd_grad,
+    Ngm: ngm,
 }
 
 pub use crate::graph::{RelayAverage, RelayTree};
-pub use crate::objective::{DeviceData, MlpObjective, Objective, OneShot, Quadratics};
+pub use crate::objective::{DeviceData, JobList, MlpObjective, Objective, OneShot, Quadratics};
 pub use allreduce::AllReduce;
 pub use buffers::{AgentBuffers, LocalHyper};
 pub use d2::{check_d2_spectrum, D2, D2_LAMBDA_MIN_BOUND};
 pub use dsgd::Dsgd;
 pub use gt::Gt;
-pub use options::{AlgoOptions, DsgdOrder, RelayNormalisation};
+pub use ngm::Ngm;
+pub use options::{AlgoOptions, DsgdOrder, NgmPi, RelayNormalisation};
 pub use qg_adam::QgAdam;
 pub use qgm::{Qgm, QGM_MIN_LR};
 pub use relaysgd::{Model, Relay, RelaySgd, RelayVariant};
@@ -118,7 +120,7 @@ pub trait Algo {
 }
 
 /// Algorithms of ALGORITHMS.md that are specified but not implemented yet.
-pub const PLANNED_ALGORITHMS: &[&str] = &["ngm", "compngm", "cga", "matcha", "aldsgd"];
+pub const PLANNED_ALGORITHMS: &[&str] = &["compngm", "cga", "matcha", "aldsgd"];
 
 /// What an algorithm communicates over.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -458,7 +460,7 @@ mod tests {
             "AllReduce".parse::<Algorithm>().unwrap(),
             Algorithm::AllReduce
         );
-        let e = "ngm".parse::<Algorithm>().unwrap_err().to_string();
+        let e = "compngm".parse::<Algorithm>().unwrap_err().to_string();
         assert!(e.contains("not implemented"), "{e}");
         let e = "sgd9".parse::<Algorithm>().unwrap_err().to_string();
         assert!(e.contains("accepted: dsgd, allreduce"), "{e}");
@@ -482,7 +484,7 @@ mod tests {
         }
         assert_eq!(
             algorithm_names(),
-            "dsgd, allreduce, qgm, qg-adam, d2, gt, sgp, slowmo, relaysgd, relaysgd-grad"
+            "dsgd, allreduce, qgm, qg-adam, d2, gt, sgp, slowmo, relaysgd, relaysgd-grad, ngm"
         );
         assert_eq!(Algorithm::default(), Algorithm::Dsgd);
         // What each really runs on: SGP always on the exponential graph, all-reduce on none.

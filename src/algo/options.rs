@@ -55,6 +55,32 @@ impl std::str::FromStr for DsgdOrder {
     }
 }
 
+/// NGM's weights π of the combined gradient (ALGORITHMS.md §5.7).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum NgmPi {
+    /// π = 1/(deg_i + 1) for every term (the original; exact on regular graphs).
+    #[default]
+    Uniform,
+    /// π_ij = W_ij, the gossip weights (for irregular graphs; equal to uniform on a ring with
+    /// uniform weights).
+    Weights,
+}
+
+impl std::str::FromStr for NgmPi {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "uniform" => Ok(NgmPi::Uniform),
+            "weights" | "w" => Ok(NgmPi::Weights),
+            other => Err(Error::param(
+                "ngm-pi",
+                format!("unknown '{other}'; accepted: uniform, weights"),
+            )),
+        }
+    }
+}
+
 /// Options of the algorithms beyond the local optimizer; defaults follow ALGORITHMS.md.
 ///
 /// This struct is the one definition of each option: its doc comments are the `--help` text,
@@ -108,6 +134,16 @@ pub struct AlgoOptions {
     /// D-PSGD order: atc (adapt-then-combine) or cta (combine-then-adapt).
     #[arg(long, default_value = "atc", value_parser = flag_value::<DsgdOrder>)]
     pub dsgd_order: DsgdOrder,
+    /// NGM α in [0, 1]: 0 is NGM_mv (one round, the agent's gradients at its neighbours'
+    /// models), 1 is NGM_dv (two rounds, the neighbours' gradients at its model); between: blend.
+    #[arg(long, default_value_t = 1.0)]
+    pub ngm_alpha: f64,
+    /// NGM gossip damping γ in (0, 1]: x ← x + γ(Wx − x) before the forward pass.
+    #[arg(long, default_value_t = 0.1)]
+    pub ngm_gamma: f64,
+    /// NGM weights π: uniform (1/(deg + 1)) or weights (π_ij = W_ij).
+    #[arg(long, default_value = "uniform", value_parser = flag_value::<NgmPi>)]
+    pub ngm_pi: NgmPi,
 }
 
 impl Default for AlgoOptions {
@@ -153,6 +189,13 @@ impl AlgoOptions {
             return Err(Error::param(
                 "slowmo-lr",
                 format!("{} must be finite and > 0", self.slowmo_lr),
+            ));
+        }
+        unit("ngm-alpha", self.ngm_alpha, false)?;
+        if !(self.ngm_gamma > 0.0 && self.ngm_gamma <= 1.0) {
+            return Err(Error::param(
+                "ngm-gamma",
+                format!("{} is outside (0, 1]", self.ngm_gamma),
             ));
         }
         if let LrCorrection::Value(c) = self.relay_lr_correction {
@@ -210,15 +253,51 @@ mod tests {
                     ..Default::default()
                 },
             ),
+            (
+                "ngm-alpha",
+                AlgoOptions {
+                    ngm_alpha: 1.5,
+                    ..Default::default()
+                },
+            ),
+            (
+                "ngm-alpha",
+                AlgoOptions {
+                    ngm_alpha: f64::NAN,
+                    ..Default::default()
+                },
+            ),
+            (
+                "ngm-gamma",
+                AlgoOptions {
+                    ngm_gamma: 0.0,
+                    ..Default::default()
+                },
+            ),
+            (
+                "ngm-gamma",
+                AlgoOptions {
+                    ngm_gamma: 1.25,
+                    ..Default::default()
+                },
+            ),
         ];
         for (flag, o) in cases {
             let e = o.validate().unwrap_err().to_string();
             assert!(e.contains(flag), "{flag}: {e}");
         }
         let toml_text = "qgm_period = 4\nrelay_normalisation = \"counts\"\n\
-                         relay_lr_correction = \"exact\"\ndsgd_order = \"cta\"";
+                         relay_lr_correction = \"exact\"\ndsgd_order = \"cta\"\n\
+                         ngm_alpha = 0.25\nngm_pi = \"weights\"";
         let o: AlgoOptions = toml::from_str(toml_text).unwrap();
         assert_eq!(o.dsgd_order, DsgdOrder::Cta);
+        assert_eq!((o.ngm_alpha, o.ngm_pi), (0.25, NgmPi::Weights));
+        assert_eq!(o.ngm_gamma, 0.1);
+        assert!("x"
+            .parse::<NgmPi>()
+            .unwrap_err()
+            .to_string()
+            .contains("ngm-pi"));
         assert_eq!("ATC".parse::<DsgdOrder>().unwrap(), DsgdOrder::Atc);
         assert!("ctA2"
             .parse::<DsgdOrder>()

@@ -98,6 +98,11 @@ impl Pass {
         })
     }
 
+    /// The model the pass runs.
+    pub fn model(&self) -> &Mlp {
+        &self.model
+    }
+
     /// Number of jobs.
     pub fn n_jobs(&self) -> usize {
         self.n_jobs
