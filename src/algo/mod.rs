@@ -43,6 +43,7 @@ registry! {
     RelaySgd: relaysgd,
     RelaySgdGrad: relaysgd_grad,
     Ngm: ngm,
+    Matcha: matcha,
 }
 
 pub use crate::graph::{RelayAverage, RelayTree};
@@ -52,8 +53,9 @@ pub use buffers::{AgentBuffers, LocalHyper};
 pub use d2::{check_d2_spectrum, D2, D2_LAMBDA_MIN_BOUND};
 pub use dsgd::Dsgd;
 pub use gt::Gt;
+pub use matcha::{matcha_flag_seed, matcha_schedule, Matcha};
 pub use ngm::Ngm;
-pub use options::{AlgoOptions, DsgdOrder, NgmPi, RelayNormalisation};
+pub use options::{AlgoOptions, DsgdOrder, MatchaMode, NgmPi, RelayNormalisation};
 pub use qg_adam::QgAdam;
 pub use qgm::{Qgm, QGM_MIN_LR};
 pub use relaysgd::{Model, Relay, RelaySgd, RelayVariant};
@@ -120,7 +122,7 @@ pub trait Algo {
 }
 
 /// Algorithms of ALGORITHMS.md that are specified but not implemented yet.
-pub const PLANNED_ALGORITHMS: &[&str] = &["compngm", "cga", "matcha", "aldsgd"];
+pub const PLANNED_ALGORITHMS: &[&str] = &["compngm", "cga", "aldsgd"];
 
 /// What an algorithm communicates over.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -484,7 +486,7 @@ mod tests {
         }
         assert_eq!(
             algorithm_names(),
-            "dsgd, allreduce, qgm, qg-adam, d2, gt, sgp, slowmo, relaysgd, relaysgd-grad, ngm"
+            "dsgd, allreduce, qgm, qg-adam, d2, gt, sgp, slowmo, relaysgd, relaysgd-grad, ngm, matcha"
         );
         assert_eq!(Algorithm::default(), Algorithm::Dsgd);
         // What each really runs on: SGP always on the exponential graph, all-reduce on none.

@@ -3,7 +3,7 @@
 
 use crate::cli::{clap_defaults, flag_value};
 use crate::error::{Error, Result};
-use crate::graph::{HopSchedule, LrCorrection};
+use crate::graph::{HopSchedule, LrCorrection, MatchaGraph};
 
 /// How RelaySGD normalises the relayed sum (§5.5 step 5).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -81,6 +81,32 @@ impl std::str::FromStr for NgmPi {
     }
 }
 
+/// How MATCHA draws its activation flags (ALGORITHMS.md §5.15).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum MatchaMode {
+    /// Bernoulli(p_j) flags under the budget, from one stream shared by all agents.
+    #[default]
+    Random,
+    /// The original code's FixedProcessor: matching 1 at even, matching 0 at odd steps, with
+    /// α_fix = 2/(λ₂(L) + λ_max(L)); the budget is ignored.
+    FixedProcessor,
+}
+
+impl std::str::FromStr for MatchaMode {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "random" | "matcha" => Ok(MatchaMode::Random),
+            "fixed-processor" | "fixed" | "code" => Ok(MatchaMode::FixedProcessor),
+            other => Err(Error::param(
+                "matcha-mode",
+                format!("unknown '{other}'; accepted: random, fixed-processor"),
+            )),
+        }
+    }
+}
+
 /// Options of the algorithms beyond the local optimizer; defaults follow ALGORITHMS.md.
 ///
 /// This struct is the one definition of each option: its doc comments are the `--help` text,
@@ -144,6 +170,17 @@ pub struct AlgoOptions {
     /// NGM weights π: uniform (1/(deg + 1)) or weights (π_ij = W_ij).
     #[arg(long, default_value = "uniform", value_parser = flag_value::<NgmPi>)]
     pub ngm_pi: NgmPi,
+    /// MATCHA communication budget C_b in (0, 1]: the expected fraction of matchings active.
+    #[arg(long, default_value_t = 0.5)]
+    pub matcha_budget: f64,
+    /// MATCHA flags: random (Bernoulli under the budget) or fixed-processor (the original
+    /// code's alternating matchings 1 and 0).
+    #[arg(long, default_value = "random", value_parser = flag_value::<MatchaMode>)]
+    pub matcha_mode: MatchaMode,
+    /// MATCHA base graph with its published matchings (0, 1, er16, ring8) instead of the
+    /// configured topology decomposed greedily; the agent count must match.
+    #[arg(long, value_parser = flag_value::<MatchaGraph>)]
+    pub matcha_graph: Option<MatchaGraph>,
 }
 
 impl Default for AlgoOptions {
@@ -192,6 +229,12 @@ impl AlgoOptions {
             ));
         }
         unit("ngm-alpha", self.ngm_alpha, false)?;
+        if !(self.matcha_budget > 0.0 && self.matcha_budget <= 1.0) {
+            return Err(Error::param(
+                "matcha-budget",
+                format!("{} is outside (0, 1]", self.matcha_budget),
+            ));
+        }
         if !(self.ngm_gamma > 0.0 && self.ngm_gamma <= 1.0) {
             return Err(Error::param(
                 "ngm-gamma",
@@ -281,6 +324,13 @@ mod tests {
                     ..Default::default()
                 },
             ),
+            (
+                "matcha-budget",
+                AlgoOptions {
+                    matcha_budget: 0.0,
+                    ..Default::default()
+                },
+            ),
         ];
         for (flag, o) in cases {
             let e = o.validate().unwrap_err().to_string();
@@ -288,11 +338,15 @@ mod tests {
         }
         let toml_text = "qgm_period = 4\nrelay_normalisation = \"counts\"\n\
                          relay_lr_correction = \"exact\"\ndsgd_order = \"cta\"\n\
-                         ngm_alpha = 0.25\nngm_pi = \"weights\"";
+                         ngm_alpha = 0.25\nngm_pi = \"weights\"\n\
+                         matcha_mode = \"fixed-processor\"\nmatcha_graph = \"ring8\"";
         let o: AlgoOptions = toml::from_str(toml_text).unwrap();
         assert_eq!(o.dsgd_order, DsgdOrder::Cta);
         assert_eq!((o.ngm_alpha, o.ngm_pi), (0.25, NgmPi::Weights));
         assert_eq!(o.ngm_gamma, 0.1);
+        assert_eq!(o.matcha_mode, MatchaMode::FixedProcessor);
+        assert_eq!(o.matcha_graph, Some(MatchaGraph::Ring8));
+        assert_eq!(o.matcha_budget, 0.5);
         assert!("x"
             .parse::<NgmPi>()
             .unwrap_err()
