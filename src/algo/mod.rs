@@ -44,10 +44,13 @@ registry! {
     RelaySgdGrad: relaysgd_grad,
     Ngm: ngm,
     Matcha: matcha,
+    AlDsgd: aldsgd,
 }
 
 pub use crate::graph::{RelayAverage, RelayTree};
 pub use crate::objective::{DeviceData, JobList, MlpObjective, Objective, OneShot, Quadratics};
+pub use aldsgd::{aldsgd_flag_seeds, aldsgd_matrix, aldsgd_round, aldsgd_schedules};
+pub use aldsgd::{AlDsgd, PullWeights};
 pub use allreduce::AllReduce;
 pub use buffers::{AgentBuffers, LocalHyper};
 pub use d2::{check_d2_spectrum, D2, D2_LAMBDA_MIN_BOUND};
@@ -122,7 +125,7 @@ pub trait Algo {
 }
 
 /// Algorithms of ALGORITHMS.md that are specified but not implemented yet.
-pub const PLANNED_ALGORITHMS: &[&str] = &["compngm", "cga", "aldsgd"];
+pub const PLANNED_ALGORITHMS: &[&str] = &["compngm", "cga"];
 
 /// What an algorithm communicates over.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -486,7 +489,7 @@ mod tests {
         }
         assert_eq!(
             algorithm_names(),
-            "dsgd, allreduce, qgm, qg-adam, d2, gt, sgp, slowmo, relaysgd, relaysgd-grad, ngm, matcha"
+            "dsgd, allreduce, qgm, qg-adam, d2, gt, sgp, slowmo, relaysgd, relaysgd-grad, ngm, matcha, aldsgd"
         );
         assert_eq!(Algorithm::default(), Algorithm::Dsgd);
         // What each really runs on: SGP always on the exponential graph, all-reduce on none.

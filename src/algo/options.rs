@@ -181,6 +181,25 @@ pub struct AlgoOptions {
     /// configured topology decomposed greedily; the agent count must match.
     #[arg(long, value_parser = flag_value::<MatchaGraph>)]
     pub matcha_graph: Option<MatchaGraph>,
+    /// AL-DSGD weight c1 of the lowest-loss neighbour's model.
+    #[arg(long, default_value_t = 0.3)]
+    pub aldsgd_c1: f64,
+    /// AL-DSGD weight c2 of the highest-degree neighbour's model.
+    #[arg(long, default_value_t = 0.1)]
+    pub aldsgd_c2: f64,
+    /// AL-DSGD pull strength p1 towards the lowest-loss neighbour.
+    #[arg(long, default_value_t = 0.2)]
+    pub aldsgd_p1: f64,
+    /// AL-DSGD pull strength p2 towards the highest-degree neighbour.
+    #[arg(long, default_value_t = 0.2)]
+    pub aldsgd_p2: f64,
+    /// AL-DSGD pulls towards the leaders every K iterations (batch index mod K = 0).
+    #[arg(long, default_value_t = 1)]
+    pub aldsgd_pull_every: u64,
+    /// AL-DSGD communication core: fixed-processor (the recipe's D-PSGD) or random (MATCHA
+    /// under --matcha-budget).
+    #[arg(long, default_value = "fixed-processor", value_parser = flag_value::<MatchaMode>)]
+    pub aldsgd_core: MatchaMode,
 }
 
 impl Default for AlgoOptions {
@@ -229,6 +248,29 @@ impl AlgoOptions {
             ));
         }
         unit("ngm-alpha", self.ngm_alpha, false)?;
+        for (name, v) in [
+            ("aldsgd-c1", self.aldsgd_c1),
+            ("aldsgd-c2", self.aldsgd_c2),
+            ("aldsgd-p1", self.aldsgd_p1),
+            ("aldsgd-p2", self.aldsgd_p2),
+        ] {
+            unit(name, v, false)?;
+        }
+        if self.aldsgd_c1 + self.aldsgd_c2 > 1.0 {
+            return Err(Error::param(
+                "aldsgd-c2",
+                format!("c1 + c2 = {} exceeds 1", self.aldsgd_c1 + self.aldsgd_c2),
+            ));
+        }
+        if self.aldsgd_p1 + self.aldsgd_p2 > 1.0 {
+            return Err(Error::param(
+                "aldsgd-p2",
+                format!("p1 + p2 = {} exceeds 1", self.aldsgd_p1 + self.aldsgd_p2),
+            ));
+        }
+        if self.aldsgd_pull_every == 0 {
+            return Err(Error::param("aldsgd-pull-every", "must be at least 1"));
+        }
         if !(self.matcha_budget > 0.0 && self.matcha_budget <= 1.0) {
             return Err(Error::param(
                 "matcha-budget",
@@ -328,6 +370,28 @@ mod tests {
                 "matcha-budget",
                 AlgoOptions {
                     matcha_budget: 0.0,
+                    ..Default::default()
+                },
+            ),
+            (
+                "aldsgd-c1",
+                AlgoOptions {
+                    aldsgd_c1: -0.1,
+                    ..Default::default()
+                },
+            ),
+            (
+                "aldsgd-p2",
+                AlgoOptions {
+                    aldsgd_p1: 0.6,
+                    aldsgd_p2: 0.6,
+                    ..Default::default()
+                },
+            ),
+            (
+                "aldsgd-pull-every",
+                AlgoOptions {
+                    aldsgd_pull_every: 0,
                     ..Default::default()
                 },
             ),
