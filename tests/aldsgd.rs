@@ -13,7 +13,7 @@ mod common;
 use common::{assert_close, gpu_backends};
 use swarmgrad::algo::{
     aldsgd_flag_seeds, aldsgd_matrix, aldsgd_round, aldsgd_schedules, AlgoOptions, AlgoSetup,
-    Algorithm, JobList, LocalHyper, MatchaMode, Objective, PullWeights, Quadratics,
+    Algorithm, JobGradients, JobList, LocalHyper, MatchaMode, Objective, PullWeights, Quadratics,
 };
 use swarmgrad::backend::native::NativeBackend;
 use swarmgrad::backend::reference::ReferenceBackend;
@@ -63,12 +63,9 @@ impl Objective for WithLosses {
     fn record_job_gradients(
         &mut self,
         be: &mut dyn Backend,
-        list: &JobList,
-        p: Buf,
-        g: Buf,
-        t: u64,
+        j: JobGradients<'_>,
     ) -> swarmgrad::Result<()> {
-        self.inner.record_job_gradients(be, list, p, g, t)
+        self.inner.record_job_gradients(be, j)
     }
     fn loss_stats(&self) -> Option<(Buf, usize)> {
         Some((self.stats, 1))

@@ -21,7 +21,7 @@
 use super::options::MatchaMode;
 use super::{matcha_flag_seed, AgentBuffers, Algo, AlgoSetup, AlgoSpec, LocalHyper, Step};
 use super::TopologyNeed;
-use crate::backend::{Backend, Buf};
+use crate::backend::Backend;
 use crate::comm::Gossip;
 use crate::error::{Error, Result};
 use crate::graph::{Matcha as Schedule, MatchaGraph};
@@ -220,10 +220,6 @@ impl Algo for AlDsgd {
             b.ledger.charge(&scalars);
         }
         Ok(())
-    }
-
-    fn state(&self) -> Vec<(&'static str, Buf)> {
-        self.buf.state_with(&[])
     }
 
     /// One round of G_B with its most recently written matrix (all matchings before the first

@@ -11,7 +11,7 @@
 
 use super::options::MatchaMode;
 use super::{AgentBuffers, Algo, AlgoSetup, AlgoSpec, LocalHyper, Step, TopologyNeed};
-use crate::backend::{Backend, Buf};
+use crate::backend::Backend;
 use crate::comm::Gossip;
 use crate::error::{Error, Result};
 use crate::graph::{greedy_matchings, Matcha as Schedule};
@@ -65,9 +65,10 @@ pub fn matcha_schedule(s: &AlgoSetup) -> Result<Schedule> {
 pub struct Matcha {
     buf: AgentBuffers,
     schedule: Schedule,
-    flag_seed: u64,
     w: Gossip,
     hyper: LocalHyper,
+    /// Seed of the flag stream all agents share.
+    flag_seed: u64,
 }
 
 fn build(be: &mut dyn Backend, buf: AgentBuffers, s: &AlgoSetup) -> Result<Box<dyn Algo>> {
@@ -101,10 +102,6 @@ impl Algo for Matcha {
             b.gossip(be, &self.w)?;
         }
         Ok(())
-    }
-
-    fn state(&self) -> Vec<(&'static str, Buf)> {
-        self.buf.state_with(&[])
     }
 
     /// One round with the most recently written matrix (all matchings before the first step).

@@ -48,7 +48,9 @@ registry! {
 }
 
 pub use crate::graph::{RelayAverage, RelayTree};
-pub use crate::objective::{DeviceData, JobList, MlpObjective, Objective, OneShot, Quadratics};
+pub use crate::objective::{
+    DeviceData, JobGradients, JobList, MlpObjective, Objective, OneShot, Quadratics,
+};
 pub use aldsgd::{aldsgd_flag_seeds, aldsgd_matrix, aldsgd_round, aldsgd_schedules};
 pub use aldsgd::{AlDsgd, PullWeights};
 pub use allreduce::AllReduce;
@@ -98,8 +100,11 @@ pub trait Algo {
     fn bytes_sent(&self) -> &[u64] {
         self.buffers().ledger.sent()
     }
-    /// Named state buffers that make up a checkpoint (parameters first).
-    fn state(&self) -> Vec<(&'static str, Buf)>;
+    /// Named state buffers that make up a checkpoint (parameters first); by default the
+    /// parameters and the local momentum.
+    fn state(&self) -> Vec<(&'static str, Buf)> {
+        self.buffers().state_with(&[])
+    }
     /// Records one communication round alone, without a local step (tests and diagnostics).
     fn record_gossip(&mut self, be: &mut dyn Backend) -> Result<()>;
     /// Lines the user should see about how this run was set up (e.g. a learning-rate factor).

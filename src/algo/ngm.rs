@@ -22,7 +22,7 @@ use crate::algo::options::NgmPi;
 use crate::backend::{Backend, Buf, BufKind, CsrBufs, Mix};
 use crate::comm::Gossip;
 use crate::error::{Error, Result};
-use crate::objective::JobList;
+use crate::objective::{JobGradients, JobList};
 use crate::sparse::Csr;
 
 /// NGM (mv, dv and blends).
@@ -188,8 +188,15 @@ impl Algo for Ngm {
         be.copy(b.params, 0, self.models, len, len)?;
         self.damped.record(be, &mut b.ledger, b.params, self.models)?;
         // 3–4. Self-gradients at x^{t+½} and cross-gradients at x_j^t, one job list.
-        s.obj
-            .record_job_gradients(be, &list, self.models, self.job_grads, s.t)?;
+        s.obj.record_job_gradients(
+            be,
+            JobGradients {
+                list: &list,
+                params: self.models,
+                grads: self.job_grads,
+                t: s.t,
+            },
+        )?;
         // 5–6. Round 2 (its bytes) and ĝ = π·[g + Σ_j (α·C_{j,i} + (1−α)·C_{i,j})].
         be.mix(&Mix {
             csr: self.combine,
@@ -205,10 +212,6 @@ impl Algo for Ngm {
         // 7–9. Weight decay at x^{t+½}, momentum, step (on slabs 0..n), then back to x.
         b.record_local_step_on(be, self.models, s.lr, self.hyper)?;
         be.copy(self.models, 0, b.params, 0, len)
-    }
-
-    fn state(&self) -> Vec<(&'static str, Buf)> {
-        self.buf.state_with(&[])
     }
 
     /// One damped gossip round alone.

@@ -37,23 +37,30 @@ pub trait Objective {
     /// [`Objective::record_job_gradients`]; data agents must be below the objective's agents.
     fn prepare_jobs(&mut self, be: &mut dyn Backend, jobs: &[(usize, usize)]) -> Result<JobList>;
 
-    /// Records, for every job k = (m, i) of `list`, ∇F_i(x_m; ξ_i^t) — agent i's objective on its
-    /// minibatch of iteration t at slab m of `params` — into slab k of `grads`. One call per
-    /// iteration draws each agent's minibatch once, as [`Objective::record_gradients`] does.
-    fn record_job_gradients(
-        &mut self,
-        be: &mut dyn Backend,
-        list: &JobList,
-        params: Buf,
-        grads: Buf,
-        t: u64,
-    ) -> Result<()>;
+    /// Records, for every job k = (m, i) of `j.list`, ∇F_i(x_m; ξ_i^t) — agent i's objective on
+    /// its minibatch of iteration t at slab m of `j.params` — into slab k of `j.grads`. One call
+    /// per iteration draws each agent's minibatch once, as [`Objective::record_gradients`] does.
+    fn record_job_gradients(&mut self, be: &mut dyn Backend, j: JobGradients<'_>) -> Result<()>;
 
     /// Per-agent loss sums of the last recorded gradients, `[loss_sum(i)..., hits(i)...]`, and
     /// the number of samples each sum covers (None where the objective has no loss to report).
     fn loss_stats(&self) -> Option<(Buf, usize)> {
         None
     }
+}
+
+/// One evaluation of a job list: job k's gradient at model slab m of `params` on data agent i's
+/// minibatch of iteration `t` goes to slab k of `grads`.
+#[derive(Clone, Copy, Debug)]
+pub struct JobGradients<'a> {
+    /// The registered list.
+    pub list: &'a JobList,
+    /// Model slabs the jobs' models index.
+    pub params: Buf,
+    /// One output slab per job.
+    pub grads: Buf,
+    /// Iteration t (which minibatch).
+    pub t: u64,
 }
 
 /// A job list registered with one objective: (model slab, data agent) pairs.
@@ -238,19 +245,13 @@ impl Objective for MlpObjective {
     /// The training loss reported by [`Objective::loss_stats`] is that of the first n jobs,
     /// when they are (·, 0), …, (·, n − 1) (each agent's own model on its own data; NGM puts
     /// them first), copied into the identity pass's statistics (two copies).
-    fn record_job_gradients(
-        &mut self,
-        be: &mut dyn Backend,
-        list: &JobList,
-        params: Buf,
-        grads: Buf,
-        _t: u64,
-    ) -> Result<()> {
+    fn record_job_gradients(&mut self, be: &mut dyn Backend, j: JobGradients<'_>) -> Result<()> {
+        let (list, params) = (j.list, j.params);
         let k = list.index(self.job_passes.len())?;
         self.record_minibatch(be)?;
         let pass = &self.job_passes[k];
         pass.record_forward(be, params, &self.mb)?;
-        pass.record_backward(be, params, &self.mb, grads)?;
+        pass.record_backward(be, params, &self.mb, j.grads)?;
         let n = self.sampler.agents();
         let own_first = list.len() >= n && list.jobs[..n].iter().enumerate().all(|(i, j)| j.1 == i);
         if own_first {

@@ -3,7 +3,7 @@
 //! checks. Both run on either backend through the ordinary kernels: a quadratic's gradient is one
 //! dense-layer dispatch over the identity job list, with H_i as the weight and −c_i as the bias.
 
-use super::{JobList, Objective};
+use super::{JobGradients, JobList, Objective};
 use crate::backend::{Axpby, Backend, Buf, BufKind, CsrBufs, DenseForward, DenseJobs};
 use crate::backend::{InputBlocks, Mix};
 use crate::error::{Error, Result};
@@ -210,12 +210,8 @@ impl Objective for Quadratics {
         let list = JobList::new(jobs, self.agents, self.job_lists.len())?;
         // The dense kernel's "model" is the coefficient block (data agent i), its input the
         // parameter slab m.
-        let flat: Vec<u32> = jobs
-            .iter()
-            .flat_map(|&(m, i)| [i as u32, m as u32])
-            .collect();
-        let buf = be.alloc(BufKind::U32, flat.len(), "quadratics.job_list")?;
-        be.write_u32(buf, 0, &flat)?;
+        let swapped: Vec<(usize, usize)> = jobs.iter().map(|&(m, i)| (i, m)).collect();
+        let buf = crate::model::pass::upload_jobs(be, &swapped, "quadratics.job_list")?;
         let to_jobs = be.upload_csr(&list.data_rows(self.agents), "quadratics.to_jobs")?;
         let noise = match self.noise {
             Some(_) => Some(be.alloc(BufKind::F32, jobs.len() * self.d, "quadratics.job_noise")?),
@@ -231,21 +227,14 @@ impl Objective for Quadratics {
     }
 
     /// Job (m, i) gets agent i's noise of iteration t (its "minibatch"), whatever the model.
-    fn record_job_gradients(
-        &mut self,
-        be: &mut dyn Backend,
-        list: &JobList,
-        params: Buf,
-        grads: Buf,
-        t: u64,
-    ) -> Result<()> {
-        let k = list.index(self.job_lists.len())?;
+    fn record_job_gradients(&mut self, be: &mut dyn Backend, j: JobGradients<'_>) -> Result<()> {
+        let (grads, k) = (j.grads, j.list.index(self.job_lists.len())?);
         let (jobs, n_jobs, to_jobs, job_noise) = {
-            let j = &self.job_lists[k];
-            (j.jobs, j.n_jobs, j.to_jobs, j.noise)
+            let l = &self.job_lists[k];
+            (l.jobs, l.n_jobs, l.to_jobs, l.noise)
         };
-        self.record_dense(be, jobs, n_jobs, params, grads)?;
-        if let (Some((xi, scale)), Some(job_noise)) = (self.draw_noise(be, t)?, job_noise) {
+        self.record_dense(be, jobs, n_jobs, j.params, grads)?;
+        if let (Some((xi, scale)), Some(job_noise)) = (self.draw_noise(be, j.t)?, job_noise) {
             copy_to_jobs(be, to_jobs, xi, job_noise, self.d)?;
             add_scaled(be, grads, scale, job_noise)?;
         }
@@ -302,14 +291,8 @@ impl Objective for OneShot {
 
     /// Job (m, i) gets v_i at iteration 0 (the shot does not depend on the model), zero after;
     /// the slab length is `grads.len / jobs`.
-    fn record_job_gradients(
-        &mut self,
-        be: &mut dyn Backend,
-        list: &JobList,
-        _params: Buf,
-        grads: Buf,
-        t: u64,
-    ) -> Result<()> {
+    fn record_job_gradients(&mut self, be: &mut dyn Backend, j: JobGradients<'_>) -> Result<()> {
+        let (list, grads, t) = (j.list, j.grads, j.t);
         let k = list.index(self.job_lists.len())?;
         let d = grads.len / list.len();
         if d == 0 || !grads.len.is_multiple_of(list.len()) || !self.len.is_multiple_of(d) {
