@@ -760,6 +760,9 @@ fn small(algo: &str, steps: u64) -> TrainConfig {
     let algo: Algorithm = algo.parse().unwrap();
     let (agents, mixing, momentum) = if algo == Algorithm::Sgp {
         (4, MixingRule::MetropolisHastings, 0.9)
+    } else if algo == Algorithm::AlDsgd {
+        // AL-DSGD runs on MATCHA graphs 0 and 1 (8 nodes).
+        (8, MixingRule::MetropolisHastings, 0.9)
     } else if algo == Algorithm::D2 || algo == Algorithm::Gt {
         (5, MixingRule::Constant(0.3233), 0.0)
     } else {
