@@ -1072,5 +1072,8 @@ mod trainer_tracks_the_reference {
         slowmo "slowmo",
         relaysgd "relaysgd",
         relaysgd_grad "relaysgd-grad",
+        ngm "ngm",
+        matcha "matcha",
+        aldsgd "aldsgd",
     }
 }

@@ -42,16 +42,25 @@ registry! {
     SlowMo: slowmo,
     RelaySgd: relaysgd,
     RelaySgdGrad: relaysgd_grad,
+    Ngm: ngm,
+    Matcha: matcha,
+    AlDsgd: aldsgd,
 }
 
 pub use crate::graph::{RelayAverage, RelayTree};
-pub use crate::objective::{DeviceData, MlpObjective, Objective, OneShot, Quadratics};
+pub use crate::objective::{
+    DeviceData, JobGradients, JobList, MlpObjective, Objective, OneShot, Quadratics,
+};
+pub use aldsgd::{aldsgd_flag_seeds, aldsgd_matrix, aldsgd_round, aldsgd_schedules};
+pub use aldsgd::{AlDsgd, PullWeights};
 pub use allreduce::AllReduce;
 pub use buffers::{AgentBuffers, LocalHyper};
 pub use d2::{check_d2_spectrum, D2, D2_LAMBDA_MIN_BOUND};
 pub use dsgd::Dsgd;
 pub use gt::Gt;
-pub use options::{AlgoOptions, DsgdOrder, RelayNormalisation};
+pub use matcha::{matcha_flag_seed, matcha_schedule, Matcha};
+pub use ngm::Ngm;
+pub use options::{AlgoOptions, DsgdOrder, MatchaMode, NgmPi, RelayNormalisation};
 pub use qg_adam::QgAdam;
 pub use qgm::{Qgm, QGM_MIN_LR};
 pub use relaysgd::{Model, Relay, RelaySgd, RelayVariant};
@@ -91,8 +100,11 @@ pub trait Algo {
     fn bytes_sent(&self) -> &[u64] {
         self.buffers().ledger.sent()
     }
-    /// Named state buffers that make up a checkpoint (parameters first).
-    fn state(&self) -> Vec<(&'static str, Buf)>;
+    /// Named state buffers that make up a checkpoint (parameters first); by default the
+    /// parameters and the local momentum.
+    fn state(&self) -> Vec<(&'static str, Buf)> {
+        self.buffers().state_with(&[])
+    }
     /// Records one communication round alone, without a local step (tests and diagnostics).
     fn record_gossip(&mut self, be: &mut dyn Backend) -> Result<()>;
     /// Lines the user should see about how this run was set up (e.g. a learning-rate factor).
@@ -118,7 +130,7 @@ pub trait Algo {
 }
 
 /// Algorithms of ALGORITHMS.md that are specified but not implemented yet.
-pub const PLANNED_ALGORITHMS: &[&str] = &["ngm", "compngm", "cga", "matcha", "aldsgd"];
+pub const PLANNED_ALGORITHMS: &[&str] = &["compngm", "cga"];
 
 /// What an algorithm communicates over.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -458,7 +470,7 @@ mod tests {
             "AllReduce".parse::<Algorithm>().unwrap(),
             Algorithm::AllReduce
         );
-        let e = "ngm".parse::<Algorithm>().unwrap_err().to_string();
+        let e = "compngm".parse::<Algorithm>().unwrap_err().to_string();
         assert!(e.contains("not implemented"), "{e}");
         let e = "sgd9".parse::<Algorithm>().unwrap_err().to_string();
         assert!(e.contains("accepted: dsgd, allreduce"), "{e}");
@@ -482,7 +494,7 @@ mod tests {
         }
         assert_eq!(
             algorithm_names(),
-            "dsgd, allreduce, qgm, qg-adam, d2, gt, sgp, slowmo, relaysgd, relaysgd-grad"
+            "dsgd, allreduce, qgm, qg-adam, d2, gt, sgp, slowmo, relaysgd, relaysgd-grad, ngm, matcha, aldsgd"
         );
         assert_eq!(Algorithm::default(), Algorithm::Dsgd);
         // What each really runs on: SGP always on the exponential graph, all-reduce on none.

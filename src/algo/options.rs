@@ -3,7 +3,7 @@
 
 use crate::cli::{clap_defaults, flag_value};
 use crate::error::{Error, Result};
-use crate::graph::{HopSchedule, LrCorrection};
+use crate::graph::{HopSchedule, LrCorrection, MatchaGraph};
 
 /// How RelaySGD normalises the relayed sum (§5.5 step 5).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -50,6 +50,58 @@ impl std::str::FromStr for DsgdOrder {
             other => Err(Error::param(
                 "dsgd-order",
                 format!("unknown '{other}'; accepted: atc, cta"),
+            )),
+        }
+    }
+}
+
+/// NGM's weights π of the combined gradient (ALGORITHMS.md §5.7).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum NgmPi {
+    /// π = 1/(deg_i + 1) for every term (the original; exact on regular graphs).
+    #[default]
+    Uniform,
+    /// π_ij = W_ij, the gossip weights (for irregular graphs; equal to uniform on a ring with
+    /// uniform weights).
+    Weights,
+}
+
+impl std::str::FromStr for NgmPi {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "uniform" => Ok(NgmPi::Uniform),
+            "weights" | "w" => Ok(NgmPi::Weights),
+            other => Err(Error::param(
+                "ngm-pi",
+                format!("unknown '{other}'; accepted: uniform, weights"),
+            )),
+        }
+    }
+}
+
+/// How MATCHA draws its activation flags (ALGORITHMS.md §5.15).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum MatchaMode {
+    /// Bernoulli(p_j) flags under the budget, from one stream shared by all agents.
+    #[default]
+    Random,
+    /// The original code's FixedProcessor: matching 1 at even, matching 0 at odd steps, with
+    /// α_fix = 2/(λ₂(L) + λ_max(L)); the budget is ignored.
+    FixedProcessor,
+}
+
+impl std::str::FromStr for MatchaMode {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "random" | "matcha" => Ok(MatchaMode::Random),
+            "fixed-processor" | "fixed" | "code" => Ok(MatchaMode::FixedProcessor),
+            other => Err(Error::param(
+                "matcha-mode",
+                format!("unknown '{other}'; accepted: random, fixed-processor"),
             )),
         }
     }
@@ -108,6 +160,46 @@ pub struct AlgoOptions {
     /// D-PSGD order: atc (adapt-then-combine) or cta (combine-then-adapt).
     #[arg(long, default_value = "atc", value_parser = flag_value::<DsgdOrder>)]
     pub dsgd_order: DsgdOrder,
+    /// NGM α in [0, 1]: 0 is NGM_mv (one round, the agent's gradients at its neighbours'
+    /// models), 1 is NGM_dv (two rounds, the neighbours' gradients at its model); between: blend.
+    #[arg(long, default_value_t = 1.0)]
+    pub ngm_alpha: f64,
+    /// NGM gossip damping γ in (0, 1]: x ← x + γ(Wx − x) before the forward pass.
+    #[arg(long, default_value_t = 0.1)]
+    pub ngm_gamma: f64,
+    /// NGM weights π: uniform (1/(deg + 1)) or weights (π_ij = W_ij).
+    #[arg(long, default_value = "uniform", value_parser = flag_value::<NgmPi>)]
+    pub ngm_pi: NgmPi,
+    /// MATCHA communication budget C_b in (0, 1]: the expected fraction of matchings active.
+    #[arg(long, default_value_t = 0.5)]
+    pub matcha_budget: f64,
+    /// MATCHA flags: random (Bernoulli under the budget) or fixed-processor (the original
+    /// code's alternating matchings 1 and 0).
+    #[arg(long, default_value = "random", value_parser = flag_value::<MatchaMode>)]
+    pub matcha_mode: MatchaMode,
+    /// MATCHA base graph with its published matchings (0, 1, er16, ring8) instead of the
+    /// configured topology decomposed greedily; the agent count must match.
+    #[arg(long, value_parser = flag_value::<MatchaGraph>)]
+    pub matcha_graph: Option<MatchaGraph>,
+    /// AL-DSGD weight c1 of the lowest-loss neighbour's model.
+    #[arg(long, default_value_t = 0.3)]
+    pub aldsgd_c1: f64,
+    /// AL-DSGD weight c2 of the highest-degree neighbour's model.
+    #[arg(long, default_value_t = 0.1)]
+    pub aldsgd_c2: f64,
+    /// AL-DSGD pull strength p1 towards the lowest-loss neighbour.
+    #[arg(long, default_value_t = 0.2)]
+    pub aldsgd_p1: f64,
+    /// AL-DSGD pull strength p2 towards the highest-degree neighbour.
+    #[arg(long, default_value_t = 0.2)]
+    pub aldsgd_p2: f64,
+    /// AL-DSGD pulls towards the leaders every K iterations (batch index mod K = 0).
+    #[arg(long, default_value_t = 1)]
+    pub aldsgd_pull_every: u64,
+    /// AL-DSGD communication core: fixed-processor (the recipe's D-PSGD) or random (MATCHA
+    /// under --matcha-budget).
+    #[arg(long, default_value = "fixed-processor", value_parser = flag_value::<MatchaMode>)]
+    pub aldsgd_core: MatchaMode,
 }
 
 impl Default for AlgoOptions {
@@ -153,6 +245,42 @@ impl AlgoOptions {
             return Err(Error::param(
                 "slowmo-lr",
                 format!("{} must be finite and > 0", self.slowmo_lr),
+            ));
+        }
+        unit("ngm-alpha", self.ngm_alpha, false)?;
+        for (name, v) in [
+            ("aldsgd-c1", self.aldsgd_c1),
+            ("aldsgd-c2", self.aldsgd_c2),
+            ("aldsgd-p1", self.aldsgd_p1),
+            ("aldsgd-p2", self.aldsgd_p2),
+        ] {
+            unit(name, v, false)?;
+        }
+        if self.aldsgd_c1 + self.aldsgd_c2 > 1.0 {
+            return Err(Error::param(
+                "aldsgd-c2",
+                format!("c1 + c2 = {} exceeds 1", self.aldsgd_c1 + self.aldsgd_c2),
+            ));
+        }
+        if self.aldsgd_p1 + self.aldsgd_p2 > 1.0 {
+            return Err(Error::param(
+                "aldsgd-p2",
+                format!("p1 + p2 = {} exceeds 1", self.aldsgd_p1 + self.aldsgd_p2),
+            ));
+        }
+        if self.aldsgd_pull_every == 0 {
+            return Err(Error::param("aldsgd-pull-every", "must be at least 1"));
+        }
+        if !(self.matcha_budget > 0.0 && self.matcha_budget <= 1.0) {
+            return Err(Error::param(
+                "matcha-budget",
+                format!("{} is outside (0, 1]", self.matcha_budget),
+            ));
+        }
+        if !(self.ngm_gamma > 0.0 && self.ngm_gamma <= 1.0) {
+            return Err(Error::param(
+                "ngm-gamma",
+                format!("{} is outside (0, 1]", self.ngm_gamma),
             ));
         }
         if let LrCorrection::Value(c) = self.relay_lr_correction {
@@ -210,15 +338,84 @@ mod tests {
                     ..Default::default()
                 },
             ),
+            (
+                "ngm-alpha",
+                AlgoOptions {
+                    ngm_alpha: 1.5,
+                    ..Default::default()
+                },
+            ),
+            (
+                "ngm-alpha",
+                AlgoOptions {
+                    ngm_alpha: f64::NAN,
+                    ..Default::default()
+                },
+            ),
+            (
+                "ngm-gamma",
+                AlgoOptions {
+                    ngm_gamma: 0.0,
+                    ..Default::default()
+                },
+            ),
+            (
+                "ngm-gamma",
+                AlgoOptions {
+                    ngm_gamma: 1.25,
+                    ..Default::default()
+                },
+            ),
+            (
+                "matcha-budget",
+                AlgoOptions {
+                    matcha_budget: 0.0,
+                    ..Default::default()
+                },
+            ),
+            (
+                "aldsgd-c1",
+                AlgoOptions {
+                    aldsgd_c1: -0.1,
+                    ..Default::default()
+                },
+            ),
+            (
+                "aldsgd-p2",
+                AlgoOptions {
+                    aldsgd_p1: 0.6,
+                    aldsgd_p2: 0.6,
+                    ..Default::default()
+                },
+            ),
+            (
+                "aldsgd-pull-every",
+                AlgoOptions {
+                    aldsgd_pull_every: 0,
+                    ..Default::default()
+                },
+            ),
         ];
         for (flag, o) in cases {
             let e = o.validate().unwrap_err().to_string();
             assert!(e.contains(flag), "{flag}: {e}");
         }
         let toml_text = "qgm_period = 4\nrelay_normalisation = \"counts\"\n\
-                         relay_lr_correction = \"exact\"\ndsgd_order = \"cta\"";
+                         relay_lr_correction = \"exact\"\ndsgd_order = \"cta\"\n\
+                         ngm_alpha = 0.25\nngm_pi = \"weights\"\n\
+                         matcha_mode = \"fixed-processor\"\nmatcha_graph = \"ring8\"";
         let o: AlgoOptions = toml::from_str(toml_text).unwrap();
         assert_eq!(o.dsgd_order, DsgdOrder::Cta);
+        assert_eq!((o.ngm_alpha, o.ngm_pi), (0.25, NgmPi::Weights));
+        assert_eq!(o.ngm_gamma, 0.1);
+        assert_eq!(o.matcha_mode, MatchaMode::FixedProcessor);
+        assert_eq!(o.matcha_graph, Some(MatchaGraph::Ring8));
+        assert_eq!(o.matcha_budget, 0.5);
+        assert!("x"
+            .parse::<NgmPi>()
+            .unwrap_err()
+            .to_string()
+            .contains("ngm-pi"));
         assert_eq!("ATC".parse::<DsgdOrder>().unwrap(), DsgdOrder::Atc);
         assert!("ctA2"
             .parse::<DsgdOrder>()

@@ -34,6 +34,17 @@ impl Minibatch {
     }
 }
 
+/// Uploads a job list of (model, data) pairs as the kernels read it (`[m0, d0, m1, d1, …]`).
+pub fn upload_jobs(be: &mut dyn Backend, jobs: &[(usize, usize)], label: &str) -> Result<Buf> {
+    let flat: Vec<u32> = jobs
+        .iter()
+        .flat_map(|&(m, d)| [m as u32, d as u32])
+        .collect();
+    let buf = be.alloc(BufKind::U32, flat.len(), label)?;
+    be.write_u32(buf, 0, &flat)?;
+    Ok(buf)
+}
+
 /// Activation and gradient buffers for one job list; reused every step.
 pub struct Pass {
     model: Mlp,
@@ -66,12 +77,7 @@ impl Pass {
             ));
         }
         let n_jobs = jobs.len();
-        let flat: Vec<u32> = jobs
-            .iter()
-            .flat_map(|&(m, d)| [m as u32, d as u32])
-            .collect();
-        let job_buf = be.alloc(BufKind::U32, flat.len(), "pass.jobs")?;
-        be.write_u32(job_buf, 0, &flat)?;
+        let job_buf = upload_jobs(be, jobs, "pass.jobs")?;
         let mut acts = Vec::new();
         let mut dz = Vec::new();
         for (k, l) in model.layers().iter().enumerate() {
@@ -96,6 +102,11 @@ impl Pass {
             stats: be.alloc(BufKind::F32, 2 * n_jobs * batch, "pass.stats")?,
             job_stats: be.alloc(BufKind::F32, 2 * n_jobs, "pass.job_stats")?,
         })
+    }
+
+    /// The model the pass runs.
+    pub fn model(&self) -> &Mlp {
+        &self.model
     }
 
     /// Number of jobs.

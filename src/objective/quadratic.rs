@@ -3,8 +3,9 @@
 //! checks. Both run on either backend through the ordinary kernels: a quadratic's gradient is one
 //! dense-layer dispatch over the identity job list, with H_i as the weight and −c_i as the bias.
 
-use super::Objective;
-use crate::backend::{Axpby, Backend, Buf, BufKind, DenseForward, DenseJobs, InputBlocks};
+use super::{JobGradients, JobList, Objective};
+use crate::backend::{Axpby, Backend, Buf, BufKind, CsrBufs, DenseForward, DenseJobs};
+use crate::backend::{InputBlocks, Mix};
 use crate::error::{Error, Result};
 use crate::model::DenseLayer;
 use rand::SeedableRng;
@@ -19,6 +20,37 @@ pub struct Quadratics {
     agents: usize,
     d: usize,
     noise: Option<GradientNoise>,
+    /// Registered job lists.
+    job_lists: Vec<QuadraticJobs>,
+}
+
+/// A job list on the device: dense jobs (coefficients of data agent i, input slab m), and for
+/// the noise the matrix that copies agent i's noise to each of its jobs.
+struct QuadraticJobs {
+    jobs: Buf,
+    n_jobs: usize,
+    to_jobs: CsrBufs,
+    noise: Option<Buf>,
+}
+
+/// One `to ← R·from` over slabs of `len` floats: R copies data agents' slabs into their jobs.
+fn copy_to_jobs(
+    be: &mut dyn Backend,
+    to_jobs: CsrBufs,
+    from: Buf,
+    to: Buf,
+    len: usize,
+) -> Result<()> {
+    be.mix(&Mix {
+        csr: to_jobs,
+        input: from,
+        in_offset: 0,
+        in_stride: len,
+        output: to,
+        out_offset: 0,
+        out_stride: len,
+        len,
+    })
 }
 
 /// Seeded Gaussian gradient noise: drawn on the host per iteration (the toy problems are small)
@@ -62,6 +94,7 @@ impl Quadratics {
             agents,
             d,
             noise: None,
+            job_lists: Vec::new(),
         })
     }
 
@@ -100,19 +133,22 @@ impl Quadratics {
     }
 }
 
-impl Objective for Quadratics {
-    fn record_gradients(
-        &mut self,
+impl Quadratics {
+    /// `out_k = H_i x_m − c_i` for every dense job k = (i, m) of `jobs` (coefficients i, input
+    /// slab m).
+    fn record_dense(
+        &self,
         be: &mut dyn Backend,
+        jobs: Buf,
+        n_jobs: usize,
         params: Buf,
-        grads: Buf,
-        t: u64,
+        out: Buf,
     ) -> Result<()> {
         let d = self.d;
         be.dense_forward(&DenseForward {
             shape: DenseJobs {
-                jobs: self.jobs,
-                n_jobs: self.agents,
+                jobs,
+                n_jobs,
                 batch: 1,
                 layer: DenseLayer {
                     in_dim: d,
@@ -126,10 +162,14 @@ impl Objective for Quadratics {
             },
             params: self.coeffs,
             input: params,
-            output: grads,
-        })?;
+            output: out,
+        })
+    }
+
+    /// Draws iteration t's noise ξ_i^t of every agent into the noise buffer (None: no noise).
+    fn draw_noise(&self, be: &mut dyn Backend, t: u64) -> Result<Option<(Buf, f64)>> {
         let Some(noise) = &self.noise else {
-            return Ok(());
+            return Ok(None);
         };
         let mut rng = ChaCha8Rng::seed_from_u64(noise.seed);
         rng.set_stream(t);
@@ -137,13 +177,68 @@ impl Objective for Quadratics {
             .map(|_| StandardNormal.sample(&mut rng))
             .collect();
         be.write_f64(noise.buf, 0, &xi)?;
-        be.axpby(&Axpby {
-            x: noise.buf,
-            y: grads,
-            a: noise.scale,
-            b: 1.0,
-            len: noise.buf.len,
-        })
+        Ok(Some((noise.buf, noise.scale)))
+    }
+}
+
+fn add_scaled(be: &mut dyn Backend, y: Buf, a: f64, x: Buf) -> Result<()> {
+    be.axpby(&Axpby {
+        x,
+        y,
+        a,
+        b: 1.0,
+        len: x.len,
+    })
+}
+
+impl Objective for Quadratics {
+    fn record_gradients(
+        &mut self,
+        be: &mut dyn Backend,
+        params: Buf,
+        grads: Buf,
+        t: u64,
+    ) -> Result<()> {
+        self.record_dense(be, self.jobs, self.agents, params, grads)?;
+        match self.draw_noise(be, t)? {
+            Some((xi, scale)) => add_scaled(be, grads, scale, xi),
+            None => Ok(()),
+        }
+    }
+
+    fn prepare_jobs(&mut self, be: &mut dyn Backend, jobs: &[(usize, usize)]) -> Result<JobList> {
+        let list = JobList::new(jobs, self.agents, self.job_lists.len())?;
+        // The dense kernel's "model" is the coefficient block (data agent i), its input the
+        // parameter slab m.
+        let swapped: Vec<(usize, usize)> = jobs.iter().map(|&(m, i)| (i, m)).collect();
+        let buf = crate::model::pass::upload_jobs(be, &swapped, "quadratics.job_list")?;
+        let to_jobs = be.upload_csr(&list.data_rows(self.agents), "quadratics.to_jobs")?;
+        let noise = match self.noise {
+            Some(_) => Some(be.alloc(BufKind::F32, jobs.len() * self.d, "quadratics.job_noise")?),
+            None => None,
+        };
+        self.job_lists.push(QuadraticJobs {
+            jobs: buf,
+            n_jobs: jobs.len(),
+            to_jobs,
+            noise,
+        });
+        Ok(list)
+    }
+
+    /// Job (m, i) gets agent i's noise of iteration t (its "minibatch"), whatever the model.
+    fn record_job_gradients(&mut self, be: &mut dyn Backend, j: JobGradients<'_>) -> Result<()> {
+        let (grads, k) = (j.grads, j.list.index(self.job_lists.len())?);
+        let (jobs, n_jobs, to_jobs, job_noise) = {
+            let l = &self.job_lists[k];
+            (l.jobs, l.n_jobs, l.to_jobs, l.noise)
+        };
+        self.record_dense(be, jobs, n_jobs, j.params, grads)?;
+        if let (Some((xi, scale)), Some(job_noise)) = (self.draw_noise(be, j.t)?, job_noise) {
+            copy_to_jobs(be, to_jobs, xi, job_noise, self.d)?;
+            add_scaled(be, grads, scale, job_noise)?;
+        }
+        Ok(())
     }
 }
 
@@ -151,6 +246,9 @@ impl Objective for Quadratics {
 pub struct OneShot {
     shots: Buf,
     len: usize,
+    /// Registered job lists: the list and the matrix copying agent i's shot to each job (·, i)
+    /// (uploaded on first use, when the slab length is known from the output).
+    job_lists: Vec<(JobList, Option<CsrBufs>)>,
 }
 
 impl OneShot {
@@ -161,6 +259,7 @@ impl OneShot {
         Ok(OneShot {
             shots: buf,
             len: shots.len(),
+            job_lists: Vec::new(),
         })
     }
 }
@@ -181,6 +280,47 @@ impl Objective for OneShot {
             b: 0.0,
             len: self.len,
         })
+    }
+
+    fn prepare_jobs(&mut self, _be: &mut dyn Backend, jobs: &[(usize, usize)]) -> Result<JobList> {
+        // The agent count is not known before the slab length: data agents are checked on use.
+        let list = JobList::new(jobs, usize::MAX, self.job_lists.len())?;
+        self.job_lists.push((list.clone(), None));
+        Ok(list)
+    }
+
+    /// Job (m, i) gets v_i at iteration 0 (the shot does not depend on the model), zero after;
+    /// the slab length is `grads.len / jobs`.
+    fn record_job_gradients(&mut self, be: &mut dyn Backend, j: JobGradients<'_>) -> Result<()> {
+        let (list, grads, t) = (j.list, j.grads, j.t);
+        let k = list.index(self.job_lists.len())?;
+        let d = grads.len / list.len();
+        if d == 0 || !grads.len.is_multiple_of(list.len()) || !self.len.is_multiple_of(d) {
+            return Err(Error::param(
+                "jobs",
+                format!(
+                    "{} gradient floats for {} jobs do not match {} shot floats",
+                    grads.len,
+                    list.len(),
+                    self.len
+                ),
+            ));
+        }
+        if t != 0 {
+            return crate::algo::VectorOps::fill_all(be, grads, 0.0);
+        }
+        let agents = self.len / d;
+        let to_jobs = match self.job_lists[k].1 {
+            Some(c) => c,
+            None => {
+                // Checks every data agent against the shots.
+                let checked = JobList::new(list.jobs(), agents, k)?;
+                let c = be.upload_csr(&checked.data_rows(agents), "one-shot.to_jobs")?;
+                self.job_lists[k].1 = Some(c);
+                c
+            }
+        };
+        copy_to_jobs(be, to_jobs, self.shots, grads, d)
     }
 }
 

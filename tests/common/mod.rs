@@ -342,12 +342,15 @@ pub fn small_run(algo: Algorithm) -> TrainConfig {
 }
 
 /// [`small_run`] at learning rate 0.05 with the settings each algorithm needs: SGP on 4
-/// agents, D² and gradient tracking with the constant weight 0.3233 and no momentum (their
+/// agents, AL-DSGD on 8, D² and gradient tracking with the constant weight 0.3233 and no momentum (their
 /// tests' spectrum condition), momentum 0.9 otherwise, SlowMo's outer step every 4, and for
 /// QG-Adam η = 0.005 with f32-exact hyperparameters.
 pub fn tuned_run(algo: Algorithm, steps: u64) -> TrainConfig {
     let (agents, mixing, momentum) = if algo == Algorithm::Sgp {
         (4, MixingRule::MetropolisHastings, 0.9)
+    } else if algo == Algorithm::AlDsgd {
+        // AL-DSGD runs on MATCHA graphs 0 and 1 (8 nodes).
+        (8, MixingRule::MetropolisHastings, 0.9)
     } else if algo == Algorithm::D2 || algo == Algorithm::Gt {
         (5, MixingRule::Constant(0.3233), 0.0)
     } else {
