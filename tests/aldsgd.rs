@@ -10,7 +10,9 @@
 
 mod common;
 
-use common::{assert_close, gpu_backends};
+use std::sync::OnceLock;
+
+use common::{assert_close, small_run, train, Target};
 use swarmgrad::algo::{
     aldsgd_flag_seeds, aldsgd_matrix, aldsgd_round, aldsgd_schedules, AlgoOptions, AlgoSetup,
     Algorithm, JobGradients, JobList, LocalHyper, MatchaMode, Objective, PullWeights, Quadratics,
@@ -19,7 +21,7 @@ use swarmgrad::backend::native::NativeBackend;
 use swarmgrad::backend::reference::ReferenceBackend;
 use swarmgrad::backend::{Backend, Buf, BufKind};
 use swarmgrad::graph::{MixingRule, Topology};
-use swarmgrad::train::{TrainConfig, Trainer};
+use swarmgrad::train::TrainConfig;
 
 const N: usize = 8;
 
@@ -287,73 +289,67 @@ fn toy_run(be: &mut dyn Backend, o: &AlgoOptions) -> Vec<f64> {
     be.read_f32(a.params()).unwrap()
 }
 
-fn others(test: &str) -> Vec<(String, Box<dyn Backend>)> {
-    let mut v: Vec<(String, Box<dyn Backend>)> =
-        vec![("native".into(), Box::new(NativeBackend::new(2).unwrap()))];
-    for g in gpu_backends(test) {
-        v.push((g.describe(), Box::new(g)));
-    }
-    v
-}
-
-#[test]
-fn backends_agree_on_the_toy_task() {
+target_tests!([gpu, native] backends_agree_on_the_toy_task);
+fn backends_agree_on_the_toy_task(t: &Target) {
+    let mut be = t.backend();
+    let name = be.describe();
     for core in [MatchaMode::FixedProcessor, MatchaMode::Random] {
         let o = options(core, README, 1);
         let want = toy_run(&mut ReferenceBackend::new(), &o);
-        for (name, mut be) in others("aldsgd toy parity") {
-            assert_close(
-                &format!("aldsgd {core:?} on {name}"),
-                &toy_run(be.as_mut(), &o),
-                &want,
-                1e-4,
-                1e-4,
-            );
-        }
-    }
-}
-
-fn mlp(steps: u64) -> TrainConfig {
-    TrainConfig {
-        algo: Algorithm::AlDsgd,
-        topology: Topology::Ring,
-        agents: N,
-        partition: "dirichlet".into(),
-        alpha: Some(0.5),
-        model: Some("mlp:16-16-10".into()),
-        batch: 8,
-        lr: 0.05,
-        momentum: 0.9,
-        steps: Some(steps),
-        epochs: None,
-        eval_every: steps,
-        seed: 3,
-        synthetic_train: 1_000,
-        synthetic_test: 300,
-        synthetic_dim: 16,
-        identical_init: false,
-        ..Default::default()
-    }
-}
-
-#[test]
-fn trainer_runs_aldsgd_on_every_backend_and_learns() {
-    let mut cpu = Trainer::new(mlp(20), Box::new(ReferenceBackend::new())).unwrap();
-    assert!(cpu.run(|_, _, _| {}).unwrap().last.train_loss.is_finite());
-    let want = cpu.read_params().unwrap();
-    for (name, be) in others("aldsgd trainer") {
-        let mut t = Trainer::new(mlp(20), be).unwrap();
-        assert!(t.run(|_, _, _| {}).unwrap().last.train_loss.is_finite());
         assert_close(
-            &format!("aldsgd trainer params on {name}"),
-            &t.read_params().unwrap(),
+            &format!("aldsgd {core:?} on {name}"),
+            &toy_run(be.as_mut(), &o),
             &want,
-            1e-3,
+            1e-4,
             1e-4,
         );
     }
-    let mut t = Trainer::new(mlp(300), Box::new(NativeBackend::new(2).unwrap())).unwrap();
-    let s = t.run(|_, _, _| {}).unwrap();
+}
+
+/// [`small_run`] for AL-DSGD on [`N`] agents (heterogeneous initial models) at learning rate
+/// 0.05 and momentum 0.9, with one evaluation at the end.
+fn mlp(steps: u64) -> TrainConfig {
+    TrainConfig {
+        agents: N,
+        lr: 0.05,
+        momentum: 0.9,
+        steps: Some(steps),
+        eval_every: steps,
+        identical_init: false,
+        ..small_run(Algorithm::AlDsgd)
+    }
+}
+
+/// The reference's parameters after [`mlp`] for 20 steps, made once per test binary and shared
+/// by every target's test.
+fn reference_params() -> &'static [f64] {
+    static PARAMS: OnceLock<Vec<f64>> = OnceLock::new();
+    PARAMS.get_or_init(|| {
+        let (s, p) = train(mlp(20), Box::new(ReferenceBackend::new()));
+        assert!(s.last.train_loss.is_finite());
+        p
+    })
+}
+
+target_tests!([gpu, native] trainer_runs_aldsgd_like_the_reference);
+fn trainer_runs_aldsgd_like_the_reference(t: &Target) {
+    let want = reference_params();
+    let be = t.backend();
+    let name = be.describe();
+    let (s, p) = train(mlp(20), be);
+    assert!(s.last.train_loss.is_finite());
+    assert_close(
+        &format!("aldsgd trainer params on {name}"),
+        &p,
+        want,
+        1e-3,
+        1e-4,
+    );
+}
+
+#[test]
+fn trainer_aldsgd_learns() {
+    let (s, _) = train(mlp(300), Box::new(NativeBackend::new(2).unwrap()));
     eprintln!(
         "aldsgd: consensus accuracy {:.3}, mean local {:.3}, {} bytes/agent",
         s.last.consensus_acc, s.last.mean_local_acc, s.bytes_sent_per_agent

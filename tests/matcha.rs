@@ -14,7 +14,9 @@
 
 mod common;
 
-use common::{assert_close, gpu_backends};
+use std::sync::OnceLock;
+
+use common::{assert_close, small_run, train, Target};
 use swarmgrad::algo::{
     matcha_flag_seed, matcha_schedule, AlgoOptions, AlgoSetup, Algorithm, LocalHyper, MatchaMode,
     Quadratics,
@@ -23,7 +25,7 @@ use swarmgrad::backend::native::NativeBackend;
 use swarmgrad::backend::reference::ReferenceBackend;
 use swarmgrad::backend::Backend;
 use swarmgrad::graph::{MatchaGraph, MixingRule, Topology};
-use swarmgrad::train::{TrainConfig, Trainer};
+use swarmgrad::train::TrainConfig;
 
 fn options(graph: Option<MatchaGraph>, mode: MatchaMode, budget: f64) -> AlgoOptions {
     AlgoOptions {
@@ -262,78 +264,71 @@ fn toy_run(be: &mut dyn Backend, o: &AlgoOptions) -> Vec<f64> {
     be.read_f32(a.params()).unwrap()
 }
 
-#[test]
-fn backends_agree_on_the_toy_task() {
+target_tests!([gpu, native] backends_agree_on_the_toy_task);
+fn backends_agree_on_the_toy_task(t: &Target) {
+    let mut be = t.backend();
+    let name = be.describe();
     for o in [
         options(Some(MatchaGraph::Graph0), MatchaMode::Random, 0.5),
         options(Some(MatchaGraph::Graph0), MatchaMode::FixedProcessor, 0.5),
         options(None, MatchaMode::Random, 0.3),
     ] {
         let want = toy_run(&mut ReferenceBackend::new(), &o);
-        let mut others: Vec<(String, Box<dyn Backend>)> =
-            vec![("native".into(), Box::new(NativeBackend::new(2).unwrap()))];
-        for g in gpu_backends("matcha toy parity") {
-            others.push((g.describe(), Box::new(g)));
-        }
-        for (name, mut be) in others {
-            let got = toy_run(be.as_mut(), &o);
-            assert_close(
-                &format!("matcha {:?} on {name}", o.matcha_mode),
-                &got,
-                &want,
-                1e-4,
-                1e-4,
-            );
-        }
-    }
-}
-
-fn mlp(steps: u64) -> TrainConfig {
-    TrainConfig {
-        algo: Algorithm::Matcha,
-        topology: Topology::Ring,
-        agents: 8,
-        partition: "dirichlet".into(),
-        alpha: Some(0.5),
-        model: Some("mlp:16-16-10".into()),
-        batch: 8,
-        lr: 0.05,
-        momentum: 0.9,
-        steps: Some(steps),
-        epochs: None,
-        eval_every: steps,
-        seed: 3,
-        synthetic_train: 1_000,
-        synthetic_test: 300,
-        synthetic_dim: 16,
-        options: options(Some(MatchaGraph::Graph0), MatchaMode::Random, 0.5),
-        ..Default::default()
-    }
-}
-
-#[test]
-fn trainer_runs_matcha_on_every_backend_and_learns() {
-    let mut cpu = Trainer::new(mlp(20), Box::new(ReferenceBackend::new())).unwrap();
-    assert!(cpu.run(|_, _, _| {}).unwrap().last.train_loss.is_finite());
-    let want = cpu.read_params().unwrap();
-    let mut others: Vec<(String, Box<dyn Backend>)> =
-        vec![("native".into(), Box::new(NativeBackend::new(2).unwrap()))];
-    for g in gpu_backends("matcha trainer") {
-        others.push((g.describe(), Box::new(g)));
-    }
-    for (name, be) in others {
-        let mut t = Trainer::new(mlp(20), be).unwrap();
-        assert!(t.run(|_, _, _| {}).unwrap().last.train_loss.is_finite());
+        let got = toy_run(be.as_mut(), &o);
         assert_close(
-            &format!("matcha trainer params on {name}"),
-            &t.read_params().unwrap(),
+            &format!("matcha {:?} on {name}", o.matcha_mode),
+            &got,
             &want,
-            1e-3,
+            1e-4,
             1e-4,
         );
     }
-    let mut t = Trainer::new(mlp(300), Box::new(NativeBackend::new(2).unwrap())).unwrap();
-    let s = t.run(|_, _, _| {}).unwrap();
+}
+
+/// [`small_run`] for MATCHA on graph 0 (8 agents, random mode, budget ½) at learning rate
+/// 0.05 and momentum 0.9, with one evaluation at the end.
+fn mlp(steps: u64) -> TrainConfig {
+    TrainConfig {
+        agents: 8,
+        lr: 0.05,
+        momentum: 0.9,
+        steps: Some(steps),
+        eval_every: steps,
+        options: options(Some(MatchaGraph::Graph0), MatchaMode::Random, 0.5),
+        ..small_run(Algorithm::Matcha)
+    }
+}
+
+/// The reference's parameters after [`mlp`] for 20 steps, made once per test binary and shared
+/// by every target's test.
+fn reference_params() -> &'static [f64] {
+    static PARAMS: OnceLock<Vec<f64>> = OnceLock::new();
+    PARAMS.get_or_init(|| {
+        let (s, p) = train(mlp(20), Box::new(ReferenceBackend::new()));
+        assert!(s.last.train_loss.is_finite());
+        p
+    })
+}
+
+target_tests!([gpu, native] trainer_runs_matcha_like_the_reference);
+fn trainer_runs_matcha_like_the_reference(t: &Target) {
+    let want = reference_params();
+    let be = t.backend();
+    let name = be.describe();
+    let (s, p) = train(mlp(20), be);
+    assert!(s.last.train_loss.is_finite());
+    assert_close(
+        &format!("matcha trainer params on {name}"),
+        &p,
+        want,
+        1e-3,
+        1e-4,
+    );
+}
+
+#[test]
+fn trainer_matcha_learns() {
+    let (s, _) = train(mlp(300), Box::new(NativeBackend::new(2).unwrap()));
     eprintln!(
         "matcha: consensus accuracy {:.3}, mean local {:.3}, {} bytes/agent",
         s.last.consensus_acc, s.last.mean_local_acc, s.bytes_sent_per_agent

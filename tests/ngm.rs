@@ -14,7 +14,9 @@
 
 mod common;
 
-use common::{assert_close, gpu_backends};
+use std::sync::OnceLock;
+
+use common::{assert_close, small_run, train, Target};
 use swarmgrad::algo::{
     Algo, AlgoOptions, AlgoSetup, Algorithm, DsgdOrder, LocalHyper, NgmPi, Quadratics,
 };
@@ -217,20 +219,13 @@ fn max_diff(a: &[f64], b: &[f64]) -> f64 {
         .fold(0.0, f64::max)
 }
 
-/// Every backend to check against the simulation, with its f32 tolerance flag.
-fn f32_backends(test: &str) -> Vec<(String, Box<dyn Backend>)> {
-    let mut v: Vec<(String, Box<dyn Backend>)> = Vec::new();
-    v.push(("native".into(), Box::new(NativeBackend::new(2).unwrap())));
-    for g in gpu_backends(test) {
-        v.push((g.describe(), Box::new(g)));
-    }
-    v
-}
-
-#[test]
-fn ngm_follows_the_exact_order_on_every_backend() {
+target_tests!([reference, gpu, native] ngm_follows_the_exact_order);
+fn ngm_follows_the_exact_order(t: &Target) {
     let steps = 40;
+    let last = steps as usize - 1;
     let lr = 0.0625;
+    let mut be = t.backend();
+    let name = be.describe();
     for c in cases() {
         let what = format!(
             "{} n={} α={} π={:?}",
@@ -238,31 +233,20 @@ fn ngm_follows_the_exact_order_on_every_backend() {
         );
         let x0 = init(c.n);
         let want = simulate(&c, &x0, steps, lr);
-        let (got, _) = run(
-            &mut ReferenceBackend::new(),
-            Algorithm::Ngm,
-            &c,
-            &x0,
-            steps,
-            lr,
-        );
-        for t in [0, 1, steps as usize - 1] {
-            let err = max_diff(&got[t], &want[t]);
-            assert!(err < 1e-9, "{what}: CPU vs simulation at step {t}: {err:e}");
-        }
         // The run moves (the comparison is not of two fixed points).
-        assert!(
-            max_diff(&want[0], &want[steps as usize - 1]) > 1e-2,
-            "{what}"
-        );
-        for (name, mut be) in f32_backends("ngm exact order") {
-            let (got, _) = run(be.as_mut(), Algorithm::Ngm, &c, &x0, steps, lr);
-            let last = &want[steps as usize - 1];
-            let scale = last.iter().fold(1.0f64, |m, v| m.max(v.abs()));
+        assert!(max_diff(&want[0], &want[last]) > 1e-2, "{what}");
+        let (got, _) = run(be.as_mut(), Algorithm::Ngm, &c, &x0, steps, lr);
+        if t.is_reference() {
+            for s in [0, 1, last] {
+                let err = max_diff(&got[s], &want[s]);
+                assert!(err < 1e-9, "{what}: CPU vs simulation at step {s}: {err:e}");
+            }
+        } else {
+            let scale = want[last].iter().fold(1.0f64, |m, v| m.max(v.abs()));
             assert_close(
                 &format!("{what} on {name}"),
-                &got[steps as usize - 1],
-                last,
+                &got[last],
+                &want[last],
                 1e-4,
                 1e-4 * scale,
             );
@@ -275,11 +259,14 @@ fn identical(n: usize) -> Vec<f32> {
     (0..n).flat_map(|_| [0.5f32, -0.25, 1.0]).collect()
 }
 
-#[test]
-fn ngm_mv_first_step_is_cta_momentum_dsgd() {
+target_tests!([reference, gpu, native] ngm_mv_first_step_is_cta_momentum_dsgd);
+fn ngm_mv_first_step_is_cta_momentum_dsgd(t: &Target) {
     // Identical models and γ = 1: x½ = Wx = x, C_{i,j} = ∇F_i(x) = g_i, ĝ = π(1 + deg)g = g on
     // a regular graph with uniform π; D-PSGD in the NGM repository's order (CTA) with uniform
     // weights takes the same step.
+    let tol = if t.is_reference() { 1e-12 } else { 1e-6 };
+    let mut be = t.backend();
+    let name = be.describe();
     for (topology, n) in [(Topology::Ring, 8), (Topology::Torus, 9)] {
         let x0 = identical(n);
         let ngm = Case {
@@ -296,18 +283,12 @@ fn ngm_mv_first_step_is_cta_momentum_dsgd() {
             },
             ..ngm
         };
-        let mut all: Vec<(String, Box<dyn Backend>)> =
-            vec![("cpu".into(), Box::new(ReferenceBackend::new()))];
-        all.extend(f32_backends("ngm mv = dsgd"));
-        for (name, mut be) in all {
-            let (a, _) = run(be.as_mut(), Algorithm::Ngm, &ngm, &x0, 1, 0.125);
-            let (b, _) = run(be.as_mut(), Algorithm::Dsgd, &dsgd, &x0, 1, 0.125);
-            let err = max_diff(&a[0], &b[0]);
-            let tol = if name == "cpu" { 1e-12 } else { 1e-6 };
-            eprintln!("{topology} on {name}: NGM_mv vs CTA D-PSGD first step, max |Δ| = {err:e}");
-            assert!(err < tol, "{topology} on {name}: {err:e}");
-            assert!(max_diff(&a[0], &to_f64(&x0)) > 0.1, "the step moves");
-        }
+        let (a, _) = run(be.as_mut(), Algorithm::Ngm, &ngm, &x0, 1, 0.125);
+        let (b, _) = run(be.as_mut(), Algorithm::Dsgd, &dsgd, &x0, 1, 0.125);
+        let err = max_diff(&a[0], &b[0]);
+        eprintln!("{topology} on {name}: NGM_mv vs CTA D-PSGD first step, max |Δ| = {err:e}");
+        assert!(err < tol, "{topology} on {name}: {err:e}");
+        assert!(max_diff(&a[0], &to_f64(&x0)) > 0.1, "the step moves");
     }
 }
 
@@ -315,8 +296,8 @@ fn to_f64(x: &[f32]) -> Vec<f64> {
     x.iter().map(|&v| v as f64).collect()
 }
 
-#[test]
-fn ngm_dv_first_step_averages_the_neighbourhood_gradients() {
+target_tests!([reference, gpu, native] ngm_dv_first_step_averages_the_neighbourhood_gradients);
+fn ngm_dv_first_step_averages_the_neighbourhood_gradients(t: &Target) {
     // Hand check on the constants task f_i = ½‖x − t_i‖² (g_i = x − t_i) on a chain of 4 (degrees
     // 1 2 2 1), uniform π, plain SGD, identical models: C_{j,i} = ∇F_j(x) = g_j, so
     // x_i ← x − η·(1/(deg_i + 1))·Σ_{j ∈ N_i ∪ {i}} (x − t_j).
@@ -340,19 +321,16 @@ fn ngm_dv_first_step_averages_the_neighbourhood_gradients() {
             x - lr * (x - mean_t[i])
         })
         .collect();
-    let mut all: Vec<(String, Box<dyn Backend>)> =
-        vec![("cpu".into(), Box::new(ReferenceBackend::new()))];
-    all.extend(f32_backends("ngm dv first step"));
-    for (name, mut be) in all {
-        let mut obj = Quadratics::constants(be.as_mut(), &targets).unwrap();
-        let mut a = build(be.as_mut(), Algorithm::Ngm, &case, &x0);
-        a.record_step(be.as_mut(), &mut obj, 0, lr).unwrap();
-        be.flush().unwrap();
-        let got = be.read_f32(a.params()).unwrap();
-        let tol = if name == "cpu" { 1e-12 } else { 1e-6 };
-        let err = max_diff(&got, &want);
-        assert!(err < tol, "{name}: NGM_dv first step vs hand check {err:e}");
-    }
+    let mut be = t.backend();
+    let name = be.describe();
+    let mut obj = Quadratics::constants(be.as_mut(), &targets).unwrap();
+    let mut a = build(be.as_mut(), Algorithm::Ngm, &case, &x0);
+    a.record_step(be.as_mut(), &mut obj, 0, lr).unwrap();
+    be.flush().unwrap();
+    let got = be.read_f32(a.params()).unwrap();
+    let tol = if t.is_reference() { 1e-12 } else { 1e-6 };
+    let err = max_diff(&got, &want);
+    assert!(err < tol, "{name}: NGM_dv first step vs hand check {err:e}");
 }
 
 #[test]
@@ -443,34 +421,27 @@ fn options_are_validated_with_the_flag_named() {
     assert!(setup(&options(0.0, 1.0, NgmPi::Weights)).is_none());
 }
 
+/// [`small_run`] for NGM (α = γ = ½, uniform π) at learning rate 0.05 and momentum 0.9, with
+/// one evaluation at the end.
 fn mlp(topology: Topology, agents: usize, steps: u64) -> TrainConfig {
     TrainConfig {
-        algo: Algorithm::Ngm,
         topology,
         agents,
-        partition: "dirichlet".into(),
-        alpha: Some(0.5),
-        model: Some("mlp:16-16-10".into()),
-        batch: 8,
         lr: 0.05,
         momentum: 0.9,
         steps: Some(steps),
-        epochs: None,
         eval_every: steps,
-        seed: 3,
-        synthetic_train: 1_000,
-        synthetic_test: 300,
-        synthetic_dim: 16,
         options: options(0.5, 0.5, NgmPi::Uniform),
-        ..Default::default()
+        ..small_run(Algorithm::Ngm)
     }
 }
 
 #[test]
 fn dispatches_per_step_do_not_depend_on_agents_or_degree() {
     let per_step = |topology, n| {
-        let mut t = Trainer::new(mlp(topology, n, 4), Box::new(ReferenceBackend::new())).unwrap();
-        t.run(|_, _, _| {}).unwrap().dispatches_per_step
+        train(mlp(topology, n, 4), Box::new(ReferenceBackend::new()))
+            .0
+            .dispatches_per_step
     };
     let ring = per_step(Topology::Ring, 8);
     let torus = per_step(Topology::Torus, 16);
@@ -478,41 +449,44 @@ fn dispatches_per_step_do_not_depend_on_agents_or_degree() {
     assert_eq!(ring, torus);
 }
 
-#[test]
-fn trainer_runs_ngm_on_every_backend_and_learns() {
-    let mut cpu = Trainer::new(
-        mlp(Topology::Ring, 5, 20),
-        Box::new(ReferenceBackend::new()),
-    )
-    .unwrap();
-    let s = cpu.run(|_, _, _| {}).unwrap();
-    assert!(s.last.train_loss.is_finite());
-    let want = cpu.read_params().unwrap();
-    let mut others: Vec<(String, Box<dyn Backend>)> = Vec::new();
-    others.push(("native".into(), Box::new(NativeBackend::new(2).unwrap())));
-    for g in gpu_backends("ngm trainer") {
-        others.push((g.describe(), Box::new(g)));
-    }
-    for (name, be) in others {
-        let mut t = Trainer::new(mlp(Topology::Ring, 5, 20), be).unwrap();
-        let s = t.run(|_, _, _| {}).unwrap();
-        assert!(s.last.train_loss.is_finite());
-        let p = t.read_params().unwrap();
-        assert_close(
-            &format!("ngm trainer params on {name}"),
-            &p,
-            &want,
-            1e-3,
-            1e-4,
+/// The reference's parameters after [`mlp`] on a ring of 5 for 20 steps, made once per test
+/// binary and shared by every target's test.
+fn reference_params() -> &'static [f64] {
+    static PARAMS: OnceLock<Vec<f64>> = OnceLock::new();
+    PARAMS.get_or_init(|| {
+        let (s, p) = train(
+            mlp(Topology::Ring, 5, 20),
+            Box::new(ReferenceBackend::new()),
         );
-    }
+        assert!(s.last.train_loss.is_finite());
+        p
+    })
+}
+
+target_tests!([gpu, native] trainer_runs_ngm_like_the_reference);
+fn trainer_runs_ngm_like_the_reference(t: &Target) {
+    let want = reference_params();
+    let be = t.backend();
+    let name = be.describe();
+    let (s, p) = train(mlp(Topology::Ring, 5, 20), be);
+    assert!(s.last.train_loss.is_finite());
+    assert_close(
+        &format!("ngm trainer params on {name}"),
+        &p,
+        want,
+        1e-3,
+        1e-4,
+    );
+}
+
+#[test]
+fn trainer_ngm_learns() {
     // Clearly above chance (10 classes) on the synthetic task, NGM_dv and NGM_mv.
     for alpha in [1.0, 0.0] {
         let mut c = mlp(Topology::Ring, 8, 300);
         c.options = options(alpha, 0.5, NgmPi::Uniform);
         c.eval_every = 300;
-        let mut t = Trainer::new(c, Box::new(NativeBackend::new(2).unwrap())).unwrap();
-        let s = t.run(|_, _, _| {}).unwrap();
+        let (s, _) = train(c, Box::new(NativeBackend::new(2).unwrap()));
         eprintln!(
             "ngm α = {alpha}: consensus accuracy {:.3}, mean local {:.3}, {} bytes/agent",
             s.last.consensus_acc, s.last.mean_local_acc, s.bytes_sent_per_agent
