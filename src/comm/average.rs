@@ -27,6 +27,11 @@ impl AllReduce {
     /// Records `mean ← (1/n) Σ_i x_i` into one slab (no communication charged: see
     /// [`AllReduce::record`]).
     pub fn mean(&self, be: &mut dyn Backend, x: Buf, mean: Buf) -> Result<()> {
+        self.mean_at(be, x, mean, 0)
+    }
+
+    /// [`AllReduce::mean`] into the slab at element `offset` of `mean`.
+    pub fn mean_at(&self, be: &mut dyn Backend, x: Buf, mean: Buf, offset: usize) -> Result<()> {
         be.mean(&Mean {
             src: x,
             src_offset: 0,
@@ -34,7 +39,7 @@ impl AllReduce {
             count: self.agents,
             len: self.stride,
             dst: mean,
-            dst_offset: 0,
+            dst_offset: offset,
         })
     }
 

@@ -3,7 +3,8 @@
 //! one job per model (agents, then x̄) and reads back only a few floats per evaluation.
 
 use crate::algo::DeviceData;
-use crate::backend::{Axpby, Backend, Buf, BufKind, CopyRange, Mean, Reduce, ReduceMode};
+use crate::backend::{Axpby, Backend, Buf, BufKind, CopyRange, Reduce, ReduceMode};
+use crate::comm::AllReduce;
 use crate::error::{Error, Result};
 use crate::model::pass::{Minibatch, Pass};
 use crate::model::Mlp;
@@ -93,15 +94,9 @@ impl Evaluator {
         let (n, stride) = (self.agents, self.stride);
         // Divergence first: squared norms and consensus distances of every agent.
         be.copy(&CopyRange::whole(params, self.models, n * stride))?;
-        be.mean(&Mean {
-            src: params,
-            src_offset: 0,
-            src_stride: stride,
-            count: n,
-            len: stride,
-            dst: self.models,
-            dst_offset: n * stride,
-        })?;
+        // x̄ after the agent slabs: evaluation's means go through communication like the
+        // algorithms' (one place for sharding to hook in).
+        AllReduce::new(n, stride, self.d).mean_at(be, params, self.models, n * stride)?;
         for (mode, b, b_offset, b_stride, out_offset) in [
             (ReduceMode::SquaredDistance, self.models, n * stride, 0, 0),
             (ReduceMode::Dot, params, 0, stride, n),
