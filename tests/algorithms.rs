@@ -67,6 +67,7 @@ fn build(
             hyper: h,
             seed: 7,
             options,
+            tensors: &[],
         },
     )?;
     Ok(Run { algo, obj })
@@ -993,8 +994,17 @@ fn reference_run(algo: &'static str) -> Arc<(Summary, Vec<f64>)> {
 /// bound one such run at 1e-4 relative to the parameter scale), so parameters within 1e-3
 /// relative plus 1e-4 absolute, the training loss within 1e-3 relative plus 1e-4, accuracies
 /// within two test samples (plus rounding), the byte ledger and the evaluation rows exact. For
-/// QG-Adam, a second run on the same (reused) backend is bit-identical.
+/// QG-Adam, a second run on the same (reused) backend is bit-identical. Compressing
+/// algorithms (CompNGM) get 1e-2 relative plus 2e-3 absolute for parameters and loss: the
+/// scaled sign is discontinuous at 0, so an f32 rounding that flips an element of e + z near 0
+/// moves it by twice the tensor's scale (error feedback returns the difference over the next
+/// steps); the kernel tests check the compression itself at f32 rounding.
 fn tracks(t: &Target, algo: &'static str) {
+    let (rel, abs) = if algo == "compngm" {
+        (1e-2, 2e-3)
+    } else {
+        (1e-3, 1e-4)
+    };
     let want = reference_run(algo);
     let (want, want_p) = (&want.0, &want.1);
     let config = || tuned_run(algo.parse().unwrap(), TRACKED_STEPS);
@@ -1002,10 +1012,10 @@ fn tracks(t: &Target, algo: &'static str) {
     let got = trainer.run(|_, _, _| {}).unwrap();
     let got_p = trainer.read_params().unwrap();
     let name = format!("{algo} on {}", trainer.backend().describe());
-    assert_close(&format!("{name}: params"), &got_p, want_p, 1e-3, 1e-4);
+    assert_close(&format!("{name}: params"), &got_p, want_p, rel, abs);
     assert!(
         (got.last.train_loss - want.last.train_loss).abs()
-            <= 1e-3 * want.last.train_loss.abs() + 1e-4,
+            <= rel * want.last.train_loss.abs() + abs,
         "{name}: train loss {} vs {}",
         got.last.train_loss,
         want.last.train_loss
@@ -1073,6 +1083,7 @@ mod trainer_tracks_the_reference {
         relaysgd "relaysgd",
         relaysgd_grad "relaysgd-grad",
         ngm "ngm",
+        compngm "compngm",
         matcha "matcha",
         aldsgd "aldsgd",
     }

@@ -43,6 +43,7 @@ registry! {
     RelaySgd: relaysgd,
     RelaySgdGrad: relaysgd_grad,
     Ngm: ngm,
+    CompNgm: compngm,
     Matcha: matcha,
     AlDsgd: aldsgd,
 }
@@ -60,7 +61,7 @@ pub use dsgd::Dsgd;
 pub use gt::Gt;
 pub use matcha::{matcha_flag_seed, matcha_schedule, Matcha};
 pub use ngm::Ngm;
-pub use options::{AlgoOptions, DsgdOrder, MatchaMode, NgmPi, RelayNormalisation};
+pub use options::{AlgoOptions, CompCharge, DsgdOrder, MatchaMode, NgmPi, RelayNormalisation};
 pub use qg_adam::QgAdam;
 pub use qgm::{Qgm, QGM_MIN_LR};
 pub use relaysgd::{Model, Relay, RelaySgd, RelayVariant};
@@ -130,7 +131,7 @@ pub trait Algo {
 }
 
 /// Algorithms of ALGORITHMS.md that are specified but not implemented yet.
-pub const PLANNED_ALGORITHMS: &[&str] = &["compngm", "cga"];
+pub const PLANNED_ALGORITHMS: &[&str] = &["cga", "compcga"];
 
 /// What an algorithm communicates over.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -219,6 +220,23 @@ pub struct AlgoSetup<'a> {
     pub seed: u64,
     /// Algorithm-specific options.
     pub options: &'a AlgoOptions,
+    /// The tensor table of a slab, for per-tensor operations (CompNGM, CGA); empty: one
+    /// tensor of all d scalars (the toy tasks).
+    pub tensors: &'a [crate::model::Tensor],
+}
+
+impl AlgoSetup<'_> {
+    /// The tensor table, or one tensor of all d scalars when none is given.
+    pub fn tensor_table(&self) -> Vec<crate::model::Tensor> {
+        if self.tensors.is_empty() {
+            vec![crate::model::Tensor {
+                offset: 0,
+                len: self.d,
+            }]
+        } else {
+            self.tensors.to_vec()
+        }
+    }
 }
 
 /// "a, b and c".
@@ -470,7 +488,7 @@ mod tests {
             "AllReduce".parse::<Algorithm>().unwrap(),
             Algorithm::AllReduce
         );
-        let e = "compngm".parse::<Algorithm>().unwrap_err().to_string();
+        let e = "cga".parse::<Algorithm>().unwrap_err().to_string();
         assert!(e.contains("not implemented"), "{e}");
         let e = "sgd9".parse::<Algorithm>().unwrap_err().to_string();
         assert!(e.contains("accepted: dsgd, allreduce"), "{e}");
@@ -494,7 +512,7 @@ mod tests {
         }
         assert_eq!(
             algorithm_names(),
-            "dsgd, allreduce, qgm, qg-adam, d2, gt, sgp, slowmo, relaysgd, relaysgd-grad, ngm, matcha, aldsgd"
+            "dsgd, allreduce, qgm, qg-adam, d2, gt, sgp, slowmo, relaysgd, relaysgd-grad, ngm, compngm, matcha, aldsgd"
         );
         assert_eq!(Algorithm::default(), Algorithm::Dsgd);
         // What each really runs on: SGP always on the exponential graph, all-reduce on none.
@@ -561,6 +579,7 @@ mod tests {
             hyper: LocalHyper::default(),
             seed: 0,
             options: &options,
+            tensors: &[],
         };
         for a in [Algorithm::Dsgd, Algorithm::AllReduce, Algorithm::D2] {
             let e = a.build(&mut be, &setup).err().expect("refused").to_string();

@@ -24,6 +24,7 @@ use crate::comm::Gossip;
 use crate::error::{Error, Result};
 use crate::objective::{JobGradients, JobList};
 use crate::sparse::Csr;
+use super::compngm::Compression;
 
 /// NGM (mv, dv and blends).
 pub const SPEC: AlgoSpec = AlgoSpec {
@@ -53,6 +54,8 @@ pub struct Ngm {
     /// Round 2's bytes per agent (empty when α = 0).
     round2: Vec<u64>,
     hyper: LocalHyper,
+    /// CompNGM's scaled-sign compression of every job slab, between steps 4 and 6.
+    compress: Option<Compression>,
 }
 
 /// W_γ = (1 − γ)I + γW (γ = 1: W itself, entry for entry).
@@ -138,7 +141,20 @@ pub(crate) fn ngm_jobs(
 }
 
 fn build(be: &mut dyn Backend, buf: AgentBuffers, s: &AlgoSetup) -> Result<Box<dyn Algo>> {
-    let o = s.options;
+    Ok(Box::new(Ngm::new(be, buf, s, s.options.ngm_alpha, false)?))
+}
+
+impl Ngm {
+    /// NGM with blend α; `compress`: CompNGM (§5.8), every job slab compressed with error
+    /// feedback before the combination, round 2 charged as the compression says.
+    pub(crate) fn new(
+        be: &mut dyn Backend,
+        buf: AgentBuffers,
+        s: &AlgoSetup,
+        alpha: f64,
+        compress: bool,
+    ) -> Result<Self> {
+        let o = s.options;
     let w = gossip_matrix(s)?;
     for i in 0..w.n_rows() {
         for (j, v) in w.row(i) {
@@ -150,9 +166,19 @@ fn build(be: &mut dyn Backend, buf: AgentBuffers, s: &AlgoSetup) -> Result<Box<d
             }
         }
     }
-    let (jobs, combine, round2) = ngm_jobs(&w, o.ngm_alpha, o.ngm_pi, buf.d);
+    let (jobs, combine, mut round2) = ngm_jobs(&w, alpha, o.ngm_pi, buf.d);
+    let compress = if compress {
+        let c = Compression::new(be, s, jobs.len())?;
+        // Round 2 sends every cross-gradient compressed (4d bytes per neighbour in NGM).
+        for r in round2.iter_mut() {
+            *r = *r / (4 * buf.d as u64) * c.bytes_per_slab(o.comp_charge);
+        }
+        Some(c)
+    } else {
+        None
+    };
     let damped = Gossip::new(be, &damped_matrix(&w, o.ngm_gamma), buf.stride, buf.d, "W_gamma")?;
-    Ok(Box::new(Ngm {
+    Ok(Ngm {
         damped,
         models: be.alloc(BufKind::F32, 2 * buf.len(), "ngm.models")?,
         job_grads: be.alloc(BufKind::F32, jobs.len() * buf.stride, "ngm.job_grads")?,
@@ -162,10 +188,10 @@ fn build(be: &mut dyn Backend, buf: AgentBuffers, s: &AlgoSetup) -> Result<Box<d
         round2,
         buf,
         hyper: s.hyper,
-    }))
-}
+        compress,
+    })
+    }
 
-impl Ngm {
     /// The job list registered with `obj` (on the first step; the algorithm keeps one
     /// objective for its whole run).
     fn job_list(&mut self, be: &mut dyn Backend, obj: &mut dyn Objective) -> Result<JobList> {
@@ -203,6 +229,10 @@ impl Algo for Ngm {
                 t: s.t,
             },
         )?;
+        // CompNGM: every job slab (self-gradient and sent cross-gradients) compressed in place.
+        if let Some(c) = &self.compress {
+            c.record(be, self.job_grads)?;
+        }
         // 5–6. Round 2 (its bytes) and ĝ = π·[g + Σ_j (α·C_{j,i} + (1−α)·C_{i,j})].
         be.mix(&Mix {
             csr: self.combine,
@@ -229,12 +259,25 @@ impl Algo for Ngm {
         &self.buf
     }
 
+    fn state(&self) -> Vec<(&'static str, Buf)> {
+        match &self.compress {
+            Some(c) => self.buf.state_with(&[("memory", c.memory)]),
+            None => self.buf.state_with(&[]),
+        }
+    }
+
     fn notes(&self) -> Vec<String> {
         let per_agent = self.jobs.len() as f64 / self.buf.agents as f64;
-        vec![format!(
+        let mut notes = vec![format!(
             "NGM: {} gradient jobs ({per_agent:.2} slabs per agent: 1 + mean degree), \
              2 model slabs per agent for the pre/post-gossip models",
             self.jobs.len()
-        )]
+        )];
+        if self.compress.is_some() {
+            notes.push(format!(
+                "CompNGM: one error-feedback memory slab per job ({per_agent:.2} per agent)"
+            ));
+        }
+        notes
     }
 }

@@ -81,6 +81,31 @@ impl std::str::FromStr for NgmPi {
     }
 }
 
+/// What CompNGM charges for its compressed round 2 (ALGORITHMS.md §5.8).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CompCharge {
+    /// ⌈ℓ/8⌉ + 4 bytes per tensor of length ℓ per neighbour (the crate's accounting).
+    #[default]
+    Compressed,
+    /// 4ℓ bytes per tensor, as the original code sends and counts (f32 tensors).
+    F32,
+}
+
+impl std::str::FromStr for CompCharge {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "compressed" | "sign" => Ok(CompCharge::Compressed),
+            "f32" | "float" => Ok(CompCharge::F32),
+            other => Err(Error::param(
+                "comp-charge",
+                format!("unknown '{other}'; accepted: compressed, f32"),
+            )),
+        }
+    }
+}
+
 /// How MATCHA draws its activation flags (ALGORITHMS.md §5.15).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -170,6 +195,10 @@ pub struct AlgoOptions {
     /// NGM weights π: uniform (1/(deg + 1)) or weights (π_ij = W_ij).
     #[arg(long, default_value = "uniform", value_parser = flag_value::<NgmPi>)]
     pub ngm_pi: NgmPi,
+    /// CompNGM round-2 bytes: compressed (⌈ℓ/8⌉ + 4 per tensor) or f32 (4ℓ, as the original
+    /// counts).
+    #[arg(long, default_value = "compressed", value_parser = flag_value::<CompCharge>)]
+    pub comp_charge: CompCharge,
     /// MATCHA communication budget C_b in (0, 1]: the expected fraction of matchings active.
     #[arg(long, default_value_t = 0.5)]
     pub matcha_budget: f64,

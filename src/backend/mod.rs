@@ -513,6 +513,27 @@ pub struct Reduce {
     pub out_offset: usize,
 }
 
+/// Scaled-sign compression with error feedback, in place (ALGORITHMS.md §5.8), per segment
+/// s < `segments` of `len` elements at `offset + s·stride` of both buffers: with
+/// `w = memory[…]` (the memory already holding e + z), `c = (‖w‖₁/len)·sign(w)` (sign(0) = 0)
+/// goes to `out[…]` and `memory[…] ← w − c`. One segment is one tensor of one slab; the L1
+/// norm is summed in a fixed order, so every backend is deterministic.
+#[derive(Clone, Copy, Debug)]
+pub struct SignCompress {
+    /// e + z on input, the new memory e + z − c on output.
+    pub memory: Buf,
+    /// The compressed c (a different buffer from the memory).
+    pub out: Buf,
+    /// Offset of segment 0 (in both buffers).
+    pub offset: usize,
+    /// Distance between segments (in both buffers).
+    pub stride: usize,
+    /// Number of segments.
+    pub segments: usize,
+    /// Elements per segment ℓ.
+    pub len: usize,
+}
+
 /// The operations every backend provides.
 pub trait Backend {
     /// One line naming the backend (adapter, driver).
@@ -561,6 +582,8 @@ pub trait Backend {
     fn local_step(&mut self, op: &LocalStep) -> Result<()>;
     /// Segmented reduction.
     fn reduce(&mut self, op: &Reduce) -> Result<()>;
+    /// Scaled-sign compression with error feedback.
+    fn sign_compress(&mut self, op: &SignCompress) -> Result<()>;
     /// QG-Adam parameter step.
     fn adam_step(&mut self, op: &AdamStep) -> Result<()>;
     /// QG-Adam moment update.
@@ -1112,6 +1135,23 @@ impl AdamMoments {
         }
         distinct(op, self.m1, &[self.delta, self.sq_norms, self.m2])?;
         distinct(op, self.m2, &[self.delta, self.sq_norms])
+    }
+}
+
+impl SignCompress {
+    /// Validates sizes and kinds.
+    pub fn check(&self) -> Result<()> {
+        let op = "sign_compress";
+        if self.segments == 0 || self.len == 0 {
+            return Ok(());
+        }
+        let end = self.offset + (self.segments - 1) * self.stride + self.len;
+        need(op, "memory", self.memory, BufKind::F32, end)?;
+        need(op, "out", self.out, BufKind::F32, end)?;
+        if self.segments > 1 && self.stride < self.len {
+            return Err(Error::op(op, "segments overlap (stride < len)"));
+        }
+        distinct(op, self.out, &[self.memory])
     }
 }
 

@@ -447,6 +447,27 @@ impl Backend for ReferenceBackend {
         Ok(())
     }
 
+    fn sign_compress(&mut self, op: &SignCompress) -> Result<()> {
+        op.check()?;
+        let mut e = self.take(op.memory);
+        let mut out = self.take(op.out);
+        for s in 0..op.segments {
+            let at = op.offset + s * op.stride;
+            let w = &mut e[at..at + op.len];
+            let scale = w.iter().map(|v| v.abs()).sum::<f64>() / op.len as f64;
+            for (o, x) in out[at..at + op.len].iter_mut().zip(w.iter_mut()) {
+                // sign(0) = 0 (f64::signum(0) is 1).
+                let c = if *x == 0.0 { 0.0 } else { scale * x.signum() };
+                *o = c;
+                *x -= c;
+            }
+        }
+        self.put(op.memory, e);
+        self.put(op.out, out);
+        self.tick();
+        Ok(())
+    }
+
     fn adam_step(&mut self, op: &AdamStep) -> Result<()> {
         op.check()?;
         let mut x = self.take(op.params);

@@ -153,6 +153,14 @@ uniforms! {
         b_stride: u32,
     }
 
+    /// `CompressParams` in compress.wgsl.
+    CompressParams {
+        segments: u32,
+        seg_len: u32,
+        offset: u32,
+        stride: u32,
+    }
+
     /// `VectorParams` in vector.wgsl (fill, copy_strided, mean).
     VectorParams {
         count: u32,
