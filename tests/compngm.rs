@@ -36,7 +36,10 @@ fn run(algo: Algorithm, topology: Topology, agents: usize, steps: u64) -> TrainC
 fn round_two_is_charged_compressed_or_f32() {
     // mlp:16-16-10: tensors of 256, 16, 160 and 10 scalars, d = 442.
     let d = 442u64;
-    let compressed: u64 = [256u64, 16, 160, 10].iter().map(|l| l.div_ceil(8) + 4).sum();
+    let compressed: u64 = [256u64, 16, 160, 10]
+        .iter()
+        .map(|l| l.div_ceil(8) + 4)
+        .sum();
     assert_eq!(compressed, 72);
     let bytes = |algo, charge| {
         let mut c = run(algo, Topology::Ring, 5, 3);

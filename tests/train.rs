@@ -321,7 +321,10 @@ fn cli_json_has_every_key_and_bad_flags_exit_2() {
         (&["--lr", "-1"][..], "--lr"),
         (&["--momentum", "1"][..], "--momentum"),
         (&["--algo", "cga"][..], "not implemented yet"),
-        (&["--algo", "compngm", "--comp-charge", "bits"][..], "--comp-charge"),
+        (
+            &["--algo", "compngm", "--comp-charge", "bits"][..],
+            "--comp-charge",
+        ),
         (&["--algo", "ngm", "--ngm-alpha", "2"][..], "--ngm-alpha"),
         (&["--algo", "ngm", "--ngm-gamma", "0"][..], "--ngm-gamma"),
         (&["--algo", "sgdx"][..], "accepted: dsgd, allreduce"),

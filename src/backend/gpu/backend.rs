@@ -653,7 +653,13 @@ impl Backend for GpuBackend {
             stride: u(op.stride)?,
         };
         let buffers = [op.memory, op.out];
-        self.dispatch(Kernel::SignCompress, Variant::SCALAR, &p, &buffers, op.segments)
+        self.dispatch(
+            Kernel::SignCompress,
+            Variant::SCALAR,
+            &p,
+            &buffers,
+            op.segments,
+        )
     }
 
     fn adam_step(&mut self, op: &AdamStep) -> Result<()> {
