@@ -500,6 +500,31 @@ fn with_zeros(seed: u64, n: usize) -> Vec<f32> {
     v
 }
 
+#[test]
+fn sign_compress_by_hand_on_the_reference() {
+    // Segment [3, −1, 0, 0]: scale ‖w‖₁/ℓ = 1, c = [1, −1, 0, 0] (sign(0) = 0), e = [2, 0, 0, 0];
+    // at stride 6, segment [0.5, 0.5, 0, 0]: scale 0.25, c = e = [0.25, 0.25, 0, 0]; 4, 5 untouched.
+    let mut be = ReferenceBackend::new();
+    let memory = upload(
+        &mut be,
+        &[3.0, -1.0, 0.0, 0.0, 9.0, 9.0, 0.5, 0.5, 0.0, 0.0],
+    );
+    let out = upload(&mut be, &[7.0; 10]);
+    be.sign_compress(&SignCompress {
+        memory,
+        out,
+        offset: 0,
+        stride: 6,
+        segments: 2,
+        len: 4,
+    })
+    .unwrap();
+    let c = be.read_f32(out).unwrap();
+    let e = be.read_f32(memory).unwrap();
+    assert_eq!(c, [1.0, -1.0, 0.0, 0.0, 7.0, 7.0, 0.25, 0.25, 0.0, 0.0]);
+    assert_eq!(e, [2.0, 0.0, 0.0, 0.0, 9.0, 9.0, 0.25, 0.25, 0.0, 0.0]);
+}
+
 target_tests!([gpu, native] sign_compress_matches_reference);
 /// Scaled-sign compression: c = (‖w‖₁/ℓ)·sign(w), memory w − c. The scale is a sum of ℓ
 /// terms of magnitude ≤ 1, so both outputs may be off by (ℓ + 2)·ε·scale (scale < 1) plus one
