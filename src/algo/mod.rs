@@ -10,6 +10,7 @@
 //! line in `registry!`, and its README row.
 
 mod buffers;
+mod cga_qp;
 mod options;
 mod vector;
 
@@ -56,6 +57,7 @@ pub use aldsgd::{aldsgd_flag_seeds, aldsgd_matrix, aldsgd_round, aldsgd_schedule
 pub use aldsgd::{AlDsgd, PullWeights};
 pub use allreduce::AllReduce;
 pub use buffers::{AgentBuffers, LocalHyper};
+pub use cga_qp::{cga_qp, CGA_MAX_ROWS, CGA_V_MIN};
 pub use d2::{check_d2_spectrum, D2, D2_LAMBDA_MIN_BOUND};
 pub use dsgd::Dsgd;
 pub use gt::Gt;
