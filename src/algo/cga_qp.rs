@@ -150,11 +150,14 @@ mod tests {
             .collect()
     }
 
+    /// g_self, cross-gradients, v, ĝ.
+    type Row<'a> = (&'a [f64], &'a [&'a [f64]], &'a [f64], &'a [f64]);
+
     #[test]
     fn the_reference_vectors_reproduce() {
         // §5.9's table, π = 1/3: a = π·g_self, b_j = π·C_j.
         let pi = 1.0 / 3.0;
-        let cases: [(&[f64], &[&[f64]], &[f64], &[f64]); 4] = [
+        let cases: [Row; 4] = [
             (
                 &[1.0, 2.0, 0.0],
                 &[&[1.0, 1.0, 0.0], &[0.0, 2.0, 1.0]],
