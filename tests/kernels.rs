@@ -558,6 +558,36 @@ fn sign_compress_matches_reference(t: &Target) {
     }
 }
 
+target_tests!([gpu, native] pair_dots_match_reference);
+/// CGA's Gram entries: per-tensor dots of slab pairs (repeated, swapped and self pairs; tensors
+/// of 1 to 700 scalars, one over 256 for the workgroup loop), a sum of ℓ products each.
+fn pair_dots_match_reference(t: &Target) {
+    let (slabs, stride) = (7, 1000);
+    let tensors: Vec<u32> = vec![0, 300, 300, 1, 301, 699];
+    let pairs: Vec<u32> = vec![0, 0, 0, 1, 1, 0, 6, 3, 5, 5, 2, 6, 4, 1];
+    parity(
+        t,
+        "pair_dots",
+        |be, abs| {
+            let x = upload(be, &abs_if(uniform(44, slabs * stride, -1.0, 1.0), abs));
+            let pairs = upload_u32(be, &pairs);
+            let tensors = upload_u32(be, &tensors);
+            let out = be.alloc(BufKind::F32, 7 * 3, "out")?;
+            be.pair_dots(&PairDots {
+                x,
+                stride,
+                pairs,
+                count: 7,
+                tensors,
+                n_tensors: 3,
+                out,
+            })?;
+            Ok(vec![out])
+        },
+        sum_bound(700),
+    );
+}
+
 target_tests!([reference, gpu, native] error_feedback_conserves_the_sum);
 /// ALGORITHMS.md §8.2.9 with CompNGM's two ops (e ← e + z by axpby, then `sign_compress` per
 /// tensor): after T steps, Σ_s c_s + e_T = Σ_s z_s for every memory (each tensor of each slab,

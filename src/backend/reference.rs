@@ -447,6 +447,27 @@ impl Backend for ReferenceBackend {
         Ok(())
     }
 
+    fn pair_dots(&mut self, op: &PairDots) -> Result<()> {
+        op.check(&self.ix)?;
+        let pairs = self.indices(op.pairs)[..2 * op.count].to_vec();
+        let tensors = self.indices(op.tensors)[..2 * op.n_tensors].to_vec();
+        let x = self.reals(op.x);
+        let mut res = Vec::with_capacity(op.count * op.n_tensors);
+        for pq in pairs.chunks_exact(2) {
+            for t in tensors.chunks_exact(2) {
+                let (off, len) = (t[0] as usize, t[1] as usize);
+                let a = &x[pq[0] as usize * op.stride + off..][..len];
+                let b = &x[pq[1] as usize * op.stride + off..][..len];
+                res.push(a.iter().zip(b).map(|(u, v)| u * v).sum());
+            }
+        }
+        let mut out = self.take(op.out);
+        out[..res.len()].copy_from_slice(&res);
+        self.put(op.out, out);
+        self.tick();
+        Ok(())
+    }
+
     fn sign_compress(&mut self, op: &SignCompress) -> Result<()> {
         op.check()?;
         let mut e = self.take(op.memory);

@@ -28,6 +28,7 @@ pub const SHADERS: &[(&str, &str)] = &[
         "compress.wgsl",
         include_str!("../../../shaders/compress.wgsl"),
     ),
+    ("gram.wgsl", include_str!("../../../shaders/gram.wgsl")),
     ("vector.wgsl", include_str!("../../../shaders/vector.wgsl")),
     ("probe.wgsl", include_str!("../../../shaders/probe.wgsl")),
 ];
@@ -175,6 +176,8 @@ pub enum Kernel {
     Mean,
     /// compress.wgsl `sign_compress`.
     SignCompress,
+    /// gram.wgsl `pair_dots`.
+    PairDots,
 }
 
 const SCALAR: &[Variant] = &[Variant::SCALAR];
@@ -182,7 +185,7 @@ const WIDTHS: &[Variant] = &[Variant::SCALAR, Variant::VEC4];
 
 impl Kernel {
     /// Every kernel.
-    pub const ALL: [Kernel; 15] = [
+    pub const ALL: [Kernel; 16] = [
         Kernel::Gather,
         Kernel::DenseForward,
         Kernel::DenseBackwardData,
@@ -198,6 +201,7 @@ impl Kernel {
         Kernel::CopyStrided,
         Kernel::Mean,
         Kernel::SignCompress,
+        Kernel::PairDots,
     ];
 
     /// The kernel's file, entry point, bindings, workgroup size and variants.
@@ -233,7 +237,7 @@ const RELU: &[Variant] = &[
 const RELU_SCALAR: &[Variant] = &[Variant::SCALAR.relu(false), Variant::SCALAR.relu(true)];
 
 /// The catalogue, in the order of [`Kernel`]'s variants (a unit test checks it).
-static DEFS: [KernelDef; 15] = [
+static DEFS: [KernelDef; 16] = [
     k(
         "gather.wgsl",
         "gather",
@@ -306,6 +310,16 @@ static DEFS: [KernelDef; 15] = [
             "sign_compress",
             "CompressParams",
             &[W, W],
+            SCALAR,
+        )
+    },
+    KernelDef {
+        workgroup_size: 256,
+        ..k(
+            "gram.wgsl",
+            "pair_dots",
+            "PairDotsParams",
+            &[R, R, R, W],
             SCALAR,
         )
     },

@@ -161,6 +161,14 @@ uniforms! {
         stride: u32,
     }
 
+    /// `PairDotsParams` in gram.wgsl.
+    PairDotsParams {
+        count: u32,
+        n_tensors: u32,
+        stride: u32,
+        _pad0: u32,
+    }
+
     /// `VectorParams` in vector.wgsl (fill, copy_strided, mean).
     VectorParams {
         count: u32,

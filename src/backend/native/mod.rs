@@ -652,6 +652,32 @@ impl Backend for NativeBackend {
         })
     }
 
+    fn pair_dots(&mut self, op: &PairDots) -> Result<()> {
+        op.check(&self.ix)?;
+        let what = "pair_dots";
+        self.with_out(op.out, what, |me, out| {
+            let pairs = &me.indices(op.pairs, what)?[..2 * op.count];
+            let tensors = &me.indices(op.tensors, what)?[..2 * op.n_tensors];
+            let x = me.reals(op.x, what)?;
+            let nt = op.n_tensors.max(1);
+            me.run(op.count * op.stride, |min| {
+                out[..op.count * op.n_tensors]
+                    .par_chunks_mut(nt)
+                    .zip(pairs.par_chunks(2))
+                    .with_min_len(min)
+                    .for_each(|(o, pq)| {
+                        for (k, t) in tensors.chunks_exact(2).enumerate() {
+                            let (off, len) = (t[0] as usize, t[1] as usize);
+                            let a = &x[pq[0] as usize * op.stride + off..][..len];
+                            let b = &x[pq[1] as usize * op.stride + off..][..len];
+                            o[k] = elementwise::segment_sum(a, Some(b), |u, v| u * v) as f32;
+                        }
+                    })
+            });
+            Ok(())
+        })
+    }
+
     fn sign_compress(&mut self, op: &SignCompress) -> Result<()> {
         op.check()?;
         let what = "sign_compress";
