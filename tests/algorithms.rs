@@ -1091,6 +1091,7 @@ mod trainer_tracks_the_reference {
         relaysgd_grad "relaysgd-grad",
         ngm "ngm",
         compngm "compngm",
+        cga "cga",
         matcha "matcha",
         aldsgd "aldsgd",
     }

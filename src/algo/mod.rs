@@ -45,6 +45,7 @@ registry! {
     RelaySgdGrad: relaysgd_grad,
     Ngm: ngm,
     CompNgm: compngm,
+    Cga: cga,
     Matcha: matcha,
     AlDsgd: aldsgd,
 }
@@ -133,7 +134,7 @@ pub trait Algo {
 }
 
 /// Algorithms of ALGORITHMS.md that are specified but not implemented yet.
-pub const PLANNED_ALGORITHMS: &[&str] = &["cga", "compcga"];
+pub const PLANNED_ALGORITHMS: &[&str] = &["compcga"];
 
 /// What an algorithm communicates over.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -490,7 +491,7 @@ mod tests {
             "AllReduce".parse::<Algorithm>().unwrap(),
             Algorithm::AllReduce
         );
-        let e = "cga".parse::<Algorithm>().unwrap_err().to_string();
+        let e = "compcga".parse::<Algorithm>().unwrap_err().to_string();
         assert!(e.contains("not implemented"), "{e}");
         let e = "sgd9".parse::<Algorithm>().unwrap_err().to_string();
         assert!(e.contains("accepted: dsgd, allreduce"), "{e}");
@@ -514,7 +515,7 @@ mod tests {
         }
         assert_eq!(
             algorithm_names(),
-            "dsgd, allreduce, qgm, qg-adam, d2, gt, sgp, slowmo, relaysgd, relaysgd-grad, ngm, compngm, matcha, aldsgd"
+            "dsgd, allreduce, qgm, qg-adam, d2, gt, sgp, slowmo, relaysgd, relaysgd-grad, ngm, compngm, cga, matcha, aldsgd"
         );
         assert_eq!(Algorithm::default(), Algorithm::Dsgd);
         // What each really runs on: SGP always on the exponential graph, all-reduce on none.

@@ -24,6 +24,7 @@ use crate::comm::Gossip;
 use crate::error::{Error, Result};
 use crate::objective::{JobGradients, JobList};
 use crate::sparse::Csr;
+use super::cga::CgaStage;
 use super::compngm::Compression;
 
 /// NGM (mv, dv and blends).
@@ -56,6 +57,8 @@ pub struct Ngm {
     hyper: LocalHyper,
     /// CompNGM's scaled-sign compression of every job slab, between steps 4 and 6.
     compress: Option<Compression>,
+    /// CGA: the per-tensor QP replaces step 6's fixed π combination.
+    cga: Option<CgaStage>,
 }
 
 /// W_γ = (1 − γ)I + γW (γ = 1: W itself, entry for entry).
@@ -189,7 +192,16 @@ impl Ngm {
         buf,
         hyper: s.hyper,
         compress,
+        cga: None,
     })
+    }
+
+    /// CGA (§5.9) on the NGM pipeline: α = 1, the QP combination instead of step 6.
+    pub(crate) fn new_cga(be: &mut dyn Backend, buf: AgentBuffers, s: &AlgoSetup) -> Result<Self> {
+        let mut ngm = Ngm::new(be, buf, s, 1.0, false)?;
+        let w = gossip_matrix(s)?;
+        ngm.cga = Some(CgaStage::new(be, s, &w, &ngm.jobs, s.options.ngm_pi)?);
+        Ok(ngm)
     }
 
     /// The job list registered with `obj` (on the first step; the algorithm keeps one
@@ -233,17 +245,22 @@ impl Algo for Ngm {
         if let Some(c) = &self.compress {
             c.record(be, self.job_grads)?;
         }
-        // 5–6. Round 2 (its bytes) and ĝ = π·[g + Σ_j (α·C_{j,i} + (1−α)·C_{i,j})].
-        be.mix(&Mix {
-            csr: self.combine,
-            input: self.job_grads,
-            in_offset: 0,
-            in_stride: stride,
-            output: b.grads,
-            out_offset: 0,
-            out_stride: stride,
-            len: stride,
-        })?;
+        // 5–6. Round 2 (its bytes) and ĝ = π·[g + Σ_j (α·C_{j,i} + (1−α)·C_{i,j})], or CGA's
+        // per-tensor QP combination (its one readback).
+        if let Some(cga) = &mut self.cga {
+            cga.record(be, self.job_grads, b.grads)?;
+        } else {
+            be.mix(&Mix {
+                csr: self.combine,
+                input: self.job_grads,
+                in_offset: 0,
+                in_stride: stride,
+                output: b.grads,
+                out_offset: 0,
+                out_stride: stride,
+                len: stride,
+            })?;
+        }
         b.ledger.charge(&self.round2);
         // 7–9. Weight decay at x^{t+½}, momentum, step (on slabs 0..n), then back to x.
         b.record_local_step_on(be, self.models, s.lr, self.hyper)?;
@@ -257,6 +274,46 @@ impl Algo for Ngm {
 
     fn buffers(&self) -> &AgentBuffers {
         &self.buf
+    }
+
+    /// CGA's previous QP solutions (the fallback), as f64 bit patterns.
+    fn host_state(&self) -> Result<serde_json::Value> {
+        Ok(match &self.cga {
+            None => serde_json::Value::Null,
+            Some(c) => {
+                let bits: Vec<Vec<Vec<u64>>> = c
+                    .previous
+                    .iter()
+                    .map(|a| a.iter().map(|t| t.iter().map(|v| v.to_bits()).collect()).collect())
+                    .collect();
+                serde_json::json!({ "cga_previous": bits })
+            }
+        })
+    }
+
+    fn restore_host_state(&mut self, v: &serde_json::Value) -> Result<()> {
+        let bad = || Error::param("checkpoint", "its CGA state does not fit this run");
+        match &mut self.cga {
+            None if v.is_null() => Ok(()),
+            None => Err(bad()),
+            Some(c) => {
+                let bits: Vec<Vec<Vec<u64>>> =
+                    serde_json::from_value(v.get("cga_previous").cloned().ok_or_else(bad)?)
+                        .map_err(|_| bad())?;
+                let shape = |p: &Vec<Vec<Vec<f64>>>| -> Vec<Vec<usize>> {
+                    p.iter().map(|a| a.iter().map(Vec::len).collect()).collect()
+                };
+                let restored: Vec<Vec<Vec<f64>>> = bits
+                    .iter()
+                    .map(|a| a.iter().map(|t| t.iter().map(|b| f64::from_bits(*b)).collect()).collect())
+                    .collect();
+                if shape(&restored) != shape(&c.previous) {
+                    return Err(bad());
+                }
+                c.previous = restored;
+                Ok(())
+            }
+        }
     }
 
     fn state(&self) -> Vec<(&'static str, Buf)> {

@@ -436,7 +436,7 @@ mod tests {
             (Algorithm::AllReduce, 4, Topology::Complete)
         );
         assert!(TrainConfig::from_toml("agnets = 4").is_err());
-        assert!(TrainConfig::from_toml("algo = \"cga\"")
+        assert!(TrainConfig::from_toml("algo = \"compcga\"")
             .unwrap_err()
             .to_string()
             .contains("not implemented"));
