@@ -110,7 +110,7 @@ fn simulate(topology: Topology, n: usize, steps: u64, lr: f64) -> Vec<Vec<f64>> 
                 .iter()
                 .map(|&j| grad(j, &x[i]).iter().map(|v| pi * v).collect())
                 .collect();
-            let mut gh = vec![0.0; D];
+            let mut gh = [0.0; D];
             for (k, t) in TENSORS.iter().enumerate() {
                 let r = t.offset..t.offset + t.len;
                 let dot = |u: &[f64], v: &[f64]| -> f64 { r.clone().map(|e| u[e] * v[e]).sum() };
