@@ -2,7 +2,7 @@
 //! (damped gossip, self-gradient post-gossip, cross-gradients C_{j,i} at the pre-gossip
 //! models, the per-tensor QP of `cga_qp`, weight decay, momentum) on heterogeneous quadratics
 //! with two tensors, on every target; bytes as NGM_dv (two rounds); dispatches independent of
-//! n and the degree; MLP training above chance; bit-identical checkpoint resume (the previous
+//! n and the degree; MLP training above chance (also CompCGA, whose bytes are CompNGM_dv's); bit-identical checkpoint resume (the previous
 //! v are host state). The QP itself (the §5.9 vectors, KKT against brute force) is tested in
 //! src/algo/cga_qp.rs; trainer tracking of every target in tests/algorithms.rs.
 //!
@@ -229,22 +229,51 @@ fn bytes_are_ngm_dv_and_dispatches_do_not_depend_on_agents_or_degree() {
 }
 
 #[test]
-fn cga_learns() {
-    let (s, _) = train(
-        mlp(Algorithm::Cga, Topology::Ring, 8, 300),
-        Box::new(NativeBackend::new(2).unwrap()),
+fn compcga_bytes_are_compngm_dv_and_dispatches_do_not_depend_on_agents_or_degree() {
+    let run =
+        |algo, topology, n| train(mlp(algo, topology, n, 3), Box::new(ReferenceBackend::new())).0;
+    assert_eq!(
+        run(Algorithm::CompCga, Topology::Ring, 5).bytes_sent_per_agent,
+        run(Algorithm::CompNgm, Topology::Ring, 5).bytes_sent_per_agent
     );
-    eprintln!(
-        "cga: consensus accuracy {:.3} after 300 steps",
-        s.last.consensus_acc
+    assert!(
+        run(Algorithm::CompCga, Topology::Ring, 5).bytes_sent_per_agent
+            < run(Algorithm::Cga, Topology::Ring, 5).bytes_sent_per_agent
     );
-    assert!(s.last.consensus_acc > 0.5, "{}", s.last.consensus_acc);
+    let ring = run(Algorithm::CompCga, Topology::Ring, 8).dispatches_per_step;
+    let torus = run(Algorithm::CompCga, Topology::Torus, 16).dispatches_per_step;
+    assert_eq!(ring, torus);
+}
+
+#[test]
+fn cga_and_compcga_learn() {
+    for algo in [Algorithm::Cga, Algorithm::CompCga] {
+        let (s, _) = train(
+            mlp(algo, Topology::Ring, 8, 300),
+            Box::new(NativeBackend::new(2).unwrap()),
+        );
+        eprintln!(
+            "{algo}: consensus accuracy {:.3} after 300 steps",
+            s.last.consensus_acc
+        );
+        assert!(
+            s.last.consensus_acc > 0.5,
+            "{algo}: {}",
+            s.last.consensus_acc
+        );
+    }
 }
 
 #[test]
 fn checkpoint_resume_is_bit_identical() {
-    let c = mlp(Algorithm::Cga, Topology::Ring, 5, 30);
-    let ck = std::env::temp_dir().join(format!("swarmgrad-cga-{}.bin", std::process::id()));
+    for algo in [Algorithm::Cga, Algorithm::CompCga] {
+        resume_is_bit_identical(algo);
+    }
+}
+
+fn resume_is_bit_identical(algo: Algorithm) {
+    let c = mlp(algo, Topology::Ring, 5, 30);
+    let ck = std::env::temp_dir().join(format!("swarmgrad-{algo}-{}.bin", std::process::id()));
     let mut a = Trainer::new(c.clone(), Box::new(ReferenceBackend::new())).unwrap();
     let sa = a.run(|_, _, _| {}).unwrap();
     let pa = a.read_params().unwrap();

@@ -31,7 +31,7 @@ pub const SPEC: AlgoSpec = AlgoSpec {
 };
 
 fn build(be: &mut dyn Backend, buf: AgentBuffers, s: &AlgoSetup) -> Result<Box<dyn Algo>> {
-    Ok(Box::new(Ngm::new_cga(be, buf, s)?))
+    Ok(Box::new(Ngm::new_cga(be, buf, s, false)?))
 }
 
 /// One agent's QP: its slabs (self job, then the jobs C_{j,i} of its neighbours) and weights.

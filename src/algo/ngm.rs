@@ -196,9 +196,15 @@ impl Ngm {
     })
     }
 
-    /// CGA (§5.9) on the NGM pipeline: α = 1, the QP combination instead of step 6.
-    pub(crate) fn new_cga(be: &mut dyn Backend, buf: AgentBuffers, s: &AlgoSetup) -> Result<Self> {
-        let mut ngm = Ngm::new(be, buf, s, 1.0, false)?;
+    /// CGA (§5.9) on the NGM pipeline: α = 1, the QP combination instead of step 6;
+    /// `compress`: CompCGA (the job slabs compressed as in CompNGM before the QP).
+    pub(crate) fn new_cga(
+        be: &mut dyn Backend,
+        buf: AgentBuffers,
+        s: &AlgoSetup,
+        compress: bool,
+    ) -> Result<Self> {
+        let mut ngm = Ngm::new(be, buf, s, 1.0, compress)?;
         let w = gossip_matrix(s)?;
         ngm.cga = Some(CgaStage::new(be, s, &w, &ngm.jobs, s.options.ngm_pi)?);
         Ok(ngm)
