@@ -1,6 +1,7 @@
-//! CGA (ALGORITHMS.md §5.9) on the NGM pipeline: an f64 host simulation of the exact order
-//! (damped gossip, self-gradient post-gossip, cross-gradients C_{j,i} at the pre-gossip
-//! models, the per-tensor QP of `cga_qp`, weight decay, momentum) on heterogeneous quadratics
+//! CGA (ALGORITHMS.md §5.9): an f64 host simulation of the exact order on both pipelines (NGM:
+//! damped gossip, self-gradient post-gossip, cross-gradients C_{j,i} at the pre-gossip models,
+//! the per-tensor QP of `cga_qp`, weight decay, momentum; original: every gradient at x^t,
+//! the QP, then x ← Σ_j π_ij x_j and the momentum step) on heterogeneous quadratics
 //! with two tensors, on every target; bytes as NGM_dv (two rounds); dispatches independent of
 //! n and the degree; MLP training above chance (also CompCGA, whose bytes are CompNGM_dv's); bit-identical checkpoint resume (the previous
 //! v are host state). The QP itself (the §5.9 vectors, KKT against brute force) is tested in
@@ -12,7 +13,9 @@
 mod common;
 
 use common::{assert_close, small_run, train, Target};
-use swarmgrad::algo::{cga_qp, AlgoOptions, AlgoSetup, Algorithm, LocalHyper, Quadratics};
+use swarmgrad::algo::{
+    cga_qp, AlgoOptions, AlgoSetup, Algorithm, CgaPipeline, LocalHyper, Quadratics,
+};
 use swarmgrad::backend::native::NativeBackend;
 use swarmgrad::backend::reference::ReferenceBackend;
 use swarmgrad::backend::Backend;
@@ -67,8 +70,8 @@ const GAMMA: f64 = 0.5;
 /// Steps after which the f32 targets are compared (see [`cga_follows_the_exact_order`]).
 const F32_STEPS: usize = 8;
 
-/// §5.9 (NGM pipeline) in f64; x after each step.
-fn simulate(topology: Topology, n: usize, steps: u64, lr: f64) -> Vec<Vec<f64>> {
+/// §5.9 in f64 on the NGM pipeline or the original one; x after each step.
+fn simulate(topology: Topology, n: usize, steps: u64, lr: f64, original: bool) -> Vec<Vec<f64>> {
     let g = topology.static_graph(n, 7).unwrap();
     let w = MixingRule::MetropolisHastings
         .matrix(&g)
@@ -91,16 +94,21 @@ fn simulate(topology: Topology, n: usize, steps: u64, lr: f64) -> Vec<Vec<f64>> 
         .collect();
     let mut out = Vec::new();
     for _ in 0..steps {
-        let half: Vec<Vec<f64>> = (0..n)
-            .map(|i| {
-                (0..D)
-                    .map(|k| {
-                        let wx: f64 = (0..n).map(|j| w[i][j] * x[j][k]).sum();
-                        x[i][k] + GAMMA * (wx - x[i][k])
-                    })
-                    .collect()
-            })
-            .collect();
+        // The self-gradient's model: x^{t+½} (NGM pipeline) or x^t (original).
+        let half: Vec<Vec<f64>> = if original {
+            x.clone()
+        } else {
+            (0..n)
+                .map(|i| {
+                    (0..D)
+                        .map(|k| {
+                            let wx: f64 = (0..n).map(|j| w[i][j] * x[j][k]).sum();
+                            x[i][k] + GAMMA * (wx - x[i][k])
+                        })
+                        .collect()
+                })
+                .collect()
+        };
         let mut next = Vec::new();
         for i in 0..n {
             let nb = g.neighbors(i);
@@ -123,9 +131,17 @@ fn simulate(topology: Topology, n: usize, steps: u64, lr: f64) -> Vec<Vec<f64>> 
                 }
                 prev[i][k] = v;
             }
-            let mut xi = half[i].clone();
+            // The step starts from x^{t+½} (NGM pipeline) or Σ_j π_ij x_j^t (original).
+            let mut xi: Vec<f64> = if original {
+                (0..D)
+                    .map(|k| pi * (x[i][k] + nb.iter().map(|&j| x[j][k]).sum::<f64>()))
+                    .collect()
+            } else {
+                half[i].clone()
+            };
+            let from = xi.clone();
             for k in 0..D {
-                let gk = gh[k] + hy.weight_decay * half[i][k];
+                let gk = gh[k] + hy.weight_decay * from[k];
                 m[i][k] = hy.momentum * m[i][k] + gk;
                 xi[k] -= lr * (gk + hy.momentum * m[i][k]);
             }
@@ -137,11 +153,19 @@ fn simulate(topology: Topology, n: usize, steps: u64, lr: f64) -> Vec<Vec<f64>> 
     out
 }
 
-fn run(be: &mut dyn Backend, topology: Topology, n: usize, steps: u64, lr: f64) -> Vec<Vec<f64>> {
+fn run(
+    be: &mut dyn Backend,
+    topology: Topology,
+    n: usize,
+    steps: u64,
+    lr: f64,
+    pipeline: CgaPipeline,
+) -> Vec<Vec<f64>> {
     let (h, c) = problem(n);
     let mut obj = Quadratics::new(be, &h, &c).unwrap();
     let options = AlgoOptions {
         ngm_gamma: GAMMA,
+        cga_pipeline: pipeline,
         ..Default::default()
     };
     let x0 = init(n);
@@ -171,15 +195,20 @@ target_tests!([reference, gpu, native] cga_follows_the_exact_order);
 fn cga_follows_the_exact_order(t: &Target) {
     let (steps, lr) = (30u64, 0.0625);
     let last = steps as usize - 1;
-    for (topology, n) in [
+    let cases = [
         (Topology::Ring, 6),
         (Topology::Chain, 5),
         (Topology::Torus, 9),
-    ] {
-        let want = simulate(topology, n, steps, lr);
+    ];
+    for ((topology, n), pipeline) in cases
+        .into_iter()
+        .flat_map(|c| [(c, CgaPipeline::Ngm), (c, CgaPipeline::Original)])
+    {
+        let original = pipeline == CgaPipeline::Original;
+        let want = simulate(topology, n, steps, lr, original);
         let mut be = t.backend();
-        let got = run(be.as_mut(), topology, n, steps, lr);
-        let what = format!("{topology} n={n} on {}", be.describe());
+        let got = run(be.as_mut(), topology, n, steps, lr, pipeline);
+        let what = format!("{topology} n={n} {pipeline:?} on {}", be.describe());
         if t.is_reference() {
             for s in [0, 1, last] {
                 assert_close(&format!("{what} step {s}"), &got[s], &want[s], 0.0, 1e-9);

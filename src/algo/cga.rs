@@ -26,7 +26,7 @@ pub const SPEC: AlgoSpec = AlgoSpec {
     doc: "Cross-Gradient Aggregation on the NGM pipeline: per-tensor QP (v ≥ 0.5) over the \
           neighbours' cross-gradients, two rounds (one Gram readback per step)",
     topology: TopologyNeed::Static,
-    options: &["ngm-gamma", "ngm-pi"],
+    options: &["cga-pipeline", "ngm-gamma", "ngm-pi"],
     build,
 };
 
@@ -54,6 +54,8 @@ pub(crate) struct CgaStage {
     gram: Buf,
     /// One CSR per tensor, agents × jobs, entries in [`Neighbourhood::slabs`] order.
     mixes: Vec<CsrBufs>,
+    /// The data agent of every job slab.
+    data_of: Vec<usize>,
     /// The previous v of every (agent, tensor), the fallback.
     pub(crate) previous: Vec<Vec<Vec<f64>>>,
     stride: usize,
@@ -136,6 +138,7 @@ impl CgaStage {
                 .collect(),
             gram: be.alloc(BufKind::F32, n_pairs * tensors.len(), "cga.gram")?,
             hoods,
+            data_of: jobs.iter().map(|&(_, d)| d).collect(),
             tensors,
             pairs: pairs_buf,
             tensor_table: table_buf,
@@ -143,6 +146,25 @@ impl CgaStage {
             mixes,
             stride: s.stride,
         })
+    }
+
+    /// The π weights over the agents (row i: π_self at i, π_ij at each neighbour j), for the
+    /// original pipeline's gossip x ← Σ_j π_ij x_j.
+    pub(crate) fn pi_matrix(&self) -> Csr {
+        let n = self.hoods.len();
+        let rows: Vec<Vec<(usize, f64)>> = self
+            .hoods
+            .iter()
+            .enumerate()
+            .map(|(i, h)| {
+                // Slab k ≥ 1 holds C_{j,i}, job (n + i, j): its data agent is the neighbour j.
+                let mut row = vec![(i, h.pi[0])];
+                row.extend(h.slabs[1..].iter().zip(&h.pi[1..]).map(|(&s, &p)| (self.data_of[s], p)));
+                row.sort_by_key(|e| e.0);
+                row
+            })
+            .collect();
+        Csr::from_rows(n, &rows)
     }
 
     /// Gram entries on the device, the QPs on the host (the one readback), then

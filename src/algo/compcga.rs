@@ -13,7 +13,7 @@ pub const SPEC: AlgoSpec = AlgoSpec {
     doc: "CGA with scaled-sign compressed gradients per tensor and error feedback (round 2 \
           charged compressed)",
     topology: TopologyNeed::Static,
-    options: &["ngm-gamma", "ngm-pi", "comp-charge"],
+    options: &["cga-pipeline", "ngm-gamma", "ngm-pi", "comp-charge"],
     build,
 };
 

@@ -65,7 +65,9 @@ pub use dsgd::Dsgd;
 pub use gt::Gt;
 pub use matcha::{matcha_flag_seed, matcha_schedule, Matcha};
 pub use ngm::Ngm;
-pub use options::{AlgoOptions, CompCharge, DsgdOrder, MatchaMode, NgmPi, RelayNormalisation};
+pub use options::{
+    AlgoOptions, CgaPipeline, CompCharge, DsgdOrder, MatchaMode, NgmPi, RelayNormalisation,
+};
 pub use qg_adam::QgAdam;
 pub use qgm::{Qgm, QGM_MIN_LR};
 pub use relaysgd::{Model, Relay, RelaySgd, RelayVariant};

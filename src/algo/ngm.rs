@@ -18,7 +18,7 @@
 
 use super::{gossip_matrix, AgentBuffers, Algo, AlgoSetup, AlgoSpec, LocalHyper, Step};
 use super::{Objective, TopologyNeed};
-use crate::algo::options::NgmPi;
+use crate::algo::options::{CgaPipeline, NgmPi};
 use crate::backend::{Backend, Buf, BufKind, CopyRange, CsrBufs, Mix};
 use crate::comm::Gossip;
 use crate::error::{Error, Result};
@@ -59,6 +59,9 @@ pub struct Ngm {
     compress: Option<Compression>,
     /// CGA: the per-tensor QP replaces step 6's fixed π combination.
     cga: Option<CgaStage>,
+    /// CGA's original pipeline: gradients at x^t, then gossip with the π weights (`damped`
+    /// holds that matrix), then the step.
+    original: bool,
 }
 
 /// W_γ = (1 − γ)I + γW (γ = 1: W itself, entry for entry).
@@ -193,6 +196,7 @@ impl Ngm {
         hyper: s.hyper,
         compress,
         cga: None,
+        original: false,
     })
     }
 
@@ -206,7 +210,13 @@ impl Ngm {
     ) -> Result<Self> {
         let mut ngm = Ngm::new(be, buf, s, 1.0, compress)?;
         let w = gossip_matrix(s)?;
-        ngm.cga = Some(CgaStage::new(be, s, &w, &ngm.jobs, s.options.ngm_pi)?);
+        let stage = CgaStage::new(be, s, &w, &ngm.jobs, s.options.ngm_pi)?;
+        if s.options.cga_pipeline == CgaPipeline::Original {
+            // x ← Σ_j π_ij x_j with the QP's π weights.
+            ngm.damped = Gossip::new(be, &stage.pi_matrix(), ngm.buf.stride, ngm.buf.d, "W_pi")?;
+            ngm.original = true;
+        }
+        ngm.cga = Some(stage);
         Ok(ngm)
     }
 
@@ -228,7 +238,8 @@ impl Algo for Ngm {
         let b = &mut self.buf;
         let (len, stride) = (b.len(), b.stride);
         b.ledger.clear();
-        // 1–2. Round 1 and the damped gossip: slabs n..2n keep x^t, slabs 0..n get x^{t+½}.
+        // 1–2. Round 1 and the damped gossip: slabs n..2n keep x^t, slabs 0..n get x^{t+½}
+        // (CGA's original pipeline: x^t too; its gossip follows the gradients).
         be.copy(&CopyRange {
             src: b.params,
             src_offset: 0,
@@ -236,7 +247,11 @@ impl Algo for Ngm {
             dst_offset: len,
             len,
         })?;
-        self.damped.record(be, &mut b.ledger, b.params, self.models)?;
+        if self.original {
+            be.copy(&CopyRange::whole(b.params, self.models, len))?;
+        } else {
+            self.damped.record(be, &mut b.ledger, b.params, self.models)?;
+        }
         // 3–4. Self-gradients at x^{t+½} and cross-gradients at x_j^t, one job list.
         s.obj.record_job_gradients(
             be,
@@ -268,6 +283,10 @@ impl Algo for Ngm {
             })?;
         }
         b.ledger.charge(&self.round2);
+        if self.original {
+            // x ← Σ_j π_ij x_j^t into slabs 0..n, then the step from there.
+            self.damped.record(be, &mut b.ledger, b.params, self.models)?;
+        }
         // 7–9. Weight decay at x^{t+½}, momentum, step (on slabs 0..n), then back to x.
         b.record_local_step_on(be, self.models, s.lr, self.hyper)?;
         be.copy(&CopyRange::whole(self.models, b.params, len))

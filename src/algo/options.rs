@@ -106,6 +106,33 @@ impl std::str::FromStr for CompCharge {
     }
 }
 
+/// Which pipeline CGA runs (ALGORITHMS.md §5.9).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CgaPipeline {
+    /// NGM steps 1–5 with α = 1 (damped gossip first, self-gradient post-gossip), the QP, then
+    /// weight decay, momentum and the step (the NGM paper's baseline).
+    #[default]
+    Ngm,
+    /// The original CGA: every gradient at x^t, the QP, then
+    /// x ← Σ_j π_ij x_j − η·LocalStep direction (gossip with the π weights, no damping).
+    Original,
+}
+
+impl std::str::FromStr for CgaPipeline {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "ngm" => Ok(CgaPipeline::Ngm),
+            "original" => Ok(CgaPipeline::Original),
+            other => Err(Error::param(
+                "cga-pipeline",
+                format!("unknown '{other}'; accepted: ngm, original"),
+            )),
+        }
+    }
+}
+
 /// How MATCHA draws its activation flags (ALGORITHMS.md §5.15).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -199,6 +226,10 @@ pub struct AlgoOptions {
     /// counts).
     #[arg(long, default_value = "compressed", value_parser = flag_value::<CompCharge>)]
     pub comp_charge: CompCharge,
+    /// CGA / CompCGA pipeline: ngm (damped gossip first, the NGM paper's baseline) or original
+    /// (all gradients at x^t, then gossip with the π weights and the step).
+    #[arg(long, default_value = "ngm", value_parser = flag_value::<CgaPipeline>)]
+    pub cga_pipeline: CgaPipeline,
     /// MATCHA communication budget C_b in (0, 1]: the expected fraction of matchings active.
     #[arg(long, default_value_t = 0.5)]
     pub matcha_budget: f64,
