@@ -11,3 +11,21 @@ const WG: u32 = 64u;
 fn linear_id(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
     return gid.x + gid.y * nwg.x * WG;
 }
+
+// The reductions' workgroup (reduce, sign_compress, pair_dots: one workgroup per segment).
+const REDUCE_WG: u32 = 256u;
+var<workgroup> reduce_partial: array<f32, REDUCE_WG>;
+
+// Sum of one value per invocation of a REDUCE_WG-wide workgroup by a fixed-order tree in
+// shared memory (deterministic); every invocation gets the sum. Call from uniform control flow.
+fn workgroup_sum(lid: u32, v: f32) -> f32 {
+    reduce_partial[lid] = v;
+    workgroupBarrier();
+    for (var h = REDUCE_WG / 2u; h > 0u; h >>= 1u) {
+        if (lid < h) {
+            reduce_partial[lid] += reduce_partial[lid + h];
+        }
+        workgroupBarrier();
+    }
+    return reduce_partial[0];
+}

@@ -1,15 +1,14 @@
 // Segmented reductions: out[out_offset + s] = sum_k f(a[a_off + s * a_stride + k], b[...]) for
 // k < seg_len, with f = a (sum), a * b (dot) or (a - b)^2 (squared distance). A stride of 0
 // broadcasts one vector to every segment (e.g. the distance of each agent to the mean model).
-// One workgroup per segment; a fixed-order tree in shared memory makes the sum deterministic.
+// One workgroup per segment; the prelude's fixed-order tree (workgroup_sum) makes the sum
+// deterministic.
 
 struct ReduceParams {
     segments: u32, seg_len: u32, mode: u32, out_offset: u32,
     a_offset: u32, a_stride: u32, b_offset: u32, b_stride: u32,
 }
 
-// The reduction's own workgroup size (the prelude's WG is for one invocation per element).
-const REDUCE_WG: u32 = 256u;
 const MODE_SUM: u32 = 0u;
 const MODE_DOT: u32 = 1u;
 
@@ -17,8 +16,6 @@ const MODE_DOT: u32 = 1u;
 @group(0) @binding(1) var<storage, read> a: array<f32>;
 @group(0) @binding(2) var<storage, read> b: array<f32>;
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;
-
-var<workgroup> partial: array<f32, REDUCE_WG>;
 
 @compute @workgroup_size(REDUCE_WG)
 fn reduce(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
@@ -41,15 +38,8 @@ fn reduce(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid:
             acc += d * d;
         }
     }
-    partial[lid] = acc;
-    workgroupBarrier();
-    for (var h = REDUCE_WG / 2u; h > 0u; h >>= 1u) {
-        if (lid < h) {
-            partial[lid] += partial[lid + h];
-        }
-        workgroupBarrier();
-    }
+    let total = workgroup_sum(lid, acc);
     if (lid == 0u) {
-        out[p.out_offset + s] = partial[0];
+        out[p.out_offset + s] = total;
     }
 }

@@ -99,6 +99,7 @@ fn setup<'a>(d: usize, init: &'a [f32], h: LocalHyper, o: &'a AlgoOptions) -> Al
         hyper: h,
         seed: 5,
         options: o,
+        tensors: &[],
     }
 }
 

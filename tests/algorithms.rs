@@ -67,6 +67,7 @@ fn build(
             hyper: h,
             seed: 7,
             options,
+            tensors: &[],
         },
     )?;
     Ok(Run { algo, obj })
@@ -994,7 +995,25 @@ fn reference_run(algo: &'static str) -> Arc<(Summary, Vec<f64>)> {
 /// relative plus 1e-4 absolute, the training loss within 1e-3 relative plus 1e-4, accuracies
 /// within two test samples (plus rounding), the byte ledger and the evaluation rows exact. For
 /// QG-Adam, a second run on the same (reused) backend is bit-identical.
+///
+/// CompNGM and CompCGA on the GPUs get 1e-2 relative for the loss and 5e-2 absolute for parameters (of
+/// scale 0.77): the scaled sign is discontinuous at 0, and some gradient entries of this MLP are
+/// zero in exact arithmetic (at step 1, three entries come out nonzero in f64, exactly 0 in
+/// the GPU's f32 order: the reference's memory then holds the tensor's whole scale, ~0.03, the
+/// GPU's 0), so the compressed gradients differ by that scale and the runs part: measured 1.9e-2 worst parameter error, loss 1.2929 vs 1.2943
+/// after 40 steps on lavapipe and llvmpipe (CompCGA: 3.3e-2, loss 1.4960 vs 1.4974). The
+/// native backend, which keeps those entries'
+/// signs, stays at the plain bound (2.6e-7 measured); the compression pipeline itself is held
+/// at f32 rounding on every target in tests/kernels.rs and tests/compngm.rs (quadratics).
 fn tracks(t: &Target, algo: &'static str) {
+    let gpu_compngm =
+        matches!(algo, "compngm" | "compcga") && !t.is_reference() && t.name() != "native";
+    // (parameters relative, parameters absolute, loss relative)
+    let (p_rel, p_abs, loss_rel) = if gpu_compngm {
+        (0.0, 5e-2, 1e-2)
+    } else {
+        (1e-3, 1e-4, 1e-3)
+    };
     let want = reference_run(algo);
     let (want, want_p) = (&want.0, &want.1);
     let config = || tuned_run(algo.parse().unwrap(), TRACKED_STEPS);
@@ -1002,10 +1021,10 @@ fn tracks(t: &Target, algo: &'static str) {
     let got = trainer.run(|_, _, _| {}).unwrap();
     let got_p = trainer.read_params().unwrap();
     let name = format!("{algo} on {}", trainer.backend().describe());
-    assert_close(&format!("{name}: params"), &got_p, want_p, 1e-3, 1e-4);
+    assert_close(&format!("{name}: params"), &got_p, want_p, p_rel, p_abs);
     assert!(
         (got.last.train_loss - want.last.train_loss).abs()
-            <= 1e-3 * want.last.train_loss.abs() + 1e-4,
+            <= loss_rel * want.last.train_loss.abs() + 1e-4,
         "{name}: train loss {} vs {}",
         got.last.train_loss,
         want.last.train_loss
@@ -1073,6 +1092,9 @@ mod trainer_tracks_the_reference {
         relaysgd "relaysgd",
         relaysgd_grad "relaysgd-grad",
         ngm "ngm",
+        compngm "compngm",
+        cga "cga",
+        compcga "compcga",
         matcha "matcha",
         aldsgd "aldsgd",
     }

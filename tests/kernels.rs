@@ -491,6 +491,176 @@ fn reductions_match_reference(t: &Target) {
     }
 }
 
+/// Random values in [-1, 1) with every seventh one exactly 0 (sign(0) = 0).
+fn with_zeros(seed: u64, n: usize) -> Vec<f32> {
+    let mut v = uniform(seed, n, -1.0, 1.0);
+    for x in v.iter_mut().step_by(7) {
+        *x = 0.0;
+    }
+    v
+}
+
+#[test]
+fn sign_compress_by_hand_on_the_reference() {
+    // Segment [3, −1, 0, 0]: scale ‖w‖₁/ℓ = 1, c = [1, −1, 0, 0] (sign(0) = 0), e = [2, 0, 0, 0];
+    // at stride 6, segment [0.5, 0.5, 0, 0]: scale 0.25, c = e = [0.25, 0.25, 0, 0]; 4, 5 untouched.
+    let mut be = ReferenceBackend::new();
+    let memory = upload(
+        &mut be,
+        &[3.0, -1.0, 0.0, 0.0, 9.0, 9.0, 0.5, 0.5, 0.0, 0.0],
+    );
+    let out = upload(&mut be, &[7.0; 10]);
+    be.sign_compress(&SignCompress {
+        memory,
+        out,
+        offset: 0,
+        stride: 6,
+        segments: 2,
+        len: 4,
+    })
+    .unwrap();
+    let c = be.read_f32(out).unwrap();
+    let e = be.read_f32(memory).unwrap();
+    assert_eq!(c, [1.0, -1.0, 0.0, 0.0, 7.0, 7.0, 0.25, 0.25, 0.0, 0.0]);
+    assert_eq!(e, [2.0, 0.0, 0.0, 0.0, 9.0, 9.0, 0.25, 0.25, 0.0, 0.0]);
+}
+
+target_tests!([gpu, native] sign_compress_matches_reference);
+/// Scaled-sign compression: c = (‖w‖₁/ℓ)·sign(w), memory w − c. The scale is a sum of ℓ
+/// terms of magnitude ≤ 1, so both outputs may be off by (ℓ + 2)·ε·scale (scale < 1) plus one
+/// rounding of w − c: (ℓ + 4)·ε·(|want| + 1) bounds both.
+fn sign_compress_matches_reference(t: &Target) {
+    for (segments, len, stride, offset) in [
+        (1, 1, 1, 0),
+        (5, 300, 301, 3),
+        (16, 1000, 1024, 8),
+        (3, 65_537, 65_540, 1),
+    ] {
+        parity(
+            t,
+            &format!("sign_compress {segments}x{len}"),
+            |be, abs| {
+                let n = offset + (segments - 1) * stride + len + 2;
+                let memory = upload(be, &abs_if(with_zeros(42, n), abs));
+                let out = upload(be, &uniform(43, n, -1.0, 1.0));
+                be.sign_compress(&SignCompress {
+                    memory,
+                    out,
+                    offset,
+                    stride,
+                    segments,
+                    len,
+                })?;
+                Ok(vec![out, memory])
+            },
+            move |want, _| (len as f64 + 4.0) * EPS32 * (want.abs() + 1.0),
+        );
+    }
+}
+
+target_tests!([gpu, native] pair_dots_match_reference);
+/// CGA's Gram entries: per-tensor dots of slab pairs (repeated, swapped and self pairs; tensors
+/// of 1 to 700 scalars, one over 256 for the workgroup loop), a sum of ℓ products each.
+fn pair_dots_match_reference(t: &Target) {
+    let (slabs, stride) = (7, 1000);
+    let tensors: Vec<u32> = vec![0, 300, 300, 1, 301, 699];
+    let pairs: Vec<u32> = vec![0, 0, 0, 1, 1, 0, 6, 3, 5, 5, 2, 6, 4, 1];
+    parity(
+        t,
+        "pair_dots",
+        |be, abs| {
+            let x = upload(be, &abs_if(uniform(44, slabs * stride, -1.0, 1.0), abs));
+            let pairs = upload_u32(be, &pairs);
+            let tensors = upload_u32(be, &tensors);
+            let out = be.alloc(BufKind::F32, 7 * 3, "out")?;
+            be.pair_dots(&PairDots {
+                x,
+                stride,
+                pairs,
+                count: 7,
+                tensors,
+                n_tensors: 3,
+                out,
+            })?;
+            Ok(vec![out])
+        },
+        sum_bound(700),
+    );
+}
+
+target_tests!([reference, gpu, native] error_feedback_conserves_the_sum);
+/// ALGORITHMS.md §8.2.9 with CompNGM's two ops (e ← e + z by axpby, then `sign_compress` per
+/// tensor): after T steps, Σ_s c_s + e_T = Σ_s z_s for every memory (each tensor of each slab,
+/// here two tensors of different lengths in padded slabs), up to the f32 rounding of e + z and
+/// e − c once per step (≤ 4·T·ε·max|Σ|, values O(1)); exactly (to f64 rounding) on the reference.
+fn error_feedback_conserves_the_sum(t: &Target) {
+    let (slabs, stride, steps) = (6, 40, 60);
+    let tensors = [(0, 27), (27, 9)];
+    let mut be = t.backend();
+    let be = be.as_mut();
+    let memory = be.alloc(BufKind::F32, slabs * stride, "memory").unwrap();
+    let z = be.alloc(BufKind::F32, slabs * stride, "z").unwrap();
+    let (mut sum_z, mut sum_c) = (vec![0.0f64; slabs * stride], vec![0.0f64; slabs * stride]);
+    for step in 0..steps {
+        let mut zs = uniform(100 + step, slabs * stride, -1.0, 1.0);
+        for (k, v) in zs.iter_mut().enumerate() {
+            if k % stride >= 36 {
+                *v = 0.0; // padding
+            }
+        }
+        be.write_f32(z, 0, &zs).unwrap();
+        be.axpby(&Axpby {
+            x: z,
+            y: memory,
+            a: 1.0,
+            b: 1.0,
+            len: slabs * stride,
+        })
+        .unwrap();
+        for (offset, len) in tensors {
+            be.sign_compress(&SignCompress {
+                memory,
+                out: z,
+                offset,
+                stride,
+                segments: slabs,
+                len,
+            })
+            .unwrap();
+        }
+        be.flush().unwrap();
+        let c = be.read_f32(z).unwrap();
+        for k in 0..slabs * stride {
+            sum_z[k] += f64::from(zs[k]);
+            sum_c[k] += c[k];
+        }
+    }
+    let e = be.read_f32(memory).unwrap();
+    let got: Vec<f64> = sum_c.iter().zip(&e).map(|(c, e)| c + e).collect();
+    let scale = sum_z.iter().fold(1.0f64, |m, v| m.max(v.abs()));
+    let tol = if t.is_reference() {
+        1e-12
+    } else {
+        4.0 * steps as f64 * EPS32 * scale
+    };
+    assert_within(
+        &format!("Σc + e vs Σz on {}", be.describe()),
+        &got,
+        &sum_z,
+        |_| tol,
+    );
+    // The compression really compresses: each tensor's c takes one magnitude per slab.
+    let c = be.read_f32(z).unwrap();
+    for s in 0..slabs {
+        let mags: Vec<f64> = c[s * stride..s * stride + 27]
+            .iter()
+            .filter(|v| **v != 0.0)
+            .map(|v| v.abs())
+            .collect();
+        assert!(mags.windows(2).all(|w| w[0] == w[1]), "slab {s}: {mags:?}");
+    }
+}
+
 /// A whole training step: gather → forward → loss → backward → local step → mix, recorded into
 /// one submit, repeated; a backend must track the reference after many steps.
 fn train_steps(be: &mut dyn Backend, agents: usize, steps: usize) -> Result<(Vec<f64>, Vec<f64>)> {

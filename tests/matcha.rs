@@ -54,6 +54,7 @@ fn setup<'a>(
         hyper,
         seed: 11,
         options: o,
+        tensors: &[],
     }
 }
 

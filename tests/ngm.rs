@@ -85,6 +85,7 @@ fn build(be: &mut dyn Backend, algo: Algorithm, c: &Case, x0: &[f32]) -> Box<dyn
             hyper: c.hyper,
             seed: 7,
             options: &c.options,
+            tensors: &[],
         },
     )
     .unwrap()
@@ -409,6 +410,7 @@ fn options_are_validated_with_the_flag_named() {
                     hyper: c.hyper,
                     seed: 7,
                     options: o,
+                    tensors: &[],
                 },
             )
             .err()

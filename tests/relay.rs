@@ -45,6 +45,7 @@ impl Run<'_> {
             hyper: self.hyper,
             seed: self.seed,
             options: &self.options,
+            tensors: &[],
         };
         let mut algo = self.algo.build(be, &setup).unwrap();
         let mut obj = (self.make_obj)(be);
@@ -497,6 +498,7 @@ fn byte_ledger_and_dispatch_count() {
             hyper,
             seed: 0,
             options: &options,
+            tensors: &[],
         };
         let mut a = algo.build(&mut be, &setup).unwrap();
         let mut obj = Quadratics::constants(&mut be, &vec![vec![1.0; d]; n]).unwrap();

@@ -320,7 +320,10 @@ fn cli_json_has_every_key_and_bad_flags_exit_2() {
     for (args, needle) in [
         (&["--lr", "-1"][..], "--lr"),
         (&["--momentum", "1"][..], "--momentum"),
-        (&["--algo", "compngm"][..], "not implemented yet"),
+        (
+            &["--algo", "compngm", "--comp-charge", "bits"][..],
+            "--comp-charge",
+        ),
         (&["--algo", "ngm", "--ngm-alpha", "2"][..], "--ngm-alpha"),
         (&["--algo", "ngm", "--ngm-gamma", "0"][..], "--ngm-gamma"),
         (&["--algo", "sgdx"][..], "accepted: dsgd, allreduce"),

@@ -167,6 +167,7 @@ mod tests {
                     hyper: hyper(),
                     seed: 7,
                     options: &options,
+                    tensors: &[],
                 },
             )
             .unwrap();

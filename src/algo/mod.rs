@@ -10,6 +10,7 @@
 //! line in `registry!`, and its README row.
 
 mod buffers;
+mod cga_qp;
 mod options;
 mod vector;
 
@@ -43,6 +44,9 @@ registry! {
     RelaySgd: relaysgd,
     RelaySgdGrad: relaysgd_grad,
     Ngm: ngm,
+    CompNgm: compngm,
+    Cga: cga,
+    CompCga: compcga,
     Matcha: matcha,
     AlDsgd: aldsgd,
 }
@@ -55,12 +59,15 @@ pub use aldsgd::{aldsgd_flag_seeds, aldsgd_matrix, aldsgd_round, aldsgd_schedule
 pub use aldsgd::{AlDsgd, PullWeights};
 pub use allreduce::AllReduce;
 pub use buffers::{AgentBuffers, LocalHyper};
+pub use cga_qp::{cga_qp, CGA_MAX_ROWS, CGA_V_MIN};
 pub use d2::{check_d2_spectrum, D2, D2_LAMBDA_MIN_BOUND};
 pub use dsgd::Dsgd;
 pub use gt::Gt;
 pub use matcha::{matcha_flag_seed, matcha_schedule, Matcha};
 pub use ngm::Ngm;
-pub use options::{AlgoOptions, DsgdOrder, MatchaMode, NgmPi, RelayNormalisation};
+pub use options::{
+    AlgoOptions, CgaPipeline, CompCharge, DsgdOrder, MatchaMode, NgmPi, RelayNormalisation,
+};
 pub use qg_adam::QgAdam;
 pub use qgm::{Qgm, QGM_MIN_LR};
 pub use relaysgd::{Model, Relay, RelaySgd, RelayVariant};
@@ -130,7 +137,7 @@ pub trait Algo {
 }
 
 /// Algorithms of ALGORITHMS.md that are specified but not implemented yet.
-pub const PLANNED_ALGORITHMS: &[&str] = &["compngm", "cga"];
+pub const PLANNED_ALGORITHMS: &[&str] = &[];
 
 /// What an algorithm communicates over.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -219,6 +226,23 @@ pub struct AlgoSetup<'a> {
     pub seed: u64,
     /// Algorithm-specific options.
     pub options: &'a AlgoOptions,
+    /// The tensor table of a slab, for per-tensor operations (CompNGM, CGA); empty: one
+    /// tensor of all d scalars (the toy tasks).
+    pub tensors: &'a [crate::model::Tensor],
+}
+
+impl AlgoSetup<'_> {
+    /// The tensor table, or one tensor of all d scalars when none is given.
+    pub fn tensor_table(&self) -> Vec<crate::model::Tensor> {
+        if self.tensors.is_empty() {
+            vec![crate::model::Tensor {
+                offset: 0,
+                len: self.d,
+            }]
+        } else {
+            self.tensors.to_vec()
+        }
+    }
 }
 
 /// "a, b and c".
@@ -470,8 +494,9 @@ mod tests {
             "AllReduce".parse::<Algorithm>().unwrap(),
             Algorithm::AllReduce
         );
-        let e = "compngm".parse::<Algorithm>().unwrap_err().to_string();
-        assert!(e.contains("not implemented"), "{e}");
+        // Every algorithm of ALGORITHMS.md runs: nothing is planned any more.
+        assert!(PLANNED_ALGORITHMS.is_empty());
+        assert_eq!("CompCGA".parse::<Algorithm>().unwrap(), Algorithm::CompCga);
         let e = "sgd9".parse::<Algorithm>().unwrap_err().to_string();
         assert!(e.contains("accepted: dsgd, allreduce"), "{e}");
     }
@@ -494,7 +519,7 @@ mod tests {
         }
         assert_eq!(
             algorithm_names(),
-            "dsgd, allreduce, qgm, qg-adam, d2, gt, sgp, slowmo, relaysgd, relaysgd-grad, ngm, matcha, aldsgd"
+            "dsgd, allreduce, qgm, qg-adam, d2, gt, sgp, slowmo, relaysgd, relaysgd-grad, ngm, compngm, cga, compcga, matcha, aldsgd"
         );
         assert_eq!(Algorithm::default(), Algorithm::Dsgd);
         // What each really runs on: SGP always on the exponential graph, all-reduce on none.
@@ -561,6 +586,7 @@ mod tests {
             hyper: LocalHyper::default(),
             seed: 0,
             options: &options,
+            tensors: &[],
         };
         for a in [Algorithm::Dsgd, Algorithm::AllReduce, Algorithm::D2] {
             let e = a.build(&mut be, &setup).err().expect("refused").to_string();

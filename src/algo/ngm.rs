@@ -18,12 +18,14 @@
 
 use super::{gossip_matrix, AgentBuffers, Algo, AlgoSetup, AlgoSpec, LocalHyper, Step};
 use super::{Objective, TopologyNeed};
-use crate::algo::options::NgmPi;
+use crate::algo::options::{CgaPipeline, NgmPi};
 use crate::backend::{Backend, Buf, BufKind, CopyRange, CsrBufs, Mix};
 use crate::comm::Gossip;
 use crate::error::{Error, Result};
 use crate::objective::{JobGradients, JobList};
 use crate::sparse::Csr;
+use super::cga::CgaStage;
+use super::compngm::Compression;
 
 /// NGM (mv, dv and blends).
 pub const SPEC: AlgoSpec = AlgoSpec {
@@ -53,6 +55,13 @@ pub struct Ngm {
     /// Round 2's bytes per agent (empty when α = 0).
     round2: Vec<u64>,
     hyper: LocalHyper,
+    /// CompNGM's scaled-sign compression of every job slab, between steps 4 and 6.
+    compress: Option<Compression>,
+    /// CGA: the per-tensor QP replaces step 6's fixed π combination.
+    cga: Option<CgaStage>,
+    /// CGA's original pipeline: gradients at x^t, then gossip with the π weights (`damped`
+    /// holds that matrix), then the step.
+    original: bool,
 }
 
 /// W_γ = (1 − γ)I + γW (γ = 1: W itself, entry for entry).
@@ -138,7 +147,20 @@ pub(crate) fn ngm_jobs(
 }
 
 fn build(be: &mut dyn Backend, buf: AgentBuffers, s: &AlgoSetup) -> Result<Box<dyn Algo>> {
-    let o = s.options;
+    Ok(Box::new(Ngm::new(be, buf, s, s.options.ngm_alpha, false)?))
+}
+
+impl Ngm {
+    /// NGM with blend α; `compress`: CompNGM (§5.8), every job slab compressed with error
+    /// feedback before the combination, round 2 charged as the compression says.
+    pub(crate) fn new(
+        be: &mut dyn Backend,
+        buf: AgentBuffers,
+        s: &AlgoSetup,
+        alpha: f64,
+        compress: bool,
+    ) -> Result<Self> {
+        let o = s.options;
     let w = gossip_matrix(s)?;
     for i in 0..w.n_rows() {
         for (j, v) in w.row(i) {
@@ -150,9 +172,19 @@ fn build(be: &mut dyn Backend, buf: AgentBuffers, s: &AlgoSetup) -> Result<Box<d
             }
         }
     }
-    let (jobs, combine, round2) = ngm_jobs(&w, o.ngm_alpha, o.ngm_pi, buf.d);
+    let (jobs, combine, mut round2) = ngm_jobs(&w, alpha, o.ngm_pi, buf.d);
+    let compress = if compress {
+        let c = Compression::new(be, s, jobs.len())?;
+        // Round 2 sends every cross-gradient compressed (4d bytes per neighbour in NGM).
+        for r in round2.iter_mut() {
+            *r = *r / (4 * buf.d as u64) * c.bytes_per_slab(o.comp_charge);
+        }
+        Some(c)
+    } else {
+        None
+    };
     let damped = Gossip::new(be, &damped_matrix(&w, o.ngm_gamma), buf.stride, buf.d, "W_gamma")?;
-    Ok(Box::new(Ngm {
+    Ok(Ngm {
         damped,
         models: be.alloc(BufKind::F32, 2 * buf.len(), "ngm.models")?,
         job_grads: be.alloc(BufKind::F32, jobs.len() * buf.stride, "ngm.job_grads")?,
@@ -162,10 +194,32 @@ fn build(be: &mut dyn Backend, buf: AgentBuffers, s: &AlgoSetup) -> Result<Box<d
         round2,
         buf,
         hyper: s.hyper,
-    }))
-}
+        compress,
+        cga: None,
+        original: false,
+    })
+    }
 
-impl Ngm {
+    /// CGA (§5.9) on the NGM pipeline: α = 1, the QP combination instead of step 6;
+    /// `compress`: CompCGA (the job slabs compressed as in CompNGM before the QP).
+    pub(crate) fn new_cga(
+        be: &mut dyn Backend,
+        buf: AgentBuffers,
+        s: &AlgoSetup,
+        compress: bool,
+    ) -> Result<Self> {
+        let mut ngm = Ngm::new(be, buf, s, 1.0, compress)?;
+        let w = gossip_matrix(s)?;
+        let stage = CgaStage::new(be, s, &w, &ngm.jobs, s.options.ngm_pi)?;
+        if s.options.cga_pipeline == CgaPipeline::Original {
+            // x ← Σ_j π_ij x_j with the QP's π weights.
+            ngm.damped = Gossip::new(be, &stage.pi_matrix(), ngm.buf.stride, ngm.buf.d, "W_pi")?;
+            ngm.original = true;
+        }
+        ngm.cga = Some(stage);
+        Ok(ngm)
+    }
+
     /// The job list registered with `obj` (on the first step; the algorithm keeps one
     /// objective for its whole run).
     fn job_list(&mut self, be: &mut dyn Backend, obj: &mut dyn Objective) -> Result<JobList> {
@@ -184,7 +238,8 @@ impl Algo for Ngm {
         let b = &mut self.buf;
         let (len, stride) = (b.len(), b.stride);
         b.ledger.clear();
-        // 1–2. Round 1 and the damped gossip: slabs n..2n keep x^t, slabs 0..n get x^{t+½}.
+        // 1–2. Round 1 and the damped gossip: slabs n..2n keep x^t, slabs 0..n get x^{t+½}
+        // (CGA's original pipeline: x^t too; its gossip follows the gradients).
         be.copy(&CopyRange {
             src: b.params,
             src_offset: 0,
@@ -192,7 +247,11 @@ impl Algo for Ngm {
             dst_offset: len,
             len,
         })?;
-        self.damped.record(be, &mut b.ledger, b.params, self.models)?;
+        if self.original {
+            be.copy(&CopyRange::whole(b.params, self.models, len))?;
+        } else {
+            self.damped.record(be, &mut b.ledger, b.params, self.models)?;
+        }
         // 3–4. Self-gradients at x^{t+½} and cross-gradients at x_j^t, one job list.
         s.obj.record_job_gradients(
             be,
@@ -203,18 +262,31 @@ impl Algo for Ngm {
                 t: s.t,
             },
         )?;
-        // 5–6. Round 2 (its bytes) and ĝ = π·[g + Σ_j (α·C_{j,i} + (1−α)·C_{i,j})].
-        be.mix(&Mix {
-            csr: self.combine,
-            input: self.job_grads,
-            in_offset: 0,
-            in_stride: stride,
-            output: b.grads,
-            out_offset: 0,
-            out_stride: stride,
-            len: stride,
-        })?;
+        // CompNGM: every job slab (self-gradient and sent cross-gradients) compressed in place.
+        if let Some(c) = &self.compress {
+            c.record(be, self.job_grads)?;
+        }
+        // 5–6. Round 2 (its bytes) and ĝ = π·[g + Σ_j (α·C_{j,i} + (1−α)·C_{i,j})], or CGA's
+        // per-tensor QP combination (its one readback).
+        if let Some(cga) = &mut self.cga {
+            cga.record(be, self.job_grads, b.grads)?;
+        } else {
+            be.mix(&Mix {
+                csr: self.combine,
+                input: self.job_grads,
+                in_offset: 0,
+                in_stride: stride,
+                output: b.grads,
+                out_offset: 0,
+                out_stride: stride,
+                len: stride,
+            })?;
+        }
         b.ledger.charge(&self.round2);
+        if self.original {
+            // x ← Σ_j π_ij x_j^t into slabs 0..n, then the step from there.
+            self.damped.record(be, &mut b.ledger, b.params, self.models)?;
+        }
         // 7–9. Weight decay at x^{t+½}, momentum, step (on slabs 0..n), then back to x.
         b.record_local_step_on(be, self.models, s.lr, self.hyper)?;
         be.copy(&CopyRange::whole(self.models, b.params, len))
@@ -229,12 +301,65 @@ impl Algo for Ngm {
         &self.buf
     }
 
+    /// CGA's previous QP solutions (the fallback), as f64 bit patterns.
+    fn host_state(&self) -> Result<serde_json::Value> {
+        Ok(match &self.cga {
+            None => serde_json::Value::Null,
+            Some(c) => {
+                let bits: Vec<Vec<Vec<u64>>> = c
+                    .previous
+                    .iter()
+                    .map(|a| a.iter().map(|t| t.iter().map(|v| v.to_bits()).collect()).collect())
+                    .collect();
+                serde_json::json!({ "cga_previous": bits })
+            }
+        })
+    }
+
+    fn restore_host_state(&mut self, v: &serde_json::Value) -> Result<()> {
+        let bad = || Error::param("checkpoint", "its CGA state does not fit this run");
+        match &mut self.cga {
+            None if v.is_null() => Ok(()),
+            None => Err(bad()),
+            Some(c) => {
+                let bits: Vec<Vec<Vec<u64>>> =
+                    serde_json::from_value(v.get("cga_previous").cloned().ok_or_else(bad)?)
+                        .map_err(|_| bad())?;
+                let shape = |p: &Vec<Vec<Vec<f64>>>| -> Vec<Vec<usize>> {
+                    p.iter().map(|a| a.iter().map(Vec::len).collect()).collect()
+                };
+                let restored: Vec<Vec<Vec<f64>>> = bits
+                    .iter()
+                    .map(|a| a.iter().map(|t| t.iter().map(|b| f64::from_bits(*b)).collect()).collect())
+                    .collect();
+                if shape(&restored) != shape(&c.previous) {
+                    return Err(bad());
+                }
+                c.previous = restored;
+                Ok(())
+            }
+        }
+    }
+
+    fn state(&self) -> Vec<(&'static str, Buf)> {
+        match &self.compress {
+            Some(c) => self.buf.state_with(&[("memory", c.memory)]),
+            None => self.buf.state_with(&[]),
+        }
+    }
+
     fn notes(&self) -> Vec<String> {
         let per_agent = self.jobs.len() as f64 / self.buf.agents as f64;
-        vec![format!(
+        let mut notes = vec![format!(
             "NGM: {} gradient jobs ({per_agent:.2} slabs per agent: 1 + mean degree), \
              2 model slabs per agent for the pre/post-gossip models",
             self.jobs.len()
-        )]
+        )];
+        if self.compress.is_some() {
+            notes.push(format!(
+                "CompNGM: one error-feedback memory slab per job ({per_agent:.2} per agent)"
+            ));
+        }
+        notes
     }
 }

@@ -81,6 +81,58 @@ impl std::str::FromStr for NgmPi {
     }
 }
 
+/// What CompNGM charges for its compressed round 2 (ALGORITHMS.md §5.8).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CompCharge {
+    /// ⌈ℓ/8⌉ + 4 bytes per tensor of length ℓ per neighbour (the crate's accounting).
+    #[default]
+    Compressed,
+    /// 4ℓ bytes per tensor, as the original code sends and counts (f32 tensors).
+    F32,
+}
+
+impl std::str::FromStr for CompCharge {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "compressed" | "sign" => Ok(CompCharge::Compressed),
+            "f32" | "float" => Ok(CompCharge::F32),
+            other => Err(Error::param(
+                "comp-charge",
+                format!("unknown '{other}'; accepted: compressed, f32"),
+            )),
+        }
+    }
+}
+
+/// Which pipeline CGA runs (ALGORITHMS.md §5.9).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CgaPipeline {
+    /// NGM steps 1–5 with α = 1 (damped gossip first, self-gradient post-gossip), the QP, then
+    /// weight decay, momentum and the step (the NGM paper's baseline).
+    #[default]
+    Ngm,
+    /// The original CGA: every gradient at x^t, the QP, then
+    /// x ← Σ_j π_ij x_j − η·LocalStep direction (gossip with the π weights, no damping).
+    Original,
+}
+
+impl std::str::FromStr for CgaPipeline {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "ngm" => Ok(CgaPipeline::Ngm),
+            "original" => Ok(CgaPipeline::Original),
+            other => Err(Error::param(
+                "cga-pipeline",
+                format!("unknown '{other}'; accepted: ngm, original"),
+            )),
+        }
+    }
+}
+
 /// How MATCHA draws its activation flags (ALGORITHMS.md §5.15).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -170,6 +222,14 @@ pub struct AlgoOptions {
     /// NGM weights π: uniform (1/(deg + 1)) or weights (π_ij = W_ij).
     #[arg(long, default_value = "uniform", value_parser = flag_value::<NgmPi>)]
     pub ngm_pi: NgmPi,
+    /// CompNGM round-2 bytes: compressed (⌈ℓ/8⌉ + 4 per tensor) or f32 (4ℓ, as the original
+    /// counts).
+    #[arg(long, default_value = "compressed", value_parser = flag_value::<CompCharge>)]
+    pub comp_charge: CompCharge,
+    /// CGA / CompCGA pipeline: ngm (damped gossip first, the NGM paper's baseline) or original
+    /// (all gradients at x^t, then gossip with the π weights and the step).
+    #[arg(long, default_value = "ngm", value_parser = flag_value::<CgaPipeline>)]
+    pub cga_pipeline: CgaPipeline,
     /// MATCHA communication budget C_b in (0, 1]: the expected fraction of matchings active.
     #[arg(long, default_value_t = 0.5)]
     pub matcha_budget: f64,

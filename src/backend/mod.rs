@@ -513,6 +513,49 @@ pub struct Reduce {
     pub out_offset: usize,
 }
 
+/// Scaled-sign compression with error feedback, in place (ALGORITHMS.md §5.8), per segment
+/// s < `segments` of `len` elements at `offset + s·stride` of both buffers: with
+/// `w = memory[…]` (the memory already holding e + z), `c = (‖w‖₁/len)·sign(w)` (sign(0) = 0)
+/// goes to `out[…]` and `memory[…] ← w − c`. One segment is one tensor of one slab; the L1
+/// norm is summed in a fixed order, so every backend is deterministic.
+#[derive(Clone, Copy, Debug)]
+pub struct SignCompress {
+    /// e + z on input, the new memory e + z − c on output.
+    pub memory: Buf,
+    /// The compressed c (a different buffer from the memory).
+    pub out: Buf,
+    /// Offset of segment 0 (in both buffers).
+    pub offset: usize,
+    /// Distance between segments (in both buffers).
+    pub stride: usize,
+    /// Number of segments.
+    pub segments: usize,
+    /// Elements per segment ℓ.
+    pub len: usize,
+}
+
+/// Per-tensor dot products of slab pairs (CGA's Gram entries, ALGORITHMS.md §5.9), one pass:
+/// `out[c·n_tensors + k] = Σ_{e < len_k} x[p_c·stride + off_k + e] · x[q_c·stride + off_k + e]`
+/// for pair c = (p_c, q_c) (`pairs[2c]`, `pairs[2c + 1]`) and tensor k = (off_k, len_k)
+/// (`tensors[2k]`, `tensors[2k + 1]`).
+#[derive(Clone, Copy, Debug)]
+pub struct PairDots {
+    /// The slabs.
+    pub x: Buf,
+    /// Floats per slab.
+    pub stride: usize,
+    /// Slab pairs, `2 × count` u32.
+    pub pairs: Buf,
+    /// Number of pairs.
+    pub count: usize,
+    /// The tensor table, `2 × n_tensors` u32 (offset, length within a slab).
+    pub tensors: Buf,
+    /// Number of tensors.
+    pub n_tensors: usize,
+    /// Output, `count × n_tensors` (a different buffer from x).
+    pub out: Buf,
+}
+
 /// The operations every backend provides.
 pub trait Backend {
     /// One line naming the backend (adapter, driver).
@@ -561,6 +604,10 @@ pub trait Backend {
     fn local_step(&mut self, op: &LocalStep) -> Result<()>;
     /// Segmented reduction.
     fn reduce(&mut self, op: &Reduce) -> Result<()>;
+    /// Scaled-sign compression with error feedback.
+    fn sign_compress(&mut self, op: &SignCompress) -> Result<()>;
+    /// Per-tensor dot products of slab pairs.
+    fn pair_dots(&mut self, op: &PairDots) -> Result<()>;
     /// QG-Adam parameter step.
     fn adam_step(&mut self, op: &AdamStep) -> Result<()>;
     /// QG-Adam moment update.
@@ -1112,6 +1159,61 @@ impl AdamMoments {
         }
         distinct(op, self.m1, &[self.delta, self.sq_norms, self.m2])?;
         distinct(op, self.m2, &[self.delta, self.sq_norms])
+    }
+}
+
+impl PairDots {
+    /// Validates kinds, sizes and (with the host copies of the index buffers) every index.
+    pub fn check(&self, ix: &HostIndices) -> Result<()> {
+        let op = "pair_dots";
+        need(
+            op,
+            "out",
+            self.out,
+            BufKind::F32,
+            self.count * self.n_tensors,
+        )?;
+        need(op, "pairs", self.pairs, BufKind::U32, 2 * self.count)?;
+        need(
+            op,
+            "tensors",
+            self.tensors,
+            BufKind::U32,
+            2 * self.n_tensors,
+        )?;
+        distinct(op, self.out, &[self.x])?;
+        let pairs = ix.known(op, "pairs", self.pairs, 2 * self.count)?;
+        let tensors = ix.known(op, "tensors", self.tensors, 2 * self.n_tensors)?;
+        let slabs = self.x.len / self.stride.max(1);
+        if let Some(&p) = pairs.iter().find(|&&p| p as usize >= slabs) {
+            return Err(Error::op(op, format!("pair slab {p} ≥ {slabs} slabs")));
+        }
+        for t in tensors.chunks_exact(2) {
+            if t[0] as usize + t[1] as usize > self.stride {
+                return Err(Error::op(
+                    op,
+                    format!("tensor {t:?} exceeds the stride {}", self.stride),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl SignCompress {
+    /// Validates sizes and kinds.
+    pub fn check(&self) -> Result<()> {
+        let op = "sign_compress";
+        if self.segments == 0 || self.len == 0 {
+            return Ok(());
+        }
+        let end = self.offset + (self.segments - 1) * self.stride + self.len;
+        need(op, "memory", self.memory, BufKind::F32, end)?;
+        need(op, "out", self.out, BufKind::F32, end)?;
+        if self.segments > 1 && self.stride < self.len {
+            return Err(Error::op(op, "segments overlap (stride < len)"));
+        }
+        distinct(op, self.out, &[self.memory])
     }
 }
 

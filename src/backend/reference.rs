@@ -447,6 +447,48 @@ impl Backend for ReferenceBackend {
         Ok(())
     }
 
+    fn pair_dots(&mut self, op: &PairDots) -> Result<()> {
+        op.check(&self.ix)?;
+        let pairs = self.indices(op.pairs)[..2 * op.count].to_vec();
+        let tensors = self.indices(op.tensors)[..2 * op.n_tensors].to_vec();
+        let x = self.reals(op.x);
+        let mut res = Vec::with_capacity(op.count * op.n_tensors);
+        for pq in pairs.chunks_exact(2) {
+            for t in tensors.chunks_exact(2) {
+                let (off, len) = (t[0] as usize, t[1] as usize);
+                let a = &x[pq[0] as usize * op.stride + off..][..len];
+                let b = &x[pq[1] as usize * op.stride + off..][..len];
+                res.push(a.iter().zip(b).map(|(u, v)| u * v).sum());
+            }
+        }
+        let mut out = self.take(op.out);
+        out[..res.len()].copy_from_slice(&res);
+        self.put(op.out, out);
+        self.tick();
+        Ok(())
+    }
+
+    fn sign_compress(&mut self, op: &SignCompress) -> Result<()> {
+        op.check()?;
+        let mut e = self.take(op.memory);
+        let mut out = self.take(op.out);
+        for s in 0..op.segments {
+            let at = op.offset + s * op.stride;
+            let w = &mut e[at..at + op.len];
+            let scale = w.iter().map(|v| v.abs()).sum::<f64>() / op.len as f64;
+            for (o, x) in out[at..at + op.len].iter_mut().zip(w.iter_mut()) {
+                // sign(0) = 0 (f64::signum(0) is 1).
+                let c = if *x == 0.0 { 0.0 } else { scale * x.signum() };
+                *o = c;
+                *x -= c;
+            }
+        }
+        self.put(op.memory, e);
+        self.put(op.out, out);
+        self.tick();
+        Ok(())
+    }
+
     fn adam_step(&mut self, op: &AdamStep) -> Result<()> {
         op.check()?;
         let mut x = self.take(op.params);

@@ -58,6 +58,7 @@ pub fn build(
         hyper: run.hyper,
         seed: run.seed,
         options: &run.options,
+        tensors: &[],
     };
     let algo = run.algo.build(be, &setup)?;
     let obj = p.objective(be)?;

@@ -436,10 +436,10 @@ mod tests {
             (Algorithm::AllReduce, 4, Topology::Complete)
         );
         assert!(TrainConfig::from_toml("agnets = 4").is_err());
-        assert!(TrainConfig::from_toml("algo = \"compngm\"")
+        assert!(TrainConfig::from_toml("algo = \"cga9\"")
             .unwrap_err()
             .to_string()
-            .contains("not implemented"));
+            .contains("unknown algorithm"));
     }
 
     #[test]

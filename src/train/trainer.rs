@@ -161,6 +161,7 @@ impl Trainer {
             hyper: config.local_hyper(),
             seed: config.seed,
             options: &config.options,
+            tensors: &model.tensors(),
         };
         let state = config.algo.build(be_ref, &setup)?;
         let train_dev = DeviceData::upload(be_ref, train, "train")?;

@@ -206,9 +206,10 @@ impl GpuBackend {
         if work == 0 {
             return Ok(());
         }
-        // The reduction indexes workgroups (one per segment), the others invocations.
+        // The reductions (reduce, sign_compress) index workgroups (one per segment), the others
+        // invocations.
         let per_group = match kernel {
-            Kernel::Reduce => 1,
+            Kernel::Reduce | Kernel::SignCompress | Kernel::PairDots => 1,
             _ => def.workgroup_size as u64,
         };
         let groups = kernels::grid(
@@ -638,6 +639,40 @@ impl Backend for GpuBackend {
         };
         let buffers = [op.a, op.b, op.out];
         self.dispatch(Kernel::Reduce, Variant::SCALAR, &p, &buffers, op.segments)
+    }
+
+    fn pair_dots(&mut self, op: &PairDots) -> Result<()> {
+        op.check(&self.ix)?;
+        let p = PairDotsParams {
+            count: u(op.count)?,
+            n_tensors: u(op.n_tensors)?,
+            stride: u(op.stride)?,
+            ..Default::default()
+        };
+        let buffers = [op.x, op.pairs, op.tensors, op.out];
+        let work = op.count * op.n_tensors;
+        self.dispatch(Kernel::PairDots, Variant::SCALAR, &p, &buffers, work)
+    }
+
+    fn sign_compress(&mut self, op: &SignCompress) -> Result<()> {
+        op.check()?;
+        if op.len == 0 {
+            return Ok(());
+        }
+        let p = CompressParams {
+            segments: u(op.segments)?,
+            seg_len: u(op.len)?,
+            offset: u(op.offset)?,
+            stride: u(op.stride)?,
+        };
+        let buffers = [op.memory, op.out];
+        self.dispatch(
+            Kernel::SignCompress,
+            Variant::SCALAR,
+            &p,
+            &buffers,
+            op.segments,
+        )
     }
 
     fn adam_step(&mut self, op: &AdamStep) -> Result<()> {

@@ -24,6 +24,11 @@ pub const SHADERS: &[(&str, &str)] = &[
     ("mix.wgsl", include_str!("../../../shaders/mix.wgsl")),
     ("update.wgsl", include_str!("../../../shaders/update.wgsl")),
     ("reduce.wgsl", include_str!("../../../shaders/reduce.wgsl")),
+    (
+        "compress.wgsl",
+        include_str!("../../../shaders/compress.wgsl"),
+    ),
+    ("gram.wgsl", include_str!("../../../shaders/gram.wgsl")),
     ("vector.wgsl", include_str!("../../../shaders/vector.wgsl")),
     ("probe.wgsl", include_str!("../../../shaders/probe.wgsl")),
 ];
@@ -169,6 +174,10 @@ pub enum Kernel {
     CopyStrided,
     /// vector.wgsl `mean`.
     Mean,
+    /// compress.wgsl `sign_compress`.
+    SignCompress,
+    /// gram.wgsl `pair_dots`.
+    PairDots,
 }
 
 const SCALAR: &[Variant] = &[Variant::SCALAR];
@@ -176,7 +185,7 @@ const WIDTHS: &[Variant] = &[Variant::SCALAR, Variant::VEC4];
 
 impl Kernel {
     /// Every kernel.
-    pub const ALL: [Kernel; 14] = [
+    pub const ALL: [Kernel; 16] = [
         Kernel::Gather,
         Kernel::DenseForward,
         Kernel::DenseBackwardData,
@@ -191,6 +200,8 @@ impl Kernel {
         Kernel::Fill,
         Kernel::CopyStrided,
         Kernel::Mean,
+        Kernel::SignCompress,
+        Kernel::PairDots,
     ];
 
     /// The kernel's file, entry point, bindings, workgroup size and variants.
@@ -226,7 +237,7 @@ const RELU: &[Variant] = &[
 const RELU_SCALAR: &[Variant] = &[Variant::SCALAR.relu(false), Variant::SCALAR.relu(true)];
 
 /// The catalogue, in the order of [`Kernel`]'s variants (a unit test checks it).
-static DEFS: [KernelDef; 14] = [
+static DEFS: [KernelDef; 16] = [
     k(
         "gather.wgsl",
         "gather",
@@ -292,6 +303,26 @@ static DEFS: [KernelDef; 14] = [
         SCALAR,
     ),
     k("vector.wgsl", "mean", "VectorParams", &[R, W], SCALAR),
+    KernelDef {
+        workgroup_size: 256,
+        ..k(
+            "compress.wgsl",
+            "sign_compress",
+            "CompressParams",
+            &[W, W],
+            SCALAR,
+        )
+    },
+    KernelDef {
+        workgroup_size: 256,
+        ..k(
+            "gram.wgsl",
+            "pair_dots",
+            "PairDotsParams",
+            &[R, R, R, W],
+            SCALAR,
+        )
+    },
 ];
 
 /// What a compiled pipeline is built from: the source (shader file and width), the entry point

@@ -153,6 +153,22 @@ uniforms! {
         b_stride: u32,
     }
 
+    /// `CompressParams` in compress.wgsl.
+    CompressParams {
+        segments: u32,
+        seg_len: u32,
+        offset: u32,
+        stride: u32,
+    }
+
+    /// `PairDotsParams` in gram.wgsl.
+    PairDotsParams {
+        count: u32,
+        n_tensors: u32,
+        stride: u32,
+        _pad0: u32,
+    }
+
     /// `VectorParams` in vector.wgsl (fill, copy_strided, mean).
     VectorParams {
         count: u32,

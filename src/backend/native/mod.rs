@@ -652,6 +652,65 @@ impl Backend for NativeBackend {
         })
     }
 
+    fn pair_dots(&mut self, op: &PairDots) -> Result<()> {
+        op.check(&self.ix)?;
+        let what = "pair_dots";
+        self.with_out(op.out, what, |me, out| {
+            let pairs = &me.indices(op.pairs, what)?[..2 * op.count];
+            let tensors = &me.indices(op.tensors, what)?[..2 * op.n_tensors];
+            let x = me.reals(op.x, what)?;
+            let nt = op.n_tensors.max(1);
+            me.run(op.count * op.stride, |min| {
+                out[..op.count * op.n_tensors]
+                    .par_chunks_mut(nt)
+                    .zip(pairs.par_chunks(2))
+                    .with_min_len(min)
+                    .for_each(|(o, pq)| {
+                        for (k, t) in tensors.chunks_exact(2).enumerate() {
+                            let (off, len) = (t[0] as usize, t[1] as usize);
+                            let a = &x[pq[0] as usize * op.stride + off..][..len];
+                            let b = &x[pq[1] as usize * op.stride + off..][..len];
+                            o[k] = elementwise::segment_sum(a, Some(b), |u, v| u * v) as f32;
+                        }
+                    })
+            });
+            Ok(())
+        })
+    }
+
+    fn sign_compress(&mut self, op: &SignCompress) -> Result<()> {
+        op.check()?;
+        let what = "sign_compress";
+        let mut e = self.take(op.memory, what)?;
+        let r = self.with_out(op.out, what, |me, out| {
+            if op.segments == 0 || op.len == 0 {
+                return Ok(());
+            }
+            // One segment may have any stride (even 0); chunks are whole segments.
+            let (len, stride) = (op.len, op.stride.max(op.len));
+            let span = (op.segments - 1) * op.stride + len;
+            let e = &mut e[op.offset..op.offset + span];
+            let out = &mut out[op.offset..op.offset + span];
+            me.run(3 * op.segments * len, |min| {
+                e.par_chunks_mut(stride)
+                    .zip(out.par_chunks_mut(stride))
+                    .with_min_len(min)
+                    .for_each(|(w, o)| {
+                        let (w, o) = (&mut w[..len], &mut o[..len]);
+                        let l1 = elementwise::segment_sum(w, None, |x, _| x.abs()) as f32;
+                        let scale = l1 / len as f32;
+                        for (c, x) in o.iter_mut().zip(w.iter_mut()) {
+                            *c = if *x == 0.0 { 0.0 } else { scale * x.signum() };
+                            *x -= *c;
+                        }
+                    })
+            });
+            Ok(())
+        });
+        self.put(op.memory, e);
+        r
+    }
+
     fn adam_step(&mut self, op: &AdamStep) -> Result<()> {
         op.check()?;
         let what = "adam_step";
