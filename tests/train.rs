@@ -1165,3 +1165,67 @@ fn toy_prints_f64_on_the_reference_and_f32_on_the_native_backend() {
         );
     }
 }
+
+target_tests!([reference, gpu, native] divergence_is_caught_at_its_step_before_any_checkpoint);
+/// `--lr 1e6 --steps 400 --eval-every 200 --checkpoint-every 10` (and every 3, so that a
+/// checkpoint precedes the divergence on every backend): the device-side watch reports the step
+/// and agent an evaluation after every step finds (not the next evaluation at 200), the run
+/// stops at the next sync point, and the last checkpoint written holds only finite values.
+fn divergence_is_caught_at_its_step_before_any_checkpoint(t: &Target) {
+    let mut c = small(Algorithm::Dsgd, 0.0, 400);
+    c.lr = 1e6;
+    // Where an evaluation after every step finds it.
+    let mut every = c.clone();
+    every.eval_every = 1;
+    let mut probe = Trainer::new(every, t.backend()).unwrap();
+    let (want_step, want_agent) = match probe.run(|_, _, _| {}) {
+        Err(Error::Diverged { step, agent, .. }) => (step, agent),
+        other => panic!("expected Diverged, got {:?}", other.map(|s| s.steps)),
+    };
+    c.eval_every = 200;
+    for ck_every in [10, 3] {
+        let dir = std::env::temp_dir().join(format!(
+            "swarmgrad-watch-{}-{ck_every}-{}",
+            t.name(),
+            std::process::id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        let ck = dir.join("checkpoint.bin");
+        let mut tr = Trainer::new(c.clone(), t.backend()).unwrap();
+        tr.set_checkpoint_every(ck_every, ck.clone()).unwrap();
+        match tr.run(|_, _, _| {}) {
+            Err(Error::Diverged {
+                step, agent, value, ..
+            }) => {
+                assert!(step < 200, "caught at step {step}");
+                assert_eq!(
+                    (step, agent),
+                    (want_step, want_agent),
+                    "watch vs evaluation"
+                );
+                assert!(!value.is_finite(), "value {value}");
+                // The run stops at the next sync point (a checkpoint step here).
+                assert!(
+                    tr.step() >= step && tr.step() < step + ck_every,
+                    "stopped at {}",
+                    tr.step()
+                );
+            }
+            other => panic!("expected Diverged, got {:?}", other.map(|s| s.steps)),
+        }
+        assert!(
+            ck_every == 10 || ck.exists(),
+            "a checkpoint before step {want_step}"
+        );
+        if ck.exists() {
+            let saved = swarmgrad::train::checkpoint::Checkpoint::load(&ck).unwrap();
+            for (name, data) in &saved.buffers {
+                if let swarmgrad::train::checkpoint::BufData::Real(v) = data {
+                    assert!(v.iter().all(|x| x.is_finite()), "{name} not finite");
+                }
+            }
+            assert!(saved.step < want_step);
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -7,6 +7,7 @@ pub mod eval;
 pub mod metrics;
 pub mod schedule;
 pub mod trainer;
+pub mod watch;
 
 pub use crate::algo::{algorithm_names, Algorithm};
 pub use crate::objective::sampler::{Sampler, SamplerState};

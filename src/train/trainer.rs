@@ -12,6 +12,7 @@ use crate::train::config::TrainConfig;
 use crate::train::eval::{EvalResult, Evaluator};
 use crate::train::metrics::MetricsRow;
 use crate::train::schedule::LrSchedule;
+use crate::train::watch::DivergenceWatch;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -84,6 +85,8 @@ pub struct Trainer {
     last_eval: Option<EvalResult>,
     wall_offset: f64,
     checkpoint_every: Option<(u64, PathBuf)>,
+    /// Records every step's finiteness on the device; read at sync points.
+    watch: DivergenceWatch,
     /// The backend's buffer count before this run allocated any: [`Trainer::into_backend`]
     /// releases everything from here on.
     buffer_mark: usize,
@@ -167,6 +170,14 @@ impl Trainer {
         let test_dev = DeviceData::upload(be_ref, test, "test")?;
         let objective = MlpObjective::new(be_ref, &model, train_dev, sampler)?;
         let eval = Evaluator::new(be_ref, &model, n, test_dev)?;
+        let watch = DivergenceWatch::new(
+            be_ref,
+            n,
+            model.stride(),
+            model.n_params(),
+            state.params(),
+            objective.loss_stats().map(|(b, _)| b),
+        )?;
         be.flush()?;
         Ok(Trainer {
             config,
@@ -186,6 +197,7 @@ impl Trainer {
             last_eval: None,
             wall_offset: 0.0,
             checkpoint_every: None,
+            watch,
             buffer_mark,
         })
     }
@@ -263,6 +275,7 @@ impl Trainer {
 
     /// Evaluates the current state.
     pub fn evaluate(&mut self) -> Result<EvalResult> {
+        self.watch.check(self.be.as_mut())?;
         let stats = self.objective.loss_stats().filter(|_| self.step > 0);
         self.eval
             .evaluate(self.be.as_mut(), self.state.params(), stats, self.step)
@@ -302,9 +315,14 @@ impl Trainer {
             .map_err(|e| Error::param("config", format!("cannot encode: {e}")))
     }
 
-    /// The full state of the run after the steps completed so far.
+    /// The full state of the run after the steps completed so far. A diverged state is an
+    /// [`Error::Diverged`] (the steps recorded since the last check are checked first, then
+    /// every saved real), so no checkpoint of one is ever written.
     pub fn checkpoint(&mut self) -> Result<Checkpoint> {
+        self.watch.check(self.be.as_mut())?;
         let named = self.named_buffers();
+        let buffers = checkpoint::read_buffers(self.be.as_mut(), &named)?;
+        checkpoint::check_finite(&buffers, self.config.agents, self.step)?;
         Ok(Checkpoint {
             config: self.config_json()?,
             step: self.step,
@@ -314,7 +332,7 @@ impl Trainer {
             rows: self.rows.clone(),
             last: self.last_eval.clone(),
             wall_s: self.rows.last().map_or(self.wall_offset, |r| r.wall_s),
-            buffers: checkpoint::read_buffers(self.be.as_mut(), &named)?,
+            buffers,
             algo_host: self.state.host_state()?,
         })
     }
@@ -408,9 +426,15 @@ impl Trainer {
             let before = self.be.counters();
             self.state
                 .record_step(self.be.as_mut(), &mut self.objective, t, lr)?;
+            // The watch's records are not the algorithm's work: they are left out of the
+            // dispatch count, and travel in the step's own submission.
+            let watch_full = self
+                .watch
+                .record(self.be.as_mut(), self.state.params(), t + 1)?;
             self.be.flush()?;
             let after = self.be.counters();
-            step_counters.0 += after.dispatches - before.dispatches;
+            step_counters.0 +=
+                after.dispatches - before.dispatches - self.watch.dispatches_per_record();
             step_counters.1 += after.submits - before.submits;
             for (b, s) in self.bytes.iter_mut().zip(self.state.bytes_sent()) {
                 *b += s;
@@ -424,7 +448,14 @@ impl Trainer {
                 if let (Some(total), Some(s)) = (gpu_s.as_mut(), self.be.gpu_seconds()?) {
                     *total += s;
                 }
-                self.finish_work()?;
+            }
+            // Sync points read the watch (which finishes the recorded work): divergence is
+            // reported at the step it happened, before any evaluation or checkpoint.
+            let checkpoint_now = self.checkpoint_every.as_ref().is_some_and(|(every, _)| {
+                self.step.is_multiple_of(*every) && self.step < self.steps
+            });
+            if eval_now || self.step == stop || checkpoint_now || watch_full {
+                self.watch.check(self.be.as_mut())?;
             }
             step_time += step_start.elapsed();
             let mut evaluated = false;
@@ -436,8 +467,8 @@ impl Trainer {
                 self.last_eval = Some(r);
                 evaluated = true;
             }
-            if let Some((every, path)) = self.checkpoint_every.clone() {
-                if self.step.is_multiple_of(every) && self.step < self.steps {
+            if checkpoint_now {
+                if let Some((_, path)) = self.checkpoint_every.clone() {
                     self.save_checkpoint(&path)?;
                 }
             }
@@ -482,16 +513,6 @@ impl Trainer {
             backend: self.be.describe(),
             rows: self.rows.clone(),
         })
-    }
-
-    /// Waits until the backend has finished all recorded work: reading a buffer does (the
-    /// smallest one at hand, the loss statistics, else the parameters).
-    fn finish_work(&mut self) -> Result<()> {
-        let buf = match self.objective.loss_stats() {
-            Some((b, _)) => b,
-            None => self.state.params(),
-        };
-        self.be.read_f32(buf).map(|_| ())
     }
 
     fn row(&self, r: &EvalResult, lr: f64, wall_s: f64) -> MetricsRow {
