@@ -1229,3 +1229,91 @@ fn divergence_is_caught_at_its_step_before_any_checkpoint(t: &Target) {
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
+
+/// A small CLI run writing to `out`, with extra flags (12 steps, an evaluation every 6,
+/// unless `extra` gives them).
+fn cli_run(out: &std::path::Path, extra: &[&str]) -> (i32, String, String) {
+    let mut args = vec![
+        "--backend",
+        "reference",
+        "--agents",
+        "4",
+        "--topology",
+        "complete",
+        "--model",
+        "mlp:64-16-10",
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    for (flag, default) in [("--steps", "12"), ("--eval-every", "6")] {
+        if !extra.contains(&flag) {
+            args.extend([flag, default]);
+        }
+    }
+    args.extend_from_slice(extra);
+    cli(&args)
+}
+
+#[test]
+fn the_output_directory_is_checked_and_locked_before_the_first_step() {
+    let base = std::env::temp_dir().join(format!("swarmgrad-outdir-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&base);
+    std::fs::create_dir_all(&base).unwrap();
+    // A regular file as --out, and a directory that cannot be created: exit 2 naming the path.
+    let file = base.join("a-file");
+    std::fs::write(&file, "x").unwrap();
+    for bad in [file.clone(), std::path::PathBuf::from("/proc/swarmgrad-x")] {
+        let (code, _, err) = cli_run(&bad, &[]);
+        assert_eq!(code, 2, "{err}");
+        assert!(
+            err.contains("--out") && err.contains(&bad.display().to_string()),
+            "{err}"
+        );
+        assert!(!err.contains("step"), "refused before training: {err}");
+    }
+    // A live run's lock (this process's id) refuses a second run with the same --out.
+    let dir = base.join("run");
+    std::fs::create_dir_all(&dir).unwrap();
+    let lock = dir.join(swarmgrad::train::run_dir::LOCK_NAME);
+    std::fs::write(&lock, std::process::id().to_string()).unwrap();
+    let (code, _, err) = cli_run(&dir, &[]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("in use by another run"), "{err}");
+    assert!(!dir.join("metrics.csv").exists());
+    // A dead process's lock is recovered, and stale temporary checkpoint files are removed.
+    std::fs::write(&lock, "4294967295").unwrap();
+    let tmp = dir.join(".checkpoint.bin.tmp4294967295");
+    std::fs::write(&tmp, "partial").unwrap();
+    let (code, _, err) = cli_run(&dir, &[]);
+    assert_eq!(code, 0, "{err}");
+    assert!(!tmp.exists(), "stale temporary checkpoint removed");
+    assert!(!lock.exists(), "the lock goes with the run");
+    let _ = std::fs::remove_dir_all(&base);
+}
+
+#[test]
+fn a_failed_run_leaves_its_metrics_history() {
+    let dir = std::env::temp_dir().join(format!("swarmgrad-failed-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let (code, _, err) = cli_run(
+        &dir,
+        &["--lr", "1e6", "--steps", "400", "--eval-every", "2"],
+    );
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("diverged at step"), "{err}");
+    let csv = std::fs::read_to_string(dir.join("metrics.csv")).unwrap();
+    let lines: Vec<&str> = csv.lines().collect();
+    assert!(lines.len() >= 2, "header and the start row at least: {csv}");
+    assert!(lines[0].starts_with("step,"));
+    assert!(lines[1].starts_with("0,"));
+    // The rows are those of the same run's in-memory history, as write_csv writes them.
+    let (code, _, err) = cli_run(&dir, &[]);
+    assert_eq!(code, 0, "{err}");
+    let streamed = std::fs::read_to_string(dir.join("metrics.csv")).unwrap();
+    assert_eq!(
+        streamed.lines().count(),
+        1 + 3,
+        "rows at 0, 6, 12: {streamed}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -136,6 +136,13 @@ where
 pub fn compare_args(args: &CompareArgs, out: &mut dyn Write, err: &mut dyn Write) -> Result<()> {
     let runs = plan(args)?;
     let first = &runs[0].config;
+    let dir = args
+        .train
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(format!("runs/compare-n{}", first.agents)));
+    // Before the device, the data or any step: a directory we can write, held by this run.
+    let _lock = crate::train::run_dir::RunDir::prepare(&dir)?;
     let mut notices = Vec::new();
     let chosen = args.train.device.open(&mut notices)?;
     let (kind, reason) = (chosen.kind, chosen.reason.clone());
@@ -151,15 +158,11 @@ pub fn compare_args(args: &CompareArgs, out: &mut dyn Write, err: &mut dyn Write
     }
     let adapter = be.describe();
     let _ = writeln!(info, "{backend_line}");
-    let dir = args
-        .train
-        .out
-        .clone()
-        .unwrap_or_else(|| PathBuf::from(format!("runs/compare-n{}", first.agents)));
     let mut done: Vec<(String, Summary)> = Vec::new();
     let mut setting = String::new();
     for (k, run) in runs.iter().enumerate() {
         let mut trainer = Trainer::with_data(run.config.clone(), be, &data.train, &data.test)?;
+        trainer.set_metrics_file(dir.join(dir_name(&run.label)).join("metrics.csv"));
         if k == 0 {
             setting = format!(
                 "n={} · {} · {} · {} · batch {} · lr {} · momentum {} · {} steps · seed {}",
@@ -185,11 +188,8 @@ pub fn compare_args(args: &CompareArgs, out: &mut dyn Write, err: &mut dyn Write
             }
         });
         bar.finish_and_clear();
+        // Its metrics.csv was written row by row during the run.
         let summary = summary?;
-        metrics::write_csv(
-            &dir.join(dir_name(&run.label)).join("metrics.csv"),
-            &summary.rows,
-        )?;
         be = trainer.into_backend();
         done.push((run.label.clone(), summary));
     }

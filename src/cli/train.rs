@@ -282,6 +282,15 @@ pub(crate) fn progress_bar(total: u64, hidden: bool) -> indicatif::ProgressBar {
 /// Runs the main job with parsed arguments.
 pub fn run_args(args: &Args, out: &mut dyn Write, err: &mut dyn Write) -> Result<()> {
     let config = build_config(args)?;
+    let dir = args.out.clone().unwrap_or_else(|| {
+        let topo = config
+            .algo
+            .runs_on(&config.topology)
+            .map_or("complete", |t| t.name());
+        PathBuf::from(format!("runs/{}-{}-n{}", config.algo, topo, config.agents))
+    });
+    // Before any data is loaded or any step runs: a directory we can write, held by this run.
+    let _lock = crate::train::run_dir::RunDir::prepare(&dir)?;
     let mut notices = Vec::new();
     let chosen = args.device.open(&mut notices)?;
     let info: &mut dyn Write = if args.json { err } else { out };
@@ -291,13 +300,7 @@ pub fn run_args(args: &Args, out: &mut dyn Write, err: &mut dyn Write) -> Result
     let adapter = chosen.backend.describe();
     let _ = writeln!(info, "{}", backend_line(&chosen));
     let mut trainer = Trainer::new(config.clone(), chosen.backend)?;
-    let dir = args.out.clone().unwrap_or_else(|| {
-        let topo = config
-            .algo
-            .runs_on(&config.topology)
-            .map_or("complete", |t| t.name());
-        PathBuf::from(format!("runs/{}-{}-n{}", config.algo, topo, config.agents))
-    });
+    trainer.set_metrics_file(dir.join("metrics.csv"));
     if let Some(every) = args.checkpoint_every {
         trainer.set_checkpoint_every(every, dir.join(crate::train::checkpoint::FILE_NAME))?;
     }
@@ -341,8 +344,8 @@ pub fn run_args(args: &Args, out: &mut dyn Write, err: &mut dyn Write) -> Result
         }
     });
     bar.finish_and_clear();
+    // metrics.csv was written row by row during the run.
     let summary = summary?;
-    metrics::write_csv(&dir.join("metrics.csv"), &summary.rows)?;
     metrics::write_csv(
         &dir.join("partition.csv"),
         &trainer.partition_summary().rows(),

@@ -10,7 +10,7 @@ use crate::objective::sampler::Sampler;
 use crate::train::checkpoint::{self, Checkpoint};
 use crate::train::config::TrainConfig;
 use crate::train::eval::{EvalResult, Evaluator};
-use crate::train::metrics::MetricsRow;
+use crate::train::metrics::{CsvAppender, MetricsRow};
 use crate::train::schedule::LrSchedule;
 use crate::train::watch::DivergenceWatch;
 use std::path::{Path, PathBuf};
@@ -87,6 +87,9 @@ pub struct Trainer {
     checkpoint_every: Option<(u64, PathBuf)>,
     /// Records every step's finiteness on the device; read at sync points.
     watch: DivergenceWatch,
+    /// Where metrics rows go as they are produced (opened when the run starts).
+    metrics_path: Option<PathBuf>,
+    metrics_out: Option<CsvAppender>,
     /// The backend's buffer count before this run allocated any: [`Trainer::into_backend`]
     /// releases everything from here on.
     buffer_mark: usize,
@@ -198,6 +201,8 @@ impl Trainer {
             wall_offset: 0.0,
             checkpoint_every: None,
             watch,
+            metrics_path: None,
+            metrics_out: None,
             buffer_mark,
         })
     }
@@ -296,6 +301,22 @@ impl Trainer {
         Ok(())
     }
 
+    /// Writes the metrics rows to `path` as a CSV file during [`Trainer::run`], each row as it
+    /// is produced (the rows so far, a resumed run's included, when the run starts), so a
+    /// failed or interrupted run keeps its history.
+    pub fn set_metrics_file(&mut self, path: PathBuf) {
+        self.metrics_path = Some(path);
+        self.metrics_out = None;
+    }
+
+    /// Appends the last row to the metrics file, if one is set.
+    fn emit_row(&mut self) -> Result<()> {
+        if let (Some(out), Some(row)) = (self.metrics_out.as_mut(), self.rows.last()) {
+            out.append(row)?;
+        }
+        Ok(())
+    }
+
     /// The named buffers of a checkpoint: the algorithm's state, then the objective's loss stats.
     fn named_buffers(&self) -> Vec<(String, crate::backend::Buf)> {
         let mut v: Vec<(String, crate::backend::Buf)> = self
@@ -383,6 +404,8 @@ impl Trainer {
         self.rows = c.rows.clone();
         self.last_eval = c.last.clone();
         self.wall_offset = c.wall_s;
+        // The metrics file restarts from the restored rows.
+        self.metrics_out = None;
         Ok(())
     }
 
@@ -414,6 +437,11 @@ impl Trainer {
             let row = self.row(&first, lr, wall(self.wall_offset));
             self.rows.push(row);
             self.last_eval = Some(first);
+        }
+        if self.metrics_out.is_none() {
+            if let Some(path) = &self.metrics_path {
+                self.metrics_out = Some(CsvAppender::create(path, &self.rows)?);
+            }
         }
         // GPU time of the training steps only: evaluation time is read and dropped.
         let mut gpu_s = self.be.gpu_seconds()?.map(|_| 0.0);
@@ -465,6 +493,7 @@ impl Trainer {
                 let row = self.row(&r, lr, wall(self.wall_offset));
                 self.rows.push(row);
                 self.last_eval = Some(r);
+                self.emit_row()?;
                 evaluated = true;
             }
             if checkpoint_now {
