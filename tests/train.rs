@@ -1230,22 +1230,25 @@ fn divergence_is_caught_at_its_step_before_any_checkpoint(t: &Target) {
     }
 }
 
-/// A small CLI run writing to `out`, with extra flags (12 steps, an evaluation every 6,
-/// unless `extra` gives them).
+/// A small CLI run writing to `out`, with extra flags (12 steps, an evaluation every 6, the
+/// complete graph, unless `extra` gives them).
 fn cli_run(out: &std::path::Path, extra: &[&str]) -> (i32, String, String) {
     let mut args = vec![
         "--backend",
         "reference",
         "--agents",
         "4",
-        "--topology",
-        "complete",
         "--model",
         "mlp:64-16-10",
         "--out",
         out.to_str().unwrap(),
     ];
-    for (flag, default) in [("--steps", "12"), ("--eval-every", "6")] {
+    let defaults = [
+        ("--steps", "12"),
+        ("--eval-every", "6"),
+        ("--topology", "complete"),
+    ];
+    for (flag, default) in defaults {
         if !extra.contains(&flag) {
             args.extend([flag, default]);
         }
@@ -1315,5 +1318,143 @@ fn a_failed_run_leaves_its_metrics_history() {
         1 + 3,
         "rows at 0, 6, 12: {streamed}"
     );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn file_topology_runs_like_the_builtin_graph_and_bad_files_are_line_numbered_errors() {
+    let dir = std::env::temp_dir().join(format!("swarmgrad-edges-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = |name: &str, text: &str| {
+        let p = dir.join(name);
+        std::fs::write(&p, text).unwrap();
+        format!("file:{}", p.display())
+    };
+    // A 5-ring as an edge list trains bit for bit like --topology ring.
+    let ring = file(
+        "ring.txt",
+        "# a ring\n0 1\n1 2\n\n2 3 # comment\n3 4\n4 0\n",
+    );
+    let (want, want_p) = run(
+        small(Algorithm::Dsgd, 0.9, 20),
+        Box::new(ReferenceBackend::new()),
+    );
+    let mut c = small(Algorithm::Dsgd, 0.9, 20);
+    c.topology = ring.parse().unwrap();
+    assert_eq!(c.topology.to_string(), ring);
+    let (got, got_p) = run(c, Box::new(ReferenceBackend::new()));
+    assert!(bits(&got_p) == bits(&want_p), "parameters differ");
+    let rows = |s: &Summary| s.rows.iter().map(row_bits).collect::<Vec<_>>();
+    assert_eq!(rows(&got), rows(&want));
+    // Typed, line-numbered errors (each a value error of --topology: exit 2).
+    let cases = [
+        (
+            "loop.txt",
+            "0 1\n1 1\n",
+            "edge list line 2: self loop at node 1",
+        ),
+        (
+            "dup.txt",
+            "0 1\n1 2\n1 0\n",
+            "edge list line 3: duplicate edge (0, 1)",
+        ),
+        (
+            "word.txt",
+            "0 1\n1 x\n",
+            "edge list line 2: expected two node ids",
+        ),
+        (
+            "neg.txt",
+            "0 -1\n",
+            "edge list line 1: expected two node ids",
+        ),
+        ("empty.txt", "# nothing\n\n", "the edge list has no edges"),
+        // A huge id is refused without allocating for it.
+        (
+            "huge.txt",
+            "0 1\n1 18446744073709551615\n",
+            "edge list line 2: node 18446744073709551615 is too large for 2 edges",
+        ),
+        (
+            "gap.txt",
+            "0 1\n2 3\n3 0\n4 0\n1 6\n",
+            "node 5 has no edges",
+        ),
+    ];
+    for (name, text, want) in cases {
+        let topo = file(name, text);
+        let (code, _, err) = cli_run(&dir.join("out"), &["--topology", &topo]);
+        assert_eq!(code, 2, "{name}: {err}");
+        assert!(err.contains(want), "{name}: {err}");
+        assert!(
+            err.contains(name),
+            "{name}: the error names the file: {err}"
+        );
+    }
+    let (code, _, err) = cli_run(
+        &dir.join("out"),
+        &[
+            "--topology",
+            &format!("file:{}", dir.join("missing.txt").display()),
+        ],
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("missing.txt: cannot read it"), "{err}");
+    // Graph-level checks when the run uses it: connectivity and the number of agents.
+    for (name, text, want) in [
+        ("split.txt", "0 1\n2 3\n", "graph is disconnected"),
+        (
+            "five.txt",
+            "0 1\n1 2\n2 3\n3 4\n",
+            "the edge list has 5 nodes, the run has 4 agents",
+        ),
+    ] {
+        let topo = file(name, text);
+        let (code, _, err) = cli_run(&dir.join("out"), &["--topology", &topo]);
+        assert_ne!(code, 0, "{name}: {err}");
+        assert!(err.contains(want) && err.contains(name), "{name}: {err}");
+    }
+    // toy and compare take it too.
+    let mut out = Vec::new();
+    let mut err = Vec::new();
+    let topo4 = file("ring4.txt", "0 1\n1 2\n2 3\n3 0\n");
+    let code = swarmgrad::toy::run_toy(
+        [
+            "toy",
+            "--task",
+            "constants",
+            "--targets",
+            "0,1,2,3",
+            "--topology",
+            &topo4,
+            "--steps",
+            "5",
+            "--backend",
+            "reference",
+        ],
+        &mut out,
+        &mut err,
+    );
+    assert_eq!(code, 0, "{}", String::from_utf8_lossy(&err));
+    let (code, _, err) = compare_cli(&[
+        "--backend",
+        "reference",
+        "--agents",
+        "4",
+        "--algos",
+        "dsgd",
+        "--topologies",
+        &topo4,
+        "--steps",
+        "4",
+        "--eval-every",
+        "2",
+        "--model",
+        "mlp:64-16-10",
+        "--out",
+        dir.join("cmp").to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }
