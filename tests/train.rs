@@ -1458,3 +1458,41 @@ fn file_topology_runs_like_the_builtin_graph_and_bad_files_are_line_numbered_err
     assert_eq!(code, 0, "{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+target_tests!([reference, gpu, native] oversized_runs_are_refused_before_anything_is_allocated);
+/// A model whose agents' parameters cannot fit (64 × 2.7e8 floats) and 10 million agents
+/// are refused at once, with what would be needed and what to reduce, before any allocation.
+fn oversized_runs_are_refused_before_anything_is_allocated(t: &Target) {
+    let start = std::time::Instant::now();
+    let mut c = small(Algorithm::Dsgd, 0.0, 10);
+    c.agents = 64;
+    c.synthetic_train = 2_000;
+    c.model = Some("mlp:16-10000000-10".into());
+    match Trainer::new(c, t.backend()) {
+        Err(
+            e @ (Error::BadParameter { .. }
+            | Error::BufferTooLarge { .. }
+            | Error::IndexRange { .. }),
+        ) => {
+            let msg = e.to_string();
+            assert!(msg.contains("64 agents"), "{msg}");
+            assert!(msg.contains("reduce --agents"), "{msg}");
+        }
+        Err(e) => panic!("unexpected error {e}"),
+        Ok(_) => panic!("accepted an oversized model"),
+    }
+    let mut c = small(Algorithm::Dsgd, 0.0, 10);
+    c.agents = 10_000_000;
+    match Trainer::new(c, t.backend()) {
+        Err(Error::BadParameter { name, reason }) => {
+            assert_eq!(name, "agents", "{reason}");
+            assert!(reason.contains("10000000 agents"), "{reason}");
+        }
+        other => panic!("expected a bad --agents, got {:?}", other.err()),
+    }
+    assert!(
+        start.elapsed().as_secs_f64() < 5.0,
+        "refused after {:?}",
+        start.elapsed()
+    );
+}

@@ -340,6 +340,22 @@ impl TrainConfig {
             ));
         }
         self.schedule(1.0).validate()?;
+        // Cheap bounds before anything a user value can make large (the topology for n agents).
+        let most_samples = match self.dataset {
+            DatasetKind::Synthetic => self.synthetic_train,
+            DatasetKind::Mnist | DatasetKind::Fashion => 60_000,
+            DatasetKind::Cifar10 => 50_000,
+        };
+        if self.agents > most_samples {
+            return Err(Error::param(
+                "agents",
+                format!(
+                    "{} agents for at most {most_samples} training samples: every agent needs \
+                     samples of its own",
+                    self.agents
+                ),
+            ));
+        }
         self.partition()?;
         self.model()?;
         self.validate_topology()

@@ -66,6 +66,53 @@ pub fn topology_label(c: &TrainConfig) -> String {
     }
 }
 
+/// Copies of the agents' parameter slab every algorithm holds at least (parameters, gradients,
+/// the evaluation's models); most hold more, so the estimate below is a lower bound.
+const MIN_SLABS: u64 = 3;
+
+/// Host memory available now, where the system says (Linux's `MemAvailable`).
+fn available_host_bytes() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+/// Checks the run's largest buffers against the backend's limits and the host's memory before
+/// anything is allocated: the agents' parameter slab (agents × stride reals), which every
+/// algorithm holds several copies of and the initialisation builds on the host.
+fn preflight(config: &TrainConfig, model: &Mlp, be: &dyn Backend) -> Result<()> {
+    let n = config.agents;
+    let stride = model.stride();
+    let reduce = "reduce --agents or the model's layer widths";
+    let slab = n.checked_mul(stride).ok_or_else(|| {
+        Error::param(
+            "agents",
+            format!("{n} agents × {stride} floats per model overflows; {reduce}"),
+        )
+    })?;
+    let what = format!("the parameters of {n} agents × {stride} floats per model ({reduce})");
+    be.check_alloc(crate::backend::BufKind::F32, slab, &what)?;
+    let slab_u = slab as u64;
+    // The initial parameters (f32) on the host, plus the backend's copies in host memory.
+    let need = 4 * slab_u + MIN_SLABS * be.host_bytes(crate::backend::BufKind::F32, slab);
+    if let Some(avail) = available_host_bytes() {
+        if need > avail {
+            let gb = |b: u64| b as f64 / 1e9;
+            return Err(Error::param(
+                "model",
+                format!(
+                    "{n} agents × {stride} floats per model need at least {:.1} GB of host \
+                     memory, {:.1} GB is available; {reduce}",
+                    gb(need),
+                    gb(avail)
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// A prepared training run on a backend.
 pub struct Trainer {
     config: TrainConfig,
@@ -139,6 +186,7 @@ impl Trainer {
             }
         }
         let n = config.agents;
+        preflight(&config, &model, be.as_ref())?;
         let parts = config
             .partition()?
             .apply(train, n, config.seed)
