@@ -1496,3 +1496,133 @@ fn oversized_runs_are_refused_before_anything_is_allocated(t: &Target) {
         start.elapsed()
     );
 }
+
+#[test]
+fn errors_name_what_the_user_wrote_and_unread_settings_are_flagged() {
+    let dir = std::env::temp_dir().join(format!("swarmgrad-mislead-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = dir.join("out");
+    // D²'s spectrum check names the flag that sets the weight, not a `--mixing` that does not
+    // exist.
+    let (code, _, err) = cli_run(
+        &out,
+        &[
+            "--algo",
+            "d2",
+            "--topology",
+            "ring",
+            "--gossip-weight",
+            "0.5",
+        ],
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("--gossip-weight") && !err.contains("--mixing"),
+        "{err}"
+    );
+    // A config-only key is named as the key in its file; -1 and NaN are refused.
+    for v in ["-1.0", "nan"] {
+        let toml = dir.join("c.toml");
+        std::fs::write(&toml, format!("warmup_epochs = {v}\n")).unwrap();
+        let (code, _, err) = cli_run(&out, &["--config", toml.to_str().unwrap()]);
+        assert_eq!(code, 2, "{v}: {err}");
+        assert!(
+            err.contains(&format!("`warmup_epochs` in {}", toml.display())),
+            "{v}: {err}"
+        );
+    }
+    // Two values for one parameter, and a length that would never finish.
+    let (code, _, err) = cli_run(&out, &["--partition", "dirichlet:0.5", "--alpha", "5"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("--alpha") && err.contains("dirichlet:0.5"),
+        "{err}"
+    );
+    let (code, _, err) = cli(&[
+        "--backend",
+        "reference",
+        "--agents",
+        "4",
+        "--model",
+        "mlp:64-16-10",
+        "--epochs",
+        "1e308",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--epochs"), "{err}");
+    // Settings the algorithm does not read: one warning each, the run goes on.
+    let (code, _, err) = cli_run(&out, &["--algo", "dsgd", "--qgm-mu", "0.5"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("warning: --qgm-mu is not read by dsgd"),
+        "{err}"
+    );
+    let (code, _, err) = cli_run(&out, &["--algo", "allreduce", "--gossip-weight", "0.2"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("warning: --gossip-weight is not read by allreduce"),
+        "{err}"
+    );
+    let (code, _, err) = cli_run(&out, &["--data-dir", "/nowhere"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("warning: --data-dir is not read"), "{err}");
+    // An explicit adapter request that cannot be met is an error naming what exists.
+    for backend in ["auto", "gpu"] {
+        let (code, _, err) = cli(&[
+            "--backend",
+            backend,
+            "--adapter",
+            "NoSuchGPU",
+            "--agents",
+            "4",
+            "--steps",
+            "2",
+            "--model",
+            "mlp:64-16-10",
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        assert_ne!(code, 0, "{backend}: {err}");
+        assert!(
+            err.contains("no GPU adapter matches --adapter NoSuchGPU; adapters here:"),
+            "{backend}: {err}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn resume_names_the_differing_setting_and_may_extend_the_run() {
+    let dir = std::env::temp_dir().join(format!("swarmgrad-extend-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let (a, b, c) = (dir.join("a"), dir.join("b"), dir.join("c"));
+    let (code, _, err) = cli_run(&a, &["--checkpoint-every", "6"]);
+    assert_eq!(code, 0, "{err}");
+    let ck = a.join("checkpoint.bin");
+    let ck = ck.to_str().unwrap();
+    let (code, _, err) = cli_run(&b, &["--resume", ck, "--lr", "0.2"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("lr: 0.1 in the checkpoint, 0.2 now"), "{err}");
+    // A larger --steps continues the same run: as if it had been 18 steps from the start.
+    let (code, _, err) = cli_run(&b, &["--resume", ck, "--steps", "18"]);
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = cli_run(&c, &["--steps", "18"]);
+    assert_eq!(code, 0, "{err}");
+    let cut = |p: &std::path::Path| -> Vec<String> {
+        std::fs::read_to_string(p.join("metrics.csv"))
+            .unwrap()
+            .lines()
+            .map(|l| l.split(',').take(10).collect::<Vec<_>>().join(","))
+            .collect()
+    };
+    assert_eq!(cut(&b), cut(&c));
+    assert_eq!(cut(&c).len(), 1 + 4, "rows at 0, 6, 12, 18");
+    // Shortening is refused.
+    let (code, _, err) = cli_run(&b, &["--resume", ck, "--steps", "8"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("not shorten"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

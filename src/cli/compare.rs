@@ -127,7 +127,9 @@ where
     let flag_of = |name: &str| match name {
         "algo" if !args.algos.is_empty() => "--algos".to_string(),
         "topology" if !args.topologies.is_empty() => "--topologies".to_string(),
-        other => cli::flag(other),
+        other => {
+            cli::param_source::<CompareArgs>(other, args.train.config.as_deref(), &args.train.given)
+        }
     };
     cli::exit_code(compare_args(&args, out, err), err, flag_of)
 }
@@ -136,6 +138,15 @@ where
 pub fn compare_args(args: &CompareArgs, out: &mut dyn Write, err: &mut dyn Write) -> Result<()> {
     let runs = plan(args)?;
     let first = &runs[0].config;
+    let mut algos: Vec<Algorithm> = Vec::new();
+    for r in &runs {
+        if !algos.contains(&r.config.algo) {
+            algos.push(r.config.algo);
+        }
+    }
+    for w in cli::unread_settings(&args.train.given, first, &algos) {
+        let _ = writeln!(err, "warning: {w}");
+    }
     let dir = args
         .train
         .out

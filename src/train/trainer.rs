@@ -113,6 +113,46 @@ fn preflight(config: &TrainConfig, model: &Mlp, be: &dyn Backend) -> Result<()> 
     Ok(())
 }
 
+/// The settings in which two configurations (JSON objects) differ, each as
+/// `key: saved → now`, leaving out the run's length (`steps`, `epochs`), which a resume may
+/// extend.
+fn config_differences(saved: &str, now: &str) -> Vec<String> {
+    let parse = |t: &str| serde_json::from_str::<serde_json::Value>(t).unwrap_or_default();
+    let mut out = Vec::new();
+    diff_values("", &parse(saved), &parse(now), &mut out);
+    out
+}
+
+/// Appends the differing leaves of two JSON values (objects recursively, keys dotted).
+fn diff_values(prefix: &str, a: &serde_json::Value, b: &serde_json::Value, out: &mut Vec<String>) {
+    match (a.as_object(), b.as_object()) {
+        (Some(x), Some(y)) => {
+            let none = serde_json::Value::Null;
+            let mut keys: Vec<&String> = x.keys().chain(y.keys()).collect();
+            keys.sort();
+            keys.dedup();
+            for k in keys {
+                if prefix.is_empty() && matches!(k.as_str(), "steps" | "epochs") {
+                    continue;
+                }
+                let key = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                diff_values(
+                    &key,
+                    x.get(k).unwrap_or(&none),
+                    y.get(k).unwrap_or(&none),
+                    out,
+                );
+            }
+        }
+        _ if a != b => out.push(format!("{prefix}: {a} in the checkpoint, {b} now")),
+        _ => {}
+    }
+}
+
 /// A prepared training run on a backend.
 pub struct Trainer {
     config: TrainConfig,
@@ -196,7 +236,17 @@ impl Trainer {
         let steps_per_epoch = sampler.steps_per_epoch();
         let steps = match (config.steps, config.epochs) {
             (Some(s), _) => s,
-            (None, Some(e)) => ((e * steps_per_epoch as f64).ceil() as u64).max(1),
+            (None, Some(e)) => {
+                let steps = (e * steps_per_epoch as f64).ceil();
+                // Beyond 2^53 steps are not even counted exactly (and would never finish).
+                if steps > (1u64 << 53) as f64 {
+                    return Err(Error::param(
+                        "epochs",
+                        format!("{e} epochs are {steps:e} steps of {steps_per_epoch} per epoch; at most 2^53 steps"),
+                    ));
+                }
+                (steps as u64).max(1)
+            }
             (None, None) => return Err(Error::param("steps", "give steps or epochs")),
         };
         let total_epochs = steps as f64 / steps_per_epoch as f64;
@@ -424,15 +474,31 @@ impl Trainer {
             path: path.to_path_buf(),
             reason,
         };
-        if c.config != self.config_json()? {
-            return Err(bad(
-                "it was written by a run with a different configuration".into(),
-            ));
+        let mine = self.config_json()?;
+        if c.config != mine {
+            let diff = config_differences(&c.config, &mine);
+            if !diff.is_empty() {
+                return Err(bad(format!(
+                    "it was written by a run with a different configuration: {}",
+                    diff.join("; ")
+                )));
+            }
         }
-        if c.total_steps != self.steps || c.step > self.steps {
+        // Only the run's length may differ, and only to extend it: a larger --steps or
+        // --epochs continues the same run (with a schedule that does not depend on the
+        // length, so the steps done so far are those of the longer run).
+        if self.steps < c.total_steps || c.step > self.steps {
             return Err(bad(format!(
-                "step {} of {} does not fit this run of {} steps",
+                "step {} of {} does not fit this run of {} steps (a resume may extend a run, \
+                 not shorten it)",
                 c.step, c.total_steps, self.steps
+            )));
+        }
+        if self.steps != c.total_steps && !self.config.decay_at.is_empty() {
+            return Err(bad(format!(
+                "the run of {} steps cannot be extended to {}: its learning-rate decay points \
+                 (decay_at) are fractions of the run's length",
+                c.total_steps, self.steps
             )));
         }
         if c.bytes.len() != self.config.agents {
