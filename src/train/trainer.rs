@@ -205,9 +205,11 @@ impl Trainer {
             return Err(Error::param(
                 "model",
                 format!(
-                    "input width {} does not match the dataset's {} features",
+                    "input width {} does not match the data: {} features in the training set, \
+                     {} in the test set",
                     model.input_dim(),
-                    train.dim()
+                    train.dim(),
+                    test.dim()
                 ),
             ));
         }
