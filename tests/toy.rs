@@ -517,3 +517,14 @@ fn toy_reports_a_diverged_run_as_failure_naming_the_step() {
     assert!(err.contains("diverged at step "), "{err}");
     assert!(!String::from_utf8_lossy(&out).contains("null"));
 }
+
+#[test]
+fn toy_without_a_task_names_the_missing_flag() {
+    let mut out = Vec::new();
+    let mut err = Vec::new();
+    let code = toy::run_toy(["toy", "--steps", "5"], &mut out, &mut err);
+    let err = String::from_utf8(err).unwrap();
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--task"), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+}

@@ -310,10 +310,16 @@ where
             let _ = write!(out, "{text}");
         } else {
             // One line: clap's first line names the flag and the problem.
-            let first = text
-                .lines()
-                .find(|l| !l.trim().is_empty())
-                .unwrap_or("error: bad arguments");
+            let mut lines = text.lines().filter(|l| !l.trim().is_empty());
+            let mut first = lines.next().unwrap_or("error: bad arguments").to_string();
+            // "…were not provided:" lists the missing flags on the lines below: name them.
+            if first.ends_with(':') {
+                let listed: Vec<&str> = lines
+                    .take_while(|l| l.starts_with(' '))
+                    .map(str::trim)
+                    .collect();
+                first = format!("{first} {}", listed.join(", "));
+            }
             let _ = writeln!(err, "{first} (see --help)");
         }
         code
