@@ -8,6 +8,15 @@ pub enum Error {
     /// No wgpu adapter matched the request.
     #[error("no GPU adapter found ({0}); install a Vulkan driver (on Linux without a GPU: `apt-get install mesa-vulkan-drivers` for lavapipe) or run with --backend cpu")]
     NoAdapter(String),
+    /// An explicit GPU request (`--adapter`, `--gpu-backend`, `WGPU_ADAPTER_NAME`,
+    /// `WGPU_BACKEND`) that no adapter here meets.
+    #[error("no GPU adapter matches {request}; adapters here: {available} (change the request, or drop it and use --backend auto or cpu)")]
+    AdapterRequest {
+        /// What was asked, as the user wrote it.
+        request: String,
+        /// The adapters that exist.
+        available: String,
+    },
     /// The adapter refused to create a device.
     #[error("could not open a device on adapter '{adapter}': {reason}")]
     DeviceRequest {

@@ -491,3 +491,40 @@ fn noisy_runs_match_the_reference(t: &Target) {
     let what = format!("noisy all-reduce on {}", be.describe());
     common::assert_close(&what, &got[0].1, &cpu[0].1, 1e-5, 1e-5);
 }
+
+#[test]
+fn toy_reports_a_diverged_run_as_failure_naming_the_step() {
+    // `toy --task constants --lr 1e300 --steps 50 --backend reference`: not exit 0 with nulls.
+    let mut out = Vec::new();
+    let mut err = Vec::new();
+    let code = toy::run_toy(
+        [
+            "toy",
+            "--task",
+            "constants",
+            "--lr",
+            "1e300",
+            "--steps",
+            "50",
+            "--backend",
+            "reference",
+        ],
+        &mut out,
+        &mut err,
+    );
+    let err = String::from_utf8(err).unwrap();
+    assert_ne!(code, 0, "stdout: {}", String::from_utf8_lossy(&out));
+    assert!(err.contains("diverged at step "), "{err}");
+    assert!(!String::from_utf8_lossy(&out).contains("null"));
+}
+
+#[test]
+fn toy_without_a_task_names_the_missing_flag() {
+    let mut out = Vec::new();
+    let mut err = Vec::new();
+    let code = toy::run_toy(["toy", "--steps", "5"], &mut out, &mut err);
+    let err = String::from_utf8(err).unwrap();
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--task"), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+}

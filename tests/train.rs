@@ -1168,3 +1168,464 @@ fn toy_prints_f64_on_the_reference_and_f32_on_the_native_backend() {
         );
     }
 }
+
+target_tests!([reference, gpu, native] divergence_is_caught_at_its_step_before_any_checkpoint);
+/// `--lr 1e6 --steps 400 --eval-every 200 --checkpoint-every 10` (and every 3, so that a
+/// checkpoint precedes the divergence on every backend): the device-side watch reports the step
+/// and agent an evaluation after every step finds (not the next evaluation at 200), the run
+/// stops at the next sync point, and the last checkpoint written holds only finite values.
+fn divergence_is_caught_at_its_step_before_any_checkpoint(t: &Target) {
+    let mut c = small(Algorithm::Dsgd, 0.0, 400);
+    c.lr = 1e6;
+    // Where an evaluation after every step finds it.
+    let mut every = c.clone();
+    every.eval_every = 1;
+    let mut probe = Trainer::new(every, t.backend()).unwrap();
+    let (want_step, want_agent) = match probe.run(|_, _, _| {}) {
+        Err(Error::Diverged { step, agent, .. }) => (step, agent),
+        other => panic!("expected Diverged, got {:?}", other.map(|s| s.steps)),
+    };
+    c.eval_every = 200;
+    for ck_every in [10, 3] {
+        let dir = std::env::temp_dir().join(format!(
+            "swarmgrad-watch-{}-{ck_every}-{}",
+            t.name(),
+            std::process::id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        let ck = dir.join("checkpoint.bin");
+        let mut tr = Trainer::new(c.clone(), t.backend()).unwrap();
+        tr.set_checkpoint_every(ck_every, ck.clone()).unwrap();
+        match tr.run(|_, _, _| {}) {
+            Err(Error::Diverged {
+                step, agent, value, ..
+            }) => {
+                assert!(step < 200, "caught at step {step}");
+                assert_eq!(
+                    (step, agent),
+                    (want_step, want_agent),
+                    "watch vs evaluation"
+                );
+                assert!(!value.is_finite(), "value {value}");
+                // The run stops at the next sync point (a checkpoint step here).
+                assert!(
+                    tr.step() >= step && tr.step() < step + ck_every,
+                    "stopped at {}",
+                    tr.step()
+                );
+            }
+            other => panic!("expected Diverged, got {:?}", other.map(|s| s.steps)),
+        }
+        assert!(
+            ck_every == 10 || ck.exists(),
+            "a checkpoint before step {want_step}"
+        );
+        if ck.exists() {
+            let saved = swarmgrad::train::checkpoint::Checkpoint::load(&ck).unwrap();
+            for (name, data) in &saved.buffers {
+                if let swarmgrad::train::checkpoint::BufData::Real(v) = data {
+                    assert!(v.iter().all(|x| x.is_finite()), "{name} not finite");
+                }
+            }
+            assert!(saved.step < want_step);
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
+
+/// A small CLI run writing to `out`, with extra flags (12 steps, an evaluation every 6, the
+/// complete graph, unless `extra` gives them).
+fn cli_run(out: &std::path::Path, extra: &[&str]) -> (i32, String, String) {
+    let mut args = vec![
+        "--backend",
+        "reference",
+        "--agents",
+        "4",
+        "--model",
+        "mlp:64-16-10",
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    let defaults = [
+        ("--steps", "12"),
+        ("--eval-every", "6"),
+        ("--topology", "complete"),
+    ];
+    for (flag, default) in defaults {
+        if !extra.contains(&flag) {
+            args.extend([flag, default]);
+        }
+    }
+    args.extend_from_slice(extra);
+    cli(&args)
+}
+
+#[test]
+fn the_output_directory_is_checked_and_locked_before_the_first_step() {
+    let base = std::env::temp_dir().join(format!("swarmgrad-outdir-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&base);
+    std::fs::create_dir_all(&base).unwrap();
+    // A regular file as --out, and a directory that cannot be created: exit 2 naming the path.
+    let file = base.join("a-file");
+    std::fs::write(&file, "x").unwrap();
+    for bad in [file.clone(), std::path::PathBuf::from("/proc/swarmgrad-x")] {
+        let (code, _, err) = cli_run(&bad, &[]);
+        assert_eq!(code, 2, "{err}");
+        assert!(
+            err.contains("--out") && err.contains(&bad.display().to_string()),
+            "{err}"
+        );
+        assert!(!err.contains("step"), "refused before training: {err}");
+    }
+    // A live run's lock (this process's id) refuses a second run with the same --out.
+    let dir = base.join("run");
+    std::fs::create_dir_all(&dir).unwrap();
+    let lock = dir.join(swarmgrad::train::run_dir::LOCK_NAME);
+    std::fs::write(&lock, std::process::id().to_string()).unwrap();
+    let (code, _, err) = cli_run(&dir, &[]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("in use by another run"), "{err}");
+    assert!(!dir.join("metrics.csv").exists());
+    // A dead process's lock is recovered, and stale temporary checkpoint files are removed.
+    std::fs::write(&lock, "4294967295").unwrap();
+    let tmp = dir.join(".checkpoint.bin.tmp4294967295");
+    std::fs::write(&tmp, "partial").unwrap();
+    let (code, _, err) = cli_run(&dir, &[]);
+    assert_eq!(code, 0, "{err}");
+    assert!(!tmp.exists(), "stale temporary checkpoint removed");
+    assert!(!lock.exists(), "the lock goes with the run");
+    let _ = std::fs::remove_dir_all(&base);
+}
+
+#[test]
+fn a_failed_run_leaves_its_metrics_history() {
+    let dir = std::env::temp_dir().join(format!("swarmgrad-failed-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let (code, _, err) = cli_run(
+        &dir,
+        &["--lr", "1e6", "--steps", "400", "--eval-every", "2"],
+    );
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("diverged at step"), "{err}");
+    let csv = std::fs::read_to_string(dir.join("metrics.csv")).unwrap();
+    let lines: Vec<&str> = csv.lines().collect();
+    assert!(lines.len() >= 2, "header and the start row at least: {csv}");
+    assert!(lines[0].starts_with("step,"));
+    assert!(lines[1].starts_with("0,"));
+    // The rows are those of the same run's in-memory history, as write_csv writes them.
+    let (code, _, err) = cli_run(&dir, &[]);
+    assert_eq!(code, 0, "{err}");
+    let streamed = std::fs::read_to_string(dir.join("metrics.csv")).unwrap();
+    assert_eq!(
+        streamed.lines().count(),
+        1 + 3,
+        "rows at 0, 6, 12: {streamed}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn file_topology_runs_like_the_builtin_graph_and_bad_files_are_line_numbered_errors() {
+    let dir = std::env::temp_dir().join(format!("swarmgrad-edges-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = |name: &str, text: &str| {
+        let p = dir.join(name);
+        std::fs::write(&p, text).unwrap();
+        format!("file:{}", p.display())
+    };
+    // A 5-ring as an edge list trains bit for bit like --topology ring.
+    let ring = file(
+        "ring.txt",
+        "# a ring\n0 1\n1 2\n\n2 3 # comment\n3 4\n4 0\n",
+    );
+    let (want, want_p) = run(
+        small(Algorithm::Dsgd, 0.9, 20),
+        Box::new(ReferenceBackend::new()),
+    );
+    let mut c = small(Algorithm::Dsgd, 0.9, 20);
+    c.topology = ring.parse().unwrap();
+    assert_eq!(c.topology.to_string(), ring);
+    let (got, got_p) = run(c, Box::new(ReferenceBackend::new()));
+    assert!(bits(&got_p) == bits(&want_p), "parameters differ");
+    let rows = |s: &Summary| s.rows.iter().map(row_bits).collect::<Vec<_>>();
+    assert_eq!(rows(&got), rows(&want));
+    // Typed, line-numbered errors (each a value error of --topology: exit 2).
+    let cases = [
+        (
+            "loop.txt",
+            "0 1\n1 1\n",
+            "edge list line 2: self loop at node 1",
+        ),
+        (
+            "dup.txt",
+            "0 1\n1 2\n1 0\n",
+            "edge list line 3: duplicate edge (0, 1)",
+        ),
+        (
+            "word.txt",
+            "0 1\n1 x\n",
+            "edge list line 2: expected two node ids",
+        ),
+        (
+            "neg.txt",
+            "0 -1\n",
+            "edge list line 1: expected two node ids",
+        ),
+        ("empty.txt", "# nothing\n\n", "the edge list has no edges"),
+        // A huge id is refused without allocating for it.
+        (
+            "huge.txt",
+            "0 1\n1 18446744073709551615\n",
+            "edge list line 2: node 18446744073709551615 is too large for 2 edges",
+        ),
+        (
+            "gap.txt",
+            "0 1\n2 3\n3 0\n4 0\n1 6\n",
+            "node 5 has no edges",
+        ),
+    ];
+    for (name, text, want) in cases {
+        let topo = file(name, text);
+        let (code, _, err) = cli_run(&dir.join("out"), &["--topology", &topo]);
+        assert_eq!(code, 2, "{name}: {err}");
+        assert!(err.contains(want), "{name}: {err}");
+        assert!(
+            err.contains(name),
+            "{name}: the error names the file: {err}"
+        );
+    }
+    let (code, _, err) = cli_run(
+        &dir.join("out"),
+        &[
+            "--topology",
+            &format!("file:{}", dir.join("missing.txt").display()),
+        ],
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("missing.txt: cannot read it"), "{err}");
+    // Graph-level checks when the run uses it: connectivity and the number of agents.
+    for (name, text, want) in [
+        ("split.txt", "0 1\n2 3\n", "graph is disconnected"),
+        (
+            "five.txt",
+            "0 1\n1 2\n2 3\n3 4\n",
+            "the edge list has 5 nodes, the run has 4 agents",
+        ),
+    ] {
+        let topo = file(name, text);
+        let (code, _, err) = cli_run(&dir.join("out"), &["--topology", &topo]);
+        assert_ne!(code, 0, "{name}: {err}");
+        assert!(err.contains(want) && err.contains(name), "{name}: {err}");
+    }
+    // toy and compare take it too.
+    let mut out = Vec::new();
+    let mut err = Vec::new();
+    let topo4 = file("ring4.txt", "0 1\n1 2\n2 3\n3 0\n");
+    let code = swarmgrad::toy::run_toy(
+        [
+            "toy",
+            "--task",
+            "constants",
+            "--targets",
+            "0,1,2,3",
+            "--topology",
+            &topo4,
+            "--steps",
+            "5",
+            "--backend",
+            "reference",
+        ],
+        &mut out,
+        &mut err,
+    );
+    assert_eq!(code, 0, "{}", String::from_utf8_lossy(&err));
+    let (code, _, err) = compare_cli(&[
+        "--backend",
+        "reference",
+        "--agents",
+        "4",
+        "--algos",
+        "dsgd",
+        "--topologies",
+        &topo4,
+        "--steps",
+        "4",
+        "--eval-every",
+        "2",
+        "--model",
+        "mlp:64-16-10",
+        "--out",
+        dir.join("cmp").to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+target_tests!([reference, gpu, native] oversized_runs_are_refused_before_anything_is_allocated);
+/// A model whose agents' parameters cannot fit (64 × 2.7e8 floats) and 10 million agents
+/// are refused at once, with what would be needed and what to reduce, before any allocation.
+fn oversized_runs_are_refused_before_anything_is_allocated(t: &Target) {
+    let start = std::time::Instant::now();
+    let mut c = small(Algorithm::Dsgd, 0.0, 10);
+    c.agents = 64;
+    c.synthetic_train = 2_000;
+    c.model = Some("mlp:16-10000000-10".into());
+    match Trainer::new(c, t.backend()) {
+        Err(
+            e @ (Error::BadParameter { .. }
+            | Error::BufferTooLarge { .. }
+            | Error::IndexRange { .. }),
+        ) => {
+            let msg = e.to_string();
+            assert!(msg.contains("64 agents"), "{msg}");
+            assert!(msg.contains("reduce --agents"), "{msg}");
+        }
+        Err(e) => panic!("unexpected error {e}"),
+        Ok(_) => panic!("accepted an oversized model"),
+    }
+    let mut c = small(Algorithm::Dsgd, 0.0, 10);
+    c.agents = 10_000_000;
+    match Trainer::new(c, t.backend()) {
+        Err(Error::BadParameter { name, reason }) => {
+            assert_eq!(name, "agents", "{reason}");
+            assert!(reason.contains("10000000 agents"), "{reason}");
+        }
+        other => panic!("expected a bad --agents, got {:?}", other.err()),
+    }
+    assert!(
+        start.elapsed().as_secs_f64() < 5.0,
+        "refused after {:?}",
+        start.elapsed()
+    );
+}
+
+#[test]
+fn errors_name_what_the_user_wrote_and_unread_settings_are_flagged() {
+    let dir = std::env::temp_dir().join(format!("swarmgrad-mislead-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = dir.join("out");
+    // D²'s spectrum check names the flag that sets the weight, not a `--mixing` that does not
+    // exist.
+    let (code, _, err) = cli_run(
+        &out,
+        &[
+            "--algo",
+            "d2",
+            "--topology",
+            "ring",
+            "--gossip-weight",
+            "0.5",
+        ],
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("--gossip-weight") && !err.contains("--mixing"),
+        "{err}"
+    );
+    // A config-only key is named as the key in its file; -1 and NaN are refused.
+    for v in ["-1.0", "nan"] {
+        let toml = dir.join("c.toml");
+        std::fs::write(&toml, format!("warmup_epochs = {v}\n")).unwrap();
+        let (code, _, err) = cli_run(&out, &["--config", toml.to_str().unwrap()]);
+        assert_eq!(code, 2, "{v}: {err}");
+        assert!(
+            err.contains(&format!("`warmup_epochs` in {}", toml.display())),
+            "{v}: {err}"
+        );
+    }
+    // Two values for one parameter, and a length that would never finish.
+    let (code, _, err) = cli_run(&out, &["--partition", "dirichlet:0.5", "--alpha", "5"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("--alpha") && err.contains("dirichlet:0.5"),
+        "{err}"
+    );
+    let (code, _, err) = cli(&[
+        "--backend",
+        "reference",
+        "--agents",
+        "4",
+        "--model",
+        "mlp:64-16-10",
+        "--epochs",
+        "1e308",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--epochs"), "{err}");
+    // Settings the algorithm does not read: one warning each, the run goes on.
+    let (code, _, err) = cli_run(&out, &["--algo", "dsgd", "--qgm-mu", "0.5"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("warning: --qgm-mu is not read by dsgd"),
+        "{err}"
+    );
+    let (code, _, err) = cli_run(&out, &["--algo", "allreduce", "--gossip-weight", "0.2"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("warning: --gossip-weight is not read by allreduce"),
+        "{err}"
+    );
+    let (code, _, err) = cli_run(&out, &["--data-dir", "/nowhere"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("warning: --data-dir is not read"), "{err}");
+    // An explicit adapter request that cannot be met is an error naming what exists.
+    for backend in ["auto", "gpu"] {
+        let (code, _, err) = cli(&[
+            "--backend",
+            backend,
+            "--adapter",
+            "NoSuchGPU",
+            "--agents",
+            "4",
+            "--steps",
+            "2",
+            "--model",
+            "mlp:64-16-10",
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        assert_ne!(code, 0, "{backend}: {err}");
+        assert!(
+            err.contains("no GPU adapter matches --adapter NoSuchGPU; adapters here:"),
+            "{backend}: {err}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn resume_names_the_differing_setting_and_may_extend_the_run() {
+    let dir = std::env::temp_dir().join(format!("swarmgrad-extend-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let (a, b, c) = (dir.join("a"), dir.join("b"), dir.join("c"));
+    let (code, _, err) = cli_run(&a, &["--checkpoint-every", "6"]);
+    assert_eq!(code, 0, "{err}");
+    let ck = a.join("checkpoint.bin");
+    let ck = ck.to_str().unwrap();
+    let (code, _, err) = cli_run(&b, &["--resume", ck, "--lr", "0.2"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("lr: 0.1 in the checkpoint, 0.2 now"), "{err}");
+    // A larger --steps continues the same run: as if it had been 18 steps from the start.
+    let (code, _, err) = cli_run(&b, &["--resume", ck, "--steps", "18"]);
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = cli_run(&c, &["--steps", "18"]);
+    assert_eq!(code, 0, "{err}");
+    let cut = |p: &std::path::Path| -> Vec<String> {
+        std::fs::read_to_string(p.join("metrics.csv"))
+            .unwrap()
+            .lines()
+            .map(|l| l.split(',').take(10).collect::<Vec<_>>().join(","))
+            .collect()
+    };
+    assert_eq!(cut(&b), cut(&c));
+    assert_eq!(cut(&c).len(), 1 + 4, "rows at 0, 6, 12, 18");
+    // Shortening is refused.
+    let (code, _, err) = cli_run(&b, &["--resume", ck, "--steps", "8"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("not shorten"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

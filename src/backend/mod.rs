@@ -562,6 +562,22 @@ pub trait Backend {
     fn describe(&self) -> String;
     /// Allocates a zero-filled buffer.
     fn alloc(&mut self, kind: BufKind, len: usize, label: &str) -> Result<Buf>;
+    /// Checks, before anything is allocated, that a buffer of `len` elements can exist here
+    /// (a GPU: the adapter's allocation and binding limits); `what` names it in the error.
+    fn check_alloc(&self, kind: BufKind, len: usize, what: &str) -> Result<()> {
+        let _ = (kind, len, what);
+        Ok(())
+    }
+    /// Bytes of host memory a buffer of `len` elements takes here (0 where buffers live in a
+    /// device's memory).
+    fn host_bytes(&self, kind: BufKind, len: usize) -> u64 {
+        let per = match kind {
+            BufKind::F32 => 8,
+            BufKind::U32 => 4,
+            BufKind::U8 => 1,
+        };
+        per * len as u64
+    }
     /// Writes reals at an element offset, ordered after all work recorded so far.
     fn write_f32(&mut self, buf: Buf, offset: usize, data: &[f32]) -> Result<()>;
     /// Writes reals given in f64, ordered after all work recorded so far: the CPU reference

@@ -127,7 +127,9 @@ where
     let flag_of = |name: &str| match name {
         "algo" if !args.algos.is_empty() => "--algos".to_string(),
         "topology" if !args.topologies.is_empty() => "--topologies".to_string(),
-        other => cli::flag(other),
+        other => {
+            cli::param_source::<CompareArgs>(other, args.train.config.as_deref(), &args.train.given)
+        }
     };
     cli::exit_code(compare_args(&args, out, err), err, flag_of)
 }
@@ -136,6 +138,22 @@ where
 pub fn compare_args(args: &CompareArgs, out: &mut dyn Write, err: &mut dyn Write) -> Result<()> {
     let runs = plan(args)?;
     let first = &runs[0].config;
+    let mut algos: Vec<Algorithm> = Vec::new();
+    for r in &runs {
+        if !algos.contains(&r.config.algo) {
+            algos.push(r.config.algo);
+        }
+    }
+    for w in cli::unread_settings(&args.train.given, first, &algos) {
+        let _ = writeln!(err, "warning: {w}");
+    }
+    let dir = args
+        .train
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(format!("runs/compare-n{}", first.agents)));
+    // Before the device, the data or any step: a directory we can write, held by this run.
+    let _lock = crate::train::run_dir::RunDir::prepare(&dir)?;
     let mut notices = Vec::new();
     let chosen = args.train.device.open(&mut notices)?;
     let (kind, reason) = (chosen.kind, chosen.reason.clone());
@@ -151,15 +169,11 @@ pub fn compare_args(args: &CompareArgs, out: &mut dyn Write, err: &mut dyn Write
     }
     let adapter = be.describe();
     let _ = writeln!(info, "{backend_line}");
-    let dir = args
-        .train
-        .out
-        .clone()
-        .unwrap_or_else(|| PathBuf::from(format!("runs/compare-n{}", first.agents)));
     let mut done: Vec<(String, Summary)> = Vec::new();
     let mut setting = String::new();
     for (k, run) in runs.iter().enumerate() {
         let mut trainer = Trainer::with_data(run.config.clone(), be, &data.train, &data.test)?;
+        trainer.set_metrics_file(dir.join(dir_name(&run.label)).join("metrics.csv"));
         if k == 0 {
             setting = format!(
                 "n={} · {} · {} · {} · batch {} · lr {} · momentum {} · {} steps · seed {}",
@@ -185,11 +199,8 @@ pub fn compare_args(args: &CompareArgs, out: &mut dyn Write, err: &mut dyn Write
             }
         });
         bar.finish_and_clear();
+        // Its metrics.csv was written row by row during the run.
         let summary = summary?;
-        metrics::write_csv(
-            &dir.join(dir_name(&run.label)).join("metrics.csv"),
-            &summary.rows,
-        )?;
         be = trainer.into_backend();
         done.push((run.label.clone(), summary));
     }

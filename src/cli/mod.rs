@@ -12,7 +12,7 @@ pub mod toy;
 pub mod train;
 
 use crate::backend::choice::{self, BackendChoice, Chosen};
-use crate::backend::gpu::AdapterChoice;
+use crate::backend::gpu::{AdapterChoice, GpuContext};
 use crate::error::{Error, Result};
 
 /// The most `--threads` accepted: far above any core count, low enough that a typo cannot
@@ -50,9 +50,49 @@ impl BackendArgs {
     /// Opens the backend these flags choose (through [`choice::choose`]); a notice goes to
     /// `notices` when `--threads` is given but the backend chosen is not the native one.
     pub fn open(&self, notices: &mut Vec<String>) -> Result<Chosen> {
+        let env = |k: &str| std::env::var(k).ok().filter(|s| !s.trim().is_empty());
+        // What the user asked of the GPU explicitly, as written (flags over the environment).
+        let mut asked = Vec::new();
+        match (&self.gpu_backend, env("WGPU_BACKEND")) {
+            (Some(b), _) => asked.push(format!("--gpu-backend {b}")),
+            (None, Some(b)) => asked.push(format!("WGPU_BACKEND={b}")),
+            _ => {}
+        }
+        match (&self.adapter, env("WGPU_ADAPTER_NAME")) {
+            (Some(n), _) => asked.push(format!("--adapter {n}")),
+            (None, Some(n)) => asked.push(format!("WGPU_ADAPTER_NAME={n}")),
+            _ => {}
+        }
         let adapters = AdapterChoice::from_env()
             .with_overrides(self.gpu_backend.as_deref(), self.adapter.as_deref())?;
-        let chosen = choice::choose(self.backend, &adapters, self.threads)?;
+        let mut backend = self.backend;
+        if !asked.is_empty() && matches!(backend, BackendChoice::Auto | BackendChoice::Gpu) {
+            // An explicit request is met or refused, never replaced by a fallback.
+            if GpuContext::adapters(&adapters).is_empty() {
+                let all = GpuContext::adapters(&AdapterChoice {
+                    backends: wgpu::Backends::all(),
+                    name: None,
+                });
+                let available = if all.is_empty() {
+                    "none".to_string()
+                } else {
+                    all.iter()
+                        .map(|a| {
+                            let i = a.get_info();
+                            format!("{} ({:?}, {:?})", i.name, i.backend, i.device_type)
+                        })
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                };
+                return Err(Error::AdapterRequest {
+                    request: asked.join(" "),
+                    available,
+                });
+            }
+            // `auto` with an explicit request opens the adapter asked for, whatever its kind.
+            backend = BackendChoice::Gpu;
+        }
+        let chosen = choice::choose(backend, &adapters, self.threads)?;
         if self.threads != 0 && chosen.kind != BackendChoice::Cpu {
             notices.push(format!(
                 "--threads {} applies to the native CPU backend only (this run uses --backend {})",

@@ -5,7 +5,7 @@
 use crate::algo::{AlgoOptions, Algorithm, LocalHyper};
 use crate::backend::choice::BackendChoice;
 use crate::cli::flag_value;
-use crate::cli::train::{exit_code, flag, parse_args, BackendArgs};
+use crate::cli::train::{exit_code, param_source, parse_args, BackendArgs, Given};
 use crate::error::{Error, Result};
 use crate::graph::Topology;
 use crate::toy::*;
@@ -220,7 +220,8 @@ where
         Err(code) => return code,
     };
     let result = toy_main(&args, out, err);
-    exit_code(result, err, flag)
+    let flag_of = |name: &str| param_source::<ToyArgs>(name, None, &Given::default());
+    exit_code(result, err, flag_of)
 }
 
 pub(super) fn toy_main(a: &ToyArgs, out: &mut dyn Write, err: &mut dyn Write) -> Result<()> {

@@ -7,6 +7,7 @@ use crate::error::{Error, Result};
 use crate::train::config::TrainConfig;
 use crate::train::metrics;
 use crate::train::trainer::Trainer;
+use crate::train::Algorithm;
 use clap::parser::ValueSource;
 use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser};
 use std::io::{IsTerminal, Write};
@@ -104,8 +105,78 @@ impl Given {
     }
 }
 
-pub(crate) fn flag(name: &str) -> String {
-    format!("--{}", name.replace('_', "-"))
+/// What the user wrote to set parameter `name` (an error's [`Error::BadParameter`] name: a
+/// config key or a flag's id), for command line `C`: the flag where `C` has one for it and
+/// it was given (or there is no config file), else the key in the config file, else the
+/// setting's key for settings without a flag. Errors never name a flag that does not exist.
+pub(crate) fn param_source<C: CommandFactory>(
+    name: &str,
+    config: Option<&std::path::Path>,
+    given: &Given,
+) -> String {
+    // Settings whose key differs from their flag's id.
+    let id = match name {
+        "mixing" => "gossip_weight",
+        other => other,
+    };
+    let key = if id == "gossip_weight" {
+        "mixing"
+    } else {
+        name
+    };
+    let cmd = C::command();
+    let arg = cmd
+        .get_arguments()
+        .find(|a| a.get_id().as_str() == id || a.get_long() == Some(id.replace('_', "-").as_str()));
+    match (arg.and_then(|a| a.get_long()), config) {
+        (Some(long), None) => format!("--{long}"),
+        (Some(long), Some(_)) if given.contains(arg.map_or(id, |a| a.get_id().as_str())) => {
+            format!("--{long}")
+        }
+        (_, Some(file)) => format!("`{key}` in {}", file.display()),
+        (None, None) => format!("the setting `{key}`"),
+    }
+}
+
+/// The flags given that none of `algos` reads, one warning each (the same rule for every
+/// setting: an algorithm option it does not list, a gossip weight or topology without gossip
+/// over it, a data directory for the synthetic task). The run goes on; the setting is unused.
+pub(crate) fn unread_settings(given: &Given, c: &TrainConfig, algos: &[Algorithm]) -> Vec<String> {
+    let names = algos
+        .iter()
+        .map(|a| a.to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
+    let mut out = Vec::new();
+    let opts = <crate::algo::AlgoOptions as clap::Args>::augment_args(clap::Command::new("o"));
+    for arg in opts.get_arguments() {
+        let Some(long) = arg.get_long() else { continue };
+        if given.contains(arg.get_id().as_str())
+            && !algos.iter().any(|a| a.options().contains(&long))
+        {
+            out.push(format!("--{long} is not read by {names}; it is ignored"));
+        }
+    }
+    if given.contains("gossip_weight") && !algos.iter().any(|a| a.runs_on(&c.topology).is_some()) {
+        out.push(format!(
+            "--gossip-weight is not read by {names} (exact averaging); it is ignored"
+        ));
+    }
+    if given.contains("topology") {
+        for a in algos {
+            match a.runs_on(&c.topology) {
+                Some(t) if t != c.topology => out.push(format!(
+                    "{a} runs on the {t} graph whatever --topology says; --topology {} is ignored",
+                    c.topology
+                )),
+                _ => {}
+            }
+        }
+    }
+    if given.contains("data_dir") && c.dataset == crate::train::config::DatasetKind::Synthetic {
+        out.push("--data-dir is not read by the synthetic task; it is ignored".into());
+    }
+    out
 }
 
 /// Lays the settings out: defaults, then the TOML file, then the flags given. The algorithm's
@@ -127,7 +198,18 @@ pub fn overlay_config(args: &Args) -> Result<TrainConfig> {
     let given = |id: &str| args.given.contains(id);
     // A partition with its own parameter (`dirichlet:0.1`, `classes:3`) keeps it unless --alpha
     // is given too.
-    if given("partition") && !given("alpha") && c.partition.contains([':', '=']) {
+    if given("partition") && c.partition.contains([':', '=']) {
+        if given("alpha") {
+            // Two values for one parameter: refuse rather than pick one silently.
+            return Err(Error::param(
+                "alpha",
+                format!(
+                    "--partition '{}' already sets its parameter; give it there or with \
+                     --alpha, not both",
+                    c.partition
+                ),
+            ));
+        }
         c.alpha = None;
     }
     if given("alpha")
@@ -201,7 +283,8 @@ where
         Err(code) => return code,
     };
     args.given = Given::from_matches(&matches);
-    exit_code(run_args(&args, out, err), err, flag)
+    let flag_of = |name: &str| param_source::<Args>(name, args.config.as_deref(), &args.given);
+    exit_code(run_args(&args, out, err), err, flag_of)
 }
 
 /// Parses flags with clap: help/version go to `out` (code 0), a bad flag is one line on
@@ -227,10 +310,16 @@ where
             let _ = write!(out, "{text}");
         } else {
             // One line: clap's first line names the flag and the problem.
-            let first = text
-                .lines()
-                .find(|l| !l.trim().is_empty())
-                .unwrap_or("error: bad arguments");
+            let mut lines = text.lines().filter(|l| !l.trim().is_empty());
+            let mut first = lines.next().unwrap_or("error: bad arguments").to_string();
+            // "…were not provided:" lists the missing flags on the lines below: name them.
+            if first.ends_with(':') {
+                let listed: Vec<&str> = lines
+                    .take_while(|l| l.starts_with(' '))
+                    .map(str::trim)
+                    .collect();
+                first = format!("{first} {}", listed.join(", "));
+            }
             let _ = writeln!(err, "{first} (see --help)");
         }
         code
@@ -282,6 +371,18 @@ pub(crate) fn progress_bar(total: u64, hidden: bool) -> indicatif::ProgressBar {
 /// Runs the main job with parsed arguments.
 pub fn run_args(args: &Args, out: &mut dyn Write, err: &mut dyn Write) -> Result<()> {
     let config = build_config(args)?;
+    let dir = args.out.clone().unwrap_or_else(|| {
+        let topo = config
+            .algo
+            .runs_on(&config.topology)
+            .map_or("complete", |t| t.name());
+        PathBuf::from(format!("runs/{}-{}-n{}", config.algo, topo, config.agents))
+    });
+    // Before any data is loaded or any step runs: a directory we can write, held by this run.
+    let _lock = crate::train::run_dir::RunDir::prepare(&dir)?;
+    for w in unread_settings(&args.given, &config, &[config.algo]) {
+        let _ = writeln!(err, "warning: {w}");
+    }
     let mut notices = Vec::new();
     let chosen = args.device.open(&mut notices)?;
     let info: &mut dyn Write = if args.json { err } else { out };
@@ -291,13 +392,7 @@ pub fn run_args(args: &Args, out: &mut dyn Write, err: &mut dyn Write) -> Result
     let adapter = chosen.backend.describe();
     let _ = writeln!(info, "{}", backend_line(&chosen));
     let mut trainer = Trainer::new(config.clone(), chosen.backend)?;
-    let dir = args.out.clone().unwrap_or_else(|| {
-        let topo = config
-            .algo
-            .runs_on(&config.topology)
-            .map_or("complete", |t| t.name());
-        PathBuf::from(format!("runs/{}-{}-n{}", config.algo, topo, config.agents))
-    });
+    trainer.set_metrics_file(dir.join("metrics.csv"));
     if let Some(every) = args.checkpoint_every {
         trainer.set_checkpoint_every(every, dir.join(crate::train::checkpoint::FILE_NAME))?;
     }
@@ -341,8 +436,8 @@ pub fn run_args(args: &Args, out: &mut dyn Write, err: &mut dyn Write) -> Result
         }
     });
     bar.finish_and_clear();
+    // metrics.csv was written row by row during the run.
     let summary = summary?;
-    metrics::write_csv(&dir.join("metrics.csv"), &summary.rows)?;
     metrics::write_csv(
         &dir.join("partition.csv"),
         &trainer.partition_summary().rows(),

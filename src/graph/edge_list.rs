@@ -65,7 +65,28 @@ impl Graph {
         if edges.is_empty() {
             return Err(GraphError::EmptyEdgeList);
         }
-        let n = n.unwrap_or_else(|| edges.iter().map(|&(_, v)| v).max().unwrap_or(0) + 1);
+        let n = match n {
+            Some(n) => n,
+            None => {
+                // Every node has an edge, so m edges span at most 2m nodes: a larger id is
+                // refused before anything is allocated for it.
+                let (&(_, node), line) = edges
+                    .iter()
+                    .map(|e| (e, first_line[e]))
+                    .max_by_key(|(e, _)| e.1)
+                    .expect("edges is not empty");
+                if node >= 2 * edges.len() {
+                    return Err(at(
+                        line,
+                        GraphError::NodeIdTooLarge {
+                            node,
+                            edges: edges.len(),
+                        },
+                    ));
+                }
+                node + 1
+            }
+        };
         let g = Graph::from_edges(n, &edges)?;
         if let Some(node) = (0..n).find(|&i| g.degree(i) == 0) {
             return Err(GraphError::IsolatedNode { node, n });

@@ -74,6 +74,40 @@ pub enum GraphError {
         /// The offending line (comment stripped, trimmed).
         content: String,
     },
+    /// An error in an edge-list file (`--topology file:PATH`).
+    #[error("{path}: {source}")]
+    InFile {
+        /// The file as the user named it.
+        path: String,
+        /// What is wrong with it.
+        source: Box<GraphError>,
+    },
+    /// An edge-list file cannot be read.
+    #[error("cannot read it: {reason}")]
+    Unreadable {
+        /// The system's reason.
+        reason: String,
+    },
+    /// An edge-list graph's node count differs from the number of agents.
+    #[error("the edge list has {nodes} nodes, the run has {n} agents")]
+    NodeCountMismatch {
+        /// Nodes of the graph.
+        nodes: usize,
+        /// Agents of the run.
+        n: usize,
+    },
+    /// A node id that leaves some node without an edge whatever the other lines say.
+    #[error(
+        "node {node} is too large for {edges} edges (ids must be 0..n without gaps, and {edges} \
+         edges reach at most {} nodes)",
+        2 * edges
+    )]
+    NodeIdTooLarge {
+        /// The offending id.
+        node: usize,
+        /// Number of edges in the file.
+        edges: usize,
+    },
     /// An edge-list file holds no edges.
     #[error("the edge list has no edges")]
     EmptyEdgeList,

@@ -246,12 +246,63 @@ pub enum Topology {
     },
     /// Time-varying one-peer exponential graph (n a power of two, §5.12).
     Exponential,
+    /// A graph read from an edge-list file (`file:PATH`), validated when parsed.
+    File(EdgeFile),
+}
+
+/// A graph read from an edge-list file, interned so that [`Topology`] stays `Copy`: the id names
+/// one (path, graph) pair of a process-wide table, filled when `file:PATH` is parsed (the same
+/// path with the same contents gets the same id).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EdgeFile(usize);
+
+/// The interned edge-list graphs: (path as given, graph).
+static EDGE_FILES: std::sync::Mutex<Vec<(String, Graph)>> = std::sync::Mutex::new(Vec::new());
+
+impl EdgeFile {
+    /// Reads and validates the edge list at `path` (typed, line-numbered errors naming the
+    /// file; the node count is the largest id + 1, bounded by twice the number of edges) and
+    /// interns it.
+    pub fn read(path: &str) -> Result<EdgeFile> {
+        let in_file = |e: GraphError| GraphError::InFile {
+            path: path.to_string(),
+            source: Box::new(e),
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            in_file(GraphError::Unreadable {
+                reason: e.to_string(),
+            })
+        })?;
+        let g = Graph::from_edge_list(&text, None).map_err(in_file)?;
+        let mut table = EDGE_FILES.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(k) = table.iter().position(|(p, h)| p == path && *h == g) {
+            return Ok(EdgeFile(k));
+        }
+        table.push((path.to_string(), g));
+        Ok(EdgeFile(table.len() - 1))
+    }
+
+    fn entry(&self) -> (String, Graph) {
+        let table = EDGE_FILES.lock().unwrap_or_else(|p| p.into_inner());
+        table[self.0].clone()
+    }
+
+    /// The path as given.
+    pub fn path(&self) -> String {
+        self.entry().0
+    }
+
+    /// The graph.
+    pub fn graph(&self) -> Graph {
+        self.entry().1
+    }
 }
 
 /// The accepted topology names, for error messages and help texts.
 pub const TOPOLOGY_NAMES: &str = "ring, torus, complete, star, chain, binary-tree, \
 reversed-binary-tree, double-binary-trees, three-tree, hypercube, social, erdos-renyi \
-(or erdos-renyi:P with 0 <= P <= 1), exponential";
+(or erdos-renyi:P with 0 <= P <= 1), exponential, file:PATH (an edge list: one \"i j\" pair a \
+line, # comments)";
 
 /// What a topology builds for n agents.
 #[derive(Clone, Debug, PartialEq)]
@@ -305,6 +356,7 @@ impl Topology {
             Topology::Social => "social",
             Topology::ErdosRenyi { .. } => "erdos-renyi",
             Topology::Exponential => "exponential",
+            Topology::File(_) => "file",
         }
     }
 
@@ -342,6 +394,19 @@ impl Topology {
                     HopSchedule::Code,
                 )?))
             }
+            Topology::File(f) => {
+                let in_file = |e: GraphError| GraphError::InFile {
+                    path: f.path(),
+                    source: Box::new(e),
+                };
+                let g = f.graph();
+                if g.n() != n {
+                    return Err(in_file(GraphError::NodeCountMismatch { nodes: g.n(), n }));
+                }
+                // Gossip over a disconnected graph never reaches consensus.
+                g.check_connected().map_err(in_file)?;
+                g
+            }
         };
         Ok(TopologyGraphs::Static(g))
     }
@@ -361,6 +426,7 @@ impl fmt::Display for Topology {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Topology::ErdosRenyi { p: Some(p) } => write!(f, "erdos-renyi:{p}"),
+            Topology::File(file) => write!(f, "file:{}", file.path()),
             t => f.write_str(t.name()),
         }
     }
@@ -370,6 +436,10 @@ impl FromStr for Topology {
     type Err = GraphError;
 
     fn from_str(s: &str) -> Result<Self> {
+        // The path keeps its case and underscores.
+        if let Some(path) = s.trim().strip_prefix("file:") {
+            return Ok(Topology::File(EdgeFile::read(path)?));
+        }
         let t = s.trim().to_ascii_lowercase().replace('_', "-");
         let unknown = || GraphError::UnknownName {
             kind: "topology",

@@ -1,6 +1,7 @@
 //! Driving an algorithm on a toy problem, step by step.
 
 use super::*;
+use crate::train::watch::DivergenceWatch;
 
 /// How a toy run is driven.
 #[derive(Clone, Debug)]
@@ -85,12 +86,18 @@ pub fn run_problem(
     if print.contains(&0) {
         out.push((0, be.read_f32(algo.params())?));
     }
+    // A diverged run is an error naming the step it diverged at, not snapshots of NaNs.
+    let loss = obj.loss_stats().map(|(b, _)| b);
+    let mut watch = DivergenceWatch::new(be, p.agents, p.d, p.d, algo.params(), loss)?;
     for t in 0..run.steps {
         algo.record_step(be, obj.as_mut(), t, run.lr)?;
+        watch.record(be, algo.params(), t + 1)?;
         be.flush()?;
         if print.contains(&(t + 1)) {
+            watch.check(be)?;
             out.push((t + 1, be.read_f32(algo.params())?));
         }
     }
+    watch.check(be)?;
     Ok(out)
 }

@@ -200,6 +200,29 @@ pub fn read_buffers(
         .collect()
 }
 
+/// Refuses a diverged state: the first non-finite real of `buffers` is an [`Error::Diverged`]
+/// at `step`, naming the agent whose slab holds it (agent 0 for a buffer not split by agent).
+pub fn check_finite(buffers: &[(String, BufData)], agents: usize, step: u64) -> Result<()> {
+    for (_, data) in buffers {
+        if let BufData::Real(v) = data {
+            if let Some(i) = v.iter().position(|x| !x.is_finite()) {
+                let slab = if agents > 0 && v.len() % agents == 0 {
+                    v.len() / agents
+                } else {
+                    v.len()
+                };
+                return Err(Error::Diverged {
+                    step,
+                    agent: i / slab.max(1),
+                    what: "saved state",
+                    value: v[i],
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
 fn same_bits(a: f64, b: f64) -> bool {
     a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan())
 }

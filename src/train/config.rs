@@ -312,6 +312,17 @@ impl TrainConfig {
         if self.steps.is_none() && self.epochs.is_none() {
             return Err(Error::param("steps", "give steps or epochs"));
         }
+        // Schedule settings are checked as given, also where they are inactive (a warmup of
+        // −1 or NaN epochs is an error, not "no warmup").
+        for (name, v) in [
+            ("warmup_epochs", self.warmup_epochs),
+            ("warmup_from", self.warmup_from),
+            ("decay", self.decay),
+        ] {
+            if !(v.is_finite() && v >= 0.0) {
+                return Err(Error::param(name, format!("{v} must be finite and >= 0")));
+            }
+        }
         if self.eval_every == 0 {
             return Err(Error::param("eval_every", "must be at least 1"));
         }
@@ -340,6 +351,22 @@ impl TrainConfig {
             ));
         }
         self.schedule(1.0).validate()?;
+        // Cheap bounds before anything a user value can make large (the topology for n agents).
+        let most_samples = match self.dataset {
+            DatasetKind::Synthetic => self.synthetic_train,
+            DatasetKind::Mnist | DatasetKind::Fashion => 60_000,
+            DatasetKind::Cifar10 => 50_000,
+        };
+        if self.agents > most_samples {
+            return Err(Error::param(
+                "agents",
+                format!(
+                    "{} agents for at most {most_samples} training samples: every agent needs \
+                     samples of its own",
+                    self.agents
+                ),
+            ));
+        }
         self.partition()?;
         self.model()?;
         self.validate_topology()

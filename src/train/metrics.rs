@@ -129,37 +129,84 @@ pub fn shortest<S: Serializer>(v: &f64, s: S) -> SerResult<S> {
     text_in_csv(*v, v, s)
 }
 
-/// Writes `rows` as a CSV file (header from the field names of `T`, also when `rows` is empty),
-/// creating parent directories.
-pub fn write_csv<T: Serialize + Default>(path: &Path, rows: &[T]) -> Result<()> {
+/// `rows` as CSV text, with the header line (from the field names of `T`, also when `rows` is
+/// empty) or without it.
+fn csv_text<T: Serialize + Default>(rows: &[T], header: bool) -> csv::Result<Vec<u8>> {
     struct Reset;
     impl Drop for Reset {
         fn drop(&mut self) {
             CSV_TEXT.set(false);
         }
     }
-    let csv = || -> csv::Result<Vec<u8>> {
-        CSV_TEXT.set(true);
-        let _reset = Reset;
-        let mut w = csv::Writer::from_writer(Vec::new());
-        for r in rows {
-            w.serialize(r)?;
+    CSV_TEXT.set(true);
+    let _reset = Reset;
+    let mut w = csv::WriterBuilder::new()
+        .has_headers(header)
+        .from_writer(Vec::new());
+    for r in rows {
+        w.serialize(r)?;
+    }
+    if rows.is_empty() {
+        if !header {
+            return Ok(Vec::new());
         }
-        if rows.is_empty() {
-            // The header comes with the first row: write a default row and keep the header.
-            w.serialize(T::default())?;
-            let mut text = w.into_inner().map_err(|e| e.into_error())?;
-            let end = text.iter().position(|&b| b == b'\n').map_or(0, |k| k + 1);
-            text.truncate(end);
-            return Ok(text);
-        }
-        w.into_inner().map_err(|e| e.into_error().into())
-    };
-    let text = csv().map_err(|e| Error::Io {
+        // The header comes with the first row: write a default row and keep the header.
+        w.serialize(T::default())?;
+        let mut text = w.into_inner().map_err(|e| e.into_error())?;
+        let end = text.iter().position(|&b| b == b'\n').map_or(0, |k| k + 1);
+        text.truncate(end);
+        return Ok(text);
+    }
+    w.into_inner().map_err(|e| e.into_error().into())
+}
+
+/// Writes `rows` as a CSV file (header from the field names of `T`, also when `rows` is empty),
+/// creating parent directories.
+pub fn write_csv<T: Serialize + Default>(path: &Path, rows: &[T]) -> Result<()> {
+    let text = csv_text(rows, true).map_err(|e| Error::Io {
         path: path.to_path_buf(),
         source: e.into(),
     })?;
     write_file(path, &text)
+}
+
+/// A CSV file written row by row as rows are produced, each row handed to the OS at once, so
+/// a run that fails or is interrupted leaves its history; the finished file is what
+/// [`write_csv`] writes for the same rows.
+#[derive(Debug)]
+pub struct CsvAppender {
+    path: std::path::PathBuf,
+    file: std::fs::File,
+}
+
+impl CsvAppender {
+    /// Creates (or truncates) `path` and writes the header and `rows`.
+    pub fn create<T: Serialize + Default>(path: &Path, rows: &[T]) -> Result<Self> {
+        write_csv(path, rows)?;
+        let file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(path)
+            .map_err(|source| Error::Io {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        Ok(CsvAppender {
+            path: path.to_path_buf(),
+            file,
+        })
+    }
+
+    /// Appends one row.
+    pub fn append<T: Serialize + Default>(&mut self, row: &T) -> Result<()> {
+        use std::io::Write;
+        let io = |source| Error::Io {
+            path: self.path.clone(),
+            source,
+        };
+        let text = csv_text(std::slice::from_ref(row), false).map_err(|e| io(e.into()))?;
+        self.file.write_all(&text).map_err(io)?;
+        self.file.flush().map_err(io)
+    }
 }
 
 /// Writes `contents` to `path`, creating parent directories.

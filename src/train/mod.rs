@@ -5,8 +5,10 @@ pub mod checkpoint;
 pub mod config;
 pub mod eval;
 pub mod metrics;
+pub mod run_dir;
 pub mod schedule;
 pub mod trainer;
+pub mod watch;
 
 pub use crate::algo::{algorithm_names, Algorithm};
 pub use crate::objective::sampler::{Sampler, SamplerState};

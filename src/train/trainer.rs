@@ -10,8 +10,9 @@ use crate::objective::sampler::Sampler;
 use crate::train::checkpoint::{self, Checkpoint};
 use crate::train::config::TrainConfig;
 use crate::train::eval::{EvalResult, Evaluator};
-use crate::train::metrics::MetricsRow;
+use crate::train::metrics::{CsvAppender, MetricsRow};
 use crate::train::schedule::LrSchedule;
+use crate::train::watch::DivergenceWatch;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -65,6 +66,93 @@ pub fn topology_label(c: &TrainConfig) -> String {
     }
 }
 
+/// Copies of the agents' parameter slab every algorithm holds at least (parameters, gradients,
+/// the evaluation's models); most hold more, so the estimate below is a lower bound.
+const MIN_SLABS: u64 = 3;
+
+/// Host memory available now, where the system says (Linux's `MemAvailable`).
+fn available_host_bytes() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+/// Checks the run's largest buffers against the backend's limits and the host's memory before
+/// anything is allocated: the agents' parameter slab (agents × stride reals), which every
+/// algorithm holds several copies of and the initialisation builds on the host.
+fn preflight(config: &TrainConfig, model: &Mlp, be: &dyn Backend) -> Result<()> {
+    let n = config.agents;
+    let stride = model.stride();
+    let reduce = "reduce --agents or the model's layer widths";
+    let slab = n.checked_mul(stride).ok_or_else(|| {
+        Error::param(
+            "agents",
+            format!("{n} agents × {stride} floats per model overflows; {reduce}"),
+        )
+    })?;
+    let what = format!("the parameters of {n} agents × {stride} floats per model ({reduce})");
+    be.check_alloc(crate::backend::BufKind::F32, slab, &what)?;
+    let slab_u = slab as u64;
+    // The initial parameters (f32) on the host, plus the backend's copies in host memory.
+    let need = 4 * slab_u + MIN_SLABS * be.host_bytes(crate::backend::BufKind::F32, slab);
+    if let Some(avail) = available_host_bytes() {
+        if need > avail {
+            let gb = |b: u64| b as f64 / 1e9;
+            return Err(Error::param(
+                "model",
+                format!(
+                    "{n} agents × {stride} floats per model need at least {:.1} GB of host \
+                     memory, {:.1} GB is available; {reduce}",
+                    gb(need),
+                    gb(avail)
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The settings in which two configurations (JSON objects) differ, each as
+/// `key: saved → now`, leaving out the run's length (`steps`, `epochs`), which a resume may
+/// extend.
+fn config_differences(saved: &str, now: &str) -> Vec<String> {
+    let parse = |t: &str| serde_json::from_str::<serde_json::Value>(t).unwrap_or_default();
+    let mut out = Vec::new();
+    diff_values("", &parse(saved), &parse(now), &mut out);
+    out
+}
+
+/// Appends the differing leaves of two JSON values (objects recursively, keys dotted).
+fn diff_values(prefix: &str, a: &serde_json::Value, b: &serde_json::Value, out: &mut Vec<String>) {
+    match (a.as_object(), b.as_object()) {
+        (Some(x), Some(y)) => {
+            let none = serde_json::Value::Null;
+            let mut keys: Vec<&String> = x.keys().chain(y.keys()).collect();
+            keys.sort();
+            keys.dedup();
+            for k in keys {
+                if prefix.is_empty() && matches!(k.as_str(), "steps" | "epochs") {
+                    continue;
+                }
+                let key = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                diff_values(
+                    &key,
+                    x.get(k).unwrap_or(&none),
+                    y.get(k).unwrap_or(&none),
+                    out,
+                );
+            }
+        }
+        _ if a != b => out.push(format!("{prefix}: {a} in the checkpoint, {b} now")),
+        _ => {}
+    }
+}
+
 /// A prepared training run on a backend.
 pub struct Trainer {
     config: TrainConfig,
@@ -84,6 +172,11 @@ pub struct Trainer {
     last_eval: Option<EvalResult>,
     wall_offset: f64,
     checkpoint_every: Option<(u64, PathBuf)>,
+    /// Records every step's finiteness on the device; read at sync points.
+    watch: DivergenceWatch,
+    /// Where metrics rows go as they are produced (opened when the run starts).
+    metrics_path: Option<PathBuf>,
+    metrics_out: Option<CsvAppender>,
     /// The backend's buffer count before this run allocated any: [`Trainer::into_backend`]
     /// releases everything from here on.
     buffer_mark: usize,
@@ -112,9 +205,11 @@ impl Trainer {
             return Err(Error::param(
                 "model",
                 format!(
-                    "input width {} does not match the dataset's {} features",
+                    "input width {} does not match the data: {} features in the training set, \
+                     {} in the test set",
                     model.input_dim(),
-                    train.dim()
+                    train.dim(),
+                    test.dim()
                 ),
             ));
         }
@@ -133,6 +228,7 @@ impl Trainer {
             }
         }
         let n = config.agents;
+        preflight(&config, &model, be.as_ref())?;
         let parts = config
             .partition()?
             .apply(train, n, config.seed)
@@ -142,7 +238,17 @@ impl Trainer {
         let steps_per_epoch = sampler.steps_per_epoch();
         let steps = match (config.steps, config.epochs) {
             (Some(s), _) => s,
-            (None, Some(e)) => ((e * steps_per_epoch as f64).ceil() as u64).max(1),
+            (None, Some(e)) => {
+                let steps = (e * steps_per_epoch as f64).ceil();
+                // Beyond 2^53 steps are not even counted exactly (and would never finish).
+                if steps > (1u64 << 53) as f64 {
+                    return Err(Error::param(
+                        "epochs",
+                        format!("{e} epochs are {steps:e} steps of {steps_per_epoch} per epoch; at most 2^53 steps"),
+                    ));
+                }
+                (steps as u64).max(1)
+            }
             (None, None) => return Err(Error::param("steps", "give steps or epochs")),
         };
         let total_epochs = steps as f64 / steps_per_epoch as f64;
@@ -168,6 +274,14 @@ impl Trainer {
         let test_dev = DeviceData::upload(be_ref, test, "test")?;
         let objective = MlpObjective::new(be_ref, &model, train_dev, sampler)?;
         let eval = Evaluator::new(be_ref, &model, n, test_dev)?;
+        let watch = DivergenceWatch::new(
+            be_ref,
+            n,
+            model.stride(),
+            model.n_params(),
+            state.params(),
+            objective.loss_stats().map(|(b, _)| b),
+        )?;
         be.flush()?;
         Ok(Trainer {
             config,
@@ -187,6 +301,9 @@ impl Trainer {
             last_eval: None,
             wall_offset: 0.0,
             checkpoint_every: None,
+            watch,
+            metrics_path: None,
+            metrics_out: None,
             buffer_mark,
         })
     }
@@ -264,6 +381,7 @@ impl Trainer {
 
     /// Evaluates the current state.
     pub fn evaluate(&mut self) -> Result<EvalResult> {
+        self.watch.check(self.be.as_mut())?;
         let stats = self.objective.loss_stats().filter(|_| self.step > 0);
         self.eval
             .evaluate(self.be.as_mut(), self.state.params(), stats, self.step)
@@ -281,6 +399,22 @@ impl Trainer {
             return Err(Error::param("checkpoint-every", "must be at least 1"));
         }
         self.checkpoint_every = Some((every, path));
+        Ok(())
+    }
+
+    /// Writes the metrics rows to `path` as a CSV file during [`Trainer::run`], each row as it
+    /// is produced (the rows so far, a resumed run's included, when the run starts), so a
+    /// failed or interrupted run keeps its history.
+    pub fn set_metrics_file(&mut self, path: PathBuf) {
+        self.metrics_path = Some(path);
+        self.metrics_out = None;
+    }
+
+    /// Appends the last row to the metrics file, if one is set.
+    fn emit_row(&mut self) -> Result<()> {
+        if let (Some(out), Some(row)) = (self.metrics_out.as_mut(), self.rows.last()) {
+            out.append(row)?;
+        }
         Ok(())
     }
 
@@ -303,9 +437,14 @@ impl Trainer {
             .map_err(|e| Error::param("config", format!("cannot encode: {e}")))
     }
 
-    /// The full state of the run after the steps completed so far.
+    /// The full state of the run after the steps completed so far. A diverged state is an
+    /// [`Error::Diverged`] (the steps recorded since the last check are checked first, then
+    /// every saved real), so no checkpoint of one is ever written.
     pub fn checkpoint(&mut self) -> Result<Checkpoint> {
+        self.watch.check(self.be.as_mut())?;
         let named = self.named_buffers();
+        let buffers = checkpoint::read_buffers(self.be.as_mut(), &named)?;
+        checkpoint::check_finite(&buffers, self.config.agents, self.step)?;
         Ok(Checkpoint {
             config: self.config_json()?,
             step: self.step,
@@ -315,7 +454,7 @@ impl Trainer {
             rows: self.rows.clone(),
             last: self.last_eval.clone(),
             wall_s: self.rows.last().map_or(self.wall_offset, |r| r.wall_s),
-            buffers: checkpoint::read_buffers(self.be.as_mut(), &named)?,
+            buffers,
             algo_host: self.state.host_state()?,
         })
     }
@@ -338,15 +477,31 @@ impl Trainer {
             path: path.to_path_buf(),
             reason,
         };
-        if c.config != self.config_json()? {
-            return Err(bad(
-                "it was written by a run with a different configuration".into(),
-            ));
+        let mine = self.config_json()?;
+        if c.config != mine {
+            let diff = config_differences(&c.config, &mine);
+            if !diff.is_empty() {
+                return Err(bad(format!(
+                    "it was written by a run with a different configuration: {}",
+                    diff.join("; ")
+                )));
+            }
         }
-        if c.total_steps != self.steps || c.step > self.steps {
+        // Only the run's length may differ, and only to extend it: a larger --steps or
+        // --epochs continues the same run (with a schedule that does not depend on the
+        // length, so the steps done so far are those of the longer run).
+        if self.steps < c.total_steps || c.step > self.steps {
             return Err(bad(format!(
-                "step {} of {} does not fit this run of {} steps",
+                "step {} of {} does not fit this run of {} steps (a resume may extend a run, \
+                 not shorten it)",
                 c.step, c.total_steps, self.steps
+            )));
+        }
+        if self.steps != c.total_steps && !self.config.decay_at.is_empty() {
+            return Err(bad(format!(
+                "the run of {} steps cannot be extended to {}: its learning-rate decay points \
+                 (decay_at) are fractions of the run's length",
+                c.total_steps, self.steps
             )));
         }
         if c.bytes.len() != self.config.agents {
@@ -366,6 +521,8 @@ impl Trainer {
         self.rows = c.rows.clone();
         self.last_eval = c.last.clone();
         self.wall_offset = c.wall_s;
+        // The metrics file restarts from the restored rows.
+        self.metrics_out = None;
         Ok(())
     }
 
@@ -398,6 +555,11 @@ impl Trainer {
             self.rows.push(row);
             self.last_eval = Some(first);
         }
+        if self.metrics_out.is_none() {
+            if let Some(path) = &self.metrics_path {
+                self.metrics_out = Some(CsvAppender::create(path, &self.rows)?);
+            }
+        }
         // GPU time of the training steps only: evaluation time is read and dropped.
         let mut gpu_s = self.be.gpu_seconds()?.map(|_| 0.0);
         // Wall time of the training steps only (evaluations, checkpoints, progress excluded).
@@ -409,9 +571,15 @@ impl Trainer {
             let before = self.be.counters();
             self.state
                 .record_step(self.be.as_mut(), &mut self.objective, t, lr)?;
+            // The watch's records are not the algorithm's work: they are left out of the
+            // dispatch count, and travel in the step's own submission.
+            let watch_full = self
+                .watch
+                .record(self.be.as_mut(), self.state.params(), t + 1)?;
             self.be.flush()?;
             let after = self.be.counters();
-            step_counters.0 += after.dispatches - before.dispatches;
+            step_counters.0 +=
+                after.dispatches - before.dispatches - self.watch.dispatches_per_record();
             step_counters.1 += after.submits - before.submits;
             for (b, s) in self.bytes.iter_mut().zip(self.state.bytes_sent()) {
                 *b += s;
@@ -425,7 +593,14 @@ impl Trainer {
                 if let (Some(total), Some(s)) = (gpu_s.as_mut(), self.be.gpu_seconds()?) {
                     *total += s;
                 }
-                self.finish_work()?;
+            }
+            // Sync points read the watch (which finishes the recorded work): divergence is
+            // reported at the step it happened, before any evaluation or checkpoint.
+            let checkpoint_now = self.checkpoint_every.as_ref().is_some_and(|(every, _)| {
+                self.step.is_multiple_of(*every) && self.step < self.steps
+            });
+            if eval_now || self.step == stop || checkpoint_now || watch_full {
+                self.watch.check(self.be.as_mut())?;
             }
             step_time += step_start.elapsed();
             let mut evaluated = false;
@@ -435,10 +610,11 @@ impl Trainer {
                 let row = self.row(&r, lr, wall(self.wall_offset));
                 self.rows.push(row);
                 self.last_eval = Some(r);
+                self.emit_row()?;
                 evaluated = true;
             }
-            if let Some((every, path)) = self.checkpoint_every.clone() {
-                if self.step.is_multiple_of(every) && self.step < self.steps {
+            if checkpoint_now {
+                if let Some((_, path)) = self.checkpoint_every.clone() {
                     self.save_checkpoint(&path)?;
                 }
             }
@@ -483,16 +659,6 @@ impl Trainer {
             backend: self.be.describe(),
             rows: self.rows.clone(),
         })
-    }
-
-    /// Waits until the backend has finished all recorded work: reading a buffer does (the
-    /// smallest one at hand, the loss statistics, else the parameters).
-    fn finish_work(&mut self) -> Result<()> {
-        let buf = match self.objective.loss_stats() {
-            Some((b, _)) => b,
-            None => self.state.params(),
-        };
-        self.be.read_f32(buf).map(|_| ())
     }
 
     fn row(&self, r: &EvalResult, lr: f64, wall_s: f64) -> MetricsRow {

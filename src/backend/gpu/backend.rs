@@ -372,6 +372,14 @@ impl Backend for GpuBackend {
         self.ctx.describe()
     }
 
+    fn check_alloc(&self, kind: BufKind, len: usize, what: &str) -> Result<()> {
+        self.check_size(what, len, Self::byte_len(kind, len).max(16))
+    }
+
+    fn host_bytes(&self, _kind: BufKind, _len: usize) -> u64 {
+        0
+    }
+
     fn alloc(&mut self, kind: BufKind, len: usize, label: &str) -> Result<Buf> {
         let bytes = Self::byte_len(kind, len).max(16);
         self.check_size(label, len, bytes)?;

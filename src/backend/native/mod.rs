@@ -218,6 +218,15 @@ impl Backend for NativeBackend {
         format!("native CPU (f32, gemm SIMD, {} {unit})", self.threads)
     }
 
+    fn host_bytes(&self, kind: BufKind, len: usize) -> u64 {
+        // Reals are f32 here.
+        let per = match kind {
+            BufKind::F32 | BufKind::U32 => 4,
+            BufKind::U8 => 1,
+        };
+        per * len as u64
+    }
+
     fn alloc(&mut self, kind: BufKind, len: usize, _label: &str) -> Result<Buf> {
         Ok(self.push(match kind {
             BufKind::F32 => Slot::Real(vec![0.0; len]),
