@@ -300,31 +300,12 @@ fn mlp(steps: u64) -> TrainConfig {
     }
 }
 
-/// The reference's parameters after [`mlp`] for 20 steps, made once per test binary and shared
-/// by every target's test.
-fn reference_params() -> &'static [f64] {
-    static PARAMS: OnceLock<Vec<f64>> = OnceLock::new();
-    PARAMS.get_or_init(|| {
-        let (s, p) = train(mlp(20), Box::new(ReferenceBackend::new()));
-        assert!(s.last.train_loss.is_finite());
-        p
-    })
-}
+/// The reference's final parameters of the tracking run, shared by every target's test.
+static REFERENCE: OnceLock<Vec<f64>> = OnceLock::new();
 
 target_tests!([gpu, native] trainer_runs_matcha_like_the_reference);
 fn trainer_runs_matcha_like_the_reference(t: &Target) {
-    let want = reference_params();
-    let be = t.backend();
-    let name = be.describe();
-    let (s, p) = train(mlp(20), be);
-    assert!(s.last.train_loss.is_finite());
-    assert_close(
-        &format!("matcha trainer params on {name}"),
-        &p,
-        want,
-        1e-3,
-        1e-4,
-    );
+    common::trains_like_the_reference(t, "matcha", &REFERENCE, || mlp(20));
 }
 
 #[test]

@@ -451,34 +451,12 @@ fn dispatches_per_step_do_not_depend_on_agents_or_degree() {
     assert_eq!(ring, torus);
 }
 
-/// The reference's parameters after [`mlp`] on a ring of 5 for 20 steps, made once per test
-/// binary and shared by every target's test.
-fn reference_params() -> &'static [f64] {
-    static PARAMS: OnceLock<Vec<f64>> = OnceLock::new();
-    PARAMS.get_or_init(|| {
-        let (s, p) = train(
-            mlp(Topology::Ring, 5, 20),
-            Box::new(ReferenceBackend::new()),
-        );
-        assert!(s.last.train_loss.is_finite());
-        p
-    })
-}
+/// The reference's final parameters of the tracking run, shared by every target's test.
+static REFERENCE: OnceLock<Vec<f64>> = OnceLock::new();
 
 target_tests!([gpu, native] trainer_runs_ngm_like_the_reference);
 fn trainer_runs_ngm_like_the_reference(t: &Target) {
-    let want = reference_params();
-    let be = t.backend();
-    let name = be.describe();
-    let (s, p) = train(mlp(Topology::Ring, 5, 20), be);
-    assert!(s.last.train_loss.is_finite());
-    assert_close(
-        &format!("ngm trainer params on {name}"),
-        &p,
-        want,
-        1e-3,
-        1e-4,
-    );
+    common::trains_like_the_reference(t, "ngm", &REFERENCE, || mlp(Topology::Ring, 5, 20));
 }
 
 #[test]

@@ -398,3 +398,31 @@ pub fn first_gpu(test: &str) -> Option<GpuBackend> {
         .find_map(|k| Target::open(k, test))
         .map(|t| t.gpu())
 }
+
+/// Trains `config()` on target `t` and checks its final parameters against the reference's
+/// within 1e-3·|x| + 1e-4 (f32 rounding over a short MLP run); the reference run is made once
+/// per `cell` (one per test binary) and shared by every target's test. Both training losses
+/// must be finite.
+pub fn trains_like_the_reference(
+    t: &Target,
+    what: &str,
+    cell: &'static OnceLock<Vec<f64>>,
+    config: fn() -> TrainConfig,
+) {
+    let want = cell.get_or_init(|| {
+        let (s, p) = train(config(), Box::new(ReferenceBackend::new()));
+        assert!(s.last.train_loss.is_finite());
+        p
+    });
+    let be = t.backend();
+    let name = be.describe();
+    let (s, p) = train(config(), be);
+    assert!(s.last.train_loss.is_finite());
+    assert_close(
+        &format!("{what} trainer params on {name}"),
+        &p,
+        want,
+        1e-3,
+        1e-4,
+    );
+}
