@@ -11,6 +11,7 @@
 //! is a typed [`Error::InvalidOp`] on every backend, never a clamped read on the GPU.
 
 pub mod choice;
+mod cnn;
 pub mod gpu;
 mod host;
 pub mod native;
@@ -19,6 +20,7 @@ pub mod reference;
 use crate::error::{Error, Result};
 use crate::model::DenseLayer;
 use crate::sparse::Csr;
+pub use cnn::*;
 
 /// Element type of a backend buffer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -604,6 +606,24 @@ pub trait Backend {
     fn dense_backward_data(&mut self, op: &DenseBackwardData) -> Result<()>;
     /// Dense backward-weights over all jobs.
     fn dense_backward_weights(&mut self, op: &DenseBackwardWeights) -> Result<()>;
+    /// 2-D convolution forward over all jobs.
+    fn conv_forward(&mut self, op: &ConvForward) -> Result<()>;
+    /// 2-D convolution backward-data over all jobs.
+    fn conv_backward_data(&mut self, op: &ConvBackwardData) -> Result<()>;
+    /// 2-D convolution backward-weights over all jobs.
+    fn conv_backward_weights(&mut self, op: &ConvBackwardWeights) -> Result<()>;
+    /// Max or average pooling.
+    fn pool(&mut self, op: &Pool) -> Result<()>;
+    /// Pooling backward.
+    fn pool_backward(&mut self, op: &PoolBackward) -> Result<()>;
+    /// ReLU.
+    fn relu(&mut self, op: &Relu) -> Result<()>;
+    /// ReLU backward.
+    fn relu_backward(&mut self, op: &ReluBackward) -> Result<()>;
+    /// GroupNorm or EvoNorm-S0 forward over all jobs.
+    fn norm_forward(&mut self, op: &NormForward) -> Result<()>;
+    /// GroupNorm or EvoNorm-S0 backward over all jobs.
+    fn norm_backward(&mut self, op: &NormBackward) -> Result<()>;
     /// Softmax cross-entropy over all jobs.
     fn softmax_xent(&mut self, op: &SoftmaxXent) -> Result<()>;
     /// Sparse mixing.
@@ -759,6 +779,36 @@ fn nonzero(op: &'static str, pairs: &[(&str, usize)]) -> Result<()> {
     Ok(())
 }
 
+/// Checks every job `(m, d)` of a list: the model agent below `n_models`, the input block (d
+/// when addressed by data agent, the job itself otherwise) below `n_blocks`.
+fn check_job_list(
+    op: &'static str,
+    ix: &HostIndices,
+    jobs: Buf,
+    n_jobs: usize,
+    input_blocks: InputBlocks,
+    n_models: usize,
+    n_blocks: usize,
+) -> Result<()> {
+    let raw = ix.known(op, "jobs", jobs, 2 * n_jobs)?;
+    for (j, pair) in raw.chunks_exact(2).enumerate() {
+        let (m, d) = (pair[0] as usize, pair[1] as usize);
+        let blk = match input_blocks {
+            InputBlocks::ByData => d,
+            InputBlocks::ByJob => j,
+        };
+        if m >= n_models || blk >= n_blocks {
+            return Err(Error::op(
+                op,
+                format!(
+                    "job {j} = ({m}, {d}) is out of range ({n_models} models, {n_blocks} input blocks)"
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
 impl Gather {
     /// Validates sizes, kinds and every sample index (`< ` the dataset size).
     pub fn check(&self, ix: &HostIndices) -> Result<()> {
@@ -814,8 +864,6 @@ impl DenseJobs {
         Ok(())
     }
 
-    /// Checks every job `(m, d)` of the list: the model agent below `n_models`, the input block
-    /// (d when addressed by data agent, the job itself otherwise) below `n_blocks`.
     fn check_jobs(
         &self,
         op: &'static str,
@@ -823,23 +871,15 @@ impl DenseJobs {
         n_models: usize,
         n_blocks: usize,
     ) -> Result<()> {
-        let raw = ix.known(op, "jobs", self.jobs, 2 * self.n_jobs)?;
-        for (j, pair) in raw.chunks_exact(2).enumerate() {
-            let (m, d) = (pair[0] as usize, pair[1] as usize);
-            let blk = match self.input_blocks {
-                InputBlocks::ByData => d,
-                InputBlocks::ByJob => j,
-            };
-            if m >= n_models || blk >= n_blocks {
-                return Err(Error::op(
-                    op,
-                    format!(
-                        "job {j} = ({m}, {d}) is out of range ({n_models} models, {n_blocks} input blocks)"
-                    ),
-                ));
-            }
-        }
-        Ok(())
+        check_job_list(
+            op,
+            ix,
+            self.jobs,
+            self.n_jobs,
+            self.input_blocks,
+            n_models,
+            n_blocks,
+        )
     }
 
     /// Input blocks a layer-input buffer holds.

@@ -522,6 +522,38 @@ impl Backend for GpuBackend {
         )
     }
 
+    // TODO(cnn): the convolutional ops on this backend are being written (issue 13).
+    fn conv_forward(&mut self, _: &ConvForward) -> Result<()> {
+        Err(Error::op("conv_forward", "not on this backend yet"))
+    }
+    fn conv_backward_data(&mut self, _: &ConvBackwardData) -> Result<()> {
+        Err(Error::op("conv_backward_data", "not on this backend yet"))
+    }
+    fn conv_backward_weights(&mut self, _: &ConvBackwardWeights) -> Result<()> {
+        Err(Error::op(
+            "conv_backward_weights",
+            "not on this backend yet",
+        ))
+    }
+    fn pool(&mut self, _: &Pool) -> Result<()> {
+        Err(Error::op("pool", "not on this backend yet"))
+    }
+    fn pool_backward(&mut self, _: &PoolBackward) -> Result<()> {
+        Err(Error::op("pool_backward", "not on this backend yet"))
+    }
+    fn relu(&mut self, _: &Relu) -> Result<()> {
+        Err(Error::op("relu", "not on this backend yet"))
+    }
+    fn relu_backward(&mut self, _: &ReluBackward) -> Result<()> {
+        Err(Error::op("relu_backward", "not on this backend yet"))
+    }
+    fn norm_forward(&mut self, _: &NormForward) -> Result<()> {
+        Err(Error::op("norm_forward", "not on this backend yet"))
+    }
+    fn norm_backward(&mut self, _: &NormBackward) -> Result<()> {
+        Err(Error::op("norm_backward", "not on this backend yet"))
+    }
+
     fn softmax_xent(&mut self, op: &SoftmaxXent) -> Result<()> {
         op.check(&self.ix)?;
         let p = XentParams {

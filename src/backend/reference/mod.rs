@@ -5,6 +5,8 @@
 use crate::backend::*;
 use crate::error::{Error, Result};
 
+mod cnn;
+
 type Slot = crate::backend::host::Slot<f64>;
 
 /// The CPU reference backend.
@@ -66,11 +68,20 @@ impl ReferenceBackend {
 
     /// The job list as (model agent, input block) pairs; the op's check bounded every index.
     fn jobs(&self, s: &DenseJobs) -> Vec<(usize, usize)> {
-        let raw = self.indices(s.jobs);
-        (0..s.n_jobs)
+        self.job_pairs(s.jobs, s.n_jobs, s.input_blocks)
+    }
+
+    fn job_pairs(
+        &self,
+        jobs: Buf,
+        n_jobs: usize,
+        input_blocks: InputBlocks,
+    ) -> Vec<(usize, usize)> {
+        let raw = self.indices(jobs);
+        (0..n_jobs)
             .map(|j| {
                 let (m, d) = (raw[2 * j] as usize, raw[2 * j + 1] as usize);
-                match s.input_blocks {
+                match input_blocks {
                     InputBlocks::ByData => (m, d),
                     InputBlocks::ByJob => (m, j),
                 }
@@ -255,6 +266,117 @@ impl Backend for ReferenceBackend {
                 slab[l.b_off + o] = (0..s.batch).map(dzo).sum();
             }
         }
+        self.put(op.grads, g);
+        self.tick();
+        Ok(())
+    }
+
+    fn conv_forward(&mut self, op: &ConvForward) -> Result<()> {
+        op.check(&self.ix)?;
+        let s = &op.shape;
+        let jobs = self.job_pairs(s.jobs, s.n_jobs, s.input_blocks);
+        let mut y = self.take(op.output);
+        cnn::conv_forward(
+            s,
+            &jobs,
+            self.reals(op.params),
+            self.reals(op.input),
+            &mut y,
+        );
+        self.put(op.output, y);
+        self.tick();
+        Ok(())
+    }
+
+    fn conv_backward_data(&mut self, op: &ConvBackwardData) -> Result<()> {
+        op.check(&self.ix)?;
+        let s = &op.shape;
+        let jobs = self.job_pairs(s.jobs, s.n_jobs, s.input_blocks);
+        let mut dx = self.take(op.dx);
+        cnn::conv_backward_data(s, &jobs, self.reals(op.params), self.reals(op.dy), &mut dx);
+        self.put(op.dx, dx);
+        self.tick();
+        Ok(())
+    }
+
+    fn conv_backward_weights(&mut self, op: &ConvBackwardWeights) -> Result<()> {
+        op.check(&self.ix)?;
+        let s = &op.shape;
+        let jobs = self.job_pairs(s.jobs, s.n_jobs, s.input_blocks);
+        let mut g = self.take(op.grads);
+        cnn::conv_backward_weights(s, &jobs, self.reals(op.dy), self.reals(op.input), &mut g);
+        self.put(op.grads, g);
+        self.tick();
+        Ok(())
+    }
+
+    fn pool(&mut self, op: &Pool) -> Result<()> {
+        op.check()?;
+        let mut y = self.take(op.y);
+        cnn::pool(&op.layer, op.samples, self.reals(op.x), &mut y);
+        self.put(op.y, y);
+        self.tick();
+        Ok(())
+    }
+
+    fn pool_backward(&mut self, op: &PoolBackward) -> Result<()> {
+        op.check()?;
+        let mut dx = self.take(op.dx);
+        cnn::pool_backward(
+            &op.layer,
+            op.samples,
+            self.reals(op.x),
+            self.reals(op.dy),
+            &mut dx,
+        );
+        self.put(op.dx, dx);
+        self.tick();
+        Ok(())
+    }
+
+    fn relu(&mut self, op: &Relu) -> Result<()> {
+        op.check()?;
+        let mut y = self.take(op.y);
+        for (y, x) in y[..op.len].iter_mut().zip(self.reals(op.x)) {
+            *y = x.max(0.0);
+        }
+        self.put(op.y, y);
+        self.tick();
+        Ok(())
+    }
+
+    fn relu_backward(&mut self, op: &ReluBackward) -> Result<()> {
+        op.check()?;
+        let mut dx = self.take(op.dx);
+        let (y, dy) = (self.reals(op.y), self.reals(op.dy));
+        for ((dx, y), dy) in dx[..op.len].iter_mut().zip(y).zip(dy) {
+            *dx = if *y > 0.0 { *dy } else { 0.0 };
+        }
+        self.put(op.dx, dx);
+        self.tick();
+        Ok(())
+    }
+
+    fn norm_forward(&mut self, op: &NormForward) -> Result<()> {
+        op.check(&self.ix)?;
+        let s = &op.shape;
+        let jobs = self.job_pairs(s.jobs, s.n_jobs, InputBlocks::ByJob);
+        let mut y = self.take(op.y);
+        cnn::norm_forward(s, &jobs, self.reals(op.params), self.reals(op.x), &mut y);
+        self.put(op.y, y);
+        self.tick();
+        Ok(())
+    }
+
+    fn norm_backward(&mut self, op: &NormBackward) -> Result<()> {
+        op.check(&self.ix)?;
+        let s = &op.shape;
+        let jobs = self.job_pairs(s.jobs, s.n_jobs, InputBlocks::ByJob);
+        let mut dx = self.take(op.dx);
+        let mut g = self.take(op.grads);
+        let (p, x, dy) = (self.reals(op.params), self.reals(op.x), self.reals(op.dy));
+        cnn::norm_backward(s, &jobs, p, x, dy, &mut dx, &mut g);
+        self.put(op.dx, dx);
         self.put(op.grads, g);
         self.tick();
         Ok(())
