@@ -494,7 +494,7 @@ impl NormLayer {
     fn check(&self, op: &'static str, stride: usize) -> Result<()> {
         self.image.check(op, "input")?;
         nonzero(op, &[("groups", self.groups)])?;
-        if self.image.channels % self.groups != 0 {
+        if !self.image.channels.is_multiple_of(self.groups) {
             return Err(Error::op(
                 op,
                 format!(
