@@ -15,6 +15,8 @@
 struct DenseParams {
     n_jobs: u32, batch: u32, in_dim: u32, out_dim: u32,
     w_off: u32, b_off: u32, param_stride: u32, in_by_data: u32,
+    // Job index of this dispatch's first job (the per-agent mode dispatches one job at a time).
+    first_job: u32, _pad0: u32, _pad1: u32, _pad2: u32,
 }
 
 const T: u32 = 4u;
@@ -79,7 +81,7 @@ fn tiles(n: u32) -> u32 {
 fn tile_at(id: u32, rows: u32, cols: u32) -> vec3<u32> {
     let j = id / (rows * cols);
     let rest = id - j * rows * cols;
-    return vec3<u32>(j, (rest / cols) * T, (rest % cols) * T);
+    return vec3<u32>(p.first_job + j, (rest / cols) * T, (rest % cols) * T);
 }
 
 // first .. first + 3, each clamped to last (keeps the loads of an edge tile in range).
@@ -250,6 +252,174 @@ fn dense_backward_weights(@builtin(global_invocation_id) gid: vec3<u32>, @builti
             } else if (i == p.in_dim) {
                 out[g_base + p.b_off + o] = rows[t][u];
             }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Lane kernels: the variant for CPU rasterisers (lavapipe, llvmpipe, SwiftShader), which run the
+// invocations of a workgroup as the SIMD lanes of one CPU thread. There a load whose address is
+// the same for every invocation (derived from the workgroup id and uniforms only) is one scalar
+// load and a broadcast, while a per-invocation address costs one scalar load per lane. So each
+// workgroup owns one job and a tile of TL outputs or rows whose operands it reads at uniform
+// addresses, and its LANES invocations walk the other dimension, one per lane, reading only
+// their own operand per step. No shared memory and no barriers (costly on a CPU rasteriser).
+// Every output is summed in the same order as by the tiled kernels above (bit-identical).
+
+// Invocations per workgroup of the lane kernels (four 8-wide SIMD groups of a CPU rasteriser).
+const LANES: u32 = 32u;
+
+// Outputs (forward, backward_weights) or rows (backward_data) per invocation.
+const TL: u32 = 8u;
+
+// Output t of a lane's TL = 8 accumulators held as two vec4.
+fn lane8(a: vec4<f32>, b: vec4<f32>, t: u32) -> f32 {
+    if (t < 4u) {
+        return a[t];
+    }
+    return b[t - 4u];
+}
+
+// The workgroup's linear index on the host's (possibly 2-D) grid: uniform in the workgroup.
+fn group_index(wid: vec3<u32>, nwg: vec3<u32>) -> u32 {
+    return wid.x + wid.y * nwg.x;
+}
+
+// (job, lane-chunk, tile) of workgroup g in a grid of jobs × chunks × tiles, tiles fastest.
+fn group_at(g: u32, chunks: u32, tls: u32) -> vec3<u32> {
+    let j = g / (chunks * tls);
+    let rest = g - j * chunks * tls;
+    return vec3<u32>(p.first_job + j, rest / tls, rest % tls);
+}
+
+// Forward: the lanes are the batch rows of the job, the tile TL outputs. Per element of a row the
+// lane loads its own input V and the tile's TL weight V (uniform), and accumulates TL dot
+// products, each in the order of dense_forward.
+@compute @workgroup_size(LANES)
+fn dense_forward_lanes(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let chunks = (p.batch + LANES - 1u) / LANES;
+    let tls = (p.out_dim + TL - 1u) / TL;
+    let g = group_index(wid, nwg);
+    if (g >= p.n_jobs * chunks * tls) {
+        return;
+    }
+    let at = group_at(g, chunks, tls);
+    let j = at.x;
+    let b = at.y * LANES + lid;
+    let o0 = at.z * TL;
+    let m = jobs[2u * j];
+    let k = p.in_dim / VW;
+    let xr = (input_block(j) * p.batch + min(b, p.batch - 1u)) * k;
+    let wa = (m * p.param_stride + p.w_off) / VW + clamp4(o0, p.out_dim - 1u) * k;
+    let wb = (m * p.param_stride + p.w_off) / VW + clamp4(o0 + 4u, p.out_dim - 1u) * k;
+    var acc_a = vec4<f32>(0.0);
+    var acc_b = vec4<f32>(0.0);
+    for (var i = 0u; i < k; i++) {
+        let x = a_in_v[xr + i];
+        acc_a += vec4<f32>(vdot(x, params_v[wa.x + i]), vdot(x, params_v[wa.y + i]), vdot(x, params_v[wa.z + i]), vdot(x, params_v[wa.w + i]));
+        acc_b += vec4<f32>(vdot(x, params_v[wb.x + i]), vdot(x, params_v[wb.y + i]), vdot(x, params_v[wb.z + i]), vdot(x, params_v[wb.w + i]));
+    }
+    if (b >= p.batch) {
+        return;
+    }
+    let bias_base = m * p.param_stride + p.b_off;
+    let y = (j * p.batch + b) * p.out_dim;
+    for (var t = 0u; t < TL; t++) {
+        let o = o0 + t;
+        if (o >= p.out_dim) {
+            break;
+        }
+        var v = lane8(acc_a, acc_b, t) + param_at(bias_base + o);
+        if (RELU) {
+            v = max(v, 0.0);
+        }
+        out[y + o] = v;
+    }
+}
+
+// Backward-data: the lanes are input columns i (adjacent lanes read adjacent weights), the tile
+// TL rows of dz (uniform). Sums over o in the order of dense_backward_data.
+@compute @workgroup_size(LANES)
+fn dense_backward_data_lanes(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let chunks = (p.in_dim + LANES - 1u) / LANES;
+    let tls = (p.batch + TL - 1u) / TL;
+    let g = group_index(wid, nwg);
+    if (g >= p.n_jobs * chunks * tls) {
+        return;
+    }
+    let at = group_at(g, chunks, tls);
+    let j = at.x;
+    let i = at.y * LANES + lid;
+    let b0 = at.z * TL;
+    let w_base = jobs[2u * j] * p.param_stride + p.w_off + min(i, p.in_dim - 1u);
+    let za = j * p.batch * p.out_dim + clamp4(b0, p.batch - 1u) * p.out_dim;
+    let zb = j * p.batch * p.out_dim + clamp4(b0 + 4u, p.batch - 1u) * p.out_dim;
+    var acc_a = vec4<f32>(0.0);
+    var acc_b = vec4<f32>(0.0);
+    for (var o = 0u; o < p.out_dim; o++) {
+        let w = params[w_base + o * p.in_dim];
+        acc_a += vec4<f32>(a_in[za.x + o], a_in[za.y + o], a_in[za.z + o], a_in[za.w + o]) * w;
+        acc_b += vec4<f32>(a_in[zb.x + o], a_in[zb.y + o], a_in[zb.z + o], a_in[zb.w + o]) * w;
+    }
+    if (i >= p.in_dim) {
+        return;
+    }
+    let x_base = input_block(j) * p.batch * p.in_dim + i;
+    let dx_base = j * p.batch * p.in_dim + i;
+    for (var t = 0u; t < TL; t++) {
+        let row = b0 + t;
+        if (row >= p.batch) {
+            break;
+        }
+        var v = lane8(acc_a, acc_b, t);
+        if (RELU && b_in[x_base + row * p.in_dim] <= 0.0) {
+            v = 0.0;
+        }
+        out[dx_base + row * p.in_dim] = v;
+    }
+}
+
+// Backward-weights: the lanes are input columns i (column in_dim is the bias, input 1), the tile
+// TL outputs (their dz, uniform). Sums over the batch in the order of dense_backward_weights.
+@compute @workgroup_size(LANES)
+fn dense_backward_weights_lanes(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let chunks = (p.in_dim + 1u + LANES - 1u) / LANES;
+    let tls = (p.out_dim + TL - 1u) / TL;
+    let g = group_index(wid, nwg);
+    if (g >= p.n_jobs * chunks * tls) {
+        return;
+    }
+    let at = group_at(g, chunks, tls);
+    let j = at.x;
+    let i = at.y * LANES + lid;
+    let o0 = at.z * TL;
+    let bias_col = i >= p.in_dim;
+    let x_base = input_block(j) * p.batch * p.in_dim + min(i, p.in_dim - 1u);
+    let dz_base = j * p.batch * p.out_dim;
+    let oa = clamp4(o0, p.out_dim - 1u);
+    let ob = clamp4(o0 + 4u, p.out_dim - 1u);
+    var acc_a = vec4<f32>(0.0);
+    var acc_b = vec4<f32>(0.0);
+    for (var b = 0u; b < p.batch; b++) {
+        let x = select(b_in[x_base + b * p.in_dim], 1.0, bias_col);
+        let zb = dz_base + b * p.out_dim;
+        acc_a += vec4<f32>(a_in[zb + oa.x], a_in[zb + oa.y], a_in[zb + oa.z], a_in[zb + oa.w]) * x;
+        acc_b += vec4<f32>(a_in[zb + ob.x], a_in[zb + ob.y], a_in[zb + ob.z], a_in[zb + ob.w]) * x;
+    }
+    if (i > p.in_dim) {
+        return;
+    }
+    let g_base = j * p.param_stride;
+    for (var t = 0u; t < TL; t++) {
+        let o = o0 + t;
+        if (o >= p.out_dim) {
+            break;
+        }
+        let v = lane8(acc_a, acc_b, t);
+        if (bias_col) {
+            out[g_base + p.b_off + o] = v;
+        } else {
+            out[g_base + p.w_off + o * p.in_dim + i] = v;
         }
     }
 }

@@ -178,6 +178,14 @@ pub enum Kernel {
     SignCompress,
     /// gram.wgsl `pair_dots`.
     PairDots,
+    /// dense.wgsl `dense_forward_lanes` (the CPU-rasteriser form of `dense_forward`).
+    DenseForwardLanes,
+    /// dense.wgsl `dense_backward_data_lanes` (the CPU-rasteriser form of
+    /// `dense_backward_data`).
+    DenseBackwardDataLanes,
+    /// dense.wgsl `dense_backward_weights_lanes` (the CPU-rasteriser form of
+    /// `dense_backward_weights`).
+    DenseBackwardWeightsLanes,
 }
 
 const SCALAR: &[Variant] = &[Variant::SCALAR];
@@ -185,7 +193,7 @@ const WIDTHS: &[Variant] = &[Variant::SCALAR, Variant::VEC4];
 
 impl Kernel {
     /// Every kernel.
-    pub const ALL: [Kernel; 16] = [
+    pub const ALL: [Kernel; 19] = [
         Kernel::Gather,
         Kernel::DenseForward,
         Kernel::DenseBackwardData,
@@ -202,11 +210,28 @@ impl Kernel {
         Kernel::Mean,
         Kernel::SignCompress,
         Kernel::PairDots,
+        Kernel::DenseForwardLanes,
+        Kernel::DenseBackwardDataLanes,
+        Kernel::DenseBackwardWeightsLanes,
     ];
 
     /// The kernel's file, entry point, bindings, workgroup size and variants.
     pub fn def(self) -> &'static KernelDef {
         &DEFS[self as usize]
+    }
+
+    /// Whether the host sizes the kernel's grid in workgroups (the reductions: one per segment;
+    /// the lane kernels: one per tile) rather than in invocations.
+    pub fn counts_workgroups(self) -> bool {
+        matches!(
+            self,
+            Kernel::Reduce
+                | Kernel::SignCompress
+                | Kernel::PairDots
+                | Kernel::DenseForwardLanes
+                | Kernel::DenseBackwardDataLanes
+                | Kernel::DenseBackwardWeightsLanes
+        )
     }
 }
 
@@ -237,7 +262,7 @@ const RELU: &[Variant] = &[
 const RELU_SCALAR: &[Variant] = &[Variant::SCALAR.relu(false), Variant::SCALAR.relu(true)];
 
 /// The catalogue, in the order of [`Kernel`]'s variants (a unit test checks it).
-static DEFS: [KernelDef; 16] = [
+static DEFS: [KernelDef; 19] = [
     k(
         "gather.wgsl",
         "gather",
@@ -323,7 +348,40 @@ static DEFS: [KernelDef; 16] = [
             SCALAR,
         )
     },
+    KernelDef {
+        workgroup_size: LANES,
+        ..k(
+            "dense.wgsl",
+            "dense_forward_lanes",
+            "DenseParams",
+            DENSE,
+            RELU,
+        )
+    },
+    KernelDef {
+        workgroup_size: LANES,
+        ..k(
+            "dense.wgsl",
+            "dense_backward_data_lanes",
+            "DenseParams",
+            DENSE,
+            RELU_SCALAR,
+        )
+    },
+    KernelDef {
+        workgroup_size: LANES,
+        ..k(
+            "dense.wgsl",
+            "dense_backward_weights_lanes",
+            "DenseParams",
+            DENSE,
+            SCALAR,
+        )
+    },
 ];
+
+/// Invocations per workgroup of the lane kernels (`LANES` in dense.wgsl).
+pub(crate) const LANES: u32 = 32;
 
 /// What a compiled pipeline is built from: the source (shader file and width), the entry point
 /// and the pipeline-overridable constants (values as f64 bits, so the key hashes).
