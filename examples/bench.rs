@@ -12,7 +12,7 @@
 //! - ceilings: an FMA-bound microkernel (GFLOP/s), a copy shader and `copy_buffer_to_buffer`
 //!   (GB/s, bytes read plus written), the cost of an empty dispatch and of a submit;
 //! - per kernel, at n agents × batch rows for each MLP: dense forward, backward-data and
-//!   backward-weights in GFLOP/s (both kernel families, tiled and lanes), gather, mix, local step
+//!   backward-weights in GFLOP/s (both kernel families, tiled and wide), gather, mix, local step
 //!   and reduce in GB/s, each as a fraction of the measured ceiling: GPU time from timestamp
 //!   queries where the adapter has them, else a synchronised wall clock over many repetitions;
 //!   medians and spread (min–max) over samples;
@@ -834,8 +834,8 @@ fn bench_gpu(out: &mut dyn Write, plan: &Plan, choice: &AdapterChoice) -> Result
     .map_err(io)?;
     // The adapter's own family first (it is left selected for the whole-step table).
     let families = match auto {
-        KernelFamily::Tiled => [KernelFamily::Tiled, KernelFamily::Lanes],
-        KernelFamily::Lanes => [KernelFamily::Lanes, KernelFamily::Tiled],
+        KernelFamily::Tiled => [KernelFamily::Tiled, KernelFamily::Wide],
+        KernelFamily::Wide => [KernelFamily::Wide, KernelFamily::Tiled],
     };
     let peaks = (c.fma_gflops.median, c.copy_shader_gbps.median);
     let mut rows = Vec::new();

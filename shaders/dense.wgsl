@@ -257,169 +257,218 @@ fn dense_backward_weights(@builtin(global_invocation_id) gid: vec3<u32>, @builti
 }
 
 // ---------------------------------------------------------------------------------------------
-// Lane kernels: the variant for CPU rasterisers (lavapipe, llvmpipe, SwiftShader), which run the
-// invocations of a workgroup as the SIMD lanes of one CPU thread. There a load whose address is
-// the same for every invocation (derived from the workgroup id and uniforms only) is one scalar
-// load and a broadcast, while a per-invocation address costs one scalar load per lane. So each
-// workgroup owns one job and a tile of TL outputs or rows whose operands it reads at uniform
-// addresses, and its LANES invocations walk the other dimension, one per lane, reading only
-// their own operand per step. No shared memory and no barriers (costly on a CPU rasteriser).
-// Every output is summed in the same order as by the tiled kernels above (bit-identical).
+// Wide kernels: the variant for CPU rasterisers (lavapipe, llvmpipe), which run the invocations
+// of a workgroup as the SIMD lanes of a CPU thread and pay for every load of every lane (a
+// gather), while the arithmetic is cheap. So each invocation computes an 8 × 8 register tile:
+// forward reads 16 V per element of the reduction for 64 dot products (the 4 × 4 tile: 8 for
+// 16), backward_weights 8 floats of dz and 8 input columns per row for 64 products. Every
+// output is summed in the same order as by the tiled kernels (bit-identical).
 
-// Invocations per workgroup of the lane kernels (four 8-wide SIMD groups of a CPU rasteriser).
-const LANES: u32 = 32u;
+const TW: u32 = 8u;
 
-// Outputs (forward, backward_weights) or rows (backward_data) per invocation.
-const TL: u32 = 8u;
-
-// Output t of a lane's TL = 8 accumulators held as two vec4.
-fn lane8(a: vec4<f32>, b: vec4<f32>, t: u32) -> f32 {
-    if (t < 4u) {
-        return a[t];
-    }
-    return b[t - 4u];
+// Tiles of TW along n elements.
+fn wide_tiles(n: u32) -> u32 {
+    return (n + TW - 1u) / TW;
 }
 
-// The workgroup's linear index on the host's (possibly 2-D) grid: uniform in the workgroup.
-fn group_index(wid: vec3<u32>, nwg: vec3<u32>) -> u32 {
-    return wid.x + wid.y * nwg.x;
+// (job, first row, first column) of wide tile `id` in a grid of jobs × rows × cols tiles.
+fn wide_tile_at(id: u32, rows: u32, cols: u32) -> vec3<u32> {
+    let j = id / (rows * cols);
+    let rest = id - j * rows * cols;
+    return vec3<u32>(p.first_job + j, (rest / cols) * TW, (rest % cols) * TW);
 }
 
-// (job, lane-chunk, tile) of workgroup g in a grid of jobs × chunks × tiles, tiles fastest.
-fn group_at(g: u32, chunks: u32, tls: u32) -> vec3<u32> {
-    let j = g / (chunks * tls);
-    let rest = g - j * chunks * tls;
-    return vec3<u32>(p.first_job + j, rest / tls, rest % tls);
-}
-
-// Forward: the lanes are the batch rows of the job, the tile TL outputs. Per element of a row the
-// lane loads its own input V and the tile's TL weight V (uniform), and accumulates TL dot
-// products, each in the order of dense_forward.
-@compute @workgroup_size(LANES)
-fn dense_forward_lanes(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let chunks = (p.batch + LANES - 1u) / LANES;
-    let tls = (p.out_dim + TL - 1u) / TL;
-    let g = group_index(wid, nwg);
-    if (g >= p.n_jobs * chunks * tls) {
-        return;
-    }
-    let at = group_at(g, chunks, tls);
-    let j = at.x;
-    let b = at.y * LANES + lid;
-    let o0 = at.z * TL;
-    let m = jobs[2u * j];
-    let k = p.in_dim / VW;
-    let xr = (input_block(j) * p.batch + min(b, p.batch - 1u)) * k;
-    let wa = (m * p.param_stride + p.w_off) / VW + clamp4(o0, p.out_dim - 1u) * k;
-    let wb = (m * p.param_stride + p.w_off) / VW + clamp4(o0 + 4u, p.out_dim - 1u) * k;
-    var acc_a = vec4<f32>(0.0);
-    var acc_b = vec4<f32>(0.0);
-    for (var i = 0u; i < k; i++) {
-        let x = a_in_v[xr + i];
-        acc_a += vec4<f32>(vdot(x, params_v[wa.x + i]), vdot(x, params_v[wa.y + i]), vdot(x, params_v[wa.z + i]), vdot(x, params_v[wa.w + i]));
-        acc_b += vec4<f32>(vdot(x, params_v[wb.x + i]), vdot(x, params_v[wb.y + i]), vdot(x, params_v[wb.z + i]), vdot(x, params_v[wb.w + i]));
-    }
-    if (b >= p.batch) {
-        return;
-    }
-    let bias_base = m * p.param_stride + p.b_off;
-    let y = (j * p.batch + b) * p.out_dim;
-    for (var t = 0u; t < TL; t++) {
-        let o = o0 + t;
-        if (o >= p.out_dim) {
-            break;
-        }
-        var v = lane8(acc_a, acc_b, t) + param_at(bias_base + o);
-        if (RELU) {
-            v = max(v, 0.0);
-        }
-        out[y + o] = v;
-    }
-}
-
-// Backward-data: the lanes are input columns i (adjacent lanes read adjacent weights), the tile
-// TL rows of dz (uniform). Sums over o in the order of dense_backward_data.
-@compute @workgroup_size(LANES)
-fn dense_backward_data_lanes(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let chunks = (p.in_dim + LANES - 1u) / LANES;
-    let tls = (p.batch + TL - 1u) / TL;
-    let g = group_index(wid, nwg);
-    if (g >= p.n_jobs * chunks * tls) {
-        return;
-    }
-    let at = group_at(g, chunks, tls);
-    let j = at.x;
-    let i = at.y * LANES + lid;
-    let b0 = at.z * TL;
-    let w_base = jobs[2u * j] * p.param_stride + p.w_off + min(i, p.in_dim - 1u);
-    let za = j * p.batch * p.out_dim + clamp4(b0, p.batch - 1u) * p.out_dim;
-    let zb = j * p.batch * p.out_dim + clamp4(b0 + 4u, p.batch - 1u) * p.out_dim;
-    var acc_a = vec4<f32>(0.0);
-    var acc_b = vec4<f32>(0.0);
-    for (var o = 0u; o < p.out_dim; o++) {
-        let w = params[w_base + o * p.in_dim];
-        acc_a += vec4<f32>(a_in[za.x + o], a_in[za.y + o], a_in[za.z + o], a_in[za.w + o]) * w;
-        acc_b += vec4<f32>(a_in[zb.x + o], a_in[zb.y + o], a_in[zb.z + o], a_in[zb.w + o]) * w;
-    }
-    if (i >= p.in_dim) {
-        return;
-    }
-    let x_base = input_block(j) * p.batch * p.in_dim + i;
-    let dx_base = j * p.batch * p.in_dim + i;
-    for (var t = 0u; t < TL; t++) {
+// Stores the forward rows b0 .. b0 + 7 of outputs o0 .. o0 + 7 (lo: outputs o0 .. o0 + 3, hi:
+// the next four) of job j, with the bias and the ReLU; masked at the edges.
+fn store_forward_wide(j: u32, m: u32, b0: u32, o0: u32, lo: array<vec4<f32>, 8>, hi: array<vec4<f32>, 8>) {
+    var l = lo;
+    var h = hi;
+    let bb = m * p.param_stride + p.b_off;
+    let b_lo = vec4<f32>(param_at(bb + min(o0, p.out_dim - 1u)), param_at(bb + min(o0 + 1u, p.out_dim - 1u)), param_at(bb + min(o0 + 2u, p.out_dim - 1u)), param_at(bb + min(o0 + 3u, p.out_dim - 1u)));
+    let b_hi = vec4<f32>(param_at(bb + min(o0 + 4u, p.out_dim - 1u)), param_at(bb + min(o0 + 5u, p.out_dim - 1u)), param_at(bb + min(o0 + 6u, p.out_dim - 1u)), param_at(bb + min(o0 + 7u, p.out_dim - 1u)));
+    for (var t = 0u; t < TW; t++) {
         let row = b0 + t;
         if (row >= p.batch) {
             break;
         }
-        var v = lane8(acc_a, acc_b, t);
-        if (RELU && b_in[x_base + row * p.in_dim] <= 0.0) {
-            v = 0.0;
+        var v0 = l[t] + b_lo;
+        var v1 = h[t] + b_hi;
+        if (RELU) {
+            v0 = max(v0, vec4<f32>(0.0));
+            v1 = max(v1, vec4<f32>(0.0));
         }
-        out[dx_base + row * p.in_dim] = v;
+        let y = (j * p.batch + row) * p.out_dim;
+        for (var u = 0u; u < 4u; u++) {
+            if (o0 + u < p.out_dim) {
+                out[y + o0 + u] = v0[u];
+            }
+            if (o0 + 4u + u < p.out_dim) {
+                out[y + o0 + 4u + u] = v1[u];
+            }
+        }
     }
 }
 
-// Backward-weights: the lanes are input columns i (column in_dim is the bias, input 1), the tile
-// TL outputs (their dz, uniform). Sums over the batch in the order of dense_backward_weights.
-@compute @workgroup_size(LANES)
-fn dense_backward_weights_lanes(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let chunks = (p.in_dim + 1u + LANES - 1u) / LANES;
-    let tls = (p.out_dim + TL - 1u) / TL;
-    let g = group_index(wid, nwg);
-    if (g >= p.n_jobs * chunks * tls) {
+// dense_forward on 8 rows × 8 outputs per invocation.
+@compute @workgroup_size(WG)
+fn dense_forward_wide(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let tiles_b = wide_tiles(p.batch);
+    let tiles_o = wide_tiles(p.out_dim);
+    let id = linear_id(gid, nwg);
+    if (id >= p.n_jobs * tiles_b * tiles_o) {
         return;
     }
-    let at = group_at(g, chunks, tls);
-    let j = at.x;
-    let i = at.y * LANES + lid;
-    let o0 = at.z * TL;
-    let bias_col = i >= p.in_dim;
-    let x_base = input_block(j) * p.batch * p.in_dim + min(i, p.in_dim - 1u);
-    let dz_base = j * p.batch * p.out_dim;
+    let tile = wide_tile_at(id, tiles_b, tiles_o);
+    let j = tile.x;
+    let b0 = tile.y;
+    let o0 = tile.z;
+    let m = jobs[2u * j];
+    let k = p.in_dim / VW;
+    let xb = input_block(j) * p.batch * k;
+    let xa = xb + clamp4(b0, p.batch - 1u) * k;
+    let xc = xb + clamp4(b0 + 4u, p.batch - 1u) * k;
+    let wb = (m * p.param_stride + p.w_off) / VW;
+    let wa = wb + clamp4(o0, p.out_dim - 1u) * k;
+    let wc = wb + clamp4(o0 + 4u, p.out_dim - 1u) * k;
+    var a0 = vec4<f32>(0.0);
+    var c0 = vec4<f32>(0.0);
+    var a1 = vec4<f32>(0.0);
+    var c1 = vec4<f32>(0.0);
+    var a2 = vec4<f32>(0.0);
+    var c2 = vec4<f32>(0.0);
+    var a3 = vec4<f32>(0.0);
+    var c3 = vec4<f32>(0.0);
+    var a4 = vec4<f32>(0.0);
+    var c4 = vec4<f32>(0.0);
+    var a5 = vec4<f32>(0.0);
+    var c5 = vec4<f32>(0.0);
+    var a6 = vec4<f32>(0.0);
+    var c6 = vec4<f32>(0.0);
+    var a7 = vec4<f32>(0.0);
+    var c7 = vec4<f32>(0.0);
+    for (var i = 0u; i < k; i++) {
+        let w0 = params_v[wa.x + i];
+        let w1 = params_v[wa.y + i];
+        let w2 = params_v[wa.z + i];
+        let w3 = params_v[wa.w + i];
+        let w4 = params_v[wc.x + i];
+        let w5 = params_v[wc.y + i];
+        let w6 = params_v[wc.z + i];
+        let w7 = params_v[wc.w + i];
+        let x0 = a_in_v[xa.x + i];
+        a0 += vec4<f32>(vdot(x0, w0), vdot(x0, w1), vdot(x0, w2), vdot(x0, w3));
+        c0 += vec4<f32>(vdot(x0, w4), vdot(x0, w5), vdot(x0, w6), vdot(x0, w7));
+        let x1 = a_in_v[xa.y + i];
+        a1 += vec4<f32>(vdot(x1, w0), vdot(x1, w1), vdot(x1, w2), vdot(x1, w3));
+        c1 += vec4<f32>(vdot(x1, w4), vdot(x1, w5), vdot(x1, w6), vdot(x1, w7));
+        let x2 = a_in_v[xa.z + i];
+        a2 += vec4<f32>(vdot(x2, w0), vdot(x2, w1), vdot(x2, w2), vdot(x2, w3));
+        c2 += vec4<f32>(vdot(x2, w4), vdot(x2, w5), vdot(x2, w6), vdot(x2, w7));
+        let x3 = a_in_v[xa.w + i];
+        a3 += vec4<f32>(vdot(x3, w0), vdot(x3, w1), vdot(x3, w2), vdot(x3, w3));
+        c3 += vec4<f32>(vdot(x3, w4), vdot(x3, w5), vdot(x3, w6), vdot(x3, w7));
+        let x4 = a_in_v[xc.x + i];
+        a4 += vec4<f32>(vdot(x4, w0), vdot(x4, w1), vdot(x4, w2), vdot(x4, w3));
+        c4 += vec4<f32>(vdot(x4, w4), vdot(x4, w5), vdot(x4, w6), vdot(x4, w7));
+        let x5 = a_in_v[xc.y + i];
+        a5 += vec4<f32>(vdot(x5, w0), vdot(x5, w1), vdot(x5, w2), vdot(x5, w3));
+        c5 += vec4<f32>(vdot(x5, w4), vdot(x5, w5), vdot(x5, w6), vdot(x5, w7));
+        let x6 = a_in_v[xc.z + i];
+        a6 += vec4<f32>(vdot(x6, w0), vdot(x6, w1), vdot(x6, w2), vdot(x6, w3));
+        c6 += vec4<f32>(vdot(x6, w4), vdot(x6, w5), vdot(x6, w6), vdot(x6, w7));
+        let x7 = a_in_v[xc.w + i];
+        a7 += vec4<f32>(vdot(x7, w0), vdot(x7, w1), vdot(x7, w2), vdot(x7, w3));
+        c7 += vec4<f32>(vdot(x7, w4), vdot(x7, w5), vdot(x7, w6), vdot(x7, w7));
+    }
+    store_forward_wide(j, m, b0, o0, array<vec4<f32>, 8>(a0, a1, a2, a3, a4, a5, a6, a7), array<vec4<f32>, 8>(c0, c1, c2, c3, c4, c5, c6, c7));
+}
+
+// dense_backward_weights on 8 outputs × 8 input columns per invocation (a: columns i0 .. i0 + 3,
+// c: the next four; columns at or past in_dim read x = 1, the bias column).
+@compute @workgroup_size(WG)
+fn dense_backward_weights_wide(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let tiles_o = wide_tiles(p.out_dim);
+    let tiles_i = wide_tiles(p.in_dim + 1u);
+    let id = linear_id(gid, nwg);
+    if (id >= p.n_jobs * tiles_o * tiles_i) {
+        return;
+    }
+    let tile = wide_tile_at(id, tiles_o, tiles_i);
+    let j = tile.x;
+    let o0 = tile.y;
+    let i0 = tile.z;
     let oa = clamp4(o0, p.out_dim - 1u);
-    let ob = clamp4(o0 + 4u, p.out_dim - 1u);
-    var acc_a = vec4<f32>(0.0);
-    var acc_b = vec4<f32>(0.0);
+    let oc = clamp4(o0 + 4u, p.out_dim - 1u);
+    let bias_a = vec4<u32>(i0, i0 + 1u, i0 + 2u, i0 + 3u) >= vec4<u32>(p.in_dim);
+    let bias_c = vec4<u32>(i0 + 4u, i0 + 5u, i0 + 6u, i0 + 7u) >= vec4<u32>(p.in_dim);
+    let k = p.in_dim / VW;
+    let x_base = input_block(j) * p.batch * k;
+    let cols_a = input_cols(i0, k);
+    let cols_c = input_cols(i0 + 4u, k);
+    let dz_base = j * p.batch * p.out_dim;
+    var a0 = vec4<f32>(0.0);
+    var c0 = vec4<f32>(0.0);
+    var a1 = vec4<f32>(0.0);
+    var c1 = vec4<f32>(0.0);
+    var a2 = vec4<f32>(0.0);
+    var c2 = vec4<f32>(0.0);
+    var a3 = vec4<f32>(0.0);
+    var c3 = vec4<f32>(0.0);
+    var a4 = vec4<f32>(0.0);
+    var c4 = vec4<f32>(0.0);
+    var a5 = vec4<f32>(0.0);
+    var c5 = vec4<f32>(0.0);
+    var a6 = vec4<f32>(0.0);
+    var c6 = vec4<f32>(0.0);
+    var a7 = vec4<f32>(0.0);
+    var c7 = vec4<f32>(0.0);
     for (var b = 0u; b < p.batch; b++) {
-        let x = select(b_in[x_base + b * p.in_dim], 1.0, bias_col);
+        let xa = select(load_cols(x_base + b * k, cols_a), vec4<f32>(1.0), bias_a);
+        let xc = select(load_cols(x_base + b * k, cols_c), vec4<f32>(1.0), bias_c);
         let zb = dz_base + b * p.out_dim;
-        acc_a += vec4<f32>(a_in[zb + oa.x], a_in[zb + oa.y], a_in[zb + oa.z], a_in[zb + oa.w]) * x;
-        acc_b += vec4<f32>(a_in[zb + ob.x], a_in[zb + ob.y], a_in[zb + ob.z], a_in[zb + ob.w]) * x;
+        let z0 = a_in[zb + oa.x];
+        a0 += z0 * xa;
+        c0 += z0 * xc;
+        let z1 = a_in[zb + oa.y];
+        a1 += z1 * xa;
+        c1 += z1 * xc;
+        let z2 = a_in[zb + oa.z];
+        a2 += z2 * xa;
+        c2 += z2 * xc;
+        let z3 = a_in[zb + oa.w];
+        a3 += z3 * xa;
+        c3 += z3 * xc;
+        let z4 = a_in[zb + oc.x];
+        a4 += z4 * xa;
+        c4 += z4 * xc;
+        let z5 = a_in[zb + oc.y];
+        a5 += z5 * xa;
+        c5 += z5 * xc;
+        let z6 = a_in[zb + oc.z];
+        a6 += z6 * xa;
+        c6 += z6 * xc;
+        let z7 = a_in[zb + oc.w];
+        a7 += z7 * xa;
+        c7 += z7 * xc;
     }
-    if (i > p.in_dim) {
-        return;
-    }
+    let lo = array<vec4<f32>, 8>(a0, a1, a2, a3, a4, a5, a6, a7);
+    let hi = array<vec4<f32>, 8>(c0, c1, c2, c3, c4, c5, c6, c7);
+    var l = lo;
+    var h = hi;
     let g_base = j * p.param_stride;
-    for (var t = 0u; t < TL; t++) {
+    for (var t = 0u; t < TW; t++) {
         let o = o0 + t;
         if (o >= p.out_dim) {
             break;
         }
-        let v = lane8(acc_a, acc_b, t);
-        if (bias_col) {
-            out[g_base + p.b_off + o] = v;
-        } else {
-            out[g_base + p.w_off + o * p.in_dim + i] = v;
+        for (var u = 0u; u < TW; u++) {
+            let i = i0 + u;
+            let v = select(h[t][u & 3u], l[t][u & 3u], u < 4u);
+            if (i < p.in_dim) {
+                out[g_base + p.w_off + o * p.in_dim + i] = v;
+            } else if (i == p.in_dim) {
+                out[g_base + p.b_off + o] = v;
+            }
         }
     }
 }

@@ -165,13 +165,13 @@ impl Target {
 
     /// The backends a test compares: the native backend on 1, 2 and 3 threads (3: more
     /// threads than cores here, and not a divisor of the chunk counts); on a wgpu target both
-    /// forms of the dense kernels (tiled and lanes). Their results must also be bit-identical.
+    /// forms of the dense kernels (tiled and wide). Their results must also be bit-identical.
     /// One backend otherwise.
     pub fn variants(&self) -> Vec<Box<dyn Backend>> {
         self.variants_with(false)
     }
 
-    /// [`Target::variants`] and, on a wgpu target, the lane kernels in the per-agent mode too
+    /// [`Target::variants`] and, on a wgpu target, the wide kernels in the per-agent mode too
     /// (one dispatch per job: the same results, more dispatches), for the kernel parity tests.
     pub fn parity_variants(&self) -> Vec<Box<dyn Backend>> {
         self.variants_with(true)
@@ -186,8 +186,8 @@ impl Target {
             Kind::Reference => vec![self.backend()],
             _ => [
                 (KernelFamily::Tiled, false),
-                (KernelFamily::Lanes, false),
-                (KernelFamily::Lanes, true),
+                (KernelFamily::Wide, false),
+                (KernelFamily::Wide, true),
             ]
             .into_iter()
             .filter(|&(_, split)| per_agent || !split)

@@ -11,10 +11,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use wgpu::util::DeviceExt;
 
-/// Invocations per workgroup of the lane kernels (`LANES` in dense.wgsl).
-const LANES: usize = kernels::LANES as usize;
-/// Outputs or rows per invocation of the lane kernels (`TL` in dense.wgsl).
-const LANE_TILE: usize = 8;
+/// Elements of a row per invocation of the mix (`MIX_E` in mix.wgsl).
+const MIX_ELEMENTS: usize = 4;
+/// Rows and columns of a wide kernel's tile (`TW` in dense.wgsl).
+const WIDE: usize = 8;
 
 /// A recorded command, replayed in order at flush.
 enum Command {
@@ -41,27 +41,28 @@ enum Command {
 pub enum KernelFamily {
     /// 4 × 4 register tiles per invocation, 64-wide workgroups: for hardware GPUs.
     Tiled,
-    /// One job and a tile of 8 outputs per 32-wide workgroup, read at uniform addresses, one
-    /// row or column per invocation: for CPU rasterisers (lavapipe, llvmpipe), which run a
-    /// workgroup's invocations as SIMD lanes and load a uniform address once for all lanes.
-    Lanes,
+    /// 8 × 8 register tiles per invocation for the forward and backward-weights kernels (half
+    /// the loads per product of the 4 × 4 tiles), the tiled backward-data: for CPU rasterisers
+    /// (lavapipe, llvmpipe), which run a workgroup's invocations as SIMD lanes and pay for
+    /// every lane's every load, while arithmetic is cheap.
+    Wide,
 }
 
 impl KernelFamily {
-    /// The family that suits an adapter: [`KernelFamily::Lanes`] on CPU (software) adapters,
+    /// The family that suits an adapter: [`KernelFamily::Wide`] on CPU (software) adapters,
     /// [`KernelFamily::Tiled`] on every other.
     pub fn for_device(device_type: wgpu::DeviceType) -> Self {
         match device_type {
-            wgpu::DeviceType::Cpu => KernelFamily::Lanes,
+            wgpu::DeviceType::Cpu => KernelFamily::Wide,
             _ => KernelFamily::Tiled,
         }
     }
 
-    /// Short name (`tiled`, `lanes`).
+    /// Short name (`tiled`, `wide`).
     pub fn name(self) -> &'static str {
         match self {
             KernelFamily::Tiled => "tiled",
-            KernelFamily::Lanes => "lanes",
+            KernelFamily::Wide => "wide",
         }
     }
 }
@@ -271,8 +272,7 @@ impl GpuBackend {
         if work == 0 {
             return Ok(());
         }
-        // The reductions index workgroups (one per segment), so do the lane kernels (one per
-        // tile); the others index invocations.
+        // The reductions index workgroups (one per segment), the others invocations.
         let per_group = if kernel.counts_workgroups() {
             1
         } else {
@@ -555,12 +555,14 @@ impl Backend for GpuBackend {
             inv_std: (1.0 / op.std) as f32,
             ..Default::default()
         };
+        // A word of four features per invocation where every row starts on a word.
+        let variant = self.width(&[op.dim]);
         self.dispatch(
             Kernel::Gather,
-            Variant::SCALAR,
+            variant,
             &p,
             &[op.data, op.labels, op.index, op.x, op.y],
-            op.rows * op.dim,
+            op.rows * op.dim / variant.width.lanes(),
         )
     }
 
@@ -575,9 +577,9 @@ impl Backend for GpuBackend {
                 Kernel::DenseForward,
                 s.batch.div_ceil(4) * s.layer.out_dim.div_ceil(4),
             ),
-            KernelFamily::Lanes => (
-                Kernel::DenseForwardLanes,
-                s.batch.div_ceil(LANES) * s.layer.out_dim.div_ceil(LANE_TILE),
+            KernelFamily::Wide => (
+                Kernel::DenseForwardWide,
+                s.batch.div_ceil(WIDE) * s.layer.out_dim.div_ceil(WIDE),
             ),
         };
         let buffers = [s.jobs, op.params, op.input, op.input, op.output];
@@ -587,16 +589,11 @@ impl Backend for GpuBackend {
     fn dense_backward_data(&mut self, op: &DenseBackwardData) -> Result<()> {
         op.check(&self.ix)?;
         let s = &op.shape;
-        let (kernel, per_job) = match self.family {
-            KernelFamily::Tiled => (
-                Kernel::DenseBackwardData,
-                s.batch.div_ceil(4) * s.layer.in_dim.div_ceil(4),
-            ),
-            KernelFamily::Lanes => (
-                Kernel::DenseBackwardDataLanes,
-                s.layer.in_dim.div_ceil(LANES) * s.batch.div_ceil(LANE_TILE),
-            ),
-        };
+        // One form on every adapter: the wide family's gain is in the forward and weight passes.
+        let (kernel, per_job) = (
+            Kernel::DenseBackwardData,
+            s.batch.div_ceil(4) * s.layer.in_dim.div_ceil(4),
+        );
         let variant = Variant::SCALAR.relu(op.relu_mask);
         let buffers = [s.jobs, op.params, op.dz, op.input, op.dx];
         self.dispatch_jobs(kernel, variant, s, &buffers, per_job)
@@ -611,10 +608,10 @@ impl Backend for GpuBackend {
                 self.width(&[s.layer.in_dim]),
                 s.layer.out_dim.div_ceil(4) * (s.layer.in_dim + 1).div_ceil(4),
             ),
-            KernelFamily::Lanes => (
-                Kernel::DenseBackwardWeightsLanes,
-                Variant::SCALAR,
-                (s.layer.in_dim + 1).div_ceil(LANES) * s.layer.out_dim.div_ceil(LANE_TILE),
+            KernelFamily::Wide => (
+                Kernel::DenseBackwardWeightsWide,
+                self.width(&[s.layer.in_dim]),
+                s.layer.out_dim.div_ceil(WIDE) * (s.layer.in_dim + 1).div_ceil(WIDE),
             ),
         };
         // The params binding is unused by this entry point; bind the input in its place.
@@ -665,7 +662,7 @@ impl Backend for GpuBackend {
             variant,
             &p,
             &[c.row_ptr, c.col, c.weight, op.input, op.output],
-            c.rows * op.len / unit,
+            c.rows * (op.len / unit).div_ceil(MIX_ELEMENTS),
         )
     }
 

@@ -146,7 +146,7 @@ pub struct KernelDef {
 /// One compute entry point of the training kernels.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Kernel {
-    /// gather.wgsl `gather`.
+    /// gather.wgsl `gather` (scalar or vec4: one feature or one word of four per invocation).
     Gather,
     /// dense.wgsl `dense_forward` (scalar or vec4, with or without ReLU).
     DenseForward,
@@ -156,7 +156,7 @@ pub enum Kernel {
     DenseBackwardWeights,
     /// loss.wgsl `softmax_xent`.
     SoftmaxXent,
-    /// mix.wgsl `mix` (scalar or vec4).
+    /// mix.wgsl `mix` (scalar or vec4; four elements of a row per invocation).
     Mix,
     /// update.wgsl `axpby` (scalar or vec4).
     Axpby,
@@ -178,14 +178,12 @@ pub enum Kernel {
     SignCompress,
     /// gram.wgsl `pair_dots`.
     PairDots,
-    /// dense.wgsl `dense_forward_lanes` (the CPU-rasteriser form of `dense_forward`).
-    DenseForwardLanes,
-    /// dense.wgsl `dense_backward_data_lanes` (the CPU-rasteriser form of
-    /// `dense_backward_data`).
-    DenseBackwardDataLanes,
-    /// dense.wgsl `dense_backward_weights_lanes` (the CPU-rasteriser form of
+    /// dense.wgsl `dense_forward_wide` (8 × 8 tiles: the CPU-rasteriser form of
+    /// `dense_forward`).
+    DenseForwardWide,
+    /// dense.wgsl `dense_backward_weights_wide` (8 × 8 tiles: the CPU-rasteriser form of
     /// `dense_backward_weights`).
-    DenseBackwardWeightsLanes,
+    DenseBackwardWeightsWide,
 }
 
 const SCALAR: &[Variant] = &[Variant::SCALAR];
@@ -193,7 +191,7 @@ const WIDTHS: &[Variant] = &[Variant::SCALAR, Variant::VEC4];
 
 impl Kernel {
     /// Every kernel.
-    pub const ALL: [Kernel; 19] = [
+    pub const ALL: [Kernel; 18] = [
         Kernel::Gather,
         Kernel::DenseForward,
         Kernel::DenseBackwardData,
@@ -210,9 +208,8 @@ impl Kernel {
         Kernel::Mean,
         Kernel::SignCompress,
         Kernel::PairDots,
-        Kernel::DenseForwardLanes,
-        Kernel::DenseBackwardDataLanes,
-        Kernel::DenseBackwardWeightsLanes,
+        Kernel::DenseForwardWide,
+        Kernel::DenseBackwardWeightsWide,
     ];
 
     /// The kernel's file, entry point, bindings, workgroup size and variants.
@@ -220,17 +217,12 @@ impl Kernel {
         &DEFS[self as usize]
     }
 
-    /// Whether the host sizes the kernel's grid in workgroups (the reductions: one per segment;
-    /// the lane kernels: one per tile) rather than in invocations.
+    /// Whether the host sizes the kernel's grid in workgroups (the reductions: one per
+    /// segment) rather than in invocations.
     pub fn counts_workgroups(self) -> bool {
         matches!(
             self,
-            Kernel::Reduce
-                | Kernel::SignCompress
-                | Kernel::PairDots
-                | Kernel::DenseForwardLanes
-                | Kernel::DenseBackwardDataLanes
-                | Kernel::DenseBackwardWeightsLanes
+            Kernel::Reduce | Kernel::SignCompress | Kernel::PairDots
         )
     }
 }
@@ -262,13 +254,13 @@ const RELU: &[Variant] = &[
 const RELU_SCALAR: &[Variant] = &[Variant::SCALAR.relu(false), Variant::SCALAR.relu(true)];
 
 /// The catalogue, in the order of [`Kernel`]'s variants (a unit test checks it).
-static DEFS: [KernelDef; 19] = [
+static DEFS: [KernelDef; 18] = [
     k(
         "gather.wgsl",
         "gather",
         "GatherParams",
         &[R, R, R, W, W],
-        SCALAR,
+        WIDTHS,
     ),
     k("dense.wgsl", "dense_forward", "DenseParams", DENSE, RELU),
     k(
@@ -348,40 +340,21 @@ static DEFS: [KernelDef; 19] = [
             SCALAR,
         )
     },
-    KernelDef {
-        workgroup_size: LANES,
-        ..k(
-            "dense.wgsl",
-            "dense_forward_lanes",
-            "DenseParams",
-            DENSE,
-            RELU,
-        )
-    },
-    KernelDef {
-        workgroup_size: LANES,
-        ..k(
-            "dense.wgsl",
-            "dense_backward_data_lanes",
-            "DenseParams",
-            DENSE,
-            RELU_SCALAR,
-        )
-    },
-    KernelDef {
-        workgroup_size: LANES,
-        ..k(
-            "dense.wgsl",
-            "dense_backward_weights_lanes",
-            "DenseParams",
-            DENSE,
-            SCALAR,
-        )
-    },
+    k(
+        "dense.wgsl",
+        "dense_forward_wide",
+        "DenseParams",
+        DENSE,
+        RELU,
+    ),
+    k(
+        "dense.wgsl",
+        "dense_backward_weights_wide",
+        "DenseParams",
+        DENSE,
+        WIDTHS,
+    ),
 ];
-
-/// Invocations per workgroup of the lane kernels (`LANES` in dense.wgsl).
-pub(crate) const LANES: u32 = 32;
 
 /// What a compiled pipeline is built from: the source (shader file and width), the entry point
 /// and the pipeline-overridable constants (values as f64 bits, so the key hashes).
