@@ -15,7 +15,9 @@
 //!   backward-weights in GFLOP/s (both kernel families, tiled and wide), gather, mix, local step
 //!   and reduce in GB/s, each as a fraction of the measured ceiling: GPU time from timestamp
 //!   queries where the adapter has them, else a synchronised wall clock over many repetitions;
-//!   medians and spread (min–max) over samples;
+//!   medians and spread (min–max) over samples. The ceilings are measured before and after the
+//!   kernels, and a fraction is the kernel's best sample over the best ceiling sample (on a
+//!   shared machine, the least disturbed of each);
 //! - whole training steps (the trainer's own step, minibatch sampling included) per algorithm:
 //!   ms/step, agent-steps/s and dispatches/step at each n, fused and in the per-agent mode (every
 //!   dense kernel dispatched once per job, as a loop over agents would), with the ratio.
@@ -522,12 +524,25 @@ fn kernel_rows(
     plan: &Plan,
     kinds: &[KernelKind],
     ceilings: Option<(f64, f64)>,
+    skipped: &mut Vec<Value>,
 ) -> Result<Vec<KernelRow>> {
     let mut rows = Vec::new();
     for model in &plan.models {
         for &n in &plan.agents {
             let mark = be.live_buffers().count;
-            let w = Work::new(be, model, n, plan.batch)?;
+            let w = match Work::new(be, model, n, plan.batch) {
+                Ok(w) => w,
+                // A size past the adapter's buffer limits: said in the table, not fatal.
+                Err(e @ Error::BufferTooLarge { .. }) => {
+                    be.release_from(mark);
+                    let s = json!({"model": spec(model), "agents": n, "reason": e.to_string()});
+                    if !skipped.contains(&s) {
+                        skipped.push(s);
+                    }
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             for &kernel in kinds {
                 if kernel == KernelKind::BackwardData && model.layers().len() < 2 {
                     continue;
@@ -538,8 +553,9 @@ fn kernel_rows(
                     })?;
                 let amount = w.work(kernel) / 1e9;
                 let rate = seconds.map(|t| amount / t);
-                let fraction = ceilings
-                    .map(|(flops, bw)| rate.median / if kernel.is_dense() { flops } else { bw });
+                let fraction = ceilings.map(|(flops, bw)| {
+                    rate.max / if kernel.is_dense() { flops } else { bw }
+                });
                 rows.push(KernelRow {
                     model: spec(model),
                     n,
@@ -657,6 +673,20 @@ fn print_kernels(out: &mut dyn Write, rows: &[KernelRow]) -> Result<()> {
     Ok(())
 }
 
+fn print_skipped(out: &mut dyn Write, skipped: &[Value]) -> Result<()> {
+    for s in skipped {
+        writeln!(
+            out,
+            "skipped {} at n = {}: {}",
+            s["model"].as_str().unwrap_or("?"),
+            s["agents"],
+            s["reason"].as_str().unwrap_or("?")
+        )
+        .map_err(io)?;
+    }
+    Ok(())
+}
+
 fn print_steps(out: &mut dyn Write, rows: &[StepRow]) -> Result<()> {
     writeln!(
         out,
@@ -715,13 +745,14 @@ fn headline(rows: &[KernelRow], family: KernelFamily, steps: &[StepRow]) -> Map<
             .filter(fam_ok)
             .filter(|r| r.kernel.is_dense() && &r.model == m && r.n == *n)
             .collect();
+        // FLOPs over the summed best times, against the ceiling each row was compared with.
         let flops: f64 = it.iter().map(|r| r.rate.median * r.seconds.median).sum();
-        let secs: f64 = it.iter().map(|r| r.seconds.median).sum();
-        let frac: f64 = it
-            .iter()
-            .map(|r| r.fraction.unwrap_or(f64::NAN) * r.seconds.median)
-            .sum::<f64>()
-            / secs;
+        let secs: f64 = it.iter().map(|r| r.seconds.min).sum();
+        let peak = it
+            .first()
+            .and_then(|r| r.fraction.map(|f| r.rate.max / f))
+            .unwrap_or(f64::NAN);
+        let frac = flops / secs / peak;
         (flops > 0.0).then_some(frac)
     }));
     h.insert("dense_fraction_of_fma_peak".into(), json!(dense));
@@ -837,8 +868,9 @@ fn bench_gpu(out: &mut dyn Write, plan: &Plan, choice: &AdapterChoice) -> Result
         KernelFamily::Tiled => [KernelFamily::Tiled, KernelFamily::Wide],
         KernelFamily::Wide => [KernelFamily::Wide, KernelFamily::Tiled],
     };
-    let peaks = (c.fma_gflops.median, c.copy_shader_gbps.median);
+    let peaks = (c.fma_gflops.max, c.copy_shader_gbps.max);
     let mut rows = Vec::new();
+    let mut skipped = Vec::new();
     for f in families {
         be.set_kernel_family(f);
         // The kernels other than the dense ones do not depend on the family: measured once.
@@ -846,7 +878,7 @@ fn bench_gpu(out: &mut dyn Write, plan: &Plan, choice: &AdapterChoice) -> Result
             .into_iter()
             .filter(|k| k.is_dense() || f == auto)
             .collect();
-        let mut r = kernel_rows(&mut be, plan, &kinds, Some(peaks))?;
+        let mut r = kernel_rows(&mut be, plan, &kinds, Some(peaks), &mut skipped)?;
         for row in r.iter_mut().filter(|row| row.kernel.is_dense()) {
             row.family = Some(f);
         }
@@ -861,7 +893,28 @@ fn bench_gpu(out: &mut dyn Write, plan: &Plan, choice: &AdapterChoice) -> Result
             r.family.map(|f| f != auto),
         )
     });
+    // The ceilings again after the kernels: on a shared machine the load changes while the
+    // kernels run, and every fraction is the best sample over the best ceiling seen.
+    let after: Ceilings = Probe::new(be.context()).measure(plan.samples)?;
+    let best = (
+        peaks.0.max(after.fma_gflops.max),
+        peaks.1.max(after.copy_shader_gbps.max),
+    );
+    for r in &mut rows {
+        r.fraction = Some(r.rate.max / if r.kernel.is_dense() { best.0 } else { best.1 });
+    }
+    writeln!(
+        out,
+        "ceilings after the kernels: FMA {} GFLOP/s | copy shader {} GB/s; fractions below are \
+         each kernel's best sample over the best ceiling sample ({:.2} GFLOP/s, {:.2} GB/s)",
+        fmt_spread(after.fma_gflops, 1.0),
+        fmt_spread(after.copy_shader_gbps, 1.0),
+        best.0,
+        best.1
+    )
+    .map_err(io)?;
     print_kernels(out, &rows)?;
+    print_skipped(out, &skipped)?;
     let switch = be.per_agent_switch();
     let mut be: Box<dyn Backend> = Box::new(be);
     let mut steps = Vec::new();
@@ -891,12 +944,18 @@ fn bench_gpu(out: &mut dyn Write, plan: &Plan, choice: &AdapterChoice) -> Result
     v.insert("driver".into(), json!(format!("{} {}", info.driver, info.driver_info)));
     v.insert("kernel_family".into(), json!(auto.name()));
     v.insert("ceilings".into(), json!(ceilings));
+    v.insert("ceilings_after_kernels".into(), json!(after));
+    v.insert(
+        "ceilings_used".into(),
+        json!({"fma_gflops": best.0, "copy_shader_gbps": best.1}),
+    );
     v.extend(headline(&rows, auto, &steps));
     v.insert(
         "kernels".into(),
         Value::Array(rows.iter().map(KernelRow::json).collect()),
     );
     v.insert("steps".into(), json!(steps));
+    v.insert("skipped".into(), Value::Array(skipped));
     Ok(Value::Object(v))
 }
 
@@ -904,8 +963,10 @@ fn bench_gpu(out: &mut dyn Write, plan: &Plan, choice: &AdapterChoice) -> Result
 fn bench_cpu(out: &mut dyn Write, plan: &Plan) -> Result<Value> {
     let mut be = NativeBackend::new(0)?;
     writeln!(out, "\n== cpu: {} ==", be.describe()).map_err(io)?;
-    let rows = kernel_rows(&mut be, plan, &KernelKind::ALL, None)?;
+    let mut skipped = Vec::new();
+    let rows = kernel_rows(&mut be, plan, &KernelKind::ALL, None, &mut skipped)?;
     print_kernels(out, &rows)?;
+    print_skipped(out, &skipped)?;
     let mut be: Box<dyn Backend> = Box::new(be);
     let mut steps = Vec::new();
     for algo in &plan.algos {
@@ -922,6 +983,7 @@ fn bench_cpu(out: &mut dyn Write, plan: &Plan) -> Result<Value> {
         "backend": be.describe(),
         "kernels": rows.iter().map(KernelRow::json).collect::<Vec<_>>(),
         "steps": steps,
+        "skipped": skipped,
     }))
 }
 

@@ -28,7 +28,8 @@ override RELU: bool = false;
 @group(0) @binding(0) var<uniform> p: DenseParams;
 @group(0) @binding(1) var<storage, read> jobs: array<u32>;
 
-// Weights and biases: forward reads the V view, backward_data the scalar one.
+// Weights and biases: forward and backward_data_wide read the V view, backward_data the scalar
+// one (one entry point may use only one of two views of a binding).
 @group(0) @binding(2) var<storage, read> params_v: array<V>;
 @group(0) @binding(2) var<storage, read> params: array<f32>;
 
@@ -261,7 +262,8 @@ fn dense_backward_weights(@builtin(global_invocation_id) gid: vec3<u32>, @builti
 // of a workgroup as the SIMD lanes of a CPU thread and pay for every load of every lane (a
 // gather), while the arithmetic is cheap. So each invocation computes an 8 × 8 register tile:
 // forward reads 16 V per element of the reduction for 64 dot products (the 4 × 4 tile: 8 for
-// 16), backward_weights 8 floats of dz and 8 input columns per row for 64 products. Every
+// 16), backward_weights 8 floats of dz and 8 input columns per row for 64 products,
+// backward_data 8 floats of dz and 8 weights per output for 64. Every
 // output is summed in the same order as by the tiled kernels (bit-identical).
 
 const TW: u32 = 8u;
@@ -468,6 +470,101 @@ fn dense_backward_weights_wide(@builtin(global_invocation_id) gid: vec3<u32>, @b
                 out[g_base + p.w_off + o * p.in_dim + i] = v;
             } else if (i == p.in_dim) {
                 out[g_base + p.b_off + o] = v;
+            }
+        }
+    }
+}
+
+// Columns i0 .. i0 + 3 of the weight row that starts at float `row`, each clamped to the row's
+// in_dim columns: one V load in the vec4 variant (row, i0 and in_dim multiples of 4), four
+// otherwise.
+fn load_w4(row: u32, i0: u32) -> vec4<f32> {
+    if (VW == 4u) {
+        return vec4<f32>(params_v[row / 4u + min(i0 / 4u, p.in_dim / 4u - 1u)]);
+    }
+    let c = row + clamp4(i0, p.in_dim - 1u);
+    return vec4<f32>(param_at(c.x), param_at(c.y), param_at(c.z), param_at(c.w));
+}
+
+// dense_backward_data on 8 rows × 8 input columns per invocation (a: columns i0 .. i0 + 3, c: the
+// next four).
+@compute @workgroup_size(WG)
+fn dense_backward_data_wide(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let tiles_b = wide_tiles(p.batch);
+    let tiles_i = wide_tiles(p.in_dim);
+    let id = linear_id(gid, nwg);
+    if (id >= p.n_jobs * tiles_b * tiles_i) {
+        return;
+    }
+    let tile = wide_tile_at(id, tiles_b, tiles_i);
+    let j = tile.x;
+    let b0 = tile.y;
+    let i0 = tile.z;
+    let w_base = jobs[2u * j] * p.param_stride + p.w_off;
+    let za = j * p.batch * p.out_dim + clamp4(b0, p.batch - 1u) * p.out_dim;
+    let zc = j * p.batch * p.out_dim + clamp4(b0 + 4u, p.batch - 1u) * p.out_dim;
+    var a0 = vec4<f32>(0.0);
+    var c0 = vec4<f32>(0.0);
+    var a1 = vec4<f32>(0.0);
+    var c1 = vec4<f32>(0.0);
+    var a2 = vec4<f32>(0.0);
+    var c2 = vec4<f32>(0.0);
+    var a3 = vec4<f32>(0.0);
+    var c3 = vec4<f32>(0.0);
+    var a4 = vec4<f32>(0.0);
+    var c4 = vec4<f32>(0.0);
+    var a5 = vec4<f32>(0.0);
+    var c5 = vec4<f32>(0.0);
+    var a6 = vec4<f32>(0.0);
+    var c6 = vec4<f32>(0.0);
+    var a7 = vec4<f32>(0.0);
+    var c7 = vec4<f32>(0.0);
+    for (var o = 0u; o < p.out_dim; o++) {
+        let wo = w_base + o * p.in_dim;
+        let wa = load_w4(wo, i0);
+        let wc = load_w4(wo, i0 + 4u);
+        let z0 = a_in[za.x + o];
+        a0 += z0 * wa;
+        c0 += z0 * wc;
+        let z1 = a_in[za.y + o];
+        a1 += z1 * wa;
+        c1 += z1 * wc;
+        let z2 = a_in[za.z + o];
+        a2 += z2 * wa;
+        c2 += z2 * wc;
+        let z3 = a_in[za.w + o];
+        a3 += z3 * wa;
+        c3 += z3 * wc;
+        let z4 = a_in[zc.x + o];
+        a4 += z4 * wa;
+        c4 += z4 * wc;
+        let z5 = a_in[zc.y + o];
+        a5 += z5 * wa;
+        c5 += z5 * wc;
+        let z6 = a_in[zc.z + o];
+        a6 += z6 * wa;
+        c6 += z6 * wc;
+        let z7 = a_in[zc.w + o];
+        a7 += z7 * wa;
+        c7 += z7 * wc;
+    }
+    var l = array<vec4<f32>, 8>(a0, a1, a2, a3, a4, a5, a6, a7);
+    var h = array<vec4<f32>, 8>(c0, c1, c2, c3, c4, c5, c6, c7);
+    let x_base = input_block(j) * p.batch * p.in_dim;
+    let dx_base = j * p.batch * p.in_dim;
+    for (var t = 0u; t < TW; t++) {
+        let row = b0 + t;
+        if (row >= p.batch) {
+            break;
+        }
+        for (var u = 0u; u < TW; u++) {
+            let i = i0 + u;
+            if (i < p.in_dim) {
+                var v = select(h[t][u & 3u], l[t][u & 3u], u < 4u);
+                if (RELU && b_in[x_base + row * p.in_dim + i] <= 0.0) {
+                    v = 0.0;
+                }
+                out[dx_base + row * p.in_dim + i] = v;
             }
         }
     }

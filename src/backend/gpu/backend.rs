@@ -13,6 +13,8 @@ use wgpu::util::DeviceExt;
 
 /// Elements of a row per invocation of the mix (`MIX_E` in mix.wgsl).
 const MIX_ELEMENTS: usize = 4;
+/// Groups of features per invocation of the gather (`GATHER_E` in gather.wgsl).
+const GATHER_GROUPS: usize = 4;
 /// Rows and columns of a wide kernel's tile (`TW` in dense.wgsl).
 const WIDE: usize = 8;
 
@@ -41,8 +43,8 @@ enum Command {
 pub enum KernelFamily {
     /// 4 × 4 register tiles per invocation, 64-wide workgroups: for hardware GPUs.
     Tiled,
-    /// 8 × 8 register tiles per invocation for the forward and backward-weights kernels (half
-    /// the loads per product of the 4 × 4 tiles), the tiled backward-data: for CPU rasterisers
+    /// 8 × 8 register tiles per invocation (half the loads per product of the 4 × 4 tiles, or
+    /// less): for CPU rasterisers
     /// (lavapipe, llvmpipe), which run a workgroup's invocations as SIMD lanes and pay for
     /// every lane's every load, while arithmetic is cheap.
     Wide,
@@ -562,7 +564,7 @@ impl Backend for GpuBackend {
             variant,
             &p,
             &[op.data, op.labels, op.index, op.x, op.y],
-            op.rows * op.dim / variant.width.lanes(),
+            op.rows * (op.dim / variant.width.lanes()).div_ceil(GATHER_GROUPS),
         )
     }
 
@@ -589,12 +591,19 @@ impl Backend for GpuBackend {
     fn dense_backward_data(&mut self, op: &DenseBackwardData) -> Result<()> {
         op.check(&self.ix)?;
         let s = &op.shape;
-        // One form on every adapter: the wide family's gain is in the forward and weight passes.
-        let (kernel, per_job) = (
-            Kernel::DenseBackwardData,
-            s.batch.div_ceil(4) * s.layer.in_dim.div_ceil(4),
-        );
-        let variant = Variant::SCALAR.relu(op.relu_mask);
+        let (kernel, variant, per_job) = match self.family {
+            KernelFamily::Tiled => (
+                Kernel::DenseBackwardData,
+                Variant::SCALAR,
+                s.batch.div_ceil(4) * s.layer.in_dim.div_ceil(4),
+            ),
+            KernelFamily::Wide => (
+                Kernel::DenseBackwardDataWide,
+                self.width(&[s.layer.in_dim, s.layer.w_off, s.stride]),
+                s.batch.div_ceil(WIDE) * s.layer.in_dim.div_ceil(WIDE),
+            ),
+        };
+        let variant = variant.relu(op.relu_mask);
         let buffers = [s.jobs, op.params, op.dz, op.input, op.dx];
         self.dispatch_jobs(kernel, variant, s, &buffers, per_job)
     }

@@ -184,6 +184,9 @@ pub enum Kernel {
     /// dense.wgsl `dense_backward_weights_wide` (8 × 8 tiles: the CPU-rasteriser form of
     /// `dense_backward_weights`).
     DenseBackwardWeightsWide,
+    /// dense.wgsl `dense_backward_data_wide` (8 × 8 tiles: the CPU-rasteriser form of
+    /// `dense_backward_data`; scalar or vec4 weight loads).
+    DenseBackwardDataWide,
 }
 
 const SCALAR: &[Variant] = &[Variant::SCALAR];
@@ -191,7 +194,7 @@ const WIDTHS: &[Variant] = &[Variant::SCALAR, Variant::VEC4];
 
 impl Kernel {
     /// Every kernel.
-    pub const ALL: [Kernel; 18] = [
+    pub const ALL: [Kernel; 19] = [
         Kernel::Gather,
         Kernel::DenseForward,
         Kernel::DenseBackwardData,
@@ -210,6 +213,7 @@ impl Kernel {
         Kernel::PairDots,
         Kernel::DenseForwardWide,
         Kernel::DenseBackwardWeightsWide,
+        Kernel::DenseBackwardDataWide,
     ];
 
     /// The kernel's file, entry point, bindings, workgroup size and variants.
@@ -254,7 +258,7 @@ const RELU: &[Variant] = &[
 const RELU_SCALAR: &[Variant] = &[Variant::SCALAR.relu(false), Variant::SCALAR.relu(true)];
 
 /// The catalogue, in the order of [`Kernel`]'s variants (a unit test checks it).
-static DEFS: [KernelDef; 18] = [
+static DEFS: [KernelDef; 19] = [
     k(
         "gather.wgsl",
         "gather",
@@ -353,6 +357,13 @@ static DEFS: [KernelDef; 18] = [
         "DenseParams",
         DENSE,
         WIDTHS,
+    ),
+    k(
+        "dense.wgsl",
+        "dense_backward_data_wide",
+        "DenseParams",
+        DENSE,
+        RELU,
     ),
 ];
 
