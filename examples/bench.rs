@@ -74,6 +74,13 @@ pub struct Args {
     /// Algorithms of the whole-step table (one per family).
     #[arg(long, value_delimiter = ',', default_value = "dsgd,qgm,relaysgd,ngm")]
     pub algos: Vec<String>,
+    /// Which tables: `kernels`, `steps` or both (comma-separated).
+    #[arg(long, value_delimiter = ',', default_value = "kernels,steps")]
+    pub tables: Vec<String>,
+    /// Rounds of each whole-step figure, fused and per-agent alternating; the best round of each
+    /// counts (default 3; quick 2).
+    #[arg(long)]
+    pub rounds: Option<usize>,
     /// Timed samples per figure (default 7; quick 3).
     #[arg(long)]
     pub samples: Option<usize>,
@@ -93,6 +100,10 @@ struct Plan {
     steps: u64,
     /// Minimum timed seconds per sample (repetitions are added until a sample lasts this long).
     min_sample_s: f64,
+    kernels: bool,
+    steps_table: bool,
+    /// Rounds of each whole-step measurement (the best is kept).
+    rounds: usize,
 }
 
 impl Plan {
@@ -120,6 +131,9 @@ impl Plan {
                 .cloned()
                 .ok_or_else(|| Error::param("models", "name at least one model"))?,
         };
+        if let Some(t) = a.tables.iter().find(|t| !["kernels", "steps"].contains(&t.as_str())) {
+            return Err(Error::param("tables", format!("'{t}': use kernels, steps or both")));
+        }
         if agents.is_empty() || agents.contains(&0) || a.batch == 0 {
             return Err(Error::param("agents", "agent counts and batch must be positive"));
         }
@@ -132,6 +146,9 @@ impl Plan {
             samples: a.samples.unwrap_or(if a.quick { 3 } else { 7 }).max(1),
             steps: a.steps.unwrap_or(if a.quick { 4 } else { 10 }).max(1),
             min_sample_s: if a.quick { 0.02 } else { 0.05 },
+            kernels: a.tables.iter().any(|t| t == "kernels"),
+            steps_table: a.tables.iter().any(|t| t == "steps"),
+            rounds: a.rounds.unwrap_or(if a.quick { 2 } else { 3 }).max(1),
         })
     }
 }
@@ -489,6 +506,8 @@ struct KernelRow {
     kernel: KernelKind,
     /// Kernel family of the dense kernels (None for the others, and on the CPU).
     family: Option<KernelFamily>,
+    /// Dispatched once per job (the per-agent mode).
+    per_agent: bool,
     seconds: Spread,
     /// GFLOP/s (dense) or GB/s (others), spread over the samples.
     rate: Spread,
@@ -509,6 +528,7 @@ impl KernelRow {
             "agents": self.n,
             "kernel": self.kernel.name(),
             "family": self.family.map(KernelFamily::name),
+            "per_agent": self.per_agent,
             "seconds": self.seconds,
             unit: self.rate,
             "fraction_of_ceiling": self.fraction,
@@ -561,6 +581,7 @@ fn kernel_rows(
                     n,
                     kernel,
                     family: None,
+                    per_agent: false,
                     seconds,
                     rate,
                     fraction,
@@ -584,6 +605,23 @@ struct StepRow {
     dispatches_per_step: f64,
     submits_per_step: f64,
     gpu_ms_per_step: Option<f64>,
+    /// ms/step of every round (the figures above are the best round's).
+    ms_per_step_rounds: Vec<f64>,
+}
+
+impl StepRow {
+    /// The faster of two measurements of the same step, with both rounds' times.
+    fn best_of(self, other: StepRow) -> StepRow {
+        let mut rounds = self.ms_per_step_rounds.clone();
+        rounds.extend(&other.ms_per_step_rounds);
+        let mut best = if other.ms_per_step < self.ms_per_step {
+            other
+        } else {
+            self
+        };
+        best.ms_per_step_rounds = rounds;
+        best
+    }
 }
 
 /// Trains `plan.steps` timed steps (after two warm-up steps) of `algo` with n agents on the
@@ -632,6 +670,7 @@ fn step_row(
         dispatches_per_step: s.dispatches_per_step,
         submits_per_step: s.submits_per_step,
         gpu_ms_per_step: s.gpu_s.map(|g| 1e3 * g / plan.steps as f64),
+        ms_per_step_rounds: vec![s.ms_per_step],
     };
     Ok((row, t.into_backend()))
 }
@@ -648,7 +687,7 @@ fn fmt_spread(s: Spread, scale: f64) -> String {
 fn print_kernels(out: &mut dyn Write, rows: &[KernelRow]) -> Result<()> {
     writeln!(
         out,
-        "{:<22} {:>4} {:<22} {:<6} {:>28} {:>22} {:>8}",
+        "{:<22} {:>4} {:<22} {:<9} {:>28} {:>22} {:>8}",
         "model", "n", "kernel", "family", "ms per call (min–max)", "rate", "of ceil"
     )
     .map_err(io)?;
@@ -656,11 +695,15 @@ fn print_kernels(out: &mut dyn Write, rows: &[KernelRow]) -> Result<()> {
         let unit = if r.kernel.is_dense() { "GFLOP/s" } else { "GB/s" };
         writeln!(
             out,
-            "{:<22} {:>4} {:<22} {:<6} {:>28} {:>14.2} {:<7} {:>8}",
+            "{:<22} {:>4} {:<22} {:<9} {:>28} {:>14.2} {:<7} {:>8}",
             r.model,
             r.n,
             r.kernel.name(),
-            r.family.map(KernelFamily::name).unwrap_or("-"),
+            match (r.family, r.per_agent) {
+                (Some(f), true) => format!("{}/job", f.name()),
+                (Some(f), false) => f.name().to_string(),
+                (None, _) => "-".into(),
+            },
             fmt_spread(r.seconds, 1e3),
             r.rate.median,
             unit,
@@ -735,7 +778,7 @@ fn print_steps(out: &mut dyn Write, rows: &[StepRow]) -> Result<()> {
 fn headline(rows: &[KernelRow], family: KernelFamily, steps: &[StepRow]) -> Map<String, Value> {
     let mut h = Map::new();
     let min = |it: &mut dyn Iterator<Item = f64>| it.fold(f64::INFINITY, f64::min);
-    let fam_ok = |r: &&KernelRow| r.family.is_none_or(|f| f == family);
+    let fam_ok = |r: &&KernelRow| !r.per_agent && r.family.is_none_or(|f| f == family);
     // Dense: all three kernels of one (model, n) together, FLOPs over summed median times.
     let mut sizes: Vec<(String, usize)> = rows.iter().map(|r| (r.model.clone(), r.n)).collect();
     sizes.dedup();
@@ -864,33 +907,40 @@ fn bench_gpu(out: &mut dyn Write, plan: &Plan, choice: &AdapterChoice) -> Result
     )
     .map_err(io)?;
     // The adapter's own family first (it is left selected for the whole-step table).
-    let families = match auto {
-        KernelFamily::Tiled => [KernelFamily::Tiled, KernelFamily::Wide],
-        KernelFamily::Wide => [KernelFamily::Wide, KernelFamily::Tiled],
+    // Then the other family, then the adapter's own in the per-agent mode (one dispatch per job).
+    let other = match auto {
+        KernelFamily::Tiled => KernelFamily::Wide,
+        KernelFamily::Wide => KernelFamily::Tiled,
     };
+    let families = [(auto, false), (other, false), (auto, true)];
+    let switch = be.per_agent_switch();
     let peaks = (c.fma_gflops.max, c.copy_shader_gbps.max);
     let mut rows = Vec::new();
     let mut skipped = Vec::new();
-    for f in families {
+    for (f, split) in families {
         be.set_kernel_family(f);
+        switch.store(split, Ordering::Relaxed);
         // The kernels other than the dense ones do not depend on the family: measured once.
         let kinds: Vec<KernelKind> = KernelKind::ALL
             .into_iter()
-            .filter(|k| k.is_dense() || f == auto)
+            .filter(|k| plan.kernels && (k.is_dense() || (f == auto && !split)))
             .collect();
         let mut r = kernel_rows(&mut be, plan, &kinds, Some(peaks), &mut skipped)?;
         for row in r.iter_mut().filter(|row| row.kernel.is_dense()) {
             row.family = Some(f);
+            row.per_agent = split;
         }
         rows.extend(r);
     }
     be.set_kernel_family(auto);
+    switch.store(false, Ordering::Relaxed);
     rows.sort_by_key(|r| {
         (
             plan.models.iter().position(|m| spec(m) == r.model),
             r.n,
             r.kernel as usize,
             r.family.map(|f| f != auto),
+            r.per_agent,
         )
     });
     // The ceilings again after the kernels: on a shared machine the load changes while the
@@ -915,17 +965,25 @@ fn bench_gpu(out: &mut dyn Write, plan: &Plan, choice: &AdapterChoice) -> Result
     .map_err(io)?;
     print_kernels(out, &rows)?;
     print_skipped(out, &skipped)?;
-    let switch = be.per_agent_switch();
     let mut be: Box<dyn Backend> = Box::new(be);
     let mut steps = Vec::new();
-    for algo in &plan.algos {
+    for algo in plan.algos.iter().filter(|_| plan.steps_table) {
         for &n in &plan.agents {
-            for (mode, split) in [("fused", false), ("per_agent", true)] {
-                switch.store(split, Ordering::Relaxed);
-                let (row, back) = step_row(be, plan, algo, n, mode)?;
-                be = back;
-                steps.push(row);
+            // Rounds alternate the two modes, so a change of load on a shared machine hits both;
+            // each mode keeps its best round.
+            let mut best: [Option<StepRow>; 2] = [None, None];
+            for _ in 0..plan.rounds {
+                for (k, (mode, split)) in [("fused", false), ("per_agent", true)].into_iter().enumerate() {
+                    switch.store(split, Ordering::Relaxed);
+                    let (row, back) = step_row(be, plan, algo, n, mode)?;
+                    be = back;
+                    best[k] = Some(match best[k].take() {
+                        Some(b) => b.best_of(row),
+                        None => row,
+                    });
+                }
             }
+            steps.extend(best.into_iter().flatten());
         }
     }
     switch.store(false, Ordering::Relaxed);
@@ -964,16 +1022,24 @@ fn bench_cpu(out: &mut dyn Write, plan: &Plan) -> Result<Value> {
     let mut be = NativeBackend::new(0)?;
     writeln!(out, "\n== cpu: {} ==", be.describe()).map_err(io)?;
     let mut skipped = Vec::new();
-    let rows = kernel_rows(&mut be, plan, &KernelKind::ALL, None, &mut skipped)?;
+    let kinds = if plan.kernels { &KernelKind::ALL[..] } else { &[] };
+    let rows = kernel_rows(&mut be, plan, kinds, None, &mut skipped)?;
     print_kernels(out, &rows)?;
     print_skipped(out, &skipped)?;
     let mut be: Box<dyn Backend> = Box::new(be);
     let mut steps = Vec::new();
-    for algo in &plan.algos {
+    for algo in plan.algos.iter().filter(|_| plan.steps_table) {
         for &n in &plan.agents {
-            let (row, back) = step_row(be, plan, algo, n, "fused")?;
-            be = back;
-            steps.push(row);
+            let mut best: Option<StepRow> = None;
+            for _ in 0..plan.rounds {
+                let (row, back) = step_row(be, plan, algo, n, "fused")?;
+                be = back;
+                best = Some(match best.take() {
+                    Some(b) => b.best_of(row),
+                    None => row,
+                });
+            }
+            steps.extend(best);
         }
     }
     writeln!(out, "\nwhole training step, {} batch {}", spec(&plan.step_model), plan.batch)

@@ -11,7 +11,7 @@ use clap::Parser;
 fn the_benchmark_json_has_every_headline_figure() {
     let args = bench::Args::parse_from([
         "bench", "--json", "--quick", "--agents", "3", "--models", "mlp:8-8-4", "--algos",
-        "dsgd,ngm", "--samples", "1", "--steps", "1",
+        "dsgd,ngm", "--samples", "1", "--steps", "1", "--rounds", "1",
     ]);
     let mut out = Vec::new();
     let returned = bench::run(&args, &mut out).unwrap();
