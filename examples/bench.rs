@@ -131,11 +131,21 @@ impl Plan {
                 .cloned()
                 .ok_or_else(|| Error::param("models", "name at least one model"))?,
         };
-        if let Some(t) = a.tables.iter().find(|t| !["kernels", "steps"].contains(&t.as_str())) {
-            return Err(Error::param("tables", format!("'{t}': use kernels, steps or both")));
+        if let Some(t) = a
+            .tables
+            .iter()
+            .find(|t| !["kernels", "steps"].contains(&t.as_str()))
+        {
+            return Err(Error::param(
+                "tables",
+                format!("'{t}': use kernels, steps or both"),
+            ));
         }
         if agents.is_empty() || agents.contains(&0) || a.batch == 0 {
-            return Err(Error::param("agents", "agent counts and batch must be positive"));
+            return Err(Error::param(
+                "agents",
+                "agent counts and batch must be positive",
+            ));
         }
         Ok(Plan {
             agents,
@@ -385,7 +395,11 @@ impl Work {
         let n = self.n as f64;
         match kernel {
             KernelKind::Forward => {
-                2.0 * rows * layers.iter().map(|l| (l.in_dim * l.out_dim) as f64).sum::<f64>()
+                2.0 * rows
+                    * layers
+                        .iter()
+                        .map(|l| (l.in_dim * l.out_dim) as f64)
+                        .sum::<f64>()
             }
             KernelKind::BackwardData => {
                 2.0 * rows
@@ -573,9 +587,8 @@ fn kernel_rows(
                     })?;
                 let amount = w.work(kernel) / 1e9;
                 let rate = seconds.map(|t| amount / t);
-                let fraction = ceilings.map(|(flops, bw)| {
-                    rate.max / if kernel.is_dense() { flops } else { bw }
-                });
+                let fraction = ceilings
+                    .map(|(flops, bw)| rate.max / if kernel.is_dense() { flops } else { bw });
                 rows.push(KernelRow {
                     model: spec(model),
                     n,
@@ -649,15 +662,9 @@ fn step_row(
     };
     c.eval_every = c.steps.unwrap_or(1);
     let train_n = (4 * n * plan.batch).max(512);
-    let (train, test) = synthetic_train_test(
-        train_n,
-        64,
-        model.classes(),
-        model.input_dim(),
-        3.0,
-        0,
-    )
-    .map_err(|e| Error::param("model", e.to_string()))?;
+    let (train, test) =
+        synthetic_train_test(train_n, 64, model.classes(), model.input_dim(), 3.0, 0)
+            .map_err(|e| Error::param("model", e.to_string()))?;
     let mut t = Trainer::with_data(c, be, &train, &test)?;
     t.run_until(2, |_, _, _| {})?;
     let s = t.run_until(2 + plan.steps, |_, _, _| {})?;
@@ -692,7 +699,11 @@ fn print_kernels(out: &mut dyn Write, rows: &[KernelRow]) -> Result<()> {
     )
     .map_err(io)?;
     for r in rows {
-        let unit = if r.kernel.is_dense() { "GFLOP/s" } else { "GB/s" };
+        let unit = if r.kernel.is_dense() {
+            "GFLOP/s"
+        } else {
+            "GB/s"
+        };
         writeln!(
             out,
             "{:<22} {:>4} {:<22} {:<9} {:>28} {:>14.2} {:<7} {:>8}",
@@ -973,7 +984,10 @@ fn bench_gpu(out: &mut dyn Write, plan: &Plan, choice: &AdapterChoice) -> Result
             // each mode keeps its best round.
             let mut best: [Option<StepRow>; 2] = [None, None];
             for _ in 0..plan.rounds {
-                for (k, (mode, split)) in [("fused", false), ("per_agent", true)].into_iter().enumerate() {
+                for (k, (mode, split)) in [("fused", false), ("per_agent", true)]
+                    .into_iter()
+                    .enumerate()
+                {
                     switch.store(split, Ordering::Relaxed);
                     let (row, back) = step_row(be, plan, algo, n, mode)?;
                     be = back;
@@ -998,8 +1012,14 @@ fn bench_gpu(out: &mut dyn Write, plan: &Plan, choice: &AdapterChoice) -> Result
     let mut v = Map::new();
     v.insert("adapter".into(), json!(info.name));
     v.insert("backend".into(), json!(format!("{:?}", info.backend)));
-    v.insert("device_type".into(), json!(format!("{:?}", info.device_type)));
-    v.insert("driver".into(), json!(format!("{} {}", info.driver, info.driver_info)));
+    v.insert(
+        "device_type".into(),
+        json!(format!("{:?}", info.device_type)),
+    );
+    v.insert(
+        "driver".into(),
+        json!(format!("{} {}", info.driver, info.driver_info)),
+    );
     v.insert("kernel_family".into(), json!(auto.name()));
     v.insert("ceilings".into(), json!(ceilings));
     v.insert("ceilings_after_kernels".into(), json!(after));
@@ -1022,7 +1042,11 @@ fn bench_cpu(out: &mut dyn Write, plan: &Plan) -> Result<Value> {
     let mut be = NativeBackend::new(0)?;
     writeln!(out, "\n== cpu: {} ==", be.describe()).map_err(io)?;
     let mut skipped = Vec::new();
-    let kinds = if plan.kernels { &KernelKind::ALL[..] } else { &[] };
+    let kinds = if plan.kernels {
+        &KernelKind::ALL[..]
+    } else {
+        &[]
+    };
     let rows = kernel_rows(&mut be, plan, kinds, None, &mut skipped)?;
     print_kernels(out, &rows)?;
     print_skipped(out, &skipped)?;
@@ -1042,8 +1066,13 @@ fn bench_cpu(out: &mut dyn Write, plan: &Plan) -> Result<Value> {
             steps.extend(best);
         }
     }
-    writeln!(out, "\nwhole training step, {} batch {}", spec(&plan.step_model), plan.batch)
-        .map_err(io)?;
+    writeln!(
+        out,
+        "\nwhole training step, {} batch {}",
+        spec(&plan.step_model),
+        plan.batch
+    )
+    .map_err(io)?;
     print_steps(out, &steps)?;
     Ok(json!({
         "backend": be.describe(),

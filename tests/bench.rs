@@ -10,8 +10,21 @@ use clap::Parser;
 #[test]
 fn the_benchmark_json_has_every_headline_figure() {
     let args = bench::Args::parse_from([
-        "bench", "--json", "--quick", "--agents", "3", "--models", "mlp:8-8-4", "--algos",
-        "dsgd,ngm", "--samples", "1", "--steps", "1", "--rounds", "1",
+        "bench",
+        "--json",
+        "--quick",
+        "--agents",
+        "3",
+        "--models",
+        "mlp:8-8-4",
+        "--algos",
+        "dsgd,ngm",
+        "--samples",
+        "1",
+        "--steps",
+        "1",
+        "--rounds",
+        "1",
     ]);
     let mut out = Vec::new();
     let returned = bench::run(&args, &mut out).unwrap();
@@ -24,10 +37,15 @@ fn the_benchmark_json_has_every_headline_figure() {
     );
     let adapters = v["adapters"].as_array().unwrap();
     if std::env::var("SWARMGRAD_REQUIRE_ADAPTER").as_deref() == Ok("1") {
-        assert!(!adapters.is_empty(), "SWARMGRAD_REQUIRE_ADAPTER=1 but no adapter was measured");
+        assert!(
+            !adapters.is_empty(),
+            "SWARMGRAD_REQUIRE_ADAPTER=1 but no adapter was measured"
+        );
     }
     let finite = |v: &serde_json::Value, what: &str| {
-        let x = v.as_f64().unwrap_or_else(|| panic!("{what} is not a number: {v}"));
+        let x = v
+            .as_f64()
+            .unwrap_or_else(|| panic!("{what} is not a number: {v}"));
         assert!(x.is_finite() && x >= 0.0, "{what} = {x}");
     };
     let mut objects = vec![&v];
@@ -44,13 +62,22 @@ fn the_benchmark_json_has_every_headline_figure() {
         ] {
             finite(&o[key], key);
         }
-        finite(&o["fused_vs_per_agent_speedup"]["3"], "fused_vs_per_agent_speedup[3]");
+        finite(
+            &o["fused_vs_per_agent_speedup"]["3"],
+            "fused_vs_per_agent_speedup[3]",
+        );
         for algo in ["dsgd", "ngm"] {
             finite(&o["dispatches_per_step"][algo]["3"], "dispatches_per_step");
         }
     }
     for a in adapters {
-        for key in ["fma_gflops", "copy_shader_gbps", "copy_buffer_gbps", "dispatch_us", "submit_us"] {
+        for key in [
+            "fma_gflops",
+            "copy_shader_gbps",
+            "copy_buffer_gbps",
+            "dispatch_us",
+            "submit_us",
+        ] {
             finite(&a["ceilings"][key]["median"], key);
         }
         assert!(!a["kernels"].as_array().unwrap().is_empty());

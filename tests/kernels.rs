@@ -297,7 +297,12 @@ fn softmax_xent_matches_reference(t: &Target) {
 target_tests!([gpu, native] gather_matches_reference);
 fn gather_matches_reference(t: &Target) {
     // dim 20: five words a row, not a multiple of the four a vec4 invocation converts.
-    for (n_samples, dim, agents, batch) in [(50, 13, 3, 5), (200, 784, 4, 16), (7, 1, 1, 1), (30, 20, 2, 3)] {
+    for (n_samples, dim, agents, batch) in [
+        (50, 13, 3, 5),
+        (200, 784, 4, 16),
+        (7, 1, 1, 1),
+        (30, 20, 2, 3),
+    ] {
         let bytes: Vec<u8> = indices(11, n_samples * dim, 256)
             .into_iter()
             .map(|v| v as u8)

@@ -8,8 +8,8 @@ use std::sync::OnceLock;
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use swarmgrad::algo::{AlgoOptions, Algorithm};
 use std::sync::atomic::Ordering;
+use swarmgrad::algo::{AlgoOptions, Algorithm};
 use swarmgrad::backend::gpu::{AdapterChoice, GpuBackend, GpuContext, KernelFamily};
 use swarmgrad::backend::native::NativeBackend;
 use swarmgrad::backend::reference::ReferenceBackend;
