@@ -790,7 +790,7 @@ fn headline(rows: &[KernelRow], family: KernelFamily, steps: &[StepRow]) -> Map<
     let mut h = Map::new();
     let min = |it: &mut dyn Iterator<Item = f64>| it.fold(f64::INFINITY, f64::min);
     let fam_ok = |r: &&KernelRow| !r.per_agent && r.family.is_none_or(|f| f == family);
-    // Dense: all three kernels of one (model, n) together, FLOPs over summed median times.
+    // Dense: all three kernels of one (model, n) together.
     let mut sizes: Vec<(String, usize)> = rows.iter().map(|r| (r.model.clone(), r.n)).collect();
     sizes.dedup();
     let dense = min(&mut sizes.iter().filter_map(|(m, n)| {
