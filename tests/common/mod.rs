@@ -8,8 +8,9 @@ use std::sync::OnceLock;
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use std::sync::atomic::Ordering;
 use swarmgrad::algo::{AlgoOptions, Algorithm};
-use swarmgrad::backend::gpu::{AdapterChoice, GpuBackend, GpuContext};
+use swarmgrad::backend::gpu::{AdapterChoice, GpuBackend, GpuContext, KernelFamily};
 use swarmgrad::backend::native::NativeBackend;
 use swarmgrad::backend::reference::ReferenceBackend;
 use swarmgrad::backend::{Backend, Buf, BufKind};
@@ -162,16 +163,41 @@ impl Target {
         }
     }
 
-    /// The backends a kernel parity test compares: the native backend on 1, 2 and 3 threads
-    /// (3: more threads than cores here, and not a divisor of the chunk counts), whose results
-    /// must also be bit-identical; one backend otherwise.
+    /// The backends a test compares: the native backend on 1, 2 and 3 threads (3: more
+    /// threads than cores here, and not a divisor of the chunk counts); on a wgpu target both
+    /// forms of the dense kernels (tiled and wide). Their results must also be bit-identical.
+    /// One backend otherwise.
     pub fn variants(&self) -> Vec<Box<dyn Backend>> {
+        self.variants_with(false)
+    }
+
+    /// [`Target::variants`] and, on a wgpu target, the wide kernels in the per-agent mode too
+    /// (one dispatch per job: the same results, more dispatches), for the kernel parity tests.
+    pub fn parity_variants(&self) -> Vec<Box<dyn Backend>> {
+        self.variants_with(true)
+    }
+
+    fn variants_with(&self, per_agent: bool) -> Vec<Box<dyn Backend>> {
         match self.kind {
             Kind::Native => [1, 2, 3]
                 .into_iter()
                 .map(|t| Box::new(NativeBackend::new(t).unwrap()) as Box<dyn Backend>)
                 .collect(),
-            _ => vec![self.backend()],
+            Kind::Reference => vec![self.backend()],
+            _ => [
+                (KernelFamily::Tiled, false),
+                (KernelFamily::Wide, false),
+                (KernelFamily::Wide, true),
+            ]
+            .into_iter()
+            .filter(|&(_, split)| per_agent || !split)
+            .map(|(family, split)| {
+                let mut be = self.gpu();
+                be.set_kernel_family(family);
+                be.per_agent_switch().store(split, Ordering::Relaxed);
+                Box::new(be) as Box<dyn Backend>
+            })
+            .collect(),
         }
     }
 }

@@ -7,8 +7,16 @@ use super::params::*;
 use super::timer::GpuTimer;
 use crate::backend::*;
 use crate::error::{Error, Result};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use wgpu::util::DeviceExt;
+
+/// Elements of a row per invocation of the mix (`MIX_E` in mix.wgsl).
+const MIX_ELEMENTS: usize = 4;
+/// Groups of features per invocation of the gather (`GATHER_E` in gather.wgsl).
+const GATHER_GROUPS: usize = 4;
+/// Rows and columns of a wide kernel's tile (`TW` in dense.wgsl).
+const WIDE: usize = 8;
 
 /// A recorded command, replayed in order at flush.
 enum Command {
@@ -29,6 +37,38 @@ enum Command {
     },
 }
 
+/// Which form of the dense kernels runs (dense.wgsl): both compute the same sums in the same
+/// order, bit for bit; they differ in how work is laid out on the device.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum KernelFamily {
+    /// 4 × 4 register tiles per invocation, 64-wide workgroups: for hardware GPUs.
+    Tiled,
+    /// 8 × 8 register tiles per invocation (half the loads per product of the 4 × 4 tiles, or
+    /// less): for CPU rasterisers
+    /// (lavapipe, llvmpipe), which run a workgroup's invocations as SIMD lanes and pay for
+    /// every lane's every load, while arithmetic is cheap.
+    Wide,
+}
+
+impl KernelFamily {
+    /// The family that suits an adapter: [`KernelFamily::Wide`] on CPU (software) adapters,
+    /// [`KernelFamily::Tiled`] on every other.
+    pub fn for_device(device_type: wgpu::DeviceType) -> Self {
+        match device_type {
+            wgpu::DeviceType::Cpu => KernelFamily::Wide,
+            _ => KernelFamily::Tiled,
+        }
+    }
+
+    /// Short name (`tiled`, `wide`).
+    pub fn name(self) -> &'static str {
+        match self {
+            KernelFamily::Tiled => "tiled",
+            KernelFamily::Wide => "wide",
+        }
+    }
+}
+
 /// The wgpu backend.
 pub struct GpuBackend {
     ctx: GpuContext,
@@ -41,6 +81,8 @@ pub struct GpuBackend {
     errors: Arc<Mutex<Vec<String>>>,
     counters: Counters,
     vectorized: bool,
+    family: KernelFamily,
+    per_agent: Arc<AtomicBool>,
     timer: Option<GpuTimer>,
 }
 
@@ -73,6 +115,8 @@ impl GpuBackend {
             errors,
             counters: Counters::default(),
             vectorized: true,
+            family: KernelFamily::for_device(ctx.info.device_type),
+            per_agent: Arc::new(AtomicBool::new(false)),
             timer: GpuTimer::new(&ctx.device, &ctx.queue),
             ctx,
         }
@@ -82,6 +126,30 @@ impl GpuBackend {
     /// default) or the scalar ones everywhere (for benchmarks comparing the two).
     pub fn set_vectorized(&mut self, on: bool) {
         self.vectorized = on;
+    }
+
+    /// Chooses the form of the dense kernels (default: [`KernelFamily::for_device`]).
+    pub fn set_kernel_family(&mut self, family: KernelFamily) {
+        self.family = family;
+    }
+
+    /// The form of the dense kernels in use.
+    pub fn kernel_family(&self) -> KernelFamily {
+        self.family
+    }
+
+    /// A switch for the per-agent mode, kept by the caller when the backend moves into a
+    /// trainer (benchmarks): while it is on, every dense kernel over a job list is dispatched
+    /// once per job, as a loop over agents would, instead of once for all jobs. Results are
+    /// the same bit for bit; only the dispatch count changes. Off by default.
+    pub fn per_agent_switch(&self) -> Arc<AtomicBool> {
+        self.per_agent.clone()
+    }
+
+    /// Whether the backend records a timestamp pair per compute pass (the adapter has
+    /// timestamp queries).
+    pub fn has_timestamps(&self) -> bool {
+        self.timer.is_some()
     }
 
     /// The device and adapter facts.
@@ -206,11 +274,11 @@ impl GpuBackend {
         if work == 0 {
             return Ok(());
         }
-        // The reductions (reduce, sign_compress) index workgroups (one per segment), the others
-        // invocations.
-        let per_group = match kernel {
-            Kernel::Reduce | Kernel::SignCompress | Kernel::PairDots => 1,
-            _ => def.workgroup_size as u64,
+        // The reductions index workgroups (one per segment), the others invocations.
+        let per_group = if kernel.counts_workgroups() {
+            1
+        } else {
+            def.workgroup_size as u64
         };
         let groups = kernels::grid(
             (work as u64).div_ceil(per_group),
@@ -242,6 +310,29 @@ impl GpuBackend {
             uniform_size: std::mem::size_of::<P>() as u64,
             groups,
         });
+        Ok(())
+    }
+
+    /// Records a dense kernel over the jobs of `s`: one dispatch for all jobs, or in the
+    /// per-agent mode one per job (`first_job` in the uniforms). `per_job` is the grid of one
+    /// job (invocations, or workgroups for the lane kernels).
+    fn dispatch_jobs(
+        &mut self,
+        kernel: Kernel,
+        variant: Variant,
+        s: &DenseJobs,
+        buffers: &[Buf],
+        per_job: usize,
+    ) -> Result<()> {
+        let mut p = dense_params(s)?;
+        if !self.per_agent.load(Ordering::Relaxed) {
+            return self.dispatch(kernel, variant, &p, buffers, s.n_jobs * per_job);
+        }
+        p.n_jobs = 1;
+        for j in 0..s.n_jobs {
+            p.first_job = u(j)?;
+            self.dispatch(kernel, variant, &p, buffers, per_job)?;
+        }
         Ok(())
     }
 
@@ -466,60 +557,75 @@ impl Backend for GpuBackend {
             inv_std: (1.0 / op.std) as f32,
             ..Default::default()
         };
+        // A word of four features per invocation where every row starts on a word.
+        let variant = self.width(&[op.dim]);
         self.dispatch(
             Kernel::Gather,
-            Variant::SCALAR,
+            variant,
             &p,
             &[op.data, op.labels, op.index, op.x, op.y],
-            op.rows * op.dim,
+            op.rows * (op.dim / variant.width.lanes()).div_ceil(GATHER_GROUPS),
         )
     }
 
     fn dense_forward(&mut self, op: &DenseForward) -> Result<()> {
         op.check(&self.ix)?;
         let s = &op.shape;
-        let p = dense_params(s)?;
-        let work = s.n_jobs * s.batch.div_ceil(4) * s.layer.out_dim.div_ceil(4);
         let variant = self
             .width(&[s.layer.in_dim, s.layer.w_off, s.stride])
             .relu(s.layer.relu);
-        self.dispatch(
-            Kernel::DenseForward,
-            variant,
-            &p,
-            &[s.jobs, op.params, op.input, op.input, op.output],
-            work,
-        )
+        let (kernel, per_job) = match self.family {
+            KernelFamily::Tiled => (
+                Kernel::DenseForward,
+                s.batch.div_ceil(4) * s.layer.out_dim.div_ceil(4),
+            ),
+            KernelFamily::Wide => (
+                Kernel::DenseForwardWide,
+                s.batch.div_ceil(WIDE) * s.layer.out_dim.div_ceil(WIDE),
+            ),
+        };
+        let buffers = [s.jobs, op.params, op.input, op.input, op.output];
+        self.dispatch_jobs(kernel, variant, s, &buffers, per_job)
     }
 
     fn dense_backward_data(&mut self, op: &DenseBackwardData) -> Result<()> {
         op.check(&self.ix)?;
         let s = &op.shape;
-        let p = dense_params(s)?;
-        let work = s.n_jobs * s.batch.div_ceil(4) * s.layer.in_dim.div_ceil(4);
-        self.dispatch(
-            Kernel::DenseBackwardData,
-            Variant::SCALAR.relu(op.relu_mask),
-            &p,
-            &[s.jobs, op.params, op.dz, op.input, op.dx],
-            work,
-        )
+        let (kernel, variant, per_job) = match self.family {
+            KernelFamily::Tiled => (
+                Kernel::DenseBackwardData,
+                Variant::SCALAR,
+                s.batch.div_ceil(4) * s.layer.in_dim.div_ceil(4),
+            ),
+            KernelFamily::Wide => (
+                Kernel::DenseBackwardDataWide,
+                self.width(&[s.layer.in_dim, s.layer.w_off, s.stride]),
+                s.batch.div_ceil(WIDE) * s.layer.in_dim.div_ceil(WIDE),
+            ),
+        };
+        let variant = variant.relu(op.relu_mask);
+        let buffers = [s.jobs, op.params, op.dz, op.input, op.dx];
+        self.dispatch_jobs(kernel, variant, s, &buffers, per_job)
     }
 
     fn dense_backward_weights(&mut self, op: &DenseBackwardWeights) -> Result<()> {
         op.check(&self.ix)?;
         let s = &op.shape;
-        let p = dense_params(s)?;
-        let work = s.n_jobs * s.layer.out_dim.div_ceil(4) * (s.layer.in_dim + 1).div_ceil(4);
-        let variant = self.width(&[s.layer.in_dim]);
+        let (kernel, variant, per_job) = match self.family {
+            KernelFamily::Tiled => (
+                Kernel::DenseBackwardWeights,
+                self.width(&[s.layer.in_dim]),
+                s.layer.out_dim.div_ceil(4) * (s.layer.in_dim + 1).div_ceil(4),
+            ),
+            KernelFamily::Wide => (
+                Kernel::DenseBackwardWeightsWide,
+                self.width(&[s.layer.in_dim]),
+                s.layer.out_dim.div_ceil(WIDE) * (s.layer.in_dim + 1).div_ceil(WIDE),
+            ),
+        };
         // The params binding is unused by this entry point; bind the input in its place.
-        self.dispatch(
-            Kernel::DenseBackwardWeights,
-            variant,
-            &p,
-            &[s.jobs, op.input, op.dz, op.input, op.grads],
-            work,
-        )
+        let buffers = [s.jobs, op.input, op.dz, op.input, op.grads];
+        self.dispatch_jobs(kernel, variant, s, &buffers, per_job)
     }
 
     // TODO(cnn): the convolutional ops on this backend are being written (issue 13).
@@ -597,7 +703,7 @@ impl Backend for GpuBackend {
             variant,
             &p,
             &[c.row_ptr, c.col, c.weight, op.input, op.output],
-            c.rows * op.len / unit,
+            c.rows * (op.len / unit).div_ceil(MIX_ELEMENTS),
         )
     }
 
@@ -821,6 +927,7 @@ fn dense_params(s: &DenseJobs) -> Result<DenseParams> {
         b_off: u(s.layer.b_off)?,
         param_stride: u(s.stride)?,
         in_by_data: (s.input_blocks == InputBlocks::ByData) as u32,
+        ..Default::default()
     })
 }
 

@@ -146,7 +146,7 @@ pub struct KernelDef {
 /// One compute entry point of the training kernels.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Kernel {
-    /// gather.wgsl `gather`.
+    /// gather.wgsl `gather` (scalar or vec4: one feature or one word of four per invocation).
     Gather,
     /// dense.wgsl `dense_forward` (scalar or vec4, with or without ReLU).
     DenseForward,
@@ -156,7 +156,7 @@ pub enum Kernel {
     DenseBackwardWeights,
     /// loss.wgsl `softmax_xent`.
     SoftmaxXent,
-    /// mix.wgsl `mix` (scalar or vec4).
+    /// mix.wgsl `mix` (scalar or vec4; four elements of a row per invocation).
     Mix,
     /// update.wgsl `axpby` (scalar or vec4).
     Axpby,
@@ -178,6 +178,15 @@ pub enum Kernel {
     SignCompress,
     /// gram.wgsl `pair_dots`.
     PairDots,
+    /// dense.wgsl `dense_forward_wide` (8 × 8 tiles: the CPU-rasteriser form of
+    /// `dense_forward`).
+    DenseForwardWide,
+    /// dense.wgsl `dense_backward_weights_wide` (8 × 8 tiles: the CPU-rasteriser form of
+    /// `dense_backward_weights`).
+    DenseBackwardWeightsWide,
+    /// dense.wgsl `dense_backward_data_wide` (8 × 8 tiles: the CPU-rasteriser form of
+    /// `dense_backward_data`; scalar or vec4 weight loads).
+    DenseBackwardDataWide,
 }
 
 const SCALAR: &[Variant] = &[Variant::SCALAR];
@@ -185,7 +194,7 @@ const WIDTHS: &[Variant] = &[Variant::SCALAR, Variant::VEC4];
 
 impl Kernel {
     /// Every kernel.
-    pub const ALL: [Kernel; 16] = [
+    pub const ALL: [Kernel; 19] = [
         Kernel::Gather,
         Kernel::DenseForward,
         Kernel::DenseBackwardData,
@@ -202,11 +211,23 @@ impl Kernel {
         Kernel::Mean,
         Kernel::SignCompress,
         Kernel::PairDots,
+        Kernel::DenseForwardWide,
+        Kernel::DenseBackwardWeightsWide,
+        Kernel::DenseBackwardDataWide,
     ];
 
     /// The kernel's file, entry point, bindings, workgroup size and variants.
     pub fn def(self) -> &'static KernelDef {
         &DEFS[self as usize]
+    }
+
+    /// Whether the host sizes the kernel's grid in workgroups (the reductions: one per
+    /// segment) rather than in invocations.
+    pub fn counts_workgroups(self) -> bool {
+        matches!(
+            self,
+            Kernel::Reduce | Kernel::SignCompress | Kernel::PairDots
+        )
     }
 }
 
@@ -237,13 +258,13 @@ const RELU: &[Variant] = &[
 const RELU_SCALAR: &[Variant] = &[Variant::SCALAR.relu(false), Variant::SCALAR.relu(true)];
 
 /// The catalogue, in the order of [`Kernel`]'s variants (a unit test checks it).
-static DEFS: [KernelDef; 16] = [
+static DEFS: [KernelDef; 19] = [
     k(
         "gather.wgsl",
         "gather",
         "GatherParams",
         &[R, R, R, W, W],
-        SCALAR,
+        WIDTHS,
     ),
     k("dense.wgsl", "dense_forward", "DenseParams", DENSE, RELU),
     k(
@@ -323,6 +344,27 @@ static DEFS: [KernelDef; 16] = [
             SCALAR,
         )
     },
+    k(
+        "dense.wgsl",
+        "dense_forward_wide",
+        "DenseParams",
+        DENSE,
+        RELU,
+    ),
+    k(
+        "dense.wgsl",
+        "dense_backward_weights_wide",
+        "DenseParams",
+        DENSE,
+        WIDTHS,
+    ),
+    k(
+        "dense.wgsl",
+        "dense_backward_data_wide",
+        "DenseParams",
+        DENSE,
+        RELU,
+    ),
 ];
 
 /// What a compiled pipeline is built from: the source (shader file and width), the entry point

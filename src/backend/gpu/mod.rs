@@ -11,7 +11,7 @@ pub mod params;
 pub mod probe;
 mod timer;
 
-pub use backend::GpuBackend;
+pub use backend::{GpuBackend, KernelFamily};
 pub use context::{AdapterChoice, GpuContext};
 pub use kernels::{compose, Access, Kernel, KernelDef, Variant, Width, PRELUDE, SHADERS};
-pub use probe::Probe;
+pub use probe::{Ceilings, Probe, Spread};

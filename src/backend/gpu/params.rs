@@ -87,6 +87,10 @@ uniforms! {
         b_off: u32,
         param_stride: u32,
         in_by_data: u32,
+        first_job: u32,
+        _pad0: u32,
+        _pad1: u32,
+        _pad2: u32,
     }
 
     /// `XentParams` in loss.wgsl.
