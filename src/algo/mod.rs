@@ -136,6 +136,14 @@ pub trait Algo {
     }
 }
 
+/// The algorithms that run sharded over MPI ranks ([`Algorithm::build_sharded`]): those whose
+/// communication is gossip over [`crate::comm::Gossip`] and exact averaging over
+/// [`crate::comm::AllReduce`], which exchange ghost slabs. The relay exchanges (RelaySGD), the
+/// cross-gradient jobs of the NGM family and the schedules of MATCHA, AL-DSGD and SGP are not
+/// sharded yet.
+pub const SHARDED_ALGORITHMS: &[&str] =
+    &["dsgd", "allreduce", "qgm", "qg-adam", "d2", "gt", "slowmo"];
+
 /// Algorithms of ALGORITHMS.md that are specified but not implemented yet.
 pub const PLANNED_ALGORITHMS: &[&str] = &[];
 
@@ -392,6 +400,40 @@ impl Algorithm {
             ));
         }
         let buf = AgentBuffers::new(be, s.agents, s.stride, s.d, s.init)?;
+        (self.0.build)(be, buf, s)
+    }
+
+    /// Whether the algorithm runs sharded over MPI ranks ([`SHARDED_ALGORITHMS`]).
+    pub fn runs_sharded(&self) -> bool {
+        SHARDED_ALGORITHMS.contains(&self.name())
+    }
+
+    /// Builds this rank's part of the algorithm's state for a run sharded over ranks: `s`
+    /// describes all agents (`s.init` holds every agent's parameters), the buffers hold the
+    /// block of `shard`. An algorithm that cannot run sharded yet is refused by name.
+    pub fn build_sharded(
+        &self,
+        be: &mut dyn Backend,
+        s: &AlgoSetup,
+        shard: &crate::dist::Shard,
+    ) -> Result<Box<dyn Algo>> {
+        if !self.runs_sharded() {
+            return Err(Error::param(
+                "algo",
+                format!(
+                    "{self} cannot run sharded over MPI ranks yet (sharded: {}); run it in one                      process",
+                    and_list(SHARDED_ALGORITHMS)
+                ),
+            ));
+        }
+        if s.agents != shard.agents() {
+            return Err(Error::param(
+                "agents",
+                format!("{} agents, the ranks share {}", s.agents, shard.agents()),
+            ));
+        }
+        s.options.validate()?;
+        let buf = AgentBuffers::new_sharded(be, shard, s.stride, s.d, s.init)?;
         (self.0.build)(be, buf, s)
     }
 }
