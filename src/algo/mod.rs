@@ -421,7 +421,7 @@ impl Algorithm {
             return Err(Error::param(
                 "algo",
                 format!(
-                    "{self} cannot run sharded over MPI ranks yet (sharded: {}); run it in one                      process",
+                    "{self} cannot run sharded over MPI ranks yet (sharded: {}); run it in one process",
                     and_list(SHARDED_ALGORITHMS)
                 ),
             ));

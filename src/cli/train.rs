@@ -48,6 +48,10 @@ pub struct Args {
     /// Resume from a checkpoint written by a run with the same configuration.
     #[arg(long, help_heading = "Output")]
     pub resume: Option<PathBuf>,
+    /// Also write every agent's final parameters to `<out>/params.f64` (agent-major slabs of
+    /// the model's stride, little-endian f64): runs compare bit for bit.
+    #[arg(long, help_heading = "Output")]
+    pub save_params: bool,
     /// Which flags the command line gave (filled by [`run_cli`]; empty for `Args` built in code).
     #[arg(skip)]
     pub given: Given,
@@ -515,8 +519,18 @@ pub fn run_args_on(
         }
         (s, _) => s?,
     };
+    // Every rank takes part in gathering the parameters; rank 0 writes them.
+    let params = if args.save_params {
+        Some(trainer.gather_params()?)
+    } else {
+        None
+    };
     if !root {
         return Ok(());
+    }
+    if let Some(p) = params {
+        let bytes: Vec<u8> = p.iter().flat_map(|v| v.to_le_bytes()).collect();
+        metrics::write_file(&dir.join("params.f64"), bytes)?;
     }
     // metrics.csv was written row by row during the run.
     metrics::write_csv(

@@ -220,10 +220,12 @@ impl World {
             .filter(|(_, b)| !b.is_empty())
             .map(|(r, b)| format!("rank {r}: {}", String::from_utf8_lossy(&b[1..])))
             .collect();
+        let same_everywhere = failed.len() == self.ranks() && all.windows(2).all(|p| p[0] == p[1]);
         match mine {
             Ok(v) if failed.is_empty() => Ok(v),
-            // One rank: its own error, as a single process reports it.
-            Err(e) if self.ranks() == 1 => Err(e),
+            // Every rank failed the same way (one rank, or a setting they all read): that
+            // error itself, as a single process reports it.
+            Err(e) if same_everywhere => Err(e),
             _ => Err(Error::param(
                 "mpi",
                 format!(
