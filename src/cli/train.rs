@@ -519,6 +519,9 @@ pub fn run_args_on(
         }
         (s, _) => s?,
     };
+    if let Some(w) = world {
+        let _ = writeln!(info, "{}", w.traffic_line());
+    }
     // Every rank takes part in gathering the parameters; rank 0 writes them.
     let params = if args.save_params {
         Some(trainer.gather_params()?)

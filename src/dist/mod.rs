@@ -1,6 +1,6 @@
 //! Agents sharded over processes (MPI ranks): block placement, the halo (ghost-slab) plan of a
 //! mixing matrix, and the few collectives the sharded communication, metrics and checkpoints
-//! need, over a [`Transport`] (MPI with the `mpi` feature, [`mpi::MpiTransport`]).
+//! need, over a [`Transport`] (MPI with the `mpi` feature: `dist::mpi::MpiTransport`).
 //!
 //! Rank r owns a contiguous block of agents ([`Placement`]) and its own backend, whose
 //! agent-major buffers hold only that block. Every collective here gathers per-agent values in
@@ -19,7 +19,7 @@ use std::cell::Cell;
 use std::ops::Range;
 use std::rc::Rc;
 
-/// Moves bytes between the ranks of one job. Implementations: MPI ([`mpi::MpiTransport`]).
+/// Moves bytes between the ranks of one job. Implementations: MPI (`dist::mpi::MpiTransport`, feature `mpi`).
 pub trait Transport {
     /// This process's rank (0-based).
     fn rank(&self) -> usize;
@@ -265,6 +265,23 @@ impl World {
                 ),
             ))
         }
+    }
+
+    /// One line on what every rank has sent so far (a collective: every rank calls it).
+    pub fn traffic_line(&self) -> String {
+        let t = self.traffic();
+        let all: Vec<Vec<u8>> =
+            self.all_gather_bytes(&[t.bytes.to_le_bytes(), t.messages.to_le_bytes()].concat());
+        let per: Vec<String> = all
+            .iter()
+            .enumerate()
+            .map(|(r, b)| {
+                let v =
+                    |k: usize| u64::from_le_bytes(b[8 * k..8 * k + 8].try_into().expect("8 bytes"));
+                format!("rank {r} {} B in {} messages", v(0), v(1))
+            })
+            .collect();
+        format!("mpi: {} ranks; sent: {}", self.ranks(), per.join(", "))
     }
 
     /// This rank's share of a run of `agents` agents, reals travelling as `wire`.
