@@ -138,11 +138,19 @@ pub trait Algo {
 
 /// The algorithms that run sharded over MPI ranks ([`Algorithm::build_sharded`]): those whose
 /// communication is gossip over [`crate::comm::Gossip`] and exact averaging over
-/// [`crate::comm::AllReduce`], which exchange ghost slabs. The relay exchanges (RelaySGD), the
-/// cross-gradient jobs of the NGM family and the schedules of MATCHA, AL-DSGD and SGP are not
-/// sharded yet.
-pub const SHARDED_ALGORITHMS: &[&str] =
-    &["dsgd", "allreduce", "qgm", "qg-adam", "d2", "gt", "slowmo"];
+/// [`crate::comm::AllReduce`], which exchange ghost slabs, and NGM (its cross-gradient jobs run
+/// where their data lives, round 2 refreshes the ghost jobs). The relay exchanges (RelaySGD),
+/// CompNGM's and CGA's stages and the schedules of MATCHA, AL-DSGD and SGP are not sharded yet.
+pub const SHARDED_ALGORITHMS: &[&str] = &[
+    "dsgd",
+    "allreduce",
+    "qgm",
+    "qg-adam",
+    "d2",
+    "gt",
+    "slowmo",
+    "ngm",
+];
 
 /// Algorithms of ALGORITHMS.md that are specified but not implemented yet.
 pub const PLANNED_ALGORITHMS: &[&str] = &[];

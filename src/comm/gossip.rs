@@ -141,6 +141,17 @@ impl Gossip {
         Ok(())
     }
 
+    /// Sharded: the buffer the mix reads (own slabs, then the ghosts of [`Gossip::ghosts`]) and
+    /// its length; after a round it holds the round's input.
+    pub fn halo_input(&self) -> Option<(Buf, usize)> {
+        self.halo.as_ref().map(|h| (h.ext, h.ext.len))
+    }
+
+    /// Sharded: the ghost agents (global ids) after the own slabs of [`Gossip::halo_input`].
+    pub fn ghosts(&self) -> Option<&[usize]> {
+        self.halo.as_ref().map(|h| h.plan.ghosts())
+    }
+
     /// Bytes per agent of one round with the current matrix.
     pub fn round_bytes(&self) -> &[u64] {
         &self.round_bytes
@@ -159,17 +170,10 @@ impl Gossip {
     ) -> Result<()> {
         let mut input = from;
         if let Some(h) = &self.halo {
-            let own = h.shard.local() * self.stride;
-            let ghosts = if h.plan.messages() > 0 || !h.plan.ghosts().is_empty() {
-                let local = be.read_f32(from)?;
-                h.shard.exchange(&h.plan, &local[..own], self.stride)
-            } else {
-                Vec::new()
-            };
-            be.copy(&CopyRange::whole(from, h.ext, own))?;
-            if !ghosts.is_empty() {
-                be.write_f64(h.ext, own, &ghosts)?;
-            }
+            let own = h.shard.local();
+            be.copy(&CopyRange::whole(from, h.ext, own * self.stride))?;
+            h.shard
+                .refresh(be, &h.plan.exchange, h.ext, own, self.stride)?;
             input = h.ext;
         }
         be.mix(&Mix {

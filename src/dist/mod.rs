@@ -419,11 +419,11 @@ impl Shard {
         HaloPlan::new(self.placement(), self.rank(), w)
     }
 
-    /// One halo exchange: `local` holds this rank's slabs (`stride` reals each, agent-major);
-    /// returns the ghost slabs in the plan's order (`plan.ghosts()`).
-    pub fn exchange(&self, plan: &HaloPlan, local: &[f64], stride: usize) -> Vec<f64> {
+    /// One exchange: `local` holds this rank's slabs (`stride` reals each); returns the ghost
+    /// slabs received, in the exchange's order (peers in rank order).
+    pub fn exchange(&self, ex: &Exchange, local: &[f64], stride: usize) -> Vec<f64> {
         let wire = self.wire();
-        let sends: Vec<(usize, Vec<u8>)> = plan
+        let sends: Vec<(usize, Vec<u8>)> = ex
             .sends
             .iter()
             .map(|(peer, slabs)| {
@@ -434,7 +434,7 @@ impl Shard {
                 (*peer, b)
             })
             .collect();
-        let mut recvs: Vec<(usize, Vec<u8>)> = plan
+        let mut recvs: Vec<(usize, Vec<u8>)> = ex
             .recvs
             .iter()
             .map(|(peer, count)| (*peer, vec![0u8; count * stride * wire.bytes()]))
@@ -442,12 +442,97 @@ impl Shard {
         self.world
             .count(sends.iter().map(|s| s.1.len()).sum(), sends.len());
         self.world.transport.exchange(&sends, &mut recvs);
-        let mut out = Vec::with_capacity(plan.ghosts.len() * stride);
+        let mut out = Vec::with_capacity(ex.ghosts() * stride);
         for (_, b) in &recvs {
             wire.decode(b, &mut out);
         }
         out
     }
+
+    /// Refreshes the ghost slabs of `buf` (slabs `own..` after this rank's `own` slabs) from
+    /// their owners, by one exchange: the recorded work is finished and `buf` read back, the
+    /// slabs the peers read sent, and the ghosts received written after the own slabs.
+    pub fn refresh(
+        &self,
+        be: &mut dyn crate::backend::Backend,
+        ex: &Exchange,
+        buf: crate::backend::Buf,
+        own: usize,
+        stride: usize,
+    ) -> Result<()> {
+        if ex.is_empty() {
+            return Ok(());
+        }
+        let local = be.read_f32(buf)?;
+        let ghosts = self.exchange(ex, &local[..own * stride], stride);
+        if ghosts.is_empty() {
+            Ok(())
+        } else {
+            be.write_f64(buf, own * stride, &ghosts)
+        }
+    }
+}
+
+/// The slabs one rank sends to and receives from every other rank in one exchange.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Exchange {
+    /// (peer, own slab indices it reads), peers in rank order.
+    sends: Vec<(usize, Vec<usize>)>,
+    /// (peer, number of its slabs read here), peers in rank order.
+    recvs: Vec<(usize, usize)>,
+}
+
+impl Exchange {
+    /// Whether nothing is sent or received.
+    pub fn is_empty(&self) -> bool {
+        self.sends.is_empty() && self.recvs.is_empty()
+    }
+
+    /// Messages this rank sends per exchange.
+    pub fn messages(&self) -> usize {
+        self.sends.len()
+    }
+
+    /// Ghost slabs received per exchange.
+    pub fn ghosts(&self) -> usize {
+        self.recvs.iter().map(|r| r.1).sum()
+    }
+}
+
+/// Ghost items of `rank` (agents, gradient jobs: anything numbered globally and owned by one
+/// rank) and the exchange that refreshes them. `needs(p)`: the items rank p reads from other
+/// ranks; `owner(g)`: the rank owning item g; `local(g)`: g's slab index on its owner. The
+/// ghosts come sorted by (owner, item), the order every sender packs them in.
+pub fn ghost_items(
+    ranks: usize,
+    rank: usize,
+    needs: &dyn Fn(usize) -> Vec<usize>,
+    owner: &dyn Fn(usize) -> usize,
+    local: &dyn Fn(usize) -> usize,
+) -> (Exchange, Vec<usize>) {
+    let sorted = |p: usize| -> Vec<usize> {
+        let mut v = needs(p);
+        v.sort_unstable_by_key(|&g| (owner(g), g));
+        v.dedup();
+        v
+    };
+    let ghosts = sorted(rank);
+    let mut ex = Exchange::default();
+    for peer in (0..ranks).filter(|&p| p != rank) {
+        let read: Vec<usize> = sorted(peer)
+            .into_iter()
+            .filter(|&g| owner(g) == rank)
+            .map(local)
+            .collect();
+        if !read.is_empty() {
+            ex.sends.push((peer, read));
+        }
+        let count = ghosts.iter().filter(|&&g| owner(g) == peer).count();
+        if count > 0 {
+            ex.recvs.push((peer, count));
+        }
+    }
+    (ex, ghosts)
 }
 
 /// What one rank exchanges for a gossip matrix: its rows restricted to its agents with the
@@ -458,10 +543,8 @@ pub struct HaloPlan {
     /// This rank's rows, columns `0..local` its own agents then `local..local + ghosts`.
     pub local: Csr,
     ghosts: Vec<usize>,
-    /// (peer, local slab indices it reads), peers in rank order.
-    sends: Vec<(usize, Vec<usize>)>,
-    /// (peer, number of its slabs we read), peers in rank order.
-    recvs: Vec<(usize, usize)>,
+    /// The exchange refreshing the ghosts.
+    pub exchange: Exchange,
 }
 
 impl HaloPlan {
@@ -470,16 +553,17 @@ impl HaloPlan {
     /// single process reads).
     pub fn new(placement: &Placement, rank: usize, w: &Csr) -> Self {
         let mine = placement.range(rank);
-        let cols_of = |rows: Range<usize>| -> Vec<usize> {
-            let mut c: Vec<usize> = rows.flat_map(|r| w.row(r).map(|(c, _)| c)).collect();
-            c.sort_unstable();
-            c.dedup();
-            c
+        let needs = |p: usize| -> Vec<usize> {
+            let theirs = placement.range(p);
+            theirs
+                .clone()
+                .flat_map(|r| w.row(r).map(|(c, _)| c))
+                .filter(|c| !theirs.contains(c))
+                .collect()
         };
-        let ghosts: Vec<usize> = cols_of(mine.clone())
-            .into_iter()
-            .filter(|c| !mine.contains(c))
-            .collect();
+        let owner = |g: usize| placement.owner(g);
+        let local = |g: usize| g - placement.range(placement.owner(g)).start;
+        let (exchange, ghosts) = ghost_items(placement.ranks(), rank, &needs, &owner, &local);
         let local_col = |c: usize| -> usize {
             if mine.contains(&c) {
                 c - mine.start
@@ -491,60 +575,16 @@ impl HaloPlan {
             .clone()
             .map(|r| w.row(r).map(|(c, v)| (local_col(c), v)).collect())
             .collect();
-        let local = Csr::from_rows(mine.len() + ghosts.len(), &rows);
-        let mut sends = Vec::new();
-        let mut recvs = Vec::new();
-        for peer in (0..placement.ranks()).filter(|&p| p != rank) {
-            let theirs = placement.range(peer);
-            let read: Vec<usize> = cols_of(theirs)
-                .into_iter()
-                .filter(|c| mine.contains(c))
-                .map(|c| c - mine.start)
-                .collect();
-            if !read.is_empty() {
-                sends.push((peer, read));
-            }
-            let count = ghosts
-                .iter()
-                .filter(|&&g| placement.owner(g) == peer)
-                .count();
-            if count > 0 {
-                recvs.push((peer, count));
-            }
-        }
         HaloPlan {
-            local,
+            local: Csr::from_rows(mine.len() + ghosts.len(), &rows),
             ghosts,
-            sends,
-            recvs,
+            exchange,
         }
     }
 
     /// The ghost agents (global ids), in the order of the local columns after the own agents.
     pub fn ghosts(&self) -> &[usize] {
         &self.ghosts
-    }
-
-    /// Messages this rank sends per exchange.
-    pub fn messages(&self) -> usize {
-        self.sends.len()
-    }
-
-    /// Slabs this rank sends per exchange (a slab read by two ranks counts twice).
-    pub fn slabs_sent(&self) -> usize {
-        self.sends.iter().map(|s| s.1.len()).sum()
-    }
-
-    /// Own slabs any other rank reads (the readback of one exchange), in increasing order.
-    pub fn boundary(&self) -> Vec<usize> {
-        let mut b: Vec<usize> = self
-            .sends
-            .iter()
-            .flat_map(|s| s.1.iter().copied())
-            .collect();
-        b.sort_unstable();
-        b.dedup();
-        b
     }
 }
 
@@ -583,15 +623,14 @@ mod tests {
             h0.local.row(0).collect::<Vec<_>>(),
             vec![(4, 0.25), (0, 0.5), (1, 0.25)]
         );
-        assert_eq!(h0.sends, vec![(1, vec![0, 2])]);
-        assert_eq!(h0.recvs, vec![(1, 2)]);
-        assert_eq!(h0.boundary(), vec![0, 2]);
+        assert_eq!(h0.exchange.sends, vec![(1, vec![0, 2])]);
+        assert_eq!(h0.exchange.recvs, vec![(1, 2)]);
         let h1 = HaloPlan::new(&p, 1, &w);
         assert_eq!(h1.ghosts(), &[0, 2]);
-        assert_eq!(h1.sends, vec![(0, vec![0, 2])]);
+        assert_eq!(h1.exchange.sends, vec![(0, vec![0, 2])]);
         // One rank: no ghosts, the matrix itself.
         let one = HaloPlan::new(&Placement::blocks(n, 1).unwrap(), 0, &w);
-        assert!(one.ghosts().is_empty() && one.messages() == 0);
+        assert!(one.ghosts().is_empty() && one.exchange.is_empty());
         assert_eq!(one.local, w);
     }
 
