@@ -123,6 +123,18 @@ pub trait Algo {
     fn host_state(&self) -> Result<serde_json::Value> {
         Ok(serde_json::Value::Null)
     }
+    /// A run sharded over ranks: the elements of the checkpoint buffer `name` that rank `rank`
+    /// computes, for a buffer that is not split into agent-major blocks (None: it is; a
+    /// checkpoint takes every element from its rank, a resume writes the whole buffer).
+    fn owned_elements(
+        &self,
+        name: &str,
+        placement: &crate::dist::Placement,
+        rank: usize,
+    ) -> Option<Vec<std::ops::Range<usize>>> {
+        let _ = (name, placement, rank);
+        None
+    }
     /// Restores what [`Algo::host_state`] returned; anything but `Null` is an error by default.
     fn restore_host_state(&mut self, v: &serde_json::Value) -> Result<()> {
         if v.is_null() {
@@ -139,8 +151,9 @@ pub trait Algo {
 /// The algorithms that run sharded over MPI ranks ([`Algorithm::build_sharded`]): those whose
 /// communication is gossip over [`crate::comm::Gossip`] and exact averaging over
 /// [`crate::comm::AllReduce`], which exchange ghost slabs, and NGM (its cross-gradient jobs run
-/// where their data lives, round 2 refreshes the ghost jobs). The relay exchanges (RelaySGD),
-/// CompNGM's and CGA's stages and the schedules of MATCHA, AL-DSGD and SGP are not sharded yet.
+/// where their data lives, round 2 refreshes the ghost jobs) and the relay exchanges of RelaySGD
+/// (each rank sends its agents' messages; the crossing ones travel once per round). CompNGM's
+/// and CGA's stages and the schedules of MATCHA, AL-DSGD and SGP are not sharded yet.
 pub const SHARDED_ALGORITHMS: &[&str] = &[
     "dsgd",
     "allreduce",
@@ -149,6 +162,8 @@ pub const SHARDED_ALGORITHMS: &[&str] = &[
     "d2",
     "gt",
     "slowmo",
+    "relaysgd",
+    "relaysgd-grad",
     "ngm",
 ];
 

@@ -64,7 +64,8 @@ pub(super) fn exchange(
     let (o, (stride, d)) = (s.options, (buf.stride, buf.d));
     let relay = RelayExchange::new(
         be, &trees, stride, d, average, x0_slabs, count_bytes, o.drop_prob, s.seed,
-    )?;
+    )?
+    .with_shard(be, buf.shard.as_ref())?;
     Ok((trees, relay))
 }
 
@@ -176,6 +177,15 @@ impl<V: RelayVariant> Algo for Relay<V> {
 
     fn host_state(&self) -> Result<serde_json::Value> {
         self.relay.host_state()
+    }
+
+    fn owned_elements(
+        &self,
+        name: &str,
+        placement: &crate::dist::Placement,
+        rank: usize,
+    ) -> Option<Vec<std::ops::Range<usize>>> {
+        (name == "relay.stack").then(|| self.relay.owned(placement, rank))
     }
 
     fn restore_host_state(&mut self, v: &serde_json::Value) -> Result<()> {

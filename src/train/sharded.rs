@@ -17,15 +17,45 @@ fn planes(name: &str) -> usize {
     }
 }
 
+/// Which elements of a named buffer each rank computes, for buffers not split into agent-major
+/// blocks ([`crate::algo::Algo::owned_elements`]).
+pub(crate) type Owned<'a> = &'a dyn Fn(&str, usize) -> Option<Vec<std::ops::Range<usize>>>;
+
+/// A buffer every rank holds whole, each element computed by one rank: every rank's elements
+/// gathered into place.
+fn gather_owned(shard: &Shard, mine: &[f64], name: &str, owned: Owned<'_>) -> Vec<f64> {
+    let ranges = |r: usize| owned(name, r).unwrap_or_default();
+    let packed: Vec<f64> = ranges(shard.rank())
+        .into_iter()
+        .flat_map(|g| mine[g].to_vec())
+        .collect();
+    let all = shard.all_gather_f64(&packed);
+    let mut full = mine.to_vec();
+    let mut at = 0;
+    for r in 0..shard.ranks() {
+        for g in ranges(r) {
+            let len = g.len();
+            full[g].copy_from_slice(&all[at..at + len]);
+            at += len;
+        }
+    }
+    full
+}
+
 /// This rank's named buffers → those of all agents, in agent order, on every rank.
 pub(crate) fn gather_buffers(
     shard: &Shard,
     local: Vec<(String, BufData)>,
+    owned: Owned<'_>,
 ) -> Vec<(String, BufData)> {
     local
         .into_iter()
         .map(|(name, data)| {
             let k = planes(&name);
+            if let (BufData::Real(v), Some(_)) = (&data, owned(&name, shard.rank())) {
+                let full = gather_owned(shard, v, &name, owned);
+                return (name, BufData::Real(full));
+            }
             let all = match data {
                 BufData::Real(v) => BufData::Real(shard.all_gather_planes(&v, k)),
                 BufData::Index(v) => {
@@ -47,11 +77,19 @@ pub(crate) fn gather_buffers(
         .collect()
 }
 
-/// Every agent's named buffers → this rank's block (agent-major slabs, or planes).
-pub(crate) fn block_of_buffers(shard: &Shard, all: &[(String, BufData)]) -> Vec<(String, BufData)> {
+/// Every agent's named buffers → this rank's block (agent-major slabs, or planes; a buffer
+/// every rank holds whole stays whole).
+pub(crate) fn block_of_buffers(
+    shard: &Shard,
+    all: &[(String, BufData)],
+    owned: Owned<'_>,
+) -> Vec<(String, BufData)> {
     let (n, range) = (shard.agents(), shard.range());
     all.iter()
         .map(|(name, data)| {
+            if owned(name, shard.rank()).is_some() {
+                return (name.clone(), data.clone());
+            }
             let k = planes(name);
             let take = |len: usize| -> Vec<std::ops::Range<usize>> {
                 let plane = len / k;

@@ -531,7 +531,8 @@ impl Trainer {
         let mut buffers = checkpoint::read_buffers(self.be.as_mut(), &named)?;
         let mut sampler = self.objective.sampler().state();
         if let Some(s) = &self.shard {
-            buffers = super::sharded::gather_buffers(s, buffers);
+            let owned = |name: &str, r: usize| self.state.owned_elements(name, s.placement(), r);
+            buffers = super::sharded::gather_buffers(s, buffers, &owned);
             sampler = super::sharded::gather_sampler(s, &sampler)?;
         }
         checkpoint::check_finite(&buffers, self.config.agents, self.step)?;
@@ -609,7 +610,9 @@ impl Trainer {
         let (buffers, sampler, bytes) = match &self.shard {
             None => (c.buffers.clone(), c.sampler.clone(), c.bytes.clone()),
             Some(s) => (
-                super::sharded::block_of_buffers(s, &c.buffers),
+                super::sharded::block_of_buffers(s, &c.buffers, &|name, r| {
+                    self.state.owned_elements(name, s.placement(), r)
+                }),
                 super::sharded::block_of_sampler(s, &c.sampler).map_err(|e| bad(e.to_string()))?,
                 c.bytes[s.range()].to_vec(),
             ),
