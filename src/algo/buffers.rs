@@ -129,10 +129,40 @@ impl AgentBuffers {
 
     /// A gossip channel for W over these slabs.
     pub fn gossip_channel(&self, be: &mut dyn Backend, w: &Csr) -> Result<Gossip> {
+        self.gossip_channel_named(be, w, "W")
+    }
+
+    /// A gossip channel for W (over all agents) whose buffers are labelled `label`; sharded,
+    /// this rank's rows with their ghost slabs.
+    pub fn gossip_channel_named(
+        &self,
+        be: &mut dyn Backend,
+        w: &Csr,
+        label: &str,
+    ) -> Result<Gossip> {
         match &self.shard {
-            None => Gossip::new(be, w, self.stride, self.d, "W"),
-            Some(s) => Gossip::sharded(be, w, self.stride, self.d, "W", s),
+            None => Gossip::new(be, w, self.stride, self.d, label),
+            Some(s) => Gossip::sharded(be, w, self.stride, self.d, label, s),
         }
+    }
+
+    /// Per-agent values of these agents → those of all agents in agent order (gathered from
+    /// every rank when sharded: a collective).
+    pub fn gather_agents(&self, mine: Vec<f64>) -> Vec<f64> {
+        match &self.shard {
+            None => mine,
+            Some(s) => s.all_gather_f64(&mine),
+        }
+    }
+
+    /// The agents these buffers hold, as global ids.
+    pub fn agent_range(&self) -> std::ops::Range<usize> {
+        self.shard.as_ref().map_or(0..self.agents, Shard::range)
+    }
+
+    /// All agents of the run (`agents` itself unless sharded over ranks).
+    pub fn all_agents(&self) -> usize {
+        self.shard.as_ref().map_or(self.agents, Shard::agents)
     }
 
     /// An all-reduce channel over these slabs (all agents, sharded or not).

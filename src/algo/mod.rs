@@ -152,8 +152,8 @@ pub trait Algo {
 /// communication is gossip over [`crate::comm::Gossip`] and exact averaging over
 /// [`crate::comm::AllReduce`], which exchange ghost slabs, and NGM (its cross-gradient jobs run
 /// where their data lives, round 2 refreshes the ghost jobs) and the relay exchanges of RelaySGD
-/// (each rank sends its agents' messages; the crossing ones travel once per round). CompNGM's
-/// and CGA's stages and the schedules of MATCHA, AL-DSGD and SGP are not sharded yet.
+/// (each rank sends its agents' messages; the crossing ones travel once per round). CompNGM,
+/// CGA and CompCGA (their compression memories and QP stages) are not sharded yet.
 pub const SHARDED_ALGORITHMS: &[&str] = &[
     "dsgd",
     "allreduce",
@@ -161,10 +161,13 @@ pub const SHARDED_ALGORITHMS: &[&str] = &[
     "qg-adam",
     "d2",
     "gt",
+    "sgp",
     "slowmo",
     "relaysgd",
     "relaysgd-grad",
     "ngm",
+    "matcha",
+    "aldsgd",
 ];
 
 /// Algorithms of ALGORITHMS.md that are specified but not implemented yet.
