@@ -77,10 +77,12 @@ pub use slowmo::{SlowMo, SlowMoHyper, SLOWMO_MIN_LR};
 pub use vector::VectorOps;
 
 use crate::backend::{Backend, Buf};
+use crate::dist::Placement;
 use crate::error::{Error, Result};
 use crate::graph::{relay_trees, MixingRule, OnePeerExponential, Topology};
 use crate::sparse::Csr;
 use std::fmt;
+use std::ops::Range;
 use std::str::FromStr;
 
 /// One algorithm's state on a backend.
@@ -123,16 +125,11 @@ pub trait Algo {
     fn host_state(&self) -> Result<serde_json::Value> {
         Ok(serde_json::Value::Null)
     }
-    /// A run sharded over ranks: the elements of the checkpoint buffer `name` that rank `rank`
-    /// computes, for a buffer that is not split into agent-major blocks (None: it is; a
+    /// A run sharded over ranks (placement `p`): the elements of the checkpoint buffer `name`
+    /// that rank `rank` computes, for a buffer that is not split into agent-major blocks (None: it is; a
     /// checkpoint takes every element from its rank, a resume writes the whole buffer).
-    fn owned_elements(
-        &self,
-        name: &str,
-        placement: &crate::dist::Placement,
-        rank: usize,
-    ) -> Option<Vec<std::ops::Range<usize>>> {
-        let _ = (name, placement, rank);
+    fn owned_elements(&self, name: &str, p: &Placement, rank: usize) -> Option<Vec<Range<usize>>> {
+        let _ = (name, p, rank);
         None
     }
     /// Restores what [`Algo::host_state`] returned; anything but `Null` is an error by default.

@@ -13,8 +13,10 @@ use super::{mean_slab, AgentBuffers, Algo, AlgoSetup, AlgoSpec, LocalHyper};
 use super::{RelayNormalisation, Step, TopologyNeed};
 use crate::backend::{Backend, Buf};
 use crate::comm::RelayExchange;
+use crate::dist::Placement;
 use crate::error::Result;
 use crate::graph::{relay_trees, RelayAverage, RelayTree, SpanningTree};
+use std::ops::Range;
 
 /// RelaySGD.
 pub const SPEC: AlgoSpec = AlgoSpec {
@@ -179,13 +181,9 @@ impl<V: RelayVariant> Algo for Relay<V> {
         self.relay.host_state()
     }
 
-    fn owned_elements(
-        &self,
-        name: &str,
-        placement: &crate::dist::Placement,
-        rank: usize,
-    ) -> Option<Vec<std::ops::Range<usize>>> {
-        (name == "relay.stack").then(|| self.relay.owned(placement, rank))
+    /// The relay stack: every rank holds it whole and computes its own elements.
+    fn owned_elements(&self, name: &str, p: &Placement, rank: usize) -> Option<Vec<Range<usize>>> {
+        (name == "relay.stack").then(|| self.relay.owned(p, rank))
     }
 
     fn restore_host_state(&mut self, v: &serde_json::Value) -> Result<()> {
