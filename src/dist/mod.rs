@@ -1,6 +1,7 @@
 //! Agents sharded over processes (MPI ranks): block placement, the halo (ghost-slab) plan of a
 //! mixing matrix, and the few collectives the sharded communication, metrics and checkpoints
-//! need, over a [`Transport`] (MPI with the `mpi` feature: `dist::mpi::MpiTransport`).
+//! need, over a [`Transport`] (MPI with the `mpi` feature: `dist::mpi::MpiTransport`; threads of one
+//! process in tests: [`threads::threads`]).
 //!
 //! Rank r owns a contiguous block of agents ([`Placement`]) and its own backend, whose
 //! agent-major buffers hold only that block. Every collective here gathers per-agent values in
@@ -12,6 +13,7 @@
 
 #[cfg(feature = "mpi")]
 pub mod mpi;
+pub mod threads;
 
 use crate::error::{Error, Result};
 use crate::sparse::Csr;
