@@ -40,6 +40,7 @@ pub mod backend;
 pub mod cli;
 pub mod comm;
 pub mod data;
+pub mod dist;
 pub mod error;
 pub mod graph;
 pub mod model;

@@ -189,7 +189,7 @@ impl AlDsgd {
 
 impl Algo for AlDsgd {
     fn step(&mut self, be: &mut dyn Backend, mut s: Step<'_>) -> Result<()> {
-        let n = self.buf.agents;
+        let (n, local) = (self.buf.all_agents(), self.buf.agents);
         self.buf.ledger.clear();
         // 1–2. Gradients (the minibatch losses) and x½ = LocalStep(x).
         s.gradients(be, &self.buf)?;
@@ -203,7 +203,7 @@ impl Algo for AlDsgd {
         let pull = s.t.is_multiple_of(self.pull_every);
         // The one readback: the current minibatch losses (equal when there are none).
         let losses = match (pull, s.obj.loss_stats()) {
-            (true, Some((stats, _))) => be.read_f32(stats)?[..n].to_vec(),
+            (true, Some((stats, _))) => self.buf.gather_agents(be.read_f32(stats)?[..local].to_vec()),
             _ => vec![0.0; n],
         };
         // 5–8. One mix with the collapsed matrix; 4d bytes per active partner (the exchange
@@ -214,7 +214,8 @@ impl Algo for AlDsgd {
         let b = &mut self.buf;
         b.gossip(be, &self.w[c])?;
         if pull {
-            let scalars: Vec<u64> = (0..n)
+            let scalars: Vec<u64> = b
+                .agent_range()
                 .map(|i| 8 * sc.active_partners(&flags, i).len() as u64)
                 .collect();
             b.ledger.charge(&scalars);

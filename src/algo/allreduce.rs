@@ -27,7 +27,7 @@ pub struct AllReduce {
 
 fn build(be: &mut dyn Backend, buf: AgentBuffers, s: &AlgoSetup) -> Result<Box<dyn Algo>> {
     Ok(Box::new(AllReduce {
-        average: Average::new(buf.agents, buf.stride, buf.d),
+        average: buf.all_reduce(be)?,
         mean: be.alloc(BufKind::F32, buf.stride, "mean")?,
         buf,
         hyper: s.hyper,

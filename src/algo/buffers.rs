@@ -2,7 +2,8 @@
 //! gradients and the local momentum buffer, all agent-major slabs.
 
 use crate::backend::{Backend, Buf, BufKind, LocalStep};
-use crate::comm::{Gossip, Ledger};
+use crate::comm::{AllReduce, Gossip, Ledger};
+use crate::dist::Shard;
 use crate::error::{Error, Result};
 use crate::sparse::Csr;
 
@@ -45,6 +46,9 @@ pub struct AgentBuffers {
     pub d: usize,
     /// Bytes each agent sent during the current iteration.
     pub ledger: Ledger,
+    /// Sharded over ranks: the buffers hold this rank's block of agents (`agents` of them) and
+    /// the communication channels built from here exchange with the other ranks.
+    pub shard: Option<Shard>,
 }
 
 impl AgentBuffers {
@@ -77,7 +81,35 @@ impl AgentBuffers {
             stride,
             d,
             ledger: Ledger::new(agents),
+            shard: None,
         })
+    }
+
+    /// This rank's buffers of a run sharded over ranks: its block of `init` (all agents'
+    /// initial parameters).
+    pub fn new_sharded(
+        be: &mut dyn Backend,
+        shard: &Shard,
+        stride: usize,
+        d: usize,
+        init: &[f32],
+    ) -> Result<Self> {
+        let range = shard.range();
+        let block = init
+            .get(range.start * stride..range.end * stride)
+            .ok_or_else(|| {
+                Error::param(
+                    "init",
+                    format!(
+                        "{} floats for {} slabs of {stride}",
+                        init.len(),
+                        shard.agents()
+                    ),
+                )
+            })?;
+        let mut b = AgentBuffers::new(be, shard.local(), stride, d, block)?;
+        b.shard = Some(shard.clone());
+        Ok(b)
     }
 
     /// Elements of one agent-major buffer.
@@ -97,7 +129,48 @@ impl AgentBuffers {
 
     /// A gossip channel for W over these slabs.
     pub fn gossip_channel(&self, be: &mut dyn Backend, w: &Csr) -> Result<Gossip> {
-        Gossip::new(be, w, self.stride, self.d, "W")
+        self.gossip_channel_named(be, w, "W")
+    }
+
+    /// A gossip channel for W (over all agents) whose buffers are labelled `label`; sharded,
+    /// this rank's rows with their ghost slabs.
+    pub fn gossip_channel_named(
+        &self,
+        be: &mut dyn Backend,
+        w: &Csr,
+        label: &str,
+    ) -> Result<Gossip> {
+        match &self.shard {
+            None => Gossip::new(be, w, self.stride, self.d, label),
+            Some(s) => Gossip::sharded(be, w, self.stride, self.d, label, s),
+        }
+    }
+
+    /// Per-agent values of these agents → those of all agents in agent order (gathered from
+    /// every rank when sharded: a collective).
+    pub fn gather_agents(&self, mine: Vec<f64>) -> Vec<f64> {
+        match &self.shard {
+            None => mine,
+            Some(s) => s.all_gather_f64(&mine),
+        }
+    }
+
+    /// The agents these buffers hold, as global ids.
+    pub fn agent_range(&self) -> std::ops::Range<usize> {
+        self.shard.as_ref().map_or(0..self.agents, Shard::range)
+    }
+
+    /// All agents of the run (`agents` itself unless sharded over ranks).
+    pub fn all_agents(&self) -> usize {
+        self.shard.as_ref().map_or(self.agents, Shard::agents)
+    }
+
+    /// An all-reduce channel over these slabs (all agents, sharded or not).
+    pub fn all_reduce(&self, be: &mut dyn Backend) -> Result<AllReduce> {
+        match &self.shard {
+            None => Ok(AllReduce::new(self.agents, self.stride, self.d)),
+            Some(s) => AllReduce::sharded(be, s, self.stride, self.d),
+        }
     }
 
     /// Records `x ← LocalStep(x, g)` on the given parameters with this state's gradients and

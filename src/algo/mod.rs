@@ -77,10 +77,12 @@ pub use slowmo::{SlowMo, SlowMoHyper, SLOWMO_MIN_LR};
 pub use vector::VectorOps;
 
 use crate::backend::{Backend, Buf};
+use crate::dist::Placement;
 use crate::error::{Error, Result};
 use crate::graph::{relay_trees, MixingRule, OnePeerExponential, Topology};
 use crate::sparse::Csr;
 use std::fmt;
+use std::ops::Range;
 use std::str::FromStr;
 
 /// One algorithm's state on a backend.
@@ -123,6 +125,13 @@ pub trait Algo {
     fn host_state(&self) -> Result<serde_json::Value> {
         Ok(serde_json::Value::Null)
     }
+    /// A run sharded over ranks (placement `p`): the elements of the checkpoint buffer `name`
+    /// that rank `rank` computes, for a buffer that is not split into agent-major blocks (None: it is; a
+    /// checkpoint takes every element from its rank, a resume writes the whole buffer).
+    fn owned_elements(&self, name: &str, p: &Placement, rank: usize) -> Option<Vec<Range<usize>>> {
+        let _ = (name, p, rank);
+        None
+    }
     /// Restores what [`Algo::host_state`] returned; anything but `Null` is an error by default.
     fn restore_host_state(&mut self, v: &serde_json::Value) -> Result<()> {
         if v.is_null() {
@@ -135,6 +144,28 @@ pub trait Algo {
         }
     }
 }
+
+/// The algorithms that run sharded over MPI ranks ([`Algorithm::build_sharded`]): those whose
+/// communication is gossip over [`crate::comm::Gossip`] and exact averaging over
+/// [`crate::comm::AllReduce`], which exchange ghost slabs, and NGM (its cross-gradient jobs run
+/// where their data lives, round 2 refreshes the ghost jobs) and the relay exchanges of RelaySGD
+/// (each rank sends its agents' messages; the crossing ones travel once per round). CompNGM,
+/// CGA and CompCGA (their compression memories and QP stages) are not sharded yet.
+pub const SHARDED_ALGORITHMS: &[&str] = &[
+    "dsgd",
+    "allreduce",
+    "qgm",
+    "qg-adam",
+    "d2",
+    "gt",
+    "sgp",
+    "slowmo",
+    "relaysgd",
+    "relaysgd-grad",
+    "ngm",
+    "matcha",
+    "aldsgd",
+];
 
 /// Algorithms of ALGORITHMS.md that are specified but not implemented yet.
 pub const PLANNED_ALGORITHMS: &[&str] = &[];
@@ -392,6 +423,40 @@ impl Algorithm {
             ));
         }
         let buf = AgentBuffers::new(be, s.agents, s.stride, s.d, s.init)?;
+        (self.0.build)(be, buf, s)
+    }
+
+    /// Whether the algorithm runs sharded over MPI ranks ([`SHARDED_ALGORITHMS`]).
+    pub fn runs_sharded(&self) -> bool {
+        SHARDED_ALGORITHMS.contains(&self.name())
+    }
+
+    /// Builds this rank's part of the algorithm's state for a run sharded over ranks: `s`
+    /// describes all agents (`s.init` holds every agent's parameters), the buffers hold the
+    /// block of `shard`. An algorithm that cannot run sharded yet is refused by name.
+    pub fn build_sharded(
+        &self,
+        be: &mut dyn Backend,
+        s: &AlgoSetup,
+        shard: &crate::dist::Shard,
+    ) -> Result<Box<dyn Algo>> {
+        if !self.runs_sharded() {
+            return Err(Error::param(
+                "algo",
+                format!(
+                    "{self} cannot run sharded over MPI ranks yet (sharded: {}); run it in one process",
+                    and_list(SHARDED_ALGORITHMS)
+                ),
+            ));
+        }
+        if s.agents != shard.agents() {
+            return Err(Error::param(
+                "agents",
+                format!("{} agents, the ranks share {}", s.agents, shard.agents()),
+            ));
+        }
+        s.options.validate()?;
+        let buf = AgentBuffers::new_sharded(be, shard, s.stride, s.d, s.init)?;
         (self.0.build)(be, buf, s)
     }
 }

@@ -21,6 +21,7 @@ use super::{Objective, TopologyNeed};
 use crate::algo::options::{CgaPipeline, NgmPi};
 use crate::backend::{Backend, Buf, BufKind, CopyRange, CsrBufs, Mix};
 use crate::comm::Gossip;
+use crate::dist::{ghost_items, Exchange, Shard};
 use crate::error::{Error, Result};
 use crate::objective::{JobGradients, JobList};
 use crate::sparse::Csr;
@@ -62,6 +63,73 @@ pub struct Ngm {
     /// CGA's original pipeline: gradients at x^t, then gossip with the π weights (`damped`
     /// holds that matrix), then the step.
     original: bool,
+    /// Sharded over ranks: round 2 refreshes the jobs other ranks computed at this rank's
+    /// models (see [`shard_jobs`]).
+    sharded: Option<(Shard, Exchange, usize)>,
+}
+
+/// This rank's part of NGM's jobs in a run sharded over ranks: the jobs of its data agents (in
+/// the global order, so its self-gradients come first) with their model slabs renumbered into
+/// `[x^{t+½} own | x^t own | x^t ghosts]` (the ghosts those of the damped gossip, `model_ghosts`),
+/// the combining rows of its agents over `[own jobs | ghost jobs]` (entry order kept), round 2's
+/// exchange of the ghost jobs, and the number of own jobs.
+fn shard_jobs(
+    sh: &Shard,
+    jobs: &[(usize, usize)],
+    combine: &Csr,
+    model_ghosts: &[usize],
+) -> (Vec<(usize, usize)>, Csr, Exchange, usize) {
+    let (p, n, me) = (sh.placement(), sh.agents(), sh.rank());
+    let (first, local) = (sh.first(), sh.local());
+    // A job runs where its data agent lives; pos: its index among that rank's jobs.
+    let owner = |g: usize| p.owner(jobs[g].1);
+    let mut count = vec![0usize; p.ranks()];
+    let pos: Vec<usize> = (0..jobs.len())
+        .map(|g| {
+            let r = owner(g);
+            count[r] += 1;
+            count[r] - 1
+        })
+        .collect();
+    let needs = |q: usize| -> Vec<usize> {
+        p.range(q)
+            .flat_map(|i| combine.row(i).map(|(g, _)| g))
+            .filter(|&g| owner(g) != q)
+            .collect()
+    };
+    let (exchange, ghosts) = ghost_items(p.ranks(), me, &needs, &owner, &|g| pos[g]);
+    let model = |m: usize| -> usize {
+        if m < n {
+            return m - first;
+        }
+        let j = m - n;
+        if p.owner(j) == me {
+            local + j - first
+        } else {
+            let k = model_ghosts.iter().position(|&x| x == j);
+            2 * local + k.expect("every neighbour is a ghost of the damped gossip")
+        }
+    };
+    let mine: Vec<(usize, usize)> = jobs
+        .iter()
+        .filter(|j| p.owner(j.1) == me)
+        .map(|&(m, i)| (model(m), i - first))
+        .collect();
+    let own = mine.len();
+    let col = |g: usize| -> usize {
+        if owner(g) == me {
+            pos[g]
+        } else {
+            let k = ghosts.binary_search_by_key(&(owner(g), g), |&x| (owner(x), x));
+            own + k.expect("every ghost job is listed")
+        }
+    };
+    let rows: Vec<Vec<(usize, f64)>> = sh
+        .range()
+        .map(|i| combine.row(i).map(|(g, v)| (col(g), v)).collect())
+        .collect();
+    let local_combine = Csr::from_rows(own + ghosts.len(), &rows);
+    (mine, local_combine, exchange, own)
 }
 
 /// W_γ = (1 − γ)I + γW (γ = 1: W itself, entry for entry).
@@ -183,15 +251,34 @@ impl Ngm {
     } else {
         None
     };
-    let damped = Gossip::new(be, &damped_matrix(&w, o.ngm_gamma), buf.stride, buf.d, "W_gamma")?;
+    let w_gamma = damped_matrix(&w, o.ngm_gamma);
+    let (damped, jobs, combine, models_len, sharded) = match &buf.shard {
+        None => {
+            let damped = Gossip::new(be, &w_gamma, buf.stride, buf.d, "W_gamma")?;
+            (damped, jobs, combine, 2 * buf.len(), None)
+        }
+        Some(sh) => {
+            let damped = Gossip::sharded(be, &w_gamma, buf.stride, buf.d, "W_gamma", sh)?;
+            let (ghosts, ext_len) = match (damped.ghosts(), damped.halo_input()) {
+                (Some(g), Some((_, len))) => (g.to_vec(), len),
+                _ => return Err(Error::op("ngm", "a sharded gossip channel has a halo")),
+            };
+            let (mine, local, exchange, own) = shard_jobs(sh, &jobs, &combine, &ghosts);
+            if !round2.is_empty() {
+                round2 = round2[sh.range()].to_vec();
+            }
+            (damped, mine, local, buf.len() + ext_len, Some((sh.clone(), exchange, own)))
+        }
+    };
     Ok(Ngm {
         damped,
-        models: be.alloc(BufKind::F32, 2 * buf.len(), "ngm.models")?,
-        job_grads: be.alloc(BufKind::F32, jobs.len() * buf.stride, "ngm.job_grads")?,
+        models: be.alloc(BufKind::F32, models_len, "ngm.models")?,
+        job_grads: be.alloc(BufKind::F32, combine.n_cols * buf.stride, "ngm.job_grads")?,
         combine: be.upload_csr(&combine, "ngm.pi")?,
         jobs,
         registered: None,
         round2,
+        sharded,
         buf,
         hyper: s.hyper,
         compress,
@@ -239,18 +326,32 @@ impl Algo for Ngm {
         let (len, stride) = (b.len(), b.stride);
         b.ledger.clear();
         // 1–2. Round 1 and the damped gossip: slabs n..2n keep x^t, slabs 0..n get x^{t+½}
-        // (CGA's original pipeline: x^t too; its gossip follows the gradients).
-        be.copy(&CopyRange {
-            src: b.params,
-            src_offset: 0,
-            dst: self.models,
-            dst_offset: len,
-            len,
-        })?;
-        if self.original {
-            be.copy(&CopyRange::whole(b.params, self.models, len))?;
-        } else {
+        // (CGA's original pipeline: x^t too; its gossip follows the gradients). Sharded: the
+        // gossip's input (own x^t, then the ghosts it received) follows the own x^{t+½}.
+        if self.sharded.is_some() {
             self.damped.record(be, &mut b.ledger, b.params, self.models)?;
+            if let Some((ext, ext_len)) = self.damped.halo_input() {
+                be.copy(&CopyRange {
+                    src: ext,
+                    src_offset: 0,
+                    dst: self.models,
+                    dst_offset: len,
+                    len: ext_len,
+                })?;
+            }
+        } else {
+            be.copy(&CopyRange {
+                src: b.params,
+                src_offset: 0,
+                dst: self.models,
+                dst_offset: len,
+                len,
+            })?;
+            if self.original {
+                be.copy(&CopyRange::whole(b.params, self.models, len))?;
+            } else {
+                self.damped.record(be, &mut b.ledger, b.params, self.models)?;
+            }
         }
         // 3–4. Self-gradients at x^{t+½} and cross-gradients at x_j^t, one job list.
         s.obj.record_job_gradients(
@@ -265,6 +366,10 @@ impl Algo for Ngm {
         // CompNGM: every job slab (self-gradient and sent cross-gradients) compressed in place.
         if let Some(c) = &self.compress {
             c.record(be, self.job_grads)?;
+        }
+        // Sharded round 2: the jobs C_{j,i} other ranks computed at this rank's models.
+        if let Some((sh, exchange, own)) = &self.sharded {
+            sh.refresh(be, exchange, self.job_grads, *own, stride)?;
         }
         // 5–6. Round 2 (its bytes) and ĝ = π·[g + Σ_j (α·C_{j,i} + (1−α)·C_{i,j})], or CGA's
         // per-tensor QP combination (its one readback).

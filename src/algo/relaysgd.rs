@@ -13,8 +13,10 @@ use super::{mean_slab, AgentBuffers, Algo, AlgoSetup, AlgoSpec, LocalHyper};
 use super::{RelayNormalisation, Step, TopologyNeed};
 use crate::backend::{Backend, Buf};
 use crate::comm::RelayExchange;
+use crate::dist::Placement;
 use crate::error::Result;
 use crate::graph::{relay_trees, RelayAverage, RelayTree, SpanningTree};
+use std::ops::Range;
 
 /// RelaySGD.
 pub const SPEC: AlgoSpec = AlgoSpec {
@@ -64,7 +66,8 @@ pub(super) fn exchange(
     let (o, (stride, d)) = (s.options, (buf.stride, buf.d));
     let relay = RelayExchange::new(
         be, &trees, stride, d, average, x0_slabs, count_bytes, o.drop_prob, s.seed,
-    )?;
+    )?
+    .with_shard(be, buf.shard.as_ref())?;
     Ok((trees, relay))
 }
 
@@ -176,6 +179,11 @@ impl<V: RelayVariant> Algo for Relay<V> {
 
     fn host_state(&self) -> Result<serde_json::Value> {
         self.relay.host_state()
+    }
+
+    /// The relay stack: every rank holds it whole and computes its own elements.
+    fn owned_elements(&self, name: &str, p: &Placement, rank: usize) -> Option<Vec<Range<usize>>> {
+        (name == "relay.stack").then(|| self.relay.owned(p, rank))
     }
 
     fn restore_host_state(&mut self, v: &serde_json::Value) -> Result<()> {

@@ -53,9 +53,9 @@ impl Sgp {
         drop_prob: f64,
         seed: u64,
     ) -> Result<Self> {
-        let graph = exponential_graph(SPEC.name(), buf.agents, schedule)?;
+        let graph = exponential_graph(SPEC.name(), buf.all_agents(), schedule)?;
         let rounds = (0..EXPONENTIAL_ROUNDS)
-            .map(|r| Gossip::new(be, &graph.mixing(0, r), buf.stride, buf.d, &format!("sgp.W{r}")))
+            .map(|r| buf.gossip_channel_named(be, &graph.mixing(0, r), &format!("sgp.W{r}")))
             .collect::<Result<Vec<_>>>()?;
         Ok(Sgp {
             buf,

@@ -51,14 +51,14 @@ pub struct SlowMo {
 
 fn build(be: &mut dyn Backend, buf: AgentBuffers, s: &AlgoSetup) -> Result<Box<dyn Algo>> {
     let o = s.options;
-    let (n, stride) = (buf.agents, buf.stride);
+    let stride = buf.stride;
     // x_slow starts at the mean of the initial models.
-    let x0: Vec<f32> = mean_slab(s.init, n, stride).iter().map(|&v| v as f32).collect();
+    let x0: Vec<f32> = mean_slab(s.init, s.agents, stride).iter().map(|&v| v as f32).collect();
     let slow = be.alloc(BufKind::F32, stride, "slowmo.x_slow")?;
     be.write_f32(slow, 0, &x0)?;
     Ok(Box::new(SlowMo {
         w: buf.gossip_channel(be, &gossip_matrix(s)?)?,
-        average: AllReduce::new(n, stride, buf.d),
+        average: buf.all_reduce(be)?,
         mean: be.alloc(BufKind::F32, stride, "slowmo.mean")?,
         slow,
         slow_momentum: be.alloc(BufKind::F32, stride, "slowmo.u_s")?,

@@ -48,6 +48,10 @@ pub struct Args {
     /// Resume from a checkpoint written by a run with the same configuration.
     #[arg(long, help_heading = "Output")]
     pub resume: Option<PathBuf>,
+    /// Also write every agent's final parameters to `<out>/params.f64` (agent-major slabs of
+    /// the model's stride, little-endian f64): runs compare bit for bit.
+    #[arg(long, help_heading = "Output")]
+    pub save_params: bool,
     /// Which flags the command line gave (filled by [`run_cli`]; empty for `Args` built in code).
     #[arg(skip)]
     pub given: Given,
@@ -284,6 +288,22 @@ where
     };
     args.given = Given::from_matches(&matches);
     let flag_of = |name: &str| param_source::<Args>(name, args.config.as_deref(), &args.given);
+    // Under an MPI launcher (with the `mpi` feature): one run over every rank, rank 0 reports.
+    #[cfg(feature = "mpi")]
+    {
+        match crate::dist::mpi::world_from_env() {
+            Ok(Some(world)) if !world.is_root() => {
+                let (mut o, mut e) = (std::io::sink(), std::io::sink());
+                let r = run_args_on(&args, &mut o, &mut e, Some(&world));
+                return exit_code(r, &mut e, flag_of);
+            }
+            Ok(Some(world)) => {
+                return exit_code(run_args_on(&args, out, err, Some(&world)), err, flag_of)
+            }
+            Ok(None) => {}
+            Err(e) => return exit_code(Err(e), err, flag_of),
+        }
+    }
     exit_code(run_args(&args, out, err), err, flag_of)
 }
 
@@ -370,7 +390,32 @@ pub(crate) fn progress_bar(total: u64, hidden: bool) -> indicatif::ProgressBar {
 
 /// Runs the main job with parsed arguments.
 pub fn run_args(args: &Args, out: &mut dyn Write, err: &mut dyn Write) -> Result<()> {
-    let config = build_config(args)?;
+    run_args_on(args, out, err, None)
+}
+
+/// Runs the main job, in one process (`world` None) or as this rank's part of one run sharded
+/// over the ranks of `world`: every rank checks that the others read the same configuration
+/// and started their backends before any step; rank 0 holds the output directory, prints and
+/// writes the outputs (the other ranks get sinks for `out` and `err`). An error once the steps
+/// run ends every rank ([`crate::dist::World::abort`]), so none waits for another forever.
+pub fn run_args_on(
+    args: &Args,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+    world: Option<&crate::dist::World>,
+) -> Result<()> {
+    let root = world.is_none_or(crate::dist::World::is_root);
+    let config = match world {
+        None => build_config(args)?,
+        Some(w) => {
+            let c = w.agree("reading the configuration", build_config(args))?;
+            let text = serde_json::to_string(&c)
+                .map_err(|e| Error::param("config", format!("cannot encode: {e}")))?;
+            w.check_same("configuration", &format!("{text} {:?}", args.device))?;
+            crate::dist::Placement::blocks(c.agents, w.ranks())?;
+            c
+        }
+    };
     let dir = args.out.clone().unwrap_or_else(|| {
         let topo = config
             .algo
@@ -378,26 +423,56 @@ pub fn run_args(args: &Args, out: &mut dyn Write, err: &mut dyn Write) -> Result
             .map_or("complete", |t| t.name());
         PathBuf::from(format!("runs/{}-{}-n{}", config.algo, topo, config.agents))
     });
-    // Before any data is loaded or any step runs: a directory we can write, held by this run.
-    let _lock = crate::train::run_dir::RunDir::prepare(&dir)?;
+    // Before any data is loaded or any step runs: a directory we can write, held by this run
+    // (by rank 0 of a sharded run; every rank learns whether that worked).
+    let lock = match world {
+        None => crate::train::run_dir::RunDir::prepare(&dir).map(Some),
+        Some(w) => {
+            let held = if root {
+                crate::train::run_dir::RunDir::prepare(&dir).map(Some)
+            } else {
+                Ok(None)
+            };
+            w.agree("preparing the output directory", held)
+        }
+    };
+    let _lock = lock?;
     for w in unread_settings(&args.given, &config, &[config.algo]) {
         let _ = writeln!(err, "warning: {w}");
     }
     let mut notices = Vec::new();
-    let chosen = args.device.open(&mut notices)?;
+    let chosen = match world {
+        None => args.device.open(&mut notices)?,
+        Some(w) => w.agree("starting the backend", args.device.open(&mut notices))?,
+    };
     let info: &mut dyn Write = if args.json { err } else { out };
     for n in &notices {
         let _ = writeln!(info, "notice: {n}");
     }
     let adapter = chosen.backend.describe();
     let _ = writeln!(info, "{}", backend_line(&chosen));
-    let mut trainer = Trainer::new(config.clone(), chosen.backend)?;
-    trainer.set_metrics_file(dir.join("metrics.csv"));
+    let mut trainer = match world {
+        None => Trainer::new(config.clone(), chosen.backend)?,
+        Some(w) => {
+            let wire = crate::dist::Wire::for_backend(chosen.backend.as_ref());
+            let t = w
+                .shard(config.agents, wire)
+                .and_then(|shard| Trainer::new_sharded(config.clone(), chosen.backend, &shard));
+            w.agree("preparing the run", t)?
+        }
+    };
+    if root {
+        trainer.set_metrics_file(dir.join("metrics.csv"));
+    }
     if let Some(every) = args.checkpoint_every {
         trainer.set_checkpoint_every(every, dir.join(crate::train::checkpoint::FILE_NAME))?;
     }
     if let Some(p) = &args.resume {
-        trainer.load_checkpoint(p)?;
+        let loaded = trainer.load_checkpoint(p);
+        match world {
+            None => loaded?,
+            Some(w) => w.agree("resuming", loaded)?,
+        }
         let _ = writeln!(
             info,
             "resumed from {} at step {}",
@@ -436,8 +511,31 @@ pub fn run_args(args: &Args, out: &mut dyn Write, err: &mut dyn Write) -> Result
         }
     });
     bar.finish_and_clear();
+    let summary = match (summary, world) {
+        (Err(e), Some(w)) if w.ranks() > 1 => {
+            // The other ranks may wait in a collective: end them all.
+            eprintln!("error: rank {} of {}: {e}", w.rank(), w.ranks());
+            w.abort(1)
+        }
+        (s, _) => s?,
+    };
+    if let Some(w) = world {
+        let _ = writeln!(info, "{}", w.traffic_line());
+    }
+    // Every rank takes part in gathering the parameters; rank 0 writes them.
+    let params = if args.save_params {
+        Some(trainer.gather_params()?)
+    } else {
+        None
+    };
+    if !root {
+        return Ok(());
+    }
+    if let Some(p) = params {
+        let bytes: Vec<u8> = p.iter().flat_map(|v| v.to_le_bytes()).collect();
+        metrics::write_file(&dir.join("params.f64"), bytes)?;
+    }
     // metrics.csv was written row by row during the run.
-    let summary = summary?;
     metrics::write_csv(
         &dir.join("partition.csv"),
         &trainer.partition_summary().rows(),

@@ -2,7 +2,8 @@
 //! identical models stay identical and no rounded 1/n weight scales the mean.
 
 use super::Ledger;
-use crate::backend::{Backend, Buf, CopyStrided, Mean};
+use crate::backend::{Backend, Buf, BufKind, CopyStrided, Mean};
+use crate::dist::Shard;
 use crate::error::Result;
 
 /// All-reduce over agent-major buffers of `agents` slabs of `stride` floats.
@@ -10,6 +11,9 @@ pub struct AllReduce {
     agents: usize,
     stride: usize,
     bytes: Vec<u64>,
+    /// Sharded: every rank gathers all slabs (agent order) into this buffer and takes the
+    /// backend's mean of all n, exactly as one process does.
+    gathered: Option<(Shard, Buf)>,
 }
 
 impl AllReduce {
@@ -21,7 +25,18 @@ impl AllReduce {
             agents,
             stride,
             bytes: vec![per_agent; agents],
+            gathered: None,
         }
+    }
+
+    /// All-reduce over this rank's slabs of the agents of `shard` (n in all).
+    pub fn sharded(be: &mut dyn Backend, shard: &Shard, stride: usize, d: usize) -> Result<Self> {
+        let mut a = AllReduce::new(shard.agents(), stride, d);
+        a.bytes.truncate(shard.local());
+        a.agents = shard.local();
+        let all = be.alloc(BufKind::F32, shard.agents() * stride, "allreduce.gathered")?;
+        a.gathered = Some((shard.clone(), all));
+        Ok(a)
     }
 
     /// Records `mean ← (1/n) Σ_i x_i` into one slab (no communication charged: see
@@ -32,11 +47,20 @@ impl AllReduce {
 
     /// [`AllReduce::mean`] into the slab at element `offset` of `mean`.
     pub fn mean_at(&self, be: &mut dyn Backend, x: Buf, mean: Buf, offset: usize) -> Result<()> {
+        let (src, count) = match &self.gathered {
+            None => (x, self.agents),
+            Some((shard, all)) => {
+                let local = be.read_f32(x)?;
+                let full = shard.all_gather_f64(&local[..self.agents * self.stride]);
+                be.write_f64(*all, 0, &full)?;
+                (*all, shard.agents())
+            }
+        };
         be.mean(&Mean {
-            src: x,
+            src,
             src_offset: 0,
             src_stride: self.stride,
-            count: self.agents,
+            count,
             len: self.stride,
             dst: mean,
             dst_offset: offset,

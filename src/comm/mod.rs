@@ -1,8 +1,8 @@
 //! Communication as its own operation (ALGORITHMS.md §2): gossip rounds over a resident mixing
 //! matrix, exact averaging (all-reduce), and relay exchanges over spanning trees, each charging
-//! the byte ledger. In one process each is a sparse mix or a copy on the backend; this is the one
-//! place where sharding agents over processes (MPI ghost slabs) would hook in, so algorithms
-//! never know which.
+//! the byte ledger. In one process each is a sparse mix or a copy on the backend; sharded over
+//! processes ([`crate::dist`]) a gossip round first refreshes the ghost slabs its rows read and
+//! an all-reduce gathers every slab, so algorithms never know which.
 
 mod average;
 mod gossip;

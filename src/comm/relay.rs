@@ -12,9 +12,11 @@ use rand_chacha::ChaCha8Rng;
 
 use super::Ledger;
 use crate::backend::{Backend, Buf, BufKind, CopyRange, CopyStrided, CsrBufs, Mix};
+use crate::dist::{ghost_items, Exchange, Placement, Shard};
 use crate::error::{Error, Result};
 use crate::graph::{RelayAverage, RelayLane, RelayLayout, RelayTree, SpanningTree};
 use crate::sparse::Csr;
+use std::ops::Range;
 
 /// Stream tag of the message-drop coin flips (xored into the setup seed).
 const DROP_STREAM: u64 = 0x7265_6c61_7964_726f;
@@ -44,6 +46,47 @@ pub struct RelayExchange {
     /// De-interleaved averages of all lanes (several trees only).
     averages: Option<Buf>,
     bytes: Vec<u64>,
+    /// Sharded over ranks (see [`RelayExchange::with_shard`]).
+    shard: Option<RelayShard>,
+}
+
+/// A sharded relay: the stack keeps the layout of all agents, but this rank computes only the
+/// messages its agents send and the averages of its agents; each round one exchange per tree
+/// delivers the messages that cross ranks into the receivers' r slots.
+struct RelayShard {
+    shard: Shard,
+    /// Per lane: the edges this rank's agents send (edges are numbered by sender).
+    edges: Vec<Range<usize>>,
+    /// Per lane: the exchange of the crossing messages and the edges received (in order).
+    inbound: Vec<(Exchange, Vec<usize>)>,
+}
+
+/// The edges whose sender is one of `agents` (a contiguous range: edges are numbered by sender).
+fn edges_of(tree: &RelayTree, agents: &Range<usize>) -> Range<usize> {
+    let e = tree.edges();
+    e.partition_point(|&(i, _)| i < agents.start)..e.partition_point(|&(i, _)| i < agents.end)
+}
+
+/// Rows `rows` of a matrix (the same columns). With `f32` (a backend storing f32 weights) the
+/// weights are those the whole matrix rounds to ([`crate::graph::f32_row_weights`] fixes each
+/// row's sum through its diagonal entry, column = row, which the row's new index no longer
+/// names), so the backend reads exactly the weights one process reads.
+fn rows_of(m: &Csr, rows: Range<usize>, f32: bool) -> Csr {
+    let w: Vec<f64> = if f32 {
+        crate::graph::f32_row_weights(m)
+            .iter()
+            .map(|&v| f64::from(v))
+            .collect()
+    } else {
+        m.weight.clone()
+    };
+    let r: Vec<Vec<(usize, f64)>> = rows
+        .map(|i| {
+            let (lo, hi) = (m.row_ptr[i] as usize, m.row_ptr[i + 1] as usize);
+            (lo..hi).map(|e| (m.col[e] as usize, w[e])).collect()
+        })
+        .collect();
+    Csr::from_rows(m.n_cols, &r)
 }
 
 /// Allocates CSR buffers for up to `nnz` entries (filled later with `write_csr`).
@@ -141,7 +184,80 @@ impl RelayExchange {
             rounds: 0,
             averages,
             bytes,
+            shard: None,
         })
+    }
+
+    /// The same exchange sharded over ranks (`None`: unchanged): this rank records only its
+    /// agents' messages and averages, the crossing messages travel by one exchange per tree and
+    /// round. Must be called right after [`RelayExchange::new`] (it resizes the matrices).
+    pub fn with_shard(mut self, be: &mut dyn Backend, shard: Option<&Shard>) -> Result<Self> {
+        let Some(sh) = shard else {
+            return Ok(self);
+        };
+        let (p, me, mine) = (sh.placement(), sh.rank(), sh.range());
+        let mut edges = Vec::new();
+        let mut inbound = Vec::new();
+        for lane in &mut self.lanes {
+            let tree = &lane.tree;
+            let own = edges_of(tree, &mine);
+            let deg2: usize = mine.clone().map(|i| tree.degree(i).pow(2)).sum();
+            let deg: usize = mine.clone().map(|i| tree.degree(i)).sum();
+            lane.msg = alloc_csr(
+                be,
+                own.len(),
+                self.n + lane.at.edges,
+                own.len() + deg2,
+                "relay.msg",
+            )?;
+            let cols = self.n + lane.at.edges + self.layout.x0_slabs;
+            lane.avg = alloc_csr(be, mine.len(), cols, 2 * mine.len() + deg, "relay.avg")?;
+            let all = tree.edges();
+            let owner = |e: usize| p.owner(all[e].0);
+            let needs = |q: usize| -> Vec<usize> {
+                let theirs = p.range(q);
+                (0..all.len())
+                    .filter(|&e| theirs.contains(&all[e].1) && !theirs.contains(&all[e].0))
+                    .collect()
+            };
+            let local = |e: usize| e - edges_of(tree, &p.range(owner(e))).start;
+            inbound.push(ghost_items(p.ranks(), me, &needs, &owner, &local));
+            edges.push(own);
+        }
+        self.bytes = self.bytes[mine].to_vec();
+        self.shard = Some(RelayShard {
+            shard: sh.clone(),
+            edges,
+            inbound,
+        });
+        Ok(self)
+    }
+
+    /// The agents whose slabs this rank holds (all of them in one process).
+    fn agents(&self) -> Range<usize> {
+        self.shard.as_ref().map_or(0..self.n, |s| s.shard.range())
+    }
+
+    /// The elements of the stack rank `rank` computes under `placement` (its agents' x½ and
+    /// x0 slabs, the r slabs of the messages its agents send; a shared x0 belongs to rank 0):
+    /// a checkpoint of a sharded run takes each element from its rank, and every element
+    /// belongs to exactly one.
+    pub fn owned(&self, placement: &Placement, rank: usize) -> Vec<Range<usize>> {
+        let agents = placement.range(rank);
+        let mut out = Vec::new();
+        for lane in &self.lanes {
+            let (w, base) = (lane.at.width, lane.at.stack_base);
+            out.push(base + agents.start * w..base + agents.end * w);
+            let e = edges_of(&lane.tree, &agents);
+            out.push(base + (self.n + e.start) * w..base + (self.n + e.end) * w);
+            let x0 = lane.at.x0_base;
+            if self.layout.x0_slabs == self.n {
+                out.push(x0 + agents.start * w..x0 + agents.end * w);
+            } else if rank == 0 {
+                out.push(x0..x0 + self.layout.x0_slabs * w);
+            }
+        }
+        out
     }
 
     /// The stack buffer (x½ or u, the r slabs, x0), checkpointed with the parameters.
@@ -187,14 +303,16 @@ impl RelayExchange {
         at: impl Fn(&RelayLane) -> usize,
     ) -> Result<()> {
         let k = self.layout.interleave();
+        let agents = self.agents();
         for lane in &self.lanes {
+            let dst_offset = at(&lane.at) + agents.start * lane.at.width;
             if k == 1 {
                 be.copy(&CopyRange {
                     src,
                     src_offset: 0,
                     dst: self.stack,
-                    dst_offset: at(&lane.at),
-                    len: self.n * self.stride,
+                    dst_offset,
+                    len: agents.len() * self.stride,
                 })?;
             } else {
                 be.copy_strided(&CopyStrided {
@@ -203,10 +321,10 @@ impl RelayExchange {
                     src_stride: self.stride,
                     src_step: k,
                     dst: self.stack,
-                    dst_offset: at(&lane.at),
+                    dst_offset,
                     dst_stride: lane.at.width,
                     dst_step: 1,
-                    count: self.n,
+                    count: agents.len(),
                     len: lane.at.width,
                 })?;
             }
@@ -218,11 +336,15 @@ impl RelayExchange {
     /// averaging into `out` (agent-major slabs), and charges the messages.
     pub fn record(&mut self, be: &mut dyn Backend, ledger: &mut Ledger, out: Buf) -> Result<()> {
         let n = self.n;
+        let agents = self.agents();
         let round = self.rounds;
         self.rounds += 1;
         for (t, lane) in self.lanes.iter_mut().enumerate() {
             let (e_count, w) = (lane.at.edges, lane.at.width);
-            let msg = lane.tree.message_csr();
+            let own = match &self.shard {
+                None => 0..e_count,
+                Some(s) => s.edges[t].clone(),
+            };
             let dropped: Vec<bool> = if self.drop_prob > 0.0 {
                 let mut rng = ChaCha8Rng::seed_from_u64(self.seed ^ DROP_STREAM);
                 rng.set_stream(round.wrapping_mul(2).wrapping_add(t as u64));
@@ -232,9 +354,21 @@ impl RelayExchange {
             } else {
                 Vec::new()
             };
+            let msg = lane.tree.message_csr();
             lane.tree.exchange(&dropped);
             let avg = lane.tree.average_csr(self.average, self.layout.x0_slabs);
-            if e_count > 0 {
+            // Sharded: this rank's rows of both (its agents' messages and averages).
+            let (msg, avg) = match &self.shard {
+                None => (msg, avg),
+                Some(s) => {
+                    let f32 = s.shard.wire() == crate::dist::Wire::F32;
+                    (
+                        rows_of(&msg, own.clone(), f32),
+                        rows_of(&avg, agents.clone(), f32),
+                    )
+                }
+            };
+            if !own.is_empty() {
                 if lane.last_msg.as_ref() != Some(&msg) {
                     be.write_csr(&lane.msg, &msg)?;
                     lane.last_msg = Some(msg);
@@ -245,17 +379,29 @@ impl RelayExchange {
                     in_offset: lane.at.stack_base,
                     in_stride: w,
                     output: self.messages,
-                    out_offset: lane.at.msg_base,
+                    out_offset: lane.at.msg_base + own.start * w,
                     out_stride: w,
                     len: w,
                 })?;
                 be.copy(&CopyRange {
                     src: self.messages,
-                    src_offset: lane.at.msg_base,
+                    src_offset: lane.at.msg_base + own.start * w,
                     dst: self.stack,
-                    dst_offset: lane.at.stack_base + n * w,
-                    len: e_count * w,
+                    dst_offset: lane.at.stack_base + (n + own.start) * w,
+                    len: own.len() * w,
                 })?;
+            }
+            if let Some(s) = &self.shard {
+                // The messages of crossing edges, into the receivers' r slots.
+                let (exchange, received) = &s.inbound[t];
+                if !exchange.is_empty() {
+                    let all = be.read_f32(self.messages)?;
+                    let mine = &all[lane.at.msg_base + own.start * w..][..own.len() * w];
+                    let got = s.shard.exchange(exchange, mine, w);
+                    for (slab, &e) in got.chunks_exact(w.max(1)).zip(received) {
+                        be.write_f64(self.stack, lane.at.stack_base + (n + e) * w, slab)?;
+                    }
+                }
             }
             if lane.last_avg.as_ref() != Some(&avg) {
                 be.write_csr(&lane.avg, &avg)?;
@@ -288,7 +434,7 @@ impl RelayExchange {
                     dst_offset: lane.at.first,
                     dst_stride: self.stride,
                     dst_step: k,
-                    count: n,
+                    count: agents.len(),
                     len: lane.at.width,
                 })?;
             }

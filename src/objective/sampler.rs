@@ -146,6 +146,26 @@ impl Sampler {
         Ok(())
     }
 
+    /// Keeps only the agents of `range` (a rank's block of a sharded run), each with its own
+    /// stream and position, so they draw exactly the batches they draw among all agents.
+    pub fn restrict(&mut self, range: std::ops::Range<usize>) -> Result<()> {
+        if range.start >= range.end || range.end > self.parts.len() {
+            return Err(Error::param(
+                "agents",
+                format!("agents {range:?} of a sampler of {}", self.parts.len()),
+            ));
+        }
+        fn keep<T>(v: &mut Vec<T>, range: &std::ops::Range<usize>) {
+            v.truncate(range.end);
+            v.drain(..range.start);
+        }
+        keep(&mut self.parts, &range);
+        keep(&mut self.order, &range);
+        keep(&mut self.pos, &range);
+        keep(&mut self.rngs, &range);
+        Ok(())
+    }
+
     /// The next minibatch of every agent as a new vector.
     pub fn next_batch(&mut self) -> Vec<u32> {
         let mut v = Vec::with_capacity(self.parts.len() * self.batch);

@@ -5,6 +5,7 @@
 use crate::algo::DeviceData;
 use crate::backend::{Axpby, Backend, Buf, BufKind, CopyRange, Reduce, ReduceMode};
 use crate::comm::AllReduce;
+use crate::dist::Shard;
 use crate::error::{Error, Result};
 use crate::model::pass::{Minibatch, Pass};
 use crate::model::Mlp;
@@ -47,16 +48,47 @@ pub struct Evaluator {
     models: Buf,
     acc: Buf,
     dist: Buf,
+    /// x̄: the all-reduce's mean (over every rank's agents when sharded).
+    average: AllReduce,
+    /// Sharded over ranks: `agents` is this rank's block; per-agent values are gathered in
+    /// agent order before anything is summed.
+    shard: Option<Shard>,
 }
 
 impl Evaluator {
     /// Prepares evaluation of `agents` models of shape `model` on `test`.
     pub fn new(be: &mut dyn Backend, model: &Mlp, agents: usize, test: DeviceData) -> Result<Self> {
+        let average = AllReduce::new(agents, model.stride(), model.n_params());
+        Evaluator::build(be, model, agents, agents, test, average, None)
+    }
+
+    /// This rank's evaluator of a run sharded over ranks: its agents' models and x̄, in chunks
+    /// of the size one process uses (so every sum runs in the same order).
+    pub fn new_sharded(
+        be: &mut dyn Backend,
+        model: &Mlp,
+        shard: &Shard,
+        test: DeviceData,
+    ) -> Result<Self> {
+        let average = AllReduce::sharded(be, shard, model.stride(), model.n_params())?;
+        let (local, all) = (shard.local(), shard.agents());
+        Evaluator::build(be, model, local, all, test, average, Some(shard.clone()))
+    }
+
+    fn build(
+        be: &mut dyn Backend,
+        model: &Mlp,
+        agents: usize,
+        all_agents: usize,
+        test: DeviceData,
+        average: AllReduce,
+        shard: Option<Shard>,
+    ) -> Result<Self> {
         if test.n == 0 {
             return Err(Error::param("dataset", "the test set is empty"));
         }
         let widest = model.sizes().iter().copied().max().unwrap_or(1);
-        let chunk = (EVAL_ACT_BUDGET / ((agents + 1) * widest)).clamp(1, test.n);
+        let chunk = (EVAL_ACT_BUDGET / ((all_agents + 1) * widest)).clamp(1, test.n);
         let jobs: Vec<(usize, usize)> = (0..=agents).map(|m| (m, 0)).collect();
         let full = Pass::new(be, model, chunk, &jobs)?;
         let rem = test.n % chunk;
@@ -78,7 +110,17 @@ impl Evaluator {
             chunk,
             full,
             rest,
+            average,
+            shard,
         })
+    }
+
+    /// Per-agent values of this rank's agents → those of all agents, in agent order.
+    fn all(&self, mine: &[f64]) -> Vec<f64> {
+        match &self.shard {
+            None => mine.to_vec(),
+            Some(s) => s.all_gather_f64(mine),
+        }
     }
 
     /// Evaluates `params` (agent-major slabs); `train_stats` is the training pass's job_stats
@@ -96,7 +138,7 @@ impl Evaluator {
         be.copy(&CopyRange::whole(params, self.models, n * stride))?;
         // x̄ after the agent slabs: evaluation's means go through communication like the
         // algorithms' (one place for sharding to hook in).
-        AllReduce::new(n, stride, self.d).mean_at(be, params, self.models, n * stride)?;
+        self.average.mean_at(be, params, self.models, n * stride)?;
         for (mode, b, b_offset, b_stride, out_offset) in [
             (ReduceMode::SquaredDistance, self.models, n * stride, 0, 0),
             (ReduceMode::Dot, params, 0, stride, n),
@@ -115,12 +157,13 @@ impl Evaluator {
                 out_offset,
             })?;
         }
-        let dist = be.read_f32(self.dist)?;
+        let local_dist = be.read_f32(self.dist)?;
+        let (dist_all, norms) = (self.all(&local_dist[..n]), self.all(&local_dist[n..2 * n]));
         let train_loss = match train_stats {
             Some((buf, batch)) => {
-                let s = be.read_f32(buf)?;
+                let s = self.all(&be.read_f32(buf)?[..n]);
                 let mut sum = 0.0;
-                for (agent, &l) in s[..n].iter().enumerate() {
+                for (agent, &l) in s.iter().enumerate() {
                     if !l.is_finite() {
                         return Err(Error::Diverged {
                             step,
@@ -131,14 +174,14 @@ impl Evaluator {
                     }
                     sum += l / batch as f64;
                 }
-                sum / n as f64
+                sum / s.len() as f64
             }
             None => f64::NAN,
         };
-        for agent in 0..n {
+        for agent in 0..dist_all.len() {
             for (what, v) in [
-                ("squared parameter norm", dist[n + agent]),
-                ("distance to the mean", dist[agent]),
+                ("squared parameter norm", norms[agent]),
+                ("distance to the mean", dist_all[agent]),
             ] {
                 if !v.is_finite() {
                     return Err(Error::Diverged {
@@ -150,7 +193,7 @@ impl Evaluator {
                 }
             }
         }
-        let consensus_distance = dist[..n].iter().sum::<f64>() / n as f64;
+        let consensus_distance = dist_all.iter().sum::<f64>() / dist_all.len() as f64;
 
         // Test metrics, chunk by chunk, accumulated on the backend.
         be.write_f32(self.acc, 0, &vec![0.0; 2 * (n + 1)])?;
@@ -178,7 +221,8 @@ impl Evaluator {
         }
         let acc = be.read_f32(self.acc)?;
         let total = self.test.n as f64;
-        let local_acc: Vec<f64> = (0..n).map(|m| acc[n + 1 + m] / total).collect();
+        let local_acc = self.all(&acc[n + 1..2 * n + 1]);
+        let local_acc: Vec<f64> = local_acc.iter().map(|a| a / total).collect();
         let (worst_agent, worst) =
             local_acc
                 .iter()
@@ -200,7 +244,7 @@ impl Evaluator {
         Ok(EvalResult {
             consensus_acc: acc[2 * n + 1] / total,
             consensus_loss,
-            mean_local_acc: local_acc.iter().sum::<f64>() / n as f64,
+            mean_local_acc: local_acc.iter().sum::<f64>() / local_acc.len() as f64,
             worst_local_acc: worst,
             worst_agent,
             consensus_distance,

@@ -7,6 +7,7 @@ pub mod eval;
 pub mod metrics;
 pub mod run_dir;
 pub mod schedule;
+mod sharded;
 pub mod trainer;
 pub mod watch;
 

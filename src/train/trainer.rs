@@ -4,6 +4,7 @@
 use crate::algo::{Algo, AlgoSetup, DeviceData, MlpObjective, Objective};
 use crate::backend::Backend;
 use crate::data::{Dataset, PartitionSummary};
+use crate::dist::Shard;
 use crate::error::{Error, Result};
 use crate::model::Mlp;
 use crate::objective::sampler::Sampler;
@@ -81,8 +82,7 @@ fn available_host_bytes() -> Option<u64> {
 /// Checks the run's largest buffers against the backend's limits and the host's memory before
 /// anything is allocated: the agents' parameter slab (agents × stride reals), which every
 /// algorithm holds several copies of and the initialisation builds on the host.
-fn preflight(config: &TrainConfig, model: &Mlp, be: &dyn Backend) -> Result<()> {
-    let n = config.agents;
+fn preflight(n: usize, model: &Mlp, be: &dyn Backend) -> Result<()> {
     let stride = model.stride();
     let reduce = "reduce --agents or the model's layer widths";
     let slab = n.checked_mul(stride).ok_or_else(|| {
@@ -180,6 +180,9 @@ pub struct Trainer {
     /// The backend's buffer count before this run allocated any: [`Trainer::into_backend`]
     /// releases everything from here on.
     buffer_mark: usize,
+    /// Sharded over ranks: this rank's block of agents (its buffers, byte ledger and sampler
+    /// hold only those); metrics and checkpoints gather every agent.
+    shard: Option<Shard>,
 }
 
 impl Trainer {
@@ -192,12 +195,32 @@ impl Trainer {
         Ok(t)
     }
 
+    /// Prepares this rank's part of a run sharded over the ranks of `shard` (every rank calls
+    /// it with the same configuration; [`crate::dist`]).
+    pub fn new_sharded(config: TrainConfig, be: Box<dyn Backend>, shard: &Shard) -> Result<Self> {
+        config.validate()?;
+        let data = config.load_data()?;
+        let mut t = Trainer::prepare(config, be, &data.train, &data.test, Some(shard.clone()))?;
+        t.notices = data.notices;
+        Ok(t)
+    }
+
     /// Prepares a run on given training and test sets.
     pub fn with_data(
+        config: TrainConfig,
+        be: Box<dyn Backend>,
+        train: &Dataset,
+        test: &Dataset,
+    ) -> Result<Self> {
+        Trainer::prepare(config, be, train, test, None)
+    }
+
+    fn prepare(
         config: TrainConfig,
         mut be: Box<dyn Backend>,
         train: &Dataset,
         test: &Dataset,
+        shard: Option<Shard>,
     ) -> Result<Self> {
         config.validate()?;
         let model = config.model()?;
@@ -228,14 +251,26 @@ impl Trainer {
             }
         }
         let n = config.agents;
-        preflight(&config, &model, be.as_ref())?;
+        if let Some(s) = &shard {
+            if s.agents() != n {
+                return Err(Error::param(
+                    "agents",
+                    format!("{n} agents, the ranks share {}", s.agents()),
+                ));
+            }
+        }
+        let local = shard.as_ref().map_or(n, Shard::local);
+        preflight(local, &model, be.as_ref())?;
         let parts = config
             .partition()?
             .apply(train, n, config.seed)
             .map_err(|e| Error::param("partition", e.to_string()))?;
         let summary = PartitionSummary::new(train, &parts)?;
-        let sampler = Sampler::new(parts, config.batch, config.seed)?;
+        let mut sampler = Sampler::new(parts, config.batch, config.seed)?;
         let steps_per_epoch = sampler.steps_per_epoch();
+        if let Some(s) = &shard {
+            sampler.restrict(s.range())?;
+        }
         let steps = match (config.steps, config.epochs) {
             (Some(s), _) => s,
             (None, Some(e)) => {
@@ -269,14 +304,20 @@ impl Trainer {
             options: &config.options,
             tensors: &model.tensors(),
         };
-        let state = config.algo.build(be_ref, &setup)?;
+        let state = match &shard {
+            None => config.algo.build(be_ref, &setup)?,
+            Some(s) => config.algo.build_sharded(be_ref, &setup, s)?,
+        };
         let train_dev = DeviceData::upload(be_ref, train, "train")?;
         let test_dev = DeviceData::upload(be_ref, test, "test")?;
         let objective = MlpObjective::new(be_ref, &model, train_dev, sampler)?;
-        let eval = Evaluator::new(be_ref, &model, n, test_dev)?;
+        let eval = match &shard {
+            None => Evaluator::new(be_ref, &model, n, test_dev)?,
+            Some(s) => Evaluator::new_sharded(be_ref, &model, s, test_dev)?,
+        };
         let watch = DivergenceWatch::new(
             be_ref,
-            n,
+            local,
             model.stride(),
             model.n_params(),
             state.params(),
@@ -296,7 +337,7 @@ impl Trainer {
             summary,
             notices: Vec::new(),
             step: 0,
-            bytes: vec![0; n],
+            bytes: vec![0; local],
             rows: Vec::new(),
             last_eval: None,
             wall_offset: 0.0,
@@ -305,7 +346,50 @@ impl Trainer {
             metrics_path: None,
             metrics_out: None,
             buffer_mark,
+            shard,
         })
+    }
+
+    /// This rank's share of a sharded run (None in one process).
+    pub fn shard(&self) -> Option<&Shard> {
+        self.shard.as_ref()
+    }
+
+    /// Every agent's parameters (agent-major slabs), gathered from every rank when sharded
+    /// (a collective: every rank calls it).
+    pub fn gather_params(&mut self) -> Result<Vec<f64>> {
+        let mine = self.read_params()?;
+        Ok(match &self.shard {
+            None => mine,
+            Some(s) => s.all_gather_f64(&mine),
+        })
+    }
+
+    /// Bytes sent so far by every agent (gathered from every rank when sharded).
+    fn all_bytes(&self) -> Vec<u64> {
+        match &self.shard {
+            None => self.bytes.clone(),
+            Some(s) => s.all_gather_u64(&self.bytes),
+        }
+    }
+
+    /// Reads the divergence watch; a sharded run names the agent by its global index.
+    fn check_watch(&mut self) -> Result<()> {
+        let first = self.shard.as_ref().map_or(0, Shard::first);
+        match self.watch.check(self.be.as_mut()) {
+            Err(Error::Diverged {
+                step,
+                agent,
+                what,
+                value,
+            }) => Err(Error::Diverged {
+                step,
+                agent: agent + first,
+                what,
+                value,
+            }),
+            r => r,
+        }
     }
 
     /// The configuration.
@@ -355,7 +439,8 @@ impl Trainer {
         self.be
     }
 
-    /// Reads the current parameters (agent-major slabs of `model().stride()` floats).
+    /// Reads the current parameters (agent-major slabs of `model().stride()` floats; sharded:
+    /// this rank's block, see [`Trainer::gather_params`]).
     pub fn read_params(&mut self) -> Result<Vec<f64>> {
         self.be.read_f32(self.state.params())
     }
@@ -381,7 +466,7 @@ impl Trainer {
 
     /// Evaluates the current state.
     pub fn evaluate(&mut self) -> Result<EvalResult> {
-        self.watch.check(self.be.as_mut())?;
+        self.check_watch()?;
         let stats = self.objective.loss_stats().filter(|_| self.step > 0);
         self.eval
             .evaluate(self.be.as_mut(), self.state.params(), stats, self.step)
@@ -441,16 +526,22 @@ impl Trainer {
     /// [`Error::Diverged`] (the steps recorded since the last check are checked first, then
     /// every saved real), so no checkpoint of one is ever written.
     pub fn checkpoint(&mut self) -> Result<Checkpoint> {
-        self.watch.check(self.be.as_mut())?;
+        self.check_watch()?;
         let named = self.named_buffers();
-        let buffers = checkpoint::read_buffers(self.be.as_mut(), &named)?;
+        let mut buffers = checkpoint::read_buffers(self.be.as_mut(), &named)?;
+        let mut sampler = self.objective.sampler().state();
+        if let Some(s) = &self.shard {
+            let owned = |name: &str, r: usize| self.state.owned_elements(name, s.placement(), r);
+            buffers = super::sharded::gather_buffers(s, buffers, &owned);
+            sampler = super::sharded::gather_sampler(s, &sampler)?;
+        }
         checkpoint::check_finite(&buffers, self.config.agents, self.step)?;
         Ok(Checkpoint {
             config: self.config_json()?,
             step: self.step,
             total_steps: self.steps,
-            bytes: self.bytes.clone(),
-            sampler: self.objective.sampler().state(),
+            bytes: self.all_bytes(),
+            sampler,
             rows: self.rows.clone(),
             last: self.last_eval.clone(),
             wall_s: self.rows.last().map_or(self.wall_offset, |r| r.wall_s),
@@ -459,9 +550,17 @@ impl Trainer {
         })
     }
 
-    /// Writes a checkpoint file atomically.
+    /// Writes a checkpoint file atomically (sharded: rank 0 writes every agent's state, and
+    /// every rank learns whether that worked).
     pub fn save_checkpoint(&mut self, path: &Path) -> Result<()> {
-        self.checkpoint()?.save(path)
+        let c = self.checkpoint()?;
+        match &self.shard {
+            None => c.save(path),
+            Some(s) => {
+                let saved = if s.is_root() { c.save(path) } else { Ok(()) };
+                s.agree("writing the checkpoint", saved)
+            }
+        }
     }
 
     /// Continues from a checkpoint file written by a run with the same configuration; a
@@ -508,16 +607,26 @@ impl Trainer {
             return Err(bad(format!("byte ledger of {} agents", c.bytes.len())));
         }
         let named = self.named_buffers();
-        checkpoint::write_buffers(self.be.as_mut(), &named, &c.buffers, path)?;
+        let (buffers, sampler, bytes) = match &self.shard {
+            None => (c.buffers.clone(), c.sampler.clone(), c.bytes.clone()),
+            Some(s) => (
+                super::sharded::block_of_buffers(s, &c.buffers, &|name, r| {
+                    self.state.owned_elements(name, s.placement(), r)
+                }),
+                super::sharded::block_of_sampler(s, &c.sampler).map_err(|e| bad(e.to_string()))?,
+                c.bytes[s.range()].to_vec(),
+            ),
+        };
+        checkpoint::write_buffers(self.be.as_mut(), &named, &buffers, path)?;
         self.state
             .restore_host_state(&c.algo_host)
             .map_err(|e| bad(e.to_string()))?;
         self.objective
             .sampler_mut()
-            .restore(&c.sampler)
+            .restore(&sampler)
             .map_err(|e| bad(e.to_string()))?;
         self.step = c.step;
-        self.bytes = c.bytes.clone();
+        self.bytes = bytes;
         self.rows = c.rows.clone();
         self.last_eval = c.last.clone();
         self.wall_offset = c.wall_s;
@@ -600,7 +709,7 @@ impl Trainer {
                 self.step.is_multiple_of(*every) && self.step < self.steps
             });
             if eval_now || self.step == stop || checkpoint_now || watch_full {
-                self.watch.check(self.be.as_mut())?;
+                self.check_watch()?;
             }
             step_time += step_start.elapsed();
             let mut evaluated = false;
@@ -629,7 +738,7 @@ impl Trainer {
         }
         self.wall_offset = wall(self.wall_offset);
         let last = self.last_eval.clone().unwrap_or_default();
-        let bytes = &self.bytes;
+        let bytes = &self.all_bytes();
         let ran_steps = self.step - first_step;
         let ran = ran_steps.max(1) as f64;
         let secs = step_time.as_secs_f64();
@@ -662,7 +771,7 @@ impl Trainer {
     }
 
     fn row(&self, r: &EvalResult, lr: f64, wall_s: f64) -> MetricsRow {
-        let bytes = &self.bytes;
+        let bytes = &self.all_bytes();
         MetricsRow {
             step: self.step,
             epoch: self.step as f64 / self.steps_per_epoch as f64,
