@@ -8,14 +8,14 @@ use std::time::Instant;
 use swarmgrad::backend::gpu::{GpuBackend, Probe};
 use swarmgrad::backend::*;
 use swarmgrad::model::pass::{Minibatch, Pass};
-use swarmgrad::model::Mlp;
+use swarmgrad::model::Model;
 use swarmgrad::sparse::Csr;
 
 const BATCH: usize = 32;
 const N_SAMPLES: usize = 2048;
 
 struct Setup {
-    model: Mlp,
+    model: Model,
     agents: usize,
     data: Buf,
     labels: Buf,
@@ -26,7 +26,7 @@ struct Setup {
     w: CsrBufs,
 }
 
-fn setup(be: &mut GpuBackend, model: &Mlp, agents: usize) -> swarmgrad::Result<Setup> {
+fn setup(be: &mut GpuBackend, model: &Model, agents: usize) -> swarmgrad::Result<Setup> {
     let dim = model.input_dim();
     let bytes: Vec<u8> = (0..N_SAMPLES * dim)
         .map(|i| (i * 7919 % 251) as u8)
@@ -109,8 +109,8 @@ fn main() -> swarmgrad::Result<()> {
     println!("adapter: {}", be.describe());
     let (peak_gflops, peak_gbps) = Probe::new(be.context()).measure_ceilings()?;
     println!("device ceilings (measured): {peak_gflops:.1} GFLOP/s f32 FMA, {peak_gbps:.1} GB/s streaming\n");
-    let model = Mlp::parse("mlp:784-128-10")?;
-    let layers = model.layers();
+    let model = Model::mlp(&[784, 128, 10])?;
+    let layers = model.dense_layers();
     let macs_fwd: usize = layers.iter().map(|l| l.in_dim * l.out_dim).sum();
     let macs_bw: usize = layers.iter().map(|l| (l.in_dim + 1) * l.out_dim).sum();
     let macs_bd: usize = layers.iter().skip(1).map(|l| l.in_dim * l.out_dim).sum();

@@ -12,7 +12,7 @@ use clap::Parser;
 use std::time::Instant;
 use swarmgrad::backend::native::NativeBackend;
 use swarmgrad::backend::*;
-use swarmgrad::model::Mlp;
+use swarmgrad::model::Model;
 use swarmgrad::sparse::Csr;
 
 #[derive(Parser)]
@@ -56,7 +56,7 @@ fn op_names(layers: usize) -> Vec<String> {
 
 struct Bench {
     be: NativeBackend,
-    model: Mlp,
+    model: Model,
     agents: usize,
     batch: usize,
     jobs: Buf,
@@ -89,7 +89,7 @@ fn uniform(n: usize, seed: u64) -> Vec<f32> {
 }
 
 impl Bench {
-    fn new(threads: usize, model: &Mlp, agents: usize, batch: usize) -> swarmgrad::Result<Self> {
+    fn new(threads: usize, model: &Model, agents: usize, batch: usize) -> swarmgrad::Result<Self> {
         let mut be = NativeBackend::new(threads)?;
         let rows = agents * batch;
         let x = be.alloc(BufKind::F32, rows * model.input_dim(), "x")?;
@@ -104,7 +104,7 @@ impl Bench {
         be.write_u32(jobs, 0, &flat)?;
         let mut acts = Vec::new();
         let mut dz = Vec::new();
-        for l in model.layers() {
+        for l in model.dense_layers() {
             acts.push(be.alloc(BufKind::F32, rows * l.out_dim, "act")?);
             dz.push(be.alloc(BufKind::F32, rows * l.out_dim, "dz")?);
         }
@@ -146,7 +146,7 @@ impl Bench {
             jobs: self.jobs,
             n_jobs: self.agents,
             batch: self.batch,
-            layer: self.model.layers()[k],
+            layer: self.model.dense_layers()[k],
             stride: self.model.stride(),
             input_blocks: if k == 0 {
                 InputBlocks::ByData
@@ -159,7 +159,7 @@ impl Bench {
     /// One step; `lap` is called after each op with its index in [`op_names`].
     fn step(&mut self, mut lap: impl FnMut(usize)) -> swarmgrad::Result<()> {
         let p = self.params;
-        let layers = self.model.layers().len();
+        let layers = self.model.dense_layers().len();
         let mut op = 0;
         let mut lap = |op: &mut usize| {
             lap(*op);
@@ -214,7 +214,7 @@ impl Bench {
                     params: p,
                     dz: self.dz[k],
                     input: self.acts[k - 1],
-                    relu_mask: self.model.layers()[k - 1].relu,
+                    relu_mask: self.model.dense_layers()[k - 1].relu,
                     dx: self.dz[k - 1],
                 })?;
                 lap(&mut op);
@@ -252,8 +252,8 @@ impl Bench {
 
 /// FLOPs of the dense passes of one agent-step: forward and weight gradients of every layer,
 /// data gradients of all but the first.
-fn dense_flops(model: &Mlp, batch: usize) -> f64 {
-    let l = model.layers();
+fn dense_flops(model: &Model, batch: usize) -> f64 {
+    let l = model.dense_layers();
     let macs: usize = l.iter().map(|l| l.in_dim * l.out_dim).sum::<usize>() * 2
         + l[1..].iter().map(|l| l.in_dim * l.out_dim).sum::<usize>();
     2.0 * (batch * macs) as f64
@@ -315,7 +315,7 @@ fn sgemm_ceiling(threads: usize) -> (f64, usize) {
 
 fn main() -> swarmgrad::Result<()> {
     let args = Args::parse();
-    let model = Mlp::parse(&args.model)?;
+    let model = Model::parse(&args.model, swarmgrad::model::flat(0), 10)?;
     let (ceiling, threads) = sgemm_ceiling(args.threads);
     println!(
         "native CPU backend, {threads} threads; sgemm ceiling (gemm crate, 1024³ per thread): {ceiling:.1} GFLOP/s"
@@ -325,7 +325,7 @@ fn main() -> swarmgrad::Result<()> {
         args.batch
     );
     let flops = dense_flops(&model, args.batch);
-    let ops = op_names(model.layers().len());
+    let ops = op_names(model.dense_layers().len());
     let mut results = Vec::new();
     println!(
         "\n| n | agent-steps/s (best window) | (mean) | ms/step | dense GFLOP/s | % of sgemm ceiling | dense FLOPs / whole step, GFLOP/s |"

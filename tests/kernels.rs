@@ -20,7 +20,7 @@ mod common;
 use common::*;
 use swarmgrad::backend::reference::ReferenceBackend;
 use swarmgrad::backend::*;
-use swarmgrad::model::{DenseLayer, Mlp};
+use swarmgrad::model::{DenseLayer, Model};
 use swarmgrad::sparse::Csr;
 use swarmgrad::Result;
 
@@ -665,7 +665,7 @@ fn error_feedback_conserves_the_sum(t: &Target) {
 /// one submit, repeated; a backend must track the reference after many steps.
 fn train_steps(be: &mut dyn Backend, agents: usize, steps: usize) -> Result<(Vec<f64>, Vec<f64>)> {
     use swarmgrad::model::pass::{Minibatch, Pass};
-    let model = Mlp::parse("mlp:12-16-9-5").unwrap();
+    let model = Model::mlp(&[12, 16, 9, 5]).unwrap();
     let (batch, n_samples) = (6, 97);
     let bytes: Vec<u8> = indices(50, n_samples * 12, 256)
         .into_iter()

@@ -1,9 +1,18 @@
-//! Forward and backward passes of an [`Mlp`] over a job list, composed from the backend's
-//! kernels: one dispatch per layer and direction, whatever the number of agents or jobs.
+//! Forward and backward passes of a [`Model`] over a job list, composed from the backend's
+//! kernels: one call per layer and direction, whatever the number of agents or jobs (plus one
+//! `axpby` per residual sum forward and one per second consumer backward).
+//!
+//! Every node has an activation buffer and a gradient buffer of `n_jobs × batch` samples. A
+//! dense layer with a fused ReLU keeps the gradient with respect to its pre-activation (the
+//! next dense layer's backward applies the mask), as the MLP always did. A residual sum works
+//! in place in its main branch's buffers. Backward runs the nodes in reverse: a node's input
+//! gradient is written directly by its first consumer, and added by later ones through a
+//! scratch buffer (`axpby`); a residual sum hands its gradient on to the main branch for free
+//! (shared buffer) and to the shortcut by one `axpby` (or a copy if nothing else feeds it).
 
 use crate::backend::*;
 use crate::error::{Error, Result};
-use crate::model::Mlp;
+use crate::model::{Input, Layer, Model};
 
 /// A gathered minibatch: `agents × batch` rows of features and labels, block per agent.
 #[derive(Clone, Copy, Debug)]
@@ -45,17 +54,69 @@ pub fn upload_jobs(be: &mut dyn Backend, jobs: &[(usize, usize)], label: &str) -
     Ok(buf)
 }
 
+/// Which buffers of a pass a node owns: a residual sum shares its main branch's.
+fn owner(model: &Model, k: usize) -> usize {
+    match (model.nodes()[k].layer, model.nodes()[k].input) {
+        (Layer::Add { .. }, Input::Node(i)) => owner(model, i),
+        _ => k,
+    }
+}
+
+/// Elements of every buffer a pass of `model` over `n_jobs` jobs of `batch` samples allocates,
+/// with its name, in allocation order (activation and gradient of each node that owns buffers,
+/// the backward scratch, the loss statistics).
+fn buffer_plan(model: &Model, batch: usize, n_jobs: usize, backward: bool) -> Vec<(String, usize)> {
+    let rows = n_jobs * batch;
+    let mut plan = Vec::new();
+    for (k, n) in model.nodes().iter().enumerate() {
+        if owner(model, k) == k {
+            plan.push((format!("the output of layer {k}"), rows * n.output.len()));
+            if backward || k + 1 == model.nodes().len() {
+                plan.push((
+                    format!("the output gradient of layer {k}"),
+                    rows * n.output.len(),
+                ));
+            }
+        }
+    }
+    if backward {
+        if let Some(s) = scratch_len(model) {
+            plan.push(("the backward scratch".into(), rows * s));
+        }
+    }
+    plan.push(("the loss statistics".into(), 2 * rows));
+    plan
+}
+
+/// Per-sample size of the scratch a node's second consumer writes its input gradient to
+/// (None when every node feeds one consumer).
+fn scratch_len(model: &Model) -> Option<usize> {
+    let mut consumers = vec![0usize; model.nodes().len()];
+    for n in model.nodes() {
+        if let Input::Node(i) = n.input {
+            consumers[owner(model, i)] += 1;
+        }
+    }
+    (0..model.nodes().len())
+        .filter(|&k| consumers[k] > 1)
+        .map(|k| model.nodes()[k].output.len())
+        .max()
+}
+
 /// Activation and gradient buffers for one job list; reused every step.
 pub struct Pass {
-    model: Mlp,
+    model: Model,
     batch: usize,
     n_jobs: usize,
     /// The job list: (model agent, data agent) pairs.
     pub jobs: Buf,
-    /// Output of each layer, `n_jobs × batch × out`.
+    /// Output of each node (a residual sum's is its main branch's).
     acts: Vec<Buf>,
-    /// Gradient with respect to each layer's pre-activation.
-    dz: Vec<Buf>,
+    /// Gradient with respect to each node's output (a fused-ReLU dense layer's: its
+    /// pre-activation); empty for a forward-only pass but for the logits'.
+    grads: Vec<Buf>,
+    scratch: Option<Buf>,
+    backward: bool,
     /// Per-row loss and hit planes (see [`SoftmaxXent`]).
     pub stats: Buf,
     /// Per-job mean-loss numerator and hit count: `[loss_sum(j)..., hits(j)...]`.
@@ -63,12 +124,61 @@ pub struct Pass {
 }
 
 impl Pass {
-    /// Allocates a pass for a job list of (model agent, data agent) pairs.
+    /// Allocates a pass (forward and backward) for a job list of (model agent, data agent)
+    /// pairs.
     pub fn new(
         be: &mut dyn Backend,
-        model: &Mlp,
+        model: &Model,
         batch: usize,
         jobs: &[(usize, usize)],
+    ) -> Result<Self> {
+        Self::with_backward(be, model, batch, jobs, true)
+    }
+
+    /// Allocates a forward-only pass (the evaluation's): no gradient buffers but the logits'.
+    pub fn forward_only(
+        be: &mut dyn Backend,
+        model: &Model,
+        batch: usize,
+        jobs: &[(usize, usize)],
+    ) -> Result<Self> {
+        Self::with_backward(be, model, batch, jobs, false)
+    }
+
+    /// Checks, before anything is allocated, that every activation and gradient buffer of a
+    /// pass can exist on `be` ([`Backend::check_alloc`]); the error names the model, the
+    /// buffer, the batch, the jobs and their agents.
+    pub fn check_fits(
+        be: &dyn Backend,
+        model: &Model,
+        batch: usize,
+        jobs: &[(usize, usize)],
+        backward: bool,
+    ) -> Result<()> {
+        let n_jobs = jobs.len();
+        let mut agents: Vec<usize> = jobs.iter().map(|j| j.0).collect();
+        agents.sort_unstable();
+        agents.dedup();
+        for (what, len) in buffer_plan(model, batch, n_jobs, backward) {
+            be.check_alloc(
+                BufKind::F32,
+                len,
+                &format!(
+                    "{what} of model {} for batch {batch} × {n_jobs} jobs ({} agents)",
+                    model.name(),
+                    agents.len()
+                ),
+            )?;
+        }
+        Ok(())
+    }
+
+    fn with_backward(
+        be: &mut dyn Backend,
+        model: &Model,
+        batch: usize,
+        jobs: &[(usize, usize)],
+        backward: bool,
     ) -> Result<Self> {
         if jobs.is_empty() || batch == 0 {
             return Err(Error::param(
@@ -76,36 +186,51 @@ impl Pass {
                 "a pass needs at least one job and one row",
             ));
         }
-        let n_jobs = jobs.len();
-        let job_buf = upload_jobs(be, jobs, "pass.jobs")?;
-        let mut acts = Vec::new();
-        let mut dz = Vec::new();
-        for (k, l) in model.layers().iter().enumerate() {
-            acts.push(be.alloc(
-                BufKind::F32,
-                n_jobs * batch * l.out_dim,
-                &format!("pass.act{k}"),
-            )?);
-            dz.push(be.alloc(
-                BufKind::F32,
-                n_jobs * batch * l.out_dim,
-                &format!("pass.dz{k}"),
-            )?);
+        if model.nodes().is_empty() {
+            return Err(Error::param("model", "a pass needs at least one layer"));
         }
+        Self::check_fits(be, model, batch, jobs, backward)?;
+        let n_jobs = jobs.len();
+        let rows = n_jobs * batch;
+        let job_buf = upload_jobs(be, jobs, "pass.jobs")?;
+        let last = model.nodes().len() - 1;
+        let mut acts: Vec<Buf> = Vec::new();
+        let mut grads: Vec<Buf> = Vec::new();
+        for (k, n) in model.nodes().iter().enumerate() {
+            let o = owner(model, k);
+            if o != k {
+                acts.push(acts[o]);
+                grads.push(grads[o]);
+                continue;
+            }
+            let len = rows * n.output.len();
+            acts.push(be.alloc(BufKind::F32, len, &format!("pass.act{k}"))?);
+            if backward || k == last {
+                grads.push(be.alloc(BufKind::F32, len, &format!("pass.dz{k}"))?);
+            } else {
+                grads.push(acts[k]);
+            }
+        }
+        let scratch = match scratch_len(model).filter(|_| backward) {
+            Some(s) => Some(be.alloc(BufKind::F32, rows * s, "pass.scratch")?),
+            None => None,
+        };
         Ok(Pass {
             model: model.clone(),
             batch,
             n_jobs,
             jobs: job_buf,
             acts,
-            dz,
-            stats: be.alloc(BufKind::F32, 2 * n_jobs * batch, "pass.stats")?,
+            grads,
+            scratch,
+            backward,
+            stats: be.alloc(BufKind::F32, 2 * rows, "pass.stats")?,
             job_stats: be.alloc(BufKind::F32, 2 * n_jobs, "pass.job_stats")?,
         })
     }
 
     /// The model the pass runs.
-    pub fn model(&self) -> &Mlp {
+    pub fn model(&self) -> &Model {
         &self.model
     }
 
@@ -119,40 +244,101 @@ impl Pass {
         *self.acts.last().expect("at least one layer")
     }
 
-    fn shape(&self, k: usize) -> DenseJobs {
+    fn input_blocks(input: Input) -> InputBlocks {
+        match input {
+            Input::Data => InputBlocks::ByData,
+            Input::Node(_) => InputBlocks::ByJob,
+        }
+    }
+
+    fn input(&self, input: Input, mb: &Minibatch) -> Buf {
+        match input {
+            Input::Data => mb.x,
+            Input::Node(i) => self.acts[i],
+        }
+    }
+
+    fn dense_shape(&self, l: crate::model::DenseLayer, input: Input) -> DenseJobs {
         DenseJobs {
             jobs: self.jobs,
             n_jobs: self.n_jobs,
             batch: self.batch,
-            layer: self.model.layers()[k],
+            layer: l,
             stride: self.model.stride(),
-            input_blocks: if k == 0 {
-                InputBlocks::ByData
-            } else {
-                InputBlocks::ByJob
-            },
+            input_blocks: Self::input_blocks(input),
         }
     }
 
-    fn input(&self, k: usize, mb: &Minibatch) -> Buf {
-        if k == 0 {
-            mb.x
-        } else {
-            self.acts[k - 1]
+    fn conv_shape(&self, l: ConvLayer, input: Input) -> ConvJobs {
+        ConvJobs {
+            jobs: self.jobs,
+            n_jobs: self.n_jobs,
+            batch: self.batch,
+            layer: l,
+            stride: self.model.stride(),
+            input_blocks: Self::input_blocks(input),
         }
+    }
+
+    fn norm_shape(&self, l: NormLayer) -> NormJobs {
+        NormJobs {
+            jobs: self.jobs,
+            n_jobs: self.n_jobs,
+            batch: self.batch,
+            layer: l,
+            stride: self.model.stride(),
+        }
+    }
+
+    fn rows(&self) -> usize {
+        self.n_jobs * self.batch
     }
 
     /// Records the forward pass and the loss (loss, d-logits, per-job loss sum and hits).
     pub fn record_forward(&self, be: &mut dyn Backend, params: Buf, mb: &Minibatch) -> Result<()> {
-        for k in 0..self.model.layers().len() {
-            be.dense_forward(&DenseForward {
-                shape: self.shape(k),
-                params,
-                input: self.input(k, mb),
-                output: self.acts[k],
-            })?;
+        let rows = self.rows();
+        for (k, n) in self.model.nodes().iter().enumerate() {
+            let (input, output) = (self.input(n.input, mb), self.acts[k]);
+            match n.layer {
+                Layer::Dense(l) => be.dense_forward(&DenseForward {
+                    shape: self.dense_shape(l, n.input),
+                    params,
+                    input,
+                    output,
+                })?,
+                Layer::Conv(l) => be.conv_forward(&ConvForward {
+                    shape: self.conv_shape(l, n.input),
+                    params,
+                    input,
+                    output,
+                })?,
+                Layer::Pool(l) => be.pool(&Pool {
+                    layer: l,
+                    samples: rows,
+                    x: input,
+                    y: output,
+                })?,
+                Layer::Relu(s) => be.relu(&Relu {
+                    x: input,
+                    y: output,
+                    len: rows * s.len(),
+                })?,
+                Layer::Norm(l) => be.norm_forward(&NormForward {
+                    shape: self.norm_shape(l),
+                    params,
+                    x: input,
+                    y: output,
+                })?,
+                Layer::Add { other, shape } => be.axpby(&Axpby {
+                    x: self.acts[other],
+                    y: output,
+                    a: 1.0,
+                    b: 1.0,
+                    len: rows * shape.len(),
+                })?,
+            }
         }
-        let last = self.model.layers().len() - 1;
+        let last = self.model.nodes().len() - 1;
         be.softmax_xent(&SoftmaxXent {
             jobs: self.jobs,
             n_jobs: self.n_jobs,
@@ -160,7 +346,7 @@ impl Pass {
             classes: self.model.classes(),
             logits: self.acts[last],
             labels: mb.y,
-            dlogits: self.dz[last],
+            dlogits: self.grads[last],
             stats: self.stats,
         })?;
         be.reduce(&Reduce {
@@ -186,21 +372,126 @@ impl Pass {
         mb: &Minibatch,
         grads: Buf,
     ) -> Result<()> {
-        for k in (0..self.model.layers().len()).rev() {
-            be.dense_backward_weights(&DenseBackwardWeights {
-                shape: self.shape(k),
-                dz: self.dz[k],
-                input: self.input(k, mb),
-                grads,
-            })?;
-            if k > 0 {
-                be.dense_backward_data(&DenseBackwardData {
-                    shape: self.shape(k),
+        let nodes = self.model.nodes();
+        if !self.backward {
+            return Err(Error::param("pass", "a forward-only pass has no backward"));
+        }
+        let rows = self.rows();
+        // Whether each buffer owner's gradient has been written this pass, and the residual
+        // sums' gradients still to be added to a shortcut's (by owner).
+        let mut written = vec![false; nodes.len()];
+        written[owner(&self.model, nodes.len() - 1)] = true;
+        let mut pending: Vec<Vec<Buf>> = vec![Vec::new(); nodes.len()];
+        // Where each owner's output gradient is read from: its own buffer, or a residual sum's
+        // when that sum is its only consumer.
+        let mut dy_of: Vec<Buf> = self.grads.clone();
+        for k in (0..nodes.len()).rev() {
+            let n = nodes[k];
+            let own = owner(&self.model, k);
+            let len = rows * n.output.len();
+            // Every consumer of this node has run: its gradient is complete once the residual
+            // sums it feeds as a shortcut are added.
+            let sums = std::mem::take(&mut pending[own]);
+            if !written[own] && sums.len() == 1 {
+                dy_of[own] = sums[0];
+                written[own] = true;
+            } else {
+                for src in sums {
+                    if written[own] {
+                        be.axpby(&Axpby {
+                            x: src,
+                            y: self.grads[own],
+                            a: 1.0,
+                            b: 1.0,
+                            len,
+                        })?;
+                    } else {
+                        be.copy(&CopyRange::whole(src, self.grads[own], len))?;
+                        written[own] = true;
+                    }
+                }
+            }
+            let dy = dy_of[own];
+            let input = self.input(n.input, mb);
+            if let Layer::Add { other, .. } = n.layer {
+                pending[owner(&self.model, other)].push(dy);
+                continue;
+            }
+            // Parameter gradients.
+            match n.layer {
+                Layer::Dense(l) => be.dense_backward_weights(&DenseBackwardWeights {
+                    shape: self.dense_shape(l, n.input),
+                    dz: dy,
+                    input,
+                    grads,
+                })?,
+                Layer::Conv(l) => be.conv_backward_weights(&ConvBackwardWeights {
+                    shape: self.conv_shape(l, n.input),
+                    dy,
+                    input,
+                    grads,
+                })?,
+                _ => {}
+            }
+            let Input::Node(i) = n.input else {
+                continue;
+            };
+            // The input gradient: straight into the input's buffer, or added through the scratch.
+            let target = owner(&self.model, i);
+            let first = !written[target];
+            let dx = if first {
+                self.grads[target]
+            } else {
+                self.scratch
+                    .ok_or_else(|| Error::param("pass", "no scratch buffer"))?
+            };
+            match n.layer {
+                Layer::Dense(l) => be.dense_backward_data(&DenseBackwardData {
+                    shape: self.dense_shape(l, n.input),
                     params,
-                    dz: self.dz[k],
-                    input: self.acts[k - 1],
-                    relu_mask: self.model.layers()[k - 1].relu,
-                    dx: self.dz[k - 1],
+                    dz: dy,
+                    input,
+                    relu_mask: matches!(nodes[i].layer, Layer::Dense(p) if p.relu),
+                    dx,
+                })?,
+                Layer::Conv(l) => be.conv_backward_data(&ConvBackwardData {
+                    shape: self.conv_shape(l, n.input),
+                    params,
+                    dy,
+                    dx,
+                })?,
+                Layer::Pool(l) => be.pool_backward(&PoolBackward {
+                    layer: l,
+                    samples: rows,
+                    x: input,
+                    dy,
+                    dx,
+                })?,
+                Layer::Relu(s) => be.relu_backward(&ReluBackward {
+                    y: self.acts[k],
+                    dy,
+                    dx,
+                    len: rows * s.len(),
+                })?,
+                Layer::Norm(l) => be.norm_backward(&NormBackward {
+                    shape: self.norm_shape(l),
+                    params,
+                    x: input,
+                    dy,
+                    dx,
+                    grads,
+                })?,
+                Layer::Add { .. } => unreachable!("handled above"),
+            }
+            if first {
+                written[target] = true;
+            } else {
+                be.axpby(&Axpby {
+                    x: dx,
+                    y: self.grads[target],
+                    a: 1.0,
+                    b: 1.0,
+                    len: rows * nodes[i].output.len(),
                 })?;
             }
         }

@@ -1,13 +1,13 @@
 //! Where gradients come from. An [`Objective`] records ∇F_i(x_i; ξ_i^t) for every agent into the
-//! agent's gradient slab; the algorithms never know whether that is an MLP on minibatches or a
+//! agent's gradient slab; the algorithms never know whether that is a model on minibatches or a
 //! toy quadratic.
 //!
 //! Cross-gradients (NGM, CGA) are gradients over a **job list**: (model slab m, data agent i)
 //! pairs, job k's gradient ∇F_i(x_m; ξ_i^t) going to slab k of the output. A job list is
 //! registered once ([`Objective::prepare_jobs`]) and evaluated every step
-//! ([`Objective::record_job_gradients`]) in the same dispatches whatever its length: the MLP
+//! ([`Objective::record_job_gradients`]) in the same dispatches whatever its length: a model
 //! runs one batched forward/backward over all jobs, a quadratic one dense dispatch. The cost is
-//! one gradient slab (and, for the MLP, one set of activations) per job.
+//! one gradient slab (and, for a model, one set of activations) per job.
 
 mod quadratic;
 pub mod sampler;
@@ -19,7 +19,7 @@ use crate::backend::{Backend, Buf, BufKind, CopyRange, Gather};
 use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::model::pass::{Minibatch, Pass};
-use crate::model::Mlp;
+use crate::model::Model;
 
 /// A gradient source for all agents.
 pub trait Objective {
@@ -172,8 +172,8 @@ impl DeviceData {
     }
 }
 
-/// An MLP trained on per-agent minibatches of a resident dataset: the identity job list.
-pub struct MlpObjective {
+/// A model trained on per-agent minibatches of a resident dataset: the identity job list.
+pub struct ModelObjective {
     data: DeviceData,
     mb: Minibatch,
     pass: Pass,
@@ -183,18 +183,18 @@ pub struct MlpObjective {
     job_passes: Vec<Pass>,
 }
 
-impl MlpObjective {
+impl ModelObjective {
     /// Prepares the passes of `model` for the sampler's agents and batch size.
     pub fn new(
         be: &mut dyn Backend,
-        model: &Mlp,
+        model: &Model,
         data: DeviceData,
         sampler: Sampler,
     ) -> Result<Self> {
         let n = sampler.agents();
         let batch = sampler.batch();
         let jobs: Vec<(usize, usize)> = (0..n).map(|i| (i, i)).collect();
-        Ok(MlpObjective {
+        Ok(ModelObjective {
             data,
             mb: Minibatch::new(be, n, batch, data.dim)?,
             pass: Pass::new(be, model, batch, &jobs)?,
@@ -222,7 +222,7 @@ impl MlpObjective {
     }
 }
 
-impl Objective for MlpObjective {
+impl Objective for ModelObjective {
     fn record_gradients(
         &mut self,
         be: &mut dyn Backend,

@@ -7,7 +7,7 @@ use crate::backend::{Axpby, Backend, Buf, BufKind, CopyRange, Reduce, ReduceMode
 use crate::comm::AllReduce;
 use crate::error::{Error, Result};
 use crate::model::pass::{Minibatch, Pass};
-use crate::model::Mlp;
+use crate::model::Model;
 
 /// Largest activation buffer (floats) an evaluation chunk may use.
 const EVAL_ACT_BUDGET: usize = 1 << 22;
@@ -51,17 +51,22 @@ pub struct Evaluator {
 
 impl Evaluator {
     /// Prepares evaluation of `agents` models of shape `model` on `test`.
-    pub fn new(be: &mut dyn Backend, model: &Mlp, agents: usize, test: DeviceData) -> Result<Self> {
+    pub fn new(
+        be: &mut dyn Backend,
+        model: &Model,
+        agents: usize,
+        test: DeviceData,
+    ) -> Result<Self> {
         if test.n == 0 {
             return Err(Error::param("dataset", "the test set is empty"));
         }
-        let widest = model.sizes().iter().copied().max().unwrap_or(1);
+        let widest = model.widest().max(1);
         let chunk = (EVAL_ACT_BUDGET / ((agents + 1) * widest)).clamp(1, test.n);
         let jobs: Vec<(usize, usize)> = (0..=agents).map(|m| (m, 0)).collect();
-        let full = Pass::new(be, model, chunk, &jobs)?;
+        let full = Pass::forward_only(be, model, chunk, &jobs)?;
         let rem = test.n % chunk;
         let rest = if rem > 0 {
-            Some((rem, Pass::new(be, model, rem, &jobs)?))
+            Some((rem, Pass::forward_only(be, model, rem, &jobs)?))
         } else {
             None
         };

@@ -1,11 +1,11 @@
 //! The trainer: builds data, partition, graph and state from a [`TrainConfig`], runs the steps
 //! with evaluations in between, and returns a [`Summary`].
 
-use crate::algo::{Algo, AlgoSetup, DeviceData, MlpObjective, Objective};
+use crate::algo::{Algo, AlgoSetup, DeviceData, ModelObjective, Objective};
 use crate::backend::Backend;
 use crate::data::{Dataset, PartitionSummary};
 use crate::error::{Error, Result};
-use crate::model::Mlp;
+use crate::model::Model;
 use crate::objective::sampler::Sampler;
 use crate::train::checkpoint::{self, Checkpoint};
 use crate::train::config::TrainConfig;
@@ -81,7 +81,7 @@ fn available_host_bytes() -> Option<u64> {
 /// Checks the run's largest buffers against the backend's limits and the host's memory before
 /// anything is allocated: the agents' parameter slab (agents × stride reals), which every
 /// algorithm holds several copies of and the initialisation builds on the host.
-fn preflight(config: &TrainConfig, model: &Mlp, be: &dyn Backend) -> Result<()> {
+fn preflight(config: &TrainConfig, model: &Model, be: &dyn Backend) -> Result<()> {
     let n = config.agents;
     let stride = model.stride();
     let reduce = "reduce --agents or the model's layer widths";
@@ -157,9 +157,9 @@ fn diff_values(prefix: &str, a: &serde_json::Value, b: &serde_json::Value, out: 
 pub struct Trainer {
     config: TrainConfig,
     be: Box<dyn Backend>,
-    model: Mlp,
+    model: Model,
     state: Box<dyn Algo>,
-    objective: MlpObjective,
+    objective: ModelObjective,
     eval: Evaluator,
     schedule: LrSchedule,
     steps: u64,
@@ -200,7 +200,8 @@ impl Trainer {
         test: &Dataset,
     ) -> Result<Self> {
         config.validate()?;
-        let model = config.model()?;
+        let classes = train.n_classes().max(test.n_classes());
+        let model = config.model(crate::model::input_shape(train), classes)?;
         if model.input_dim() != train.dim() || model.input_dim() != test.dim() {
             return Err(Error::param(
                 "model",
@@ -272,7 +273,7 @@ impl Trainer {
         let state = config.algo.build(be_ref, &setup)?;
         let train_dev = DeviceData::upload(be_ref, train, "train")?;
         let test_dev = DeviceData::upload(be_ref, test, "test")?;
-        let objective = MlpObjective::new(be_ref, &model, train_dev, sampler)?;
+        let objective = ModelObjective::new(be_ref, &model, train_dev, sampler)?;
         let eval = Evaluator::new(be_ref, &model, n, test_dev)?;
         let watch = DivergenceWatch::new(
             be_ref,
@@ -314,7 +315,7 @@ impl Trainer {
     }
 
     /// The model.
-    pub fn model(&self) -> &Mlp {
+    pub fn model(&self) -> &Model {
         &self.model
     }
 
