@@ -424,6 +424,11 @@ pub fn run_args(args: &Args, out: &mut dyn Write, err: &mut dyn Write) -> Result
         trainer.total_steps(),
         trainer.steps_per_epoch()
     );
+    let _ = writeln!(
+        info,
+        "{}",
+        crate::model::cost_line(trainer.model(), config.agents, config.batch)
+    );
     for n in trainer.algorithm_notes() {
         let _ = writeln!(info, "note: {n}");
     }

@@ -664,6 +664,19 @@ impl Model {
     }
 }
 
+/// One line with a model's size and cost: parameters, forward FLOPs per sample, FLOPs per
+/// training step of `agents` agents with `batch` samples each (forward + backward ≈ 3×
+/// forward; cross-gradient algorithms run more jobs per step).
+pub fn cost_line(model: &Model, agents: usize, batch: usize) -> String {
+    format!(
+        "model {}: {} parameters, {:.3} MFLOP forward per sample, {:.3} GFLOP per step ({agents} agents × batch {batch})",
+        model.name(),
+        model.n_params(),
+        model.forward_flops() as f64 / 1e6,
+        model.step_flops(agents, batch) as f64 / 1e9
+    )
+}
+
 impl std::fmt::Display for Model {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{} ({} parameters)", self.name, self.n_params)

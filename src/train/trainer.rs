@@ -80,7 +80,9 @@ fn available_host_bytes() -> Option<u64> {
 
 /// Checks the run's largest buffers against the backend's limits and the host's memory before
 /// anything is allocated: the agents' parameter slab (agents × stride reals), which every
-/// algorithm holds several copies of and the initialisation builds on the host.
+/// algorithm holds several copies of and the initialisation builds on the host, and the
+/// activations of the training pass (one job per agent; a cross-gradient algorithm's longer
+/// job list is checked the same way when it is registered, before its buffers exist).
 fn preflight(config: &TrainConfig, model: &Model, be: &dyn Backend) -> Result<()> {
     let n = config.agents;
     let stride = model.stride();
@@ -93,6 +95,8 @@ fn preflight(config: &TrainConfig, model: &Model, be: &dyn Backend) -> Result<()
     })?;
     let what = format!("the parameters of {n} agents × {stride} floats per model ({reduce})");
     be.check_alloc(crate::backend::BufKind::F32, slab, &what)?;
+    let own: Vec<(usize, usize)> = (0..n).map(|i| (i, i)).collect();
+    crate::model::pass::Pass::check_fits(be, model, config.batch, &own, true)?;
     let slab_u = slab as u64;
     // The initial parameters (f32) on the host, plus the backend's copies in host memory.
     let need = 4 * slab_u + MIN_SLABS * be.host_bytes(crate::backend::BufKind::F32, slab);
