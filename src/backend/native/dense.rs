@@ -21,6 +21,20 @@ fn gemm(
 
 /// [`gemm`] with any destination strides (rs, cs).
 fn gemm_strided(
+    mkn: (usize, usize, usize),
+    a: &[f32],
+    a_strides: (usize, usize),
+    b: &[f32],
+    b_strides: (usize, usize),
+    c: &mut [f32],
+    c_strides: (usize, usize),
+) {
+    gemm_into(mkn, a, a_strides, b, b_strides, c, c_strides, false);
+}
+
+/// `C = A · B`, or `C += A · B` when `accumulate`, with any strides (rs, cs) for all three.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn gemm_into(
     (m, k, n): (usize, usize, usize),
     a: &[f32],
     (a_rs, a_cs): (usize, usize),
@@ -28,10 +42,11 @@ fn gemm_strided(
     (b_rs, b_cs): (usize, usize),
     c: &mut [f32],
     (c_rs, c_cs): (usize, usize),
+    accumulate: bool,
 ) {
     let extent =
         |rows: usize, cols: usize, rs: usize, cs: usize| (rows - 1) * rs + (cols - 1) * cs + 1;
-    assert!(m > 0 && k > 0 && n > 0, "dense shapes are checked positive");
+    assert!(m > 0 && k > 0 && n > 0, "shapes are checked positive");
     assert!(a.len() >= extent(m, k, a_rs, a_cs), "lhs extent");
     assert!(b.len() >= extent(k, n, b_rs, b_cs), "rhs extent");
     // Distinct destination elements: one stride spans the other dimension entirely.
@@ -50,14 +65,15 @@ fn gemm_strided(
             c.as_mut_ptr(),
             c_cs as isize,
             c_rs as isize,
-            false,
+            accumulate,
             a.as_ptr(),
             a_cs as isize,
             a_rs as isize,
             b.as_ptr(),
             b_cs as isize,
             b_rs as isize,
-            0.0,
+            // dst = alpha·dst + beta·A·B (alpha is read only with `accumulate`).
+            1.0,
             1.0,
             false,
             false,

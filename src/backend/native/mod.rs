@@ -14,13 +14,17 @@
 //! packing buffer inside each call (it offers no way to pass one in); tests/native.rs pins that
 //! to at most two allocations per GEMM call and none anywhere else.
 
+mod conv;
 mod dense;
 mod elementwise;
+mod norm;
+mod pool;
 
 use crate::backend::*;
 use crate::error::{Error, Result};
 use elementwise::{Adam, MixInput, MixMatrix, Sgd};
 use rayon::prelude::*;
+use std::sync::Mutex;
 
 /// Work (about one unit per flop or element touched) below which an op runs on the calling
 /// thread: about 10 µs on one core.
@@ -40,6 +44,10 @@ pub struct NativeBackend {
     jobs: Vec<(usize, usize)>,
     /// Per-job GEMM products before their epilogue; grows to the largest pass, then is reused.
     scratch: Vec<f32>,
+    /// Per-thread im2col scratch of the convolutions (see [`NativeBackend::with_col`]).
+    cols: Vec<Mutex<Vec<f32>>>,
+    /// Per-sample dγ and dβ of a normalisation backward, before the per-job sums.
+    partials: Vec<f64>,
 }
 
 impl NativeBackend {
@@ -55,9 +63,13 @@ impl NativeBackend {
             ix: HostIndices::default(),
             counters: Counters::default(),
             threads: pool.current_num_threads(),
+            cols: (0..=pool.current_num_threads())
+                .map(|_| Mutex::new(Vec::new()))
+                .collect(),
             pool,
             jobs: Vec::new(),
             scratch: Vec::new(),
+            partials: Vec::new(),
         })
     }
 
@@ -176,11 +188,19 @@ impl NativeBackend {
         t
     }
 
-    /// Decodes the job list into `self.jobs`, checking every (model, input block) against the
-    /// buffers' extents, as the reference does.
-    fn load_jobs(&mut self, s: &DenseJobs, n_models: usize, n_inputs: usize) -> Result<()> {
+    /// Decodes a job list into `self.jobs` as (model agent, input block) pairs, checking every
+    /// pair against the buffers' extents, as the reference does.
+    fn load_jobs(
+        &mut self,
+        op: &'static str,
+        list: Buf,
+        n_jobs: usize,
+        input_blocks: InputBlocks,
+        n_models: usize,
+        n_inputs: usize,
+    ) -> Result<()> {
         let mut jobs = std::mem::take(&mut self.jobs);
-        let raw = match self.indices(s.jobs, "dense") {
+        let raw = match self.indices(list, op) {
             Ok(r) => r,
             Err(e) => {
                 self.jobs = jobs;
@@ -188,16 +208,16 @@ impl NativeBackend {
             }
         };
         jobs.clear();
-        for j in 0..s.n_jobs {
+        for j in 0..n_jobs {
             let (m, d) = (raw[2 * j] as usize, raw[2 * j + 1] as usize);
-            let blk = match s.input_blocks {
+            let blk = match input_blocks {
                 InputBlocks::ByData => d,
                 InputBlocks::ByJob => j,
             };
             if m >= n_models || blk >= n_inputs {
                 self.jobs = jobs;
                 return Err(Error::op(
-                    "dense",
+                    op,
                     format!("job {j} = ({m}, {d}) is out of range ({n_models} models, {n_inputs} input blocks)"),
                 ));
             }
@@ -205,6 +225,33 @@ impl NativeBackend {
         }
         self.jobs = jobs;
         Ok(())
+    }
+
+    /// [`Self::load_jobs`] for a dense layer.
+    fn load_dense_jobs(&mut self, s: &DenseJobs, n_models: usize, n_inputs: usize) -> Result<()> {
+        self.load_jobs(
+            "dense",
+            s.jobs,
+            s.n_jobs,
+            s.input_blocks,
+            n_models,
+            n_inputs,
+        )
+    }
+
+    /// Runs `f` on this thread's convolution scratch, at least `len` long (it grows to the
+    /// largest layer, then is reused). One slot per pool thread plus one for the calling
+    /// thread; what a slot holds never reaches a result, so which slot a task gets does not
+    /// matter to determinism.
+    fn with_col<R>(&self, len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
+        let slot = rayon::current_thread_index().map_or(self.threads, |i| i.min(self.threads));
+        let mut col = self.cols[slot]
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if col.len() < len {
+            col.resize(len, 0.0);
+        }
+        f(&mut col[..len])
     }
 }
 
@@ -341,7 +388,7 @@ impl Backend for NativeBackend {
         let s = op.shape;
         let l = s.layer;
         let blk_len = s.batch * l.in_dim;
-        self.load_jobs(&s, op.params.len / s.stride, op.input.len / blk_len)?;
+        self.load_dense_jobs(&s, op.params.len / s.stride, op.input.len / blk_len)?;
         let out_len = s.batch * l.out_dim;
         let mut scratch = self.take_scratch(s.n_jobs * out_len);
         let r = self.with_out(op.output, "dense_forward", |me, y| {
@@ -371,7 +418,7 @@ impl Backend for NativeBackend {
         op.check(&self.ix)?;
         let s = op.shape;
         let l = s.layer;
-        self.load_jobs(&s, op.params.len / s.stride, s.n_jobs)?;
+        self.load_dense_jobs(&s, op.params.len / s.stride, s.n_jobs)?;
         let mut scratch = self.take_scratch(s.n_jobs * s.batch * l.in_dim);
         let r = self.with_out(op.dx, "dense_backward_data", |me, dx| {
             let what = "dense_backward_data";
@@ -413,7 +460,7 @@ impl Backend for NativeBackend {
         let s = op.shape;
         let l = s.layer;
         let blk_len = s.batch * l.in_dim;
-        self.load_jobs(&s, usize::MAX, op.input.len / blk_len)?;
+        self.load_dense_jobs(&s, usize::MAX, op.input.len / blk_len)?;
         self.with_out(op.grads, "dense_backward_weights", |me, g| {
             let what = "dense_backward_weights";
             let (dz, x) = (me.reals(op.dz, what)?, me.reals(op.input, what)?);
@@ -438,36 +485,237 @@ impl Backend for NativeBackend {
         })
     }
 
-    // TODO(cnn): the convolutional ops on this backend are being written (issue 13).
-    fn conv_forward(&mut self, _: &ConvForward) -> Result<()> {
-        Err(Error::op("conv_forward", "not on this backend yet"))
+    fn conv_forward(&mut self, op: &ConvForward) -> Result<()> {
+        op.check(&self.ix)?;
+        let what = "conv_forward";
+        let s = op.shape;
+        let l = s.layer;
+        let (n_in, n_out) = (l.input.len(), l.output().len());
+        let (n_models, n_blocks) = (op.params.len / s.stride, op.input.len / (s.batch * n_in));
+        self.load_jobs(what, s.jobs, s.n_jobs, s.input_blocks, n_models, n_blocks)?;
+        self.with_out(op.output, what, |me, y| {
+            let (p, x) = (me.reals(op.params, what)?, me.reals(op.input, what)?);
+            let col_len = conv::col_len(&l);
+            // One task per sample: each output image is one GEMM on one thread.
+            me.run(2 * s.n_jobs * s.batch * l.macs(), |min| {
+                y[..s.n_jobs * s.batch * n_out]
+                    .par_chunks_mut(n_out)
+                    .enumerate()
+                    .with_min_len(min)
+                    .for_each(|(r, ys)| {
+                        let (m, blk) = me.jobs[r / s.batch];
+                        let xs = &x[(blk * s.batch + r % s.batch) * n_in..][..n_in];
+                        let slab = &p[m * s.stride..(m + 1) * s.stride];
+                        me.with_col(col_len, |col| conv::forward(&l, slab, xs, ys, col));
+                    })
+            });
+            Ok(())
+        })
     }
-    fn conv_backward_data(&mut self, _: &ConvBackwardData) -> Result<()> {
-        Err(Error::op("conv_backward_data", "not on this backend yet"))
+
+    fn conv_backward_data(&mut self, op: &ConvBackwardData) -> Result<()> {
+        op.check(&self.ix)?;
+        let what = "conv_backward_data";
+        let s = op.shape;
+        let l = s.layer;
+        let (n_in, n_out) = (l.input.len(), l.output().len());
+        let n_models = op.params.len / s.stride;
+        self.load_jobs(what, s.jobs, s.n_jobs, s.input_blocks, n_models, s.n_jobs)?;
+        self.with_out(op.dx, what, |me, dx| {
+            let (p, dy) = (me.reals(op.params, what)?, me.reals(op.dy, what)?);
+            let col_len = conv::col_len(&l);
+            me.run(2 * s.n_jobs * s.batch * l.macs(), |min| {
+                dx[..s.n_jobs * s.batch * n_in]
+                    .par_chunks_mut(n_in)
+                    .enumerate()
+                    .with_min_len(min)
+                    .for_each(|(r, dxs)| {
+                        let m = me.jobs[r / s.batch].0;
+                        let dys = &dy[r * n_out..][..n_out];
+                        let slab = &p[m * s.stride..(m + 1) * s.stride];
+                        me.with_col(col_len, |col| conv::backward_data(&l, slab, dys, dxs, col));
+                    })
+            });
+            Ok(())
+        })
     }
-    fn conv_backward_weights(&mut self, _: &ConvBackwardWeights) -> Result<()> {
-        Err(Error::op(
-            "conv_backward_weights",
-            "not on this backend yet",
-        ))
+
+    fn conv_backward_weights(&mut self, op: &ConvBackwardWeights) -> Result<()> {
+        op.check(&self.ix)?;
+        let what = "conv_backward_weights";
+        let s = op.shape;
+        let l = s.layer;
+        let blk_len = s.batch * l.input.len();
+        let out_len = s.batch * l.output().len();
+        let n_blocks = op.input.len / blk_len;
+        self.load_jobs(what, s.jobs, s.n_jobs, s.input_blocks, usize::MAX, n_blocks)?;
+        self.with_out(op.grads, what, |me, g| {
+            let (dy, x) = (me.reals(op.dy, what)?, me.reals(op.input, what)?);
+            let col_len = conv::col_len(&l);
+            // One task per job: its samples are summed in order on one thread.
+            me.run(2 * s.n_jobs * s.batch * l.macs(), |min| {
+                g[..s.n_jobs * s.stride]
+                    .par_chunks_mut(s.stride)
+                    .zip(me.jobs.par_iter())
+                    .enumerate()
+                    .with_min_len(min)
+                    .for_each(|(j, (slab, &(_, blk)))| {
+                        let dy = &dy[j * out_len..][..out_len];
+                        let x = &x[blk * blk_len..][..blk_len];
+                        me.with_col(col_len, |col| {
+                            conv::backward_weights(&l, s.batch, dy, x, slab, col)
+                        });
+                    })
+            });
+            Ok(())
+        })
     }
-    fn pool(&mut self, _: &Pool) -> Result<()> {
-        Err(Error::op("pool", "not on this backend yet"))
+
+    fn pool(&mut self, op: &Pool) -> Result<()> {
+        op.check()?;
+        let l = op.layer;
+        let (n_in, n_out) = (l.input.len(), l.output().len());
+        self.with_out(op.y, "pool", |me, y| {
+            let x = &me.reals(op.x, "pool")?[..op.samples * n_in];
+            me.run(2 * op.samples * n_in, |min| {
+                y[..op.samples * n_out]
+                    .par_chunks_mut(n_out)
+                    .zip(x.par_chunks(n_in))
+                    .with_min_len(min)
+                    .for_each(|(ys, xs)| pool::forward(&l, xs, ys))
+            });
+            Ok(())
+        })
     }
-    fn pool_backward(&mut self, _: &PoolBackward) -> Result<()> {
-        Err(Error::op("pool_backward", "not on this backend yet"))
+
+    fn pool_backward(&mut self, op: &PoolBackward) -> Result<()> {
+        op.check()?;
+        let what = "pool_backward";
+        let l = op.layer;
+        let (n_in, n_out) = (l.input.len(), l.output().len());
+        self.with_out(op.dx, what, |me, dx| {
+            let x = &me.reals(op.x, what)?[..op.samples * n_in];
+            let dy = &me.reals(op.dy, what)?[..op.samples * n_out];
+            me.run(3 * op.samples * n_in, |min| {
+                dx[..op.samples * n_in]
+                    .par_chunks_mut(n_in)
+                    .zip(x.par_chunks(n_in).zip(dy.par_chunks(n_out)))
+                    .with_min_len(min)
+                    .for_each(|(dxs, (xs, dys))| pool::backward(&l, xs, dys, dxs))
+            });
+            Ok(())
+        })
     }
-    fn relu(&mut self, _: &Relu) -> Result<()> {
-        Err(Error::op("relu", "not on this backend yet"))
+
+    fn relu(&mut self, op: &Relu) -> Result<()> {
+        op.check()?;
+        self.with_out(op.y, "relu", |me, y| {
+            let x = &me.reals(op.x, "relu")?[..op.len];
+            me.run(op.len, |min| elementwise::relu(x, &mut y[..op.len], min));
+            Ok(())
+        })
     }
-    fn relu_backward(&mut self, _: &ReluBackward) -> Result<()> {
-        Err(Error::op("relu_backward", "not on this backend yet"))
+
+    fn relu_backward(&mut self, op: &ReluBackward) -> Result<()> {
+        op.check()?;
+        let what = "relu_backward";
+        self.with_out(op.dx, what, |me, dx| {
+            let y = &me.reals(op.y, what)?[..op.len];
+            let dy = &me.reals(op.dy, what)?[..op.len];
+            me.run(2 * op.len, |min| {
+                elementwise::relu_backward(y, dy, &mut dx[..op.len], min)
+            });
+            Ok(())
+        })
     }
-    fn norm_forward(&mut self, _: &NormForward) -> Result<()> {
-        Err(Error::op("norm_forward", "not on this backend yet"))
+
+    fn norm_forward(&mut self, op: &NormForward) -> Result<()> {
+        op.check(&self.ix)?;
+        let what = "norm_forward";
+        let s = op.shape;
+        let l = s.layer;
+        let n = l.image.len();
+        let n_models = op.params.len / s.stride;
+        self.load_jobs(
+            what,
+            s.jobs,
+            s.n_jobs,
+            InputBlocks::ByJob,
+            n_models,
+            s.n_jobs,
+        )?;
+        self.with_out(op.y, what, |me, y| {
+            let (p, x) = (me.reals(op.params, what)?, me.reals(op.x, what)?);
+            me.run(8 * s.n_jobs * s.batch * n, |min| {
+                y[..s.n_jobs * s.batch * n]
+                    .par_chunks_mut(n)
+                    .zip(x.par_chunks(n))
+                    .enumerate()
+                    .with_min_len(min)
+                    .for_each(|(r, (ys, xs))| {
+                        let m = me.jobs[r / s.batch].0;
+                        norm::forward(&l, &p[m * s.stride..(m + 1) * s.stride], xs, ys)
+                    })
+            });
+            Ok(())
+        })
     }
-    fn norm_backward(&mut self, _: &NormBackward) -> Result<()> {
-        Err(Error::op("norm_backward", "not on this backend yet"))
+
+    fn norm_backward(&mut self, op: &NormBackward) -> Result<()> {
+        op.check(&self.ix)?;
+        let what = "norm_backward";
+        let s = op.shape;
+        let l = s.layer;
+        let (n, c) = (l.image.len(), l.image.channels);
+        let rows = s.n_jobs * s.batch;
+        let n_models = op.params.len / s.stride;
+        self.load_jobs(
+            what,
+            s.jobs,
+            s.n_jobs,
+            InputBlocks::ByJob,
+            n_models,
+            s.n_jobs,
+        )?;
+        let mut partials = std::mem::take(&mut self.partials);
+        if partials.len() < rows * 2 * c {
+            partials.resize(rows * 2 * c, 0.0);
+        }
+        let mut g = self.take(op.grads, what)?;
+        let r = self.with_out(op.dx, what, |me, dx| {
+            let p = me.reals(op.params, what)?;
+            let (x, dy) = (me.reals(op.x, what)?, me.reals(op.dy, what)?);
+            // One task per sample, each with its own dγ, dβ; then per job the samples' shares
+            // are added in order.
+            me.run(16 * rows * n, |min| {
+                dx[..rows * n]
+                    .par_chunks_mut(n)
+                    .zip(partials.par_chunks_mut(2 * c))
+                    .enumerate()
+                    .with_min_len(min)
+                    .for_each(|(r, (dxs, part))| {
+                        let m = me.jobs[r / s.batch].0;
+                        let slab = &p[m * s.stride..(m + 1) * s.stride];
+                        let (xs, dys) = (&x[r * n..][..n], &dy[r * n..][..n]);
+                        norm::backward(&l, slab, xs, dys, dxs, part)
+                    })
+            });
+            for (j, slab) in g[..s.n_jobs * s.stride]
+                .chunks_exact_mut(s.stride)
+                .enumerate()
+            {
+                let shares = &partials[j * s.batch * 2 * c..][..s.batch * 2 * c];
+                let sum = |at: usize| shares.chunks_exact(2 * c).map(|sh| sh[at]).sum::<f64>();
+                for k in 0..c {
+                    slab[l.gamma_off + k] = sum(k) as f32;
+                    slab[l.beta_off + k] = sum(c + k) as f32;
+                }
+            }
+            Ok(())
+        });
+        self.put(op.grads, g);
+        self.partials = partials;
+        r
     }
 
     fn softmax_xent(&mut self, op: &SoftmaxXent) -> Result<()> {
