@@ -1,0 +1,182 @@
+//! Convolutional models through the trainer: `cnn5` trained by one algorithm of each family
+//! (dsgd: gossip; qgm: quasi-global momentum; relaysgd: relays on a chain; ngm: cross-gradients
+//! over a job list) on the native backend and every GPU backend, tracking the f64 reference;
+//! dispatches per step independent of the number of agents; the typed error for activations
+//! over the adapter's limits, before anything is allocated.
+//!
+//! The data: the synthetic Gaussian task with 64 features seen as 1×8×8 images (cnn5 then
+//! flattens 64×1×1 into its dense layer), 10 classes. Tolerance: the trained parameters within
+//! 2e-3·|x| + 2e-4 of the reference after 4 steps at lr 0.05 with momentum 0.9. An f32 forward
+//! and backward through four convolutions and EvoNorms is good to about 1e-5 relative per
+//! gradient (the EvoNorm divides by a group's standard deviation, the largest amplifier);
+//! four momentum steps accumulate a few of those on weights of size 0.1–1, and the reference
+//! and f32 runs also differ in their initial parameters only by the f32 rounding of the init.
+
+mod common;
+
+use std::sync::OnceLock;
+
+use common::{assert_close, Target};
+use swarmgrad::algo::{AlgoOptions, Algorithm, NgmPi};
+use swarmgrad::backend::reference::ReferenceBackend;
+use swarmgrad::backend::{Backend, ImageShape};
+use swarmgrad::data::{synthetic_train_test, Dataset};
+use swarmgrad::graph::Topology;
+use swarmgrad::model::pass::Pass;
+use swarmgrad::model::Model;
+use swarmgrad::train::{Summary, TrainConfig, Trainer};
+use swarmgrad::Error;
+
+/// The synthetic task as `side × side` one-channel images.
+fn images(side: usize, n_train: usize, n_test: usize) -> (Dataset, Dataset) {
+    let (train, test) = synthetic_train_test(n_train, n_test, 10, side * side, 3.0, 5).unwrap();
+    let shape = swarmgrad::data::ImageShape {
+        channels: 1,
+        height: side,
+        width: side,
+    };
+    (
+        train.with_shape(shape).unwrap(),
+        test.with_shape(shape).unwrap(),
+    )
+}
+
+fn data() -> &'static (Dataset, Dataset) {
+    static DATA: OnceLock<(Dataset, Dataset)> = OnceLock::new();
+    DATA.get_or_init(|| images(8, 400, 40))
+}
+
+fn config(algo: Algorithm, model: &str, agents: usize, steps: u64) -> TrainConfig {
+    TrainConfig {
+        algo,
+        topology: if algo == Algorithm::RelaySgd {
+            Topology::Chain
+        } else {
+            Topology::Ring
+        },
+        agents,
+        partition: "iid".into(),
+        alpha: None,
+        model: Some(model.into()),
+        batch: 4,
+        lr: 0.05,
+        momentum: 0.9,
+        steps: Some(steps),
+        epochs: None,
+        eval_every: steps,
+        seed: 11,
+        options: AlgoOptions {
+            ngm_alpha: 0.5,
+            ngm_gamma: 0.5,
+            ngm_pi: NgmPi::Uniform,
+            ..Default::default()
+        },
+        ..Default::default()
+    }
+}
+
+fn run(c: TrainConfig, be: Box<dyn Backend>) -> (Summary, Vec<f64>) {
+    let (train, test) = data();
+    let mut t = Trainer::with_data(c, be, train, test).unwrap();
+    let s = t.run(|_, _, _| {}).unwrap();
+    (s, t.read_params().unwrap())
+}
+
+const STEPS: u64 = 4;
+
+fn tracks_the_reference(t: &Target, algo: Algorithm, cell: &'static OnceLock<Vec<f64>>) {
+    let c = || config(algo, "cnn5", 4, STEPS);
+    let want = cell.get_or_init(|| {
+        let (s, p) = run(c(), Box::new(ReferenceBackend::new()));
+        assert!(s.last.train_loss.is_finite());
+        p
+    });
+    let be = t.backend();
+    let name = be.describe();
+    let (s, p) = run(c(), be);
+    assert!(s.last.train_loss.is_finite());
+    assert_close(
+        &format!("cnn5 {algo} params on {name}"),
+        &p,
+        want,
+        2e-3,
+        2e-4,
+    );
+}
+
+macro_rules! family {
+    ($name:ident, $algo:expr) => {
+        fn $name(t: &Target) {
+            static REFERENCE: OnceLock<Vec<f64>> = OnceLock::new();
+            tracks_the_reference(t, $algo, &REFERENCE);
+        }
+    };
+}
+
+family!(cnn5_dsgd_tracks_the_reference, Algorithm::Dsgd);
+family!(cnn5_qgm_tracks_the_reference, Algorithm::Qgm);
+family!(cnn5_relaysgd_tracks_the_reference, Algorithm::RelaySgd);
+family!(cnn5_ngm_tracks_the_reference, Algorithm::Ngm);
+
+target_tests!([gpu, native] cnn5_dsgd_tracks_the_reference, cnn5_qgm_tracks_the_reference,
+    cnn5_relaysgd_tracks_the_reference, cnn5_ngm_tracks_the_reference);
+
+/// A small residual network: every kind of node (convolution, EvoNorm, identity and projection
+/// residual sums, global pooling, dense).
+const SMALL_RESNET: &str = "conv3x8,evo,res8,res16s2,gap,dense";
+
+#[test]
+fn dispatches_per_step_do_not_depend_on_the_agents() {
+    for algo in [Algorithm::Dsgd, Algorithm::Ngm] {
+        let per_step = |n| {
+            run(
+                config(algo, SMALL_RESNET, n, 2),
+                Box::new(ReferenceBackend::new()),
+            )
+            .0
+            .dispatches_per_step
+        };
+        let (four, eight) = (per_step(4), per_step(8));
+        eprintln!("{algo}: {four} dispatches per step with 4 agents, {eight} with 8");
+        assert_eq!(four, eight, "{algo}");
+    }
+}
+
+/// cnn5 on MNIST-sized images with a batch whose first activation (4 agents × 512 samples ×
+/// 32 × 28 × 28 floats, 205 MB) passes every adapter's storage-binding limit here (128 MiB):
+/// a typed error naming the model, the batch and the agents, before any buffer exists.
+fn activations_over_the_limit_are_refused(t: &Target) {
+    let mut be = t.gpu();
+    let mnist = ImageShape {
+        channels: 1,
+        height: 28,
+        width: 28,
+    };
+    let model = Model::parse("cnn5", mnist, 10).unwrap();
+    let limit = be.context().limits.max_storage_buffer_binding_size;
+    let batch = 512;
+    let first = 4 * batch * 32 * 28 * 28 * 4;
+    assert!(first as u64 > limit, "the case must pass the limit {limit}");
+    let jobs: Vec<(usize, usize)> = (0..4).map(|i| (i, i)).collect();
+    let before = be.live_buffers();
+    let err = Pass::new(&mut be, &model, batch, &jobs)
+        .err()
+        .expect("refused");
+    assert_eq!(be.live_buffers(), before, "nothing allocated");
+    let msg = err.to_string();
+    assert!(matches!(err, Error::BufferTooLarge { .. }), "{msg}");
+    for part in ["cnn5", "batch 512", "4 agents", "max_storage_buffer_binding_size"] {
+        assert!(msg.contains(part), "'{part}' missing from: {msg}");
+    }
+    // Through the trainer: refused before the run allocates anything.
+    let (train, test) = images(28, 100, 10);
+    let mut c = config(Algorithm::Dsgd, "cnn5", 4, 1);
+    c.batch = batch;
+    let err = Trainer::with_data(c, Box::new(be), &train, &test)
+        .err()
+        .expect("refused");
+    assert!(matches!(err, Error::BufferTooLarge { .. }), "{err}");
+    assert!(err.to_string().contains("batch 512"), "{err}");
+}
+
+target_tests!([gpu] activations_over_the_limit_are_refused);
