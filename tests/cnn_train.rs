@@ -43,7 +43,7 @@ fn images(side: usize, n_train: usize, n_test: usize) -> (Dataset, Dataset) {
 
 fn data() -> &'static (Dataset, Dataset) {
     static DATA: OnceLock<(Dataset, Dataset)> = OnceLock::new();
-    DATA.get_or_init(|| images(8, 400, 40))
+    DATA.get_or_init(|| images(8, 400, 8))
 }
 
 fn config(algo: Algorithm, model: &str, agents: usize, steps: u64) -> TrainConfig {
