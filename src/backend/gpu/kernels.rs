@@ -31,6 +31,9 @@ pub const SHADERS: &[(&str, &str)] = &[
     ("gram.wgsl", include_str!("../../../shaders/gram.wgsl")),
     ("vector.wgsl", include_str!("../../../shaders/vector.wgsl")),
     ("probe.wgsl", include_str!("../../../shaders/probe.wgsl")),
+    ("conv.wgsl", include_str!("../../../shaders/conv.wgsl")),
+    ("pool.wgsl", include_str!("../../../shaders/pool.wgsl")),
+    ("norm.wgsl", include_str!("../../../shaders/norm.wgsl")),
 ];
 
 /// Element width of a kernel variant: what the WGSL alias `V` stands for.
@@ -178,6 +181,24 @@ pub enum Kernel {
     SignCompress,
     /// gram.wgsl `pair_dots`.
     PairDots,
+    /// conv.wgsl `conv_forward`.
+    ConvForward,
+    /// conv.wgsl `conv_backward_data`.
+    ConvBackwardData,
+    /// conv.wgsl `conv_backward_weights`.
+    ConvBackwardWeights,
+    /// pool.wgsl `pool`.
+    Pool,
+    /// pool.wgsl `pool_backward`.
+    PoolBackward,
+    /// vector.wgsl `relu`.
+    Relu,
+    /// vector.wgsl `relu_backward`.
+    ReluBackward,
+    /// norm.wgsl `norm_forward` (one workgroup per sample and group).
+    NormForward,
+    /// norm.wgsl `norm_backward` (one workgroup per job and group).
+    NormBackward,
 }
 
 const SCALAR: &[Variant] = &[Variant::SCALAR];
@@ -185,7 +206,7 @@ const WIDTHS: &[Variant] = &[Variant::SCALAR, Variant::VEC4];
 
 impl Kernel {
     /// Every kernel.
-    pub const ALL: [Kernel; 16] = [
+    pub const ALL: [Kernel; 25] = [
         Kernel::Gather,
         Kernel::DenseForward,
         Kernel::DenseBackwardData,
@@ -202,6 +223,15 @@ impl Kernel {
         Kernel::Mean,
         Kernel::SignCompress,
         Kernel::PairDots,
+        Kernel::ConvForward,
+        Kernel::ConvBackwardData,
+        Kernel::ConvBackwardWeights,
+        Kernel::Pool,
+        Kernel::PoolBackward,
+        Kernel::Relu,
+        Kernel::ReluBackward,
+        Kernel::NormForward,
+        Kernel::NormBackward,
     ];
 
     /// The kernel's file, entry point, bindings, workgroup size and variants.
@@ -237,7 +267,7 @@ const RELU: &[Variant] = &[
 const RELU_SCALAR: &[Variant] = &[Variant::SCALAR.relu(false), Variant::SCALAR.relu(true)];
 
 /// The catalogue, in the order of [`Kernel`]'s variants (a unit test checks it).
-static DEFS: [KernelDef; 16] = [
+static DEFS: [KernelDef; 25] = [
     k(
         "gather.wgsl",
         "gather",
@@ -323,7 +353,62 @@ static DEFS: [KernelDef; 16] = [
             SCALAR,
         )
     },
+    // The convolutional layers (issue 13).
+    k("conv.wgsl", "conv_forward", "ConvParams", CONV, SCALAR),
+    k(
+        "conv.wgsl",
+        "conv_backward_data",
+        "ConvParams",
+        CONV,
+        SCALAR,
+    ),
+    k(
+        "conv.wgsl",
+        "conv_backward_weights",
+        "ConvParams",
+        CONV,
+        SCALAR,
+    ),
+    k("pool.wgsl", "pool", "PoolParams", &[R, W], SCALAR),
+    k(
+        "pool.wgsl",
+        "pool_backward",
+        "PoolParams",
+        &[R, W, R],
+        SCALAR,
+    ),
+    k("vector.wgsl", "relu", "VectorParams", &[R, W], SCALAR),
+    k(
+        "vector.wgsl",
+        "relu_backward",
+        "VectorParams",
+        &[R, W, R],
+        SCALAR,
+    ),
+    KernelDef {
+        workgroup_size: 256,
+        ..k(
+            "norm.wgsl",
+            "norm_forward",
+            "NormParams",
+            &[R, R, R, W],
+            SCALAR,
+        )
+    },
+    KernelDef {
+        workgroup_size: 256,
+        ..k(
+            "norm.wgsl",
+            "norm_backward",
+            "NormParams",
+            &[R, R, R, W, R, W],
+            SCALAR,
+        )
+    },
 ];
+
+/// conv.wgsl's bindings: jobs, two operands, the output.
+const CONV: &[Access] = &[R, R, R, W];
 
 /// What a compiled pipeline is built from: the source (shader file and width), the entry point
 /// and the pipeline-overridable constants (values as f64 bits, so the key hashes).
