@@ -233,3 +233,22 @@ fn conv_init_is_he_normal_and_norms_start_at_identity() {
     assert!(p[n.gamma_off..][..64].iter().all(|&v| v == 1.0));
     assert!(p[n.beta_off..][..64].iter().all(|&v| v == 0.0));
 }
+
+/// The parameter counts the README's model table states.
+#[test]
+fn readme_parameter_counts() {
+    let count = |spec, input| Model::parse(spec, input, 10).unwrap().n_params();
+    assert_eq!(count("mlp:784-128-10", MNIST), 101_770);
+    assert_eq!(
+        (count("cnn5", MNIST), count("cnn5", CIFAR)),
+        (70_954, 76_010)
+    );
+    assert_eq!(
+        (count("resnet20", MNIST), count("resnet20", CIFAR)),
+        (272_186, 272_474)
+    );
+    assert_eq!(
+        (count("lenet5", MNIST), count("lenet5", CIFAR)),
+        (61_706, 83_126)
+    );
+}

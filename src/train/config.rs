@@ -108,7 +108,8 @@ pub struct TrainConfig {
     /// ../shared/data/mnist).
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
-    /// Model spec, e.g. mlp:64-64-10 (default per dataset).
+    /// Model: mlp:784-128-10, cnn5, resnet20, lenet5, or layers such as
+    /// conv3x32,evo,pool2,dense (README: Models; default per dataset).
     #[arg(long)]
     pub model: Option<String>,
     /// Minibatch rows per agent.
