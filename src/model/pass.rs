@@ -62,11 +62,18 @@ fn owner(model: &Model, k: usize) -> usize {
     }
 }
 
-/// Elements of every buffer a pass of `model` over `n_jobs` jobs of `batch` samples allocates,
-/// with its name, in allocation order (activation and gradient of each node that owns buffers,
-/// the backward scratch, the loss statistics).
-fn buffer_plan(model: &Model, batch: usize, n_jobs: usize, backward: bool) -> Vec<(String, usize)> {
-    let rows = n_jobs * batch;
+/// Elements of every buffer a pass of `model` allocates for tiles of `tile` jobs of `batch`
+/// samples, with its name, in allocation order (activation and gradient of each node that owns
+/// buffers, the backward scratch, the loss statistics, and, when the job list is tiled, the
+/// tile's gradient slabs of `stride` floats).
+fn buffer_plan(
+    model: &Model,
+    batch: usize,
+    tile: usize,
+    backward: bool,
+    tiled: bool,
+) -> Vec<(String, usize)> {
+    let rows = tile * batch;
     let mut plan = Vec::new();
     for (k, n) in model.nodes().iter().enumerate() {
         if owner(model, k) == k {
@@ -82,6 +89,9 @@ fn buffer_plan(model: &Model, batch: usize, n_jobs: usize, backward: bool) -> Ve
     if backward {
         if let Some(s) = scratch_len(model) {
             plan.push(("the backward scratch".into(), rows * s));
+        }
+        if tiled {
+            plan.push(("a tile's gradient slabs".into(), tile * model.stride()));
         }
     }
     plan.push(("the loss statistics".into(), 2 * rows));
@@ -103,21 +113,59 @@ fn scratch_len(model: &Model) -> Option<usize> {
         .max()
 }
 
+/// How a pass is built.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PassOptions {
+    /// Allocate the gradient buffers (false: a forward-only pass, the evaluation's).
+    pub backward: bool,
+    /// At most this many jobs per tile (None: as many as the backend's buffer limits allow).
+    pub max_tile_jobs: Option<usize>,
+}
+
+impl Default for PassOptions {
+    fn default() -> Self {
+        PassOptions {
+            backward: true,
+            max_tile_jobs: None,
+        }
+    }
+}
+
+/// A contiguous range of the job list that runs through the shared buffers at once.
+#[derive(Clone, Copy, Debug)]
+struct Tile {
+    /// The tile's job list.
+    jobs: Buf,
+    /// Its first job in the whole list.
+    start: usize,
+    /// Its number of jobs.
+    len: usize,
+}
+
 /// Activation and gradient buffers for one job list; reused every step.
+///
+/// When the activations of the whole list would pass the backend's buffer limits (a GPU's
+/// storage-binding size), the list is cut into tiles of as many jobs as fit, which run one
+/// after the other through the same buffers: the calls per step then grow with the number of
+/// tiles (the only case where they depend on the jobs), and each tile's loss statistics and
+/// gradient slabs are copied into place.
 pub struct Pass {
     model: Model,
     batch: usize,
     n_jobs: usize,
     /// The job list: (model agent, data agent) pairs.
     pub jobs: Buf,
-    /// Output of each node (a residual sum's is its main branch's).
+    tiles: Vec<Tile>,
+    /// Output of each node (a residual sum's is its main branch's), one tile's worth.
     acts: Vec<Buf>,
     /// Gradient with respect to each node's output (a fused-ReLU dense layer's: its
-    /// pre-activation); empty for a forward-only pass but for the logits'.
+    /// pre-activation); for a forward-only pass, the logits' only.
     grads: Vec<Buf>,
     scratch: Option<Buf>,
     backward: bool,
-    /// Per-row loss and hit planes (see [`SoftmaxXent`]).
+    /// A tile's statistics and gradient slabs before they are copied into place (tiled only).
+    tile_out: Option<(Buf, Option<Buf>)>,
+    /// Per-row loss and hit planes (see [`SoftmaxXent`]) of the last tile run.
     pub stats: Buf,
     /// Per-job mean-loss numerator and hit count: `[loss_sum(j)..., hits(j)...]`.
     pub job_stats: Buf,
@@ -132,22 +180,59 @@ impl Pass {
         batch: usize,
         jobs: &[(usize, usize)],
     ) -> Result<Self> {
-        Self::with_backward(be, model, batch, jobs, true)
+        Self::with_options(be, model, batch, jobs, PassOptions::default())
     }
 
-    /// Allocates a forward-only pass (the evaluation's): no gradient buffers but the logits'.
-    pub fn forward_only(
-        be: &mut dyn Backend,
+    /// The most jobs one tile can hold on `be` (the whole list when it fits), checked before
+    /// anything is allocated ([`Backend::check_alloc`] on every buffer). When not even one job
+    /// fits, the error names the model, the buffer, the batch, the jobs and their agents.
+    pub fn tile_jobs(
+        be: &dyn Backend,
         model: &Model,
         batch: usize,
         jobs: &[(usize, usize)],
-    ) -> Result<Self> {
-        Self::with_backward(be, model, batch, jobs, false)
+        opts: PassOptions,
+    ) -> Result<usize> {
+        let n = jobs.len().max(1);
+        let cap = opts.max_tile_jobs.unwrap_or(n).clamp(1, n);
+        let fits = |tile: usize| {
+            buffer_plan(model, batch, tile, opts.backward, tile < n)
+                .iter()
+                .all(|(_, len)| be.check_alloc(BufKind::F32, *len, "").is_ok())
+        };
+        if fits(cap) {
+            return Ok(cap);
+        }
+        let mut agents: Vec<usize> = jobs.iter().map(|j| j.0).collect();
+        agents.sort_unstable();
+        agents.dedup();
+        for (what, len) in buffer_plan(model, batch, 1, opts.backward, n > 1) {
+            be.check_alloc(
+                BufKind::F32,
+                len,
+                &format!(
+                    "{what} of model {} for batch {batch} (one job of the {n} over {} agents; \
+                     a pass tiles its jobs, but one job must fit)",
+                    model.name(),
+                    agents.len()
+                ),
+            )?;
+        }
+        // One job fits, `cap` does not: the largest count in between that fits.
+        let (mut lo, mut hi) = (1, cap);
+        while hi - lo > 1 {
+            let mid = lo + (hi - lo) / 2;
+            if fits(mid) {
+                lo = mid;
+            } else {
+                hi = mid;
+            }
+        }
+        Ok(lo)
     }
 
-    /// Checks, before anything is allocated, that every activation and gradient buffer of a
-    /// pass can exist on `be` ([`Backend::check_alloc`]); the error names the model, the
-    /// buffer, the batch, the jobs and their agents.
+    /// Checks, before anything is allocated, that a pass over `jobs` can exist on `be` (see
+    /// [`Pass::tile_jobs`]).
     pub fn check_fits(
         be: &dyn Backend,
         model: &Model,
@@ -155,30 +240,20 @@ impl Pass {
         jobs: &[(usize, usize)],
         backward: bool,
     ) -> Result<()> {
-        let n_jobs = jobs.len();
-        let mut agents: Vec<usize> = jobs.iter().map(|j| j.0).collect();
-        agents.sort_unstable();
-        agents.dedup();
-        for (what, len) in buffer_plan(model, batch, n_jobs, backward) {
-            be.check_alloc(
-                BufKind::F32,
-                len,
-                &format!(
-                    "{what} of model {} for batch {batch} × {n_jobs} jobs ({} agents)",
-                    model.name(),
-                    agents.len()
-                ),
-            )?;
-        }
-        Ok(())
+        let opts = PassOptions {
+            backward,
+            max_tile_jobs: None,
+        };
+        Self::tile_jobs(be, model, batch, jobs, opts).map(|_| ())
     }
 
-    fn with_backward(
+    /// Allocates a pass with explicit options.
+    pub fn with_options(
         be: &mut dyn Backend,
         model: &Model,
         batch: usize,
         jobs: &[(usize, usize)],
-        backward: bool,
+        opts: PassOptions,
     ) -> Result<Self> {
         if jobs.is_empty() || batch == 0 {
             return Err(Error::param(
@@ -189,10 +264,28 @@ impl Pass {
         if model.nodes().is_empty() {
             return Err(Error::param("model", "a pass needs at least one layer"));
         }
-        Self::check_fits(be, model, batch, jobs, backward)?;
+        let backward = opts.backward;
+        let tile = Self::tile_jobs(be, model, batch, jobs, opts)?;
         let n_jobs = jobs.len();
-        let rows = n_jobs * batch;
+        let rows = tile * batch;
         let job_buf = upload_jobs(be, jobs, "pass.jobs")?;
+        let tiles = if tile == n_jobs {
+            vec![Tile {
+                jobs: job_buf,
+                start: 0,
+                len: n_jobs,
+            }]
+        } else {
+            let mut tiles = Vec::new();
+            for (t, chunk) in jobs.chunks(tile).enumerate() {
+                tiles.push(Tile {
+                    jobs: upload_jobs(be, chunk, &format!("pass.tile{t}.jobs"))?,
+                    start: t * tile,
+                    len: chunk.len(),
+                });
+            }
+            tiles
+        };
         let last = model.nodes().len() - 1;
         let mut acts: Vec<Buf> = Vec::new();
         let mut grads: Vec<Buf> = Vec::new();
@@ -215,15 +308,27 @@ impl Pass {
             Some(s) => Some(be.alloc(BufKind::F32, rows * s, "pass.scratch")?),
             None => None,
         };
+        let tile_out = if tiles.len() > 1 {
+            let stats = be.alloc(BufKind::F32, 2 * tile, "pass.tile_stats")?;
+            let slabs = match backward {
+                true => Some(be.alloc(BufKind::F32, tile * model.stride(), "pass.tile_grads")?),
+                false => None,
+            };
+            Some((stats, slabs))
+        } else {
+            None
+        };
         Ok(Pass {
             model: model.clone(),
             batch,
             n_jobs,
             jobs: job_buf,
+            tiles,
             acts,
             grads,
             scratch,
             backward,
+            tile_out,
             stats: be.alloc(BufKind::F32, 2 * rows, "pass.stats")?,
             job_stats: be.alloc(BufKind::F32, 2 * n_jobs, "pass.job_stats")?,
         })
@@ -239,7 +344,13 @@ impl Pass {
         self.n_jobs
     }
 
-    /// The logits buffer (`n_jobs × batch × classes`).
+    /// Number of tiles the job list runs in (1 unless the activations pass the backend's
+    /// limits).
+    pub fn n_tiles(&self) -> usize {
+        self.tiles.len()
+    }
+
+    /// The logits buffer (`tile jobs × batch × classes`: all jobs' unless tiled).
     pub fn logits(&self) -> Buf {
         *self.acts.last().expect("at least one layer")
     }
@@ -258,10 +369,10 @@ impl Pass {
         }
     }
 
-    fn dense_shape(&self, l: crate::model::DenseLayer, input: Input) -> DenseJobs {
+    fn dense_shape(&self, t: &Tile, l: crate::model::DenseLayer, input: Input) -> DenseJobs {
         DenseJobs {
-            jobs: self.jobs,
-            n_jobs: self.n_jobs,
+            jobs: t.jobs,
+            n_jobs: t.len,
             batch: self.batch,
             layer: l,
             stride: self.model.stride(),
@@ -269,10 +380,10 @@ impl Pass {
         }
     }
 
-    fn conv_shape(&self, l: ConvLayer, input: Input) -> ConvJobs {
+    fn conv_shape(&self, t: &Tile, l: ConvLayer, input: Input) -> ConvJobs {
         ConvJobs {
-            jobs: self.jobs,
-            n_jobs: self.n_jobs,
+            jobs: t.jobs,
+            n_jobs: t.len,
             batch: self.batch,
             layer: l,
             stride: self.model.stride(),
@@ -280,34 +391,78 @@ impl Pass {
         }
     }
 
-    fn norm_shape(&self, l: NormLayer) -> NormJobs {
+    fn norm_shape(&self, t: &Tile, l: NormLayer) -> NormJobs {
         NormJobs {
-            jobs: self.jobs,
-            n_jobs: self.n_jobs,
+            jobs: t.jobs,
+            n_jobs: t.len,
             batch: self.batch,
             layer: l,
             stride: self.model.stride(),
         }
     }
 
-    fn rows(&self) -> usize {
-        self.n_jobs * self.batch
+    /// Records the forward pass and the loss (loss, d-logits, per-job loss sum and hits) of
+    /// every job (tile by tile when tiled: the activations then hold the last tile's).
+    pub fn record_forward(&self, be: &mut dyn Backend, params: Buf, mb: &Minibatch) -> Result<()> {
+        for t in &self.tiles {
+            self.forward_tile(be, t, params, mb)?;
+        }
+        Ok(())
     }
 
-    /// Records the forward pass and the loss (loss, d-logits, per-job loss sum and hits).
-    pub fn record_forward(&self, be: &mut dyn Backend, params: Buf, mb: &Minibatch) -> Result<()> {
-        let rows = self.rows();
+    /// Records the gradients of every job: job j's gradient of its mean loss goes to slab j of
+    /// `grads`, with the loss statistics as [`Pass::record_forward`] leaves them. Untiled, this
+    /// is [`Pass::record_forward`] then [`Pass::record_backward`]; tiled, each tile's forward
+    /// and backward run in turn.
+    pub fn record_gradients(
+        &self,
+        be: &mut dyn Backend,
+        params: Buf,
+        mb: &Minibatch,
+        grads: Buf,
+    ) -> Result<()> {
+        if self.tiles.len() == 1 {
+            self.record_forward(be, params, mb)?;
+            return self.record_backward(be, params, mb, grads);
+        }
+        let slabs = self
+            .tile_out
+            .and_then(|(_, g)| g)
+            .ok_or_else(|| Error::param("pass", "a forward-only pass has no backward"))?;
+        let stride = self.model.stride();
+        for t in &self.tiles {
+            self.forward_tile(be, t, params, mb)?;
+            self.backward_tile(be, t, params, mb, slabs)?;
+            be.copy(&CopyRange {
+                src: slabs,
+                src_offset: 0,
+                dst: grads,
+                dst_offset: t.start * stride,
+                len: t.len * stride,
+            })?;
+        }
+        Ok(())
+    }
+
+    fn forward_tile(
+        &self,
+        be: &mut dyn Backend,
+        t: &Tile,
+        params: Buf,
+        mb: &Minibatch,
+    ) -> Result<()> {
+        let rows = t.len * self.batch;
         for (k, n) in self.model.nodes().iter().enumerate() {
             let (input, output) = (self.input(n.input, mb), self.acts[k]);
             match n.layer {
                 Layer::Dense(l) => be.dense_forward(&DenseForward {
-                    shape: self.dense_shape(l, n.input),
+                    shape: self.dense_shape(t, l, n.input),
                     params,
                     input,
                     output,
                 })?,
                 Layer::Conv(l) => be.conv_forward(&ConvForward {
-                    shape: self.conv_shape(l, n.input),
+                    shape: self.conv_shape(t, l, n.input),
                     params,
                     input,
                     output,
@@ -324,7 +479,7 @@ impl Pass {
                     len: rows * s.len(),
                 })?,
                 Layer::Norm(l) => be.norm_forward(&NormForward {
-                    shape: self.norm_shape(l),
+                    shape: self.norm_shape(t, l),
                     params,
                     x: input,
                     y: output,
@@ -340,8 +495,8 @@ impl Pass {
         }
         let last = self.model.nodes().len() - 1;
         be.softmax_xent(&SoftmaxXent {
-            jobs: self.jobs,
-            n_jobs: self.n_jobs,
+            jobs: t.jobs,
+            n_jobs: t.len,
             batch: self.batch,
             classes: self.model.classes(),
             logits: self.acts[last],
@@ -357,14 +512,29 @@ impl Pass {
             b: self.stats,
             b_offset: 0,
             b_stride: 0,
-            segments: 2 * self.n_jobs,
+            segments: 2 * t.len,
             seg_len: self.batch,
-            out: self.job_stats,
+            out: self.tile_out.map_or(self.job_stats, |o| o.0),
             out_offset: 0,
-        })
+        })?;
+        if let Some((tile_stats, _)) = self.tile_out {
+            // [loss(tile)..., hits(tile)...] → the tile's places in both planes.
+            for (src_offset, dst_offset) in [(0, t.start), (t.len, self.n_jobs + t.start)] {
+                be.copy(&CopyRange {
+                    src: tile_stats,
+                    src_offset,
+                    dst: self.job_stats,
+                    dst_offset,
+                    len: t.len,
+                })?;
+            }
+        }
+        Ok(())
     }
 
-    /// Records the backward pass: job j's gradient of its mean loss goes to slab j of `grads`.
+    /// Records the backward pass after [`Pass::record_forward`]: job j's gradient of its mean
+    /// loss goes to slab j of `grads`. A tiled pass records both with
+    /// [`Pass::record_gradients`] instead.
     pub fn record_backward(
         &self,
         be: &mut dyn Backend,
@@ -372,11 +542,28 @@ impl Pass {
         mb: &Minibatch,
         grads: Buf,
     ) -> Result<()> {
-        let nodes = self.model.nodes();
         if !self.backward {
             return Err(Error::param("pass", "a forward-only pass has no backward"));
         }
-        let rows = self.rows();
+        match self.tiles.as_slice() {
+            [t] => self.backward_tile(be, t, params, mb, grads),
+            _ => Err(Error::param(
+                "pass",
+                "a tiled pass records its backward with record_gradients",
+            )),
+        }
+    }
+
+    fn backward_tile(
+        &self,
+        be: &mut dyn Backend,
+        t: &Tile,
+        params: Buf,
+        mb: &Minibatch,
+        grads: Buf,
+    ) -> Result<()> {
+        let nodes = self.model.nodes();
+        let rows = t.len * self.batch;
         // Whether each buffer owner's gradient has been written this pass, and the residual
         // sums' gradients still to be added to a shortcut's (by owner).
         let mut written = vec![false; nodes.len()];
@@ -420,13 +607,13 @@ impl Pass {
             // Parameter gradients.
             match n.layer {
                 Layer::Dense(l) => be.dense_backward_weights(&DenseBackwardWeights {
-                    shape: self.dense_shape(l, n.input),
+                    shape: self.dense_shape(t, l, n.input),
                     dz: dy,
                     input,
                     grads,
                 })?,
                 Layer::Conv(l) => be.conv_backward_weights(&ConvBackwardWeights {
-                    shape: self.conv_shape(l, n.input),
+                    shape: self.conv_shape(t, l, n.input),
                     dy,
                     input,
                     grads,
@@ -447,7 +634,7 @@ impl Pass {
             };
             match n.layer {
                 Layer::Dense(l) => be.dense_backward_data(&DenseBackwardData {
-                    shape: self.dense_shape(l, n.input),
+                    shape: self.dense_shape(t, l, n.input),
                     params,
                     dz: dy,
                     input,
@@ -455,7 +642,7 @@ impl Pass {
                     dx,
                 })?,
                 Layer::Conv(l) => be.conv_backward_data(&ConvBackwardData {
-                    shape: self.conv_shape(l, n.input),
+                    shape: self.conv_shape(t, l, n.input),
                     params,
                     dy,
                     dx,
@@ -474,7 +661,7 @@ impl Pass {
                     len: rows * s.len(),
                 })?,
                 Layer::Norm(l) => be.norm_backward(&NormBackward {
-                    shape: self.norm_shape(l),
+                    shape: self.norm_shape(t, l),
                     params,
                     x: input,
                     dy,

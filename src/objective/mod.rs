@@ -231,8 +231,7 @@ impl Objective for ModelObjective {
         _t: u64,
     ) -> Result<()> {
         self.record_minibatch(be)?;
-        self.pass.record_forward(be, params, &self.mb)?;
-        self.pass.record_backward(be, params, &self.mb, grads)
+        self.pass.record_gradients(be, params, &self.mb, grads)
     }
 
     fn prepare_jobs(&mut self, be: &mut dyn Backend, jobs: &[(usize, usize)]) -> Result<JobList> {
@@ -250,8 +249,7 @@ impl Objective for ModelObjective {
         let k = list.index(self.job_passes.len())?;
         self.record_minibatch(be)?;
         let pass = &self.job_passes[k];
-        pass.record_forward(be, params, &self.mb)?;
-        pass.record_backward(be, params, &self.mb, j.grads)?;
+        pass.record_gradients(be, params, &self.mb, j.grads)?;
         let n = self.sampler.agents();
         let own_first = list.len() >= n && list.jobs[..n].iter().enumerate().all(|(i, j)| j.1 == i);
         if own_first {

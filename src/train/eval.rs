@@ -6,7 +6,7 @@ use crate::algo::DeviceData;
 use crate::backend::{Axpby, Backend, Buf, BufKind, CopyRange, Reduce, ReduceMode};
 use crate::comm::AllReduce;
 use crate::error::{Error, Result};
-use crate::model::pass::{Minibatch, Pass};
+use crate::model::pass::{Minibatch, Pass, PassOptions};
 use crate::model::Model;
 
 /// Largest activation buffer (floats) an evaluation chunk may use.
@@ -63,10 +63,14 @@ impl Evaluator {
         let widest = model.widest().max(1);
         let chunk = (EVAL_ACT_BUDGET / ((agents + 1) * widest)).clamp(1, test.n);
         let jobs: Vec<(usize, usize)> = (0..=agents).map(|m| (m, 0)).collect();
-        let full = Pass::forward_only(be, model, chunk, &jobs)?;
+        let forward = PassOptions {
+            backward: false,
+            max_tile_jobs: None,
+        };
+        let full = Pass::with_options(be, model, chunk, &jobs, forward)?;
         let rem = test.n % chunk;
         let rest = if rem > 0 {
-            Some((rem, Pass::forward_only(be, model, rem, &jobs)?))
+            Some((rem, Pass::with_options(be, model, rem, &jobs, forward)?))
         } else {
             None
         };
