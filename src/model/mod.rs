@@ -299,21 +299,21 @@ impl Builder {
     fn residual(&mut self, channels: usize, stride: usize) -> Result<usize> {
         self.needs_node_input("a residual block")?;
         let (x, x_shape) = (self.cur, self.shape);
+        let Input::Node(x_node) = x else {
+            return Err(self.err("a residual block needs a layer before it"));
+        };
         self.conv(3, channels, stride, 1, false)?;
-        self.norm(true, DEFAULT_GROUPS_FOR_RES)?;
+        self.norm(true, spec::DEFAULT_GROUPS)?;
         self.conv(3, channels, 1, 1, false)?;
-        let main = self.norm(true, DEFAULT_GROUPS_FOR_RES)?;
+        let main = self.norm(true, spec::DEFAULT_GROUPS)?;
         let out_shape = self.shape;
         let other = if stride != 1 || x_shape.channels != channels {
             self.cur = x;
             self.shape = x_shape;
             self.conv(1, channels, stride, 0, false)?;
-            self.norm(true, DEFAULT_GROUPS_FOR_RES)?
+            self.norm(true, spec::DEFAULT_GROUPS)?
         } else {
-            match x {
-                Input::Node(k) => k,
-                Input::Data => unreachable!("checked above"),
-            }
+            x_node
         };
         if self.nodes[other].output != out_shape {
             return Err(self.err(format!(
@@ -333,9 +333,6 @@ impl Builder {
         ))
     }
 }
-
-/// Groups of the EvoNorm layers inside residual blocks.
-const DEFAULT_GROUPS_FOR_RES: usize = spec::DEFAULT_GROUPS;
 
 impl Model {
     /// An MLP from its layer widths, input first (e.g. `[784, 128, 10]`).
