@@ -73,8 +73,7 @@ fn gather(be: &mut GpuBackend, s: &Setup, t: usize) -> swarmgrad::Result<()> {
         index: s.mb.index,
         rows: s.agents * BATCH,
         dim: s.model.input_dim(),
-        mean: 0.5,
-        std: 0.25,
+        norm: ChannelNorm::single(0.5, 0.25),
         x: s.mb.x,
         y: s.mb.y,
     })

@@ -573,3 +573,80 @@ fn norm_backward_matches_reference(t: &Target) {
         }
     }
 }
+
+/// CIFAR-10's standard per-channel (mean, std), red, green, blue.
+const CIFAR_NORM: [(f64, f64); 3] = [(0.4914, 0.2470), (0.4822, 0.2435), (0.4465, 0.2616)];
+
+target_tests!([reference, gpu, native] gather_normalises_each_channel);
+fn gather_normalises_each_channel(t: &Target) {
+    // 3 channels of 5×4 pixels (and a 3×32×32 CIFAR-10 image), the value of each by hand: one
+    // rounding of the f64 formula, so 4 ulps relative with a 1e-7 floor on the f32 targets.
+    for (n_samples, plane, rows) in [(9, 20, 7), (4, 1024, 5)] {
+        let dim = 3 * plane;
+        let bytes: Vec<u8> = indices(26, n_samples * dim, 256)
+            .into_iter()
+            .map(|v| v as u8)
+            .collect();
+        let labels = indices(27, n_samples, 10);
+        let index = indices(28, rows, n_samples as u32);
+        let (mean, std): (Vec<f64>, Vec<f64>) = CIFAR_NORM.into_iter().unzip();
+        let norm = ChannelNorm::per_channel(&mean, &std).unwrap();
+        let want: Vec<f64> = index
+            .iter()
+            .flat_map(|&s| {
+                let bytes = &bytes;
+                (0..dim).map(move |f| {
+                    let (m, sd) = CIFAR_NORM[f / plane];
+                    (bytes[s as usize * dim + f] as f64 / 255.0 - m) * (1.0 / sd)
+                })
+            })
+            .collect();
+        for mut be in t.variants() {
+            let data = be.upload_u8(&bytes, "data").unwrap();
+            let lab = upload_u32(be.as_mut(), &labels);
+            let idx = upload_u32(be.as_mut(), &index);
+            let x = be.alloc(BufKind::F32, rows * dim, "x").unwrap();
+            let y = be.alloc(BufKind::U32, rows, "y").unwrap();
+            let op = Gather {
+                data,
+                labels: lab,
+                index: idx,
+                rows,
+                dim,
+                norm,
+                x,
+                y,
+            };
+            be.gather(&op).unwrap();
+            let name = be.describe();
+            let tol = if t.is_reference() { 0.0 } else { 4.0 * EPS32 };
+            let floor = if t.is_reference() { 0.0 } else { 1e-7 };
+            let got = be.read_f32(x).unwrap();
+            assert_close(
+                &format!("gather 3×{plane} on {name}"),
+                &got,
+                &want,
+                tol,
+                floor,
+            );
+            let want_y: Vec<u32> = index.iter().map(|&s| labels[s as usize]).collect();
+            assert_eq!(be.read_u32(y).unwrap(), want_y);
+            // Channels that do not split the features, or too many, are typed errors.
+            for channels in [0, 5, if plane % 2 == 0 { 7 } else { 2 }] {
+                let bad = Gather {
+                    norm: ChannelNorm { channels, ..norm },
+                    ..op
+                };
+                assert!(
+                    matches!(be.gather(&bad), Err(swarmgrad::Error::InvalidOp { .. })),
+                    "{channels} channels accepted"
+                );
+            }
+            let bad_std = Gather {
+                norm: ChannelNorm::per_channel(&mean, &[0.2, 0.0, 0.3]).unwrap(),
+                ..op
+            };
+            assert!(be.gather(&bad_std).is_err(), "zero std accepted");
+        }
+    }
+}

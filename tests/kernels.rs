@@ -318,8 +318,7 @@ fn gather_matches_reference(t: &Target) {
                 index: idx,
                 rows,
                 dim,
-                mean: 0.1307,
-                std: 0.3081,
+                norm: ChannelNorm::single(0.1307, 0.3081),
                 x,
                 y,
             })?;
@@ -708,8 +707,7 @@ fn train_steps(be: &mut dyn Backend, agents: usize, steps: usize) -> Result<(Vec
             index: mb.index,
             rows: agents * batch,
             dim: 12,
-            mean: 0.5,
-            std: 0.25,
+            norm: ChannelNorm::single(0.5, 0.25),
             x: mb.x,
             y: mb.y,
         })?;

@@ -160,8 +160,7 @@ fn a_training_step_allocates_only_inside_the_gemm_crate() {
             index: mb.index,
             rows: agents * batch,
             dim: 40,
-            mean: 0.5,
-            std: 0.25,
+            norm: ChannelNorm::single(0.5, 0.25),
             x: mb.x,
             y: mb.y,
         })

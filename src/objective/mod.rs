@@ -15,7 +15,7 @@ pub mod sampler;
 pub use quadratic::{OneShot, Quadratics};
 pub use sampler::{Sampler, SamplerState};
 
-use crate::backend::{Backend, Buf, BufKind, CopyRange, Gather};
+use crate::backend::{Backend, Buf, BufKind, ChannelNorm, CopyRange, Gather};
 use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::model::pass::{Minibatch, Pass};
@@ -134,15 +134,19 @@ pub struct DeviceData {
     pub n: usize,
     /// Features per sample.
     pub dim: usize,
-    /// Normalisation mean.
-    pub mean: f64,
-    /// Normalisation std.
-    pub std: f64,
+    /// Normalisation, per channel where the dataset has several.
+    pub norm: ChannelNorm,
 }
 
 impl DeviceData {
     /// Uploads a dataset.
     pub fn upload(be: &mut dyn Backend, ds: &Dataset, label: &str) -> Result<Self> {
+        let (mean, std): (Vec<f64>, Vec<f64>) = ds
+            .normalization()
+            .iter()
+            .map(|&(m, s)| (m as f64, s as f64))
+            .unzip();
+        let norm = ChannelNorm::per_channel(&mean, &std)?;
         let data = be.upload_u8(ds.features(), &format!("{label}.data"))?;
         let labels = be.alloc(BufKind::U32, ds.len(), &format!("{label}.labels"))?;
         be.write_u32(labels, 0, ds.labels())?;
@@ -151,8 +155,7 @@ impl DeviceData {
             labels,
             n: ds.len(),
             dim: ds.dim(),
-            mean: ds.mean() as f64,
-            std: ds.std() as f64,
+            norm,
         })
     }
 
@@ -164,8 +167,7 @@ impl DeviceData {
             index: mb.index,
             rows,
             dim: self.dim,
-            mean: self.mean,
-            std: self.std,
+            norm: self.norm,
             x: mb.x,
             y: mb.y,
         })

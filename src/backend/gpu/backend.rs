@@ -462,13 +462,21 @@ impl Backend for GpuBackend {
     fn gather(&mut self, op: &Gather) -> Result<()> {
         op.check(&self.ix)?;
         self.ix.gather(op);
+        let n = &op.norm;
+        let inv_std = |c: usize| (1.0 / n.std[c]) as f32;
         let p = GatherParams {
             rows: u(op.rows)?,
             dim: u(op.dim)?,
             n_samples: u(op.labels.len)?,
-            mean: op.mean as f32,
-            inv_std: (1.0 / op.std) as f32,
-            ..Default::default()
+            plane: u(op.dim / n.channels)?,
+            mean0: n.mean[0] as f32,
+            mean1: n.mean[1] as f32,
+            mean2: n.mean[2] as f32,
+            mean3: n.mean[3] as f32,
+            inv_std0: inv_std(0),
+            inv_std1: inv_std(1),
+            inv_std2: inv_std(2),
+            inv_std3: inv_std(3),
         };
         self.dispatch(
             Kernel::Gather,

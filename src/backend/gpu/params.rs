@@ -70,11 +70,15 @@ uniforms! {
         rows: u32,
         dim: u32,
         n_samples: u32,
-        _pad0: u32,
-        mean: f32,
-        inv_std: f32,
-        _pad1: u32,
-        _pad2: u32,
+        plane: u32,
+        mean0: f32,
+        mean1: f32,
+        mean2: f32,
+        mean3: f32,
+        inv_std0: f32,
+        inv_std1: f32,
+        inv_std2: f32,
+        inv_std3: f32,
     }
 
     /// `DenseParams` in dense.wgsl (the activation is the pipeline constant `RELU`).

@@ -361,7 +361,8 @@ impl Backend for NativeBackend {
             let idx = &s.indices(op.index, "gather")?[..op.rows];
             let data = s.bytes(op.data, "gather")?;
             let labels = s.indices(op.labels, "gather")?;
-            let (dim, mean, inv_std) = (op.dim, op.mean, 1.0 / op.std);
+            let (dim, norm) = (op.dim, op.norm);
+            let plane = dim / norm.channels;
             s.run(op.rows * dim, |min| {
                 x[..op.rows * dim]
                     .par_chunks_mut(dim)
@@ -369,8 +370,13 @@ impl Backend for NativeBackend {
                     .with_min_len(min)
                     .for_each(|(row, &smp)| {
                         let src = &data[smp as usize * dim..][..dim];
-                        for (v, &byte) in row.iter_mut().zip(src) {
-                            *v = ((byte as f64 / 255.0 - mean) * inv_std) as f32;
+                        // One plane per channel, each with its own mean and std.
+                        let planes = row.chunks_mut(plane).zip(src.chunks(plane));
+                        for ((vs, bytes), (mean, std)) in planes.zip(norm.pairs()) {
+                            let inv_std = 1.0 / std;
+                            for (v, &byte) in vs.iter_mut().zip(bytes) {
+                                *v = ((byte as f64 / 255.0 - mean) * inv_std) as f32;
+                            }
                         }
                     })
             });
