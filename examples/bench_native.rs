@@ -7,6 +7,10 @@
 //! backward + local step + gossip (mix into the spare buffer, then swap, as the algorithms do).
 //!
 //! `cargo run --release --example bench_native -- --agents 4,16,64,256 [--threads N] [--json out.json]`
+//!
+//! `--conv` times cnn5's convolutions on MNIST instead, layer by layer (3×3, pad 1: 1→32 and
+//! 32→32 on 28×28, 32→64 on 14×14, 64→64 on 7×7; forward, backward-data, backward-weights over
+//! all agents' jobs at once), with their achieved GFLOP/s against the same ceiling.
 
 use clap::Parser;
 use std::time::Instant;
@@ -36,6 +40,137 @@ struct Args {
     /// Also write the results as JSON to this file.
     #[arg(long)]
     json: Option<std::path::PathBuf>,
+    /// Time cnn5's convolutions layer by layer instead of the MLP workload.
+    #[arg(long)]
+    conv: bool,
+}
+
+/// cnn5's convolutions on MNIST: (input channels, side, output channels), 3×3 with padding 1.
+const CNN5_CONVS: [(usize, usize, usize); 4] =
+    [(1, 28, 32), (32, 28, 32), (32, 14, 64), (64, 7, 64)];
+
+/// Best time of one call of `op` (seconds): repeated for at least `seconds` and 5 calls after
+/// a warm-up call.
+fn best_time(
+    seconds: f64,
+    mut op: impl FnMut() -> swarmgrad::Result<()>,
+) -> swarmgrad::Result<f64> {
+    op()?;
+    let (start, mut best, mut calls) = (Instant::now(), f64::INFINITY, 0);
+    while calls < 5 || start.elapsed().as_secs_f64() < seconds {
+        let t = Instant::now();
+        op()?;
+        best = best.min(t.elapsed().as_secs_f64());
+        calls += 1;
+    }
+    Ok(best)
+}
+
+/// The conv-layer table: per agent count and layer, ms per call and GFLOP/s of each direction.
+fn conv_table(args: &Args, ceiling: f64) -> swarmgrad::Result<Vec<serde_json::Value>> {
+    println!(
+        "cnn5 convolutions (3×3, pad 1), batch {} per agent, one call over all agents' jobs; GFLOP/s (% of the sgemm ceiling)",
+        args.batch
+    );
+    println!("\n| n | layer | forward ms | GFLOP/s | backward-data ms | GFLOP/s | backward-weights ms | GFLOP/s |");
+    println!("|---|---|---|---|---|---|---|---|");
+    let per_op = (args.seconds / 12.0).max(0.05);
+    let mut rows = Vec::new();
+    for &n in &args.agents {
+        for (k, &(cin, side, cout)) in CNN5_CONVS.iter().enumerate() {
+            let layer = ConvLayer {
+                input: ImageShape {
+                    channels: cin,
+                    height: side,
+                    width: side,
+                },
+                out_channels: cout,
+                kernel: 3,
+                stride: 1,
+                pad: 1,
+                w_off: 0,
+                b_off: None,
+            };
+            let stride = layer.end();
+            let mut be = NativeBackend::new(args.threads)?;
+            let jobs = be.alloc(BufKind::U32, 2 * n, "jobs")?;
+            let flat: Vec<u32> = (0..n as u32).flat_map(|i| [i, i]).collect();
+            be.write_u32(jobs, 0, &flat)?;
+            let shape = ConvJobs {
+                jobs,
+                n_jobs: n,
+                batch: args.batch,
+                layer,
+                stride,
+                input_blocks: InputBlocks::ByJob,
+            };
+            let (n_in, n_out) = (
+                n * args.batch * layer.input.len(),
+                n * args.batch * layer.output().len(),
+            );
+            let params = be.alloc(BufKind::F32, n * stride, "params")?;
+            be.write_f32(params, 0, &uniform(n * stride, 2))?;
+            let input = be.alloc(BufKind::F32, n_in, "x")?;
+            be.write_f32(input, 0, &uniform(n_in, 3))?;
+            let dy = be.alloc(BufKind::F32, n_out, "dy")?;
+            be.write_f32(dy, 0, &uniform(n_out, 4))?;
+            let output = be.alloc(BufKind::F32, n_out, "y")?;
+            let dx = be.alloc(BufKind::F32, n_in, "dx")?;
+            let grads = be.alloc(BufKind::F32, n * stride, "grads")?;
+            let flops = 2.0 * (n * args.batch * layer.macs()) as f64;
+            let fwd = best_time(per_op, || {
+                be.conv_forward(&ConvForward {
+                    shape,
+                    params,
+                    input,
+                    output,
+                })
+            })?;
+            // cnn5's first layer reads the minibatch: it has no data gradient.
+            let bwd_data = if k == 0 {
+                None
+            } else {
+                Some(best_time(per_op, || {
+                    be.conv_backward_data(&ConvBackwardData {
+                        shape,
+                        params,
+                        dy,
+                        dx,
+                    })
+                })?)
+            };
+            let bwd_w = best_time(per_op, || {
+                be.conv_backward_weights(&ConvBackwardWeights {
+                    shape,
+                    dy,
+                    input,
+                    grads,
+                })
+            })?;
+            let cell = |t: f64| {
+                let g = flops / t / 1e9;
+                format!("{:.3} | {g:.1} ({:.0}%)", t * 1e3, 100.0 * g / ceiling)
+            };
+            println!(
+                "| {n} | {cin}→{cout} on {side}×{side} | {} | {} | {} |",
+                cell(fwd),
+                bwd_data.map_or("— | —".to_string(), cell),
+                cell(bwd_w)
+            );
+            rows.push(serde_json::json!({
+                "agents": n,
+                "layer": format!("conv3x3 {cin}->{cout} on {side}x{side}"),
+                "gflop_per_call": flops / 1e9,
+                "forward_ms": fwd * 1e3,
+                "backward_data_ms": bwd_data.map(|t| t * 1e3),
+                "backward_weights_ms": bwd_w * 1e3,
+                "forward_gflops": flops / fwd / 1e9,
+                "backward_data_gflops": bwd_data.map(|t| flops / t / 1e9),
+                "backward_weights_gflops": flops / bwd_w / 1e9,
+            }));
+        }
+    }
+    Ok(rows)
 }
 
 /// The ops of one step of an MLP with `layers` layers, in order; the profile accumulates time
@@ -320,6 +455,22 @@ fn main() -> swarmgrad::Result<()> {
     println!(
         "native CPU backend, {threads} threads; sgemm ceiling (gemm crate, 1024³ per thread): {ceiling:.1} GFLOP/s"
     );
+    if args.conv {
+        let rows = conv_table(&args, ceiling)?;
+        let doc = serde_json::json!({
+            "backend": "native",
+            "threads": threads,
+            "sgemm_ceiling_gflops": ceiling,
+            "batch": args.batch,
+            "conv_layers": rows,
+        });
+        println!("\n{}", serde_json::to_string(&doc).expect("json"));
+        if let Some(path) = args.json {
+            std::fs::write(&path, serde_json::to_string_pretty(&doc).expect("json"))
+                .map_err(|e| swarmgrad::Error::param("json", format!("{}: {e}", path.display())))?;
+        }
+        return Ok(());
+    }
     println!(
         "workload: D-PSGD + Nesterov (lr 0.05, β 0.9, wd 1e-4), ring 1/3, {model}, batch {}",
         args.batch

@@ -106,8 +106,12 @@ fn conv_cases() -> Vec<ConvCase> {
     vec![
         // The first layer of cnn5 on MNIST-like odd sizes: one input channel, padding.
         (image(1, 9, 7), 4, 3, 1, 1, true, 3),
-        // Kernel 5 with stride 2 and padding 2 at odd sizes.
+        // Kernel 5 with stride 2 and padding 2 at odd sizes, and with stride 1 (a "same" layer,
+        // whose im2col rows are shifted planes).
         (image(3, 11, 10), 5, 5, 2, 2, false, 2),
+        (image(2, 9, 6), 3, 5, 1, 2, true, 2),
+        // More output channels than im2col rows (backward-weights accumulates in the slab).
+        (image(1, 6, 5), 16, 3, 1, 1, false, 2),
         // ResNet's 1×1 stride-2 shortcut, and the pointwise path (1×1, stride 1, no padding).
         (image(6, 8, 9), 4, 1, 2, 0, true, 2),
         (image(4, 7, 9), 6, 1, 1, 0, true, 2),

@@ -501,7 +501,7 @@ impl Backend for NativeBackend {
         self.load_jobs(what, s.jobs, s.n_jobs, s.input_blocks, n_models, n_blocks)?;
         self.with_out(op.output, what, |me, y| {
             let (p, x) = (me.reals(op.params, what)?, me.reals(op.input, what)?);
-            let col_len = conv::col_len(&l);
+            let col_len = conv::scratch_len(&l);
             // One task per sample: each output image is one GEMM on one thread.
             me.run(2 * s.n_jobs * s.batch * l.macs(), |min| {
                 y[..s.n_jobs * s.batch * n_out]
@@ -529,7 +529,7 @@ impl Backend for NativeBackend {
         self.load_jobs(what, s.jobs, s.n_jobs, s.input_blocks, n_models, s.n_jobs)?;
         self.with_out(op.dx, what, |me, dx| {
             let (p, dy) = (me.reals(op.params, what)?, me.reals(op.dy, what)?);
-            let col_len = conv::col_len(&l);
+            let col_len = conv::scratch_len(&l);
             me.run(2 * s.n_jobs * s.batch * l.macs(), |min| {
                 dx[..s.n_jobs * s.batch * n_in]
                     .par_chunks_mut(n_in)
@@ -557,7 +557,7 @@ impl Backend for NativeBackend {
         self.load_jobs(what, s.jobs, s.n_jobs, s.input_blocks, usize::MAX, n_blocks)?;
         self.with_out(op.grads, what, |me, g| {
             let (dy, x) = (me.reals(op.dy, what)?, me.reals(op.input, what)?);
-            let col_len = conv::col_len(&l);
+            let col_len = conv::scratch_len(&l);
             // One task per job: its samples are summed in order on one thread.
             me.run(2 * s.n_jobs * s.batch * l.macs(), |min| {
                 g[..s.n_jobs * s.stride]
