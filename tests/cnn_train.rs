@@ -1,6 +1,8 @@
 //! Convolutional models through the trainer: `cnn5` trained by one algorithm of each family
 //! (dsgd: gossip; qgm: quasi-global momentum; relaysgd: relays on a chain; ngm: cross-gradients
-//! over a job list) on the native backend and every GPU backend, tracking the f64 reference;
+//! over a job list) on the native backend and every GPU backend, tracking the f64 reference,
+//! and a small residual network (identity and projection shortcuts) the same way under ngm;
+//! tiled job lists equal untiled ones;
 //! dispatches per step independent of the number of agents; the typed error for activations
 //! over the adapter's limits, before anything is allocated.
 //!
@@ -85,8 +87,13 @@ fn run(c: TrainConfig, be: Box<dyn Backend>) -> (Summary, Vec<f64>) {
 
 const STEPS: u64 = 4;
 
-fn tracks_the_reference(t: &Target, algo: Algorithm, cell: &'static OnceLock<Vec<f64>>) {
-    let c = || config(algo, "cnn5", 4, STEPS);
+fn tracks_the_reference(
+    t: &Target,
+    algo: Algorithm,
+    spec: &str,
+    cell: &'static OnceLock<Vec<f64>>,
+) {
+    let c = || config(algo, spec, 4, STEPS);
     let want = cell.get_or_init(|| {
         let (s, p) = run(c(), Box::new(ReferenceBackend::new()));
         assert!(s.last.train_loss.is_finite());
@@ -95,7 +102,7 @@ fn tracks_the_reference(t: &Target, algo: Algorithm, cell: &'static OnceLock<Vec
     // The run must move the weights well beyond the tolerance (a pass that computed nothing
     // would track the reference trivially).
     let (train, _) = data();
-    let model = Model::parse("cnn5", swarmgrad::model::input_shape(train), 10).unwrap();
+    let model = Model::parse(spec, swarmgrad::model::input_shape(train), 10).unwrap();
     let init = model.init(4, c().seed, c().identical_init);
     let moved = want
         .iter()
@@ -115,7 +122,7 @@ fn tracks_the_reference(t: &Target, algo: Algorithm, cell: &'static OnceLock<Vec
         .fold(0.0, f64::max);
     eprintln!("{algo} on {name}: largest difference from the reference {diff:e}");
     assert_close(
-        &format!("cnn5 {algo} params on {name}"),
+        &format!("{spec} {algo} params on {name}"),
         &p,
         want,
         1e-4,
@@ -124,21 +131,33 @@ fn tracks_the_reference(t: &Target, algo: Algorithm, cell: &'static OnceLock<Vec
 }
 
 macro_rules! family {
-    ($name:ident, $algo:expr) => {
+    ($name:ident, $algo:expr, $spec:expr) => {
         fn $name(t: &Target) {
             static REFERENCE: OnceLock<Vec<f64>> = OnceLock::new();
-            tracks_the_reference(t, $algo, &REFERENCE);
+            tracks_the_reference(t, $algo, $spec, &REFERENCE);
         }
     };
 }
 
-family!(cnn5_dsgd_tracks_the_reference, Algorithm::Dsgd);
-family!(cnn5_qgm_tracks_the_reference, Algorithm::Qgm);
-family!(cnn5_relaysgd_tracks_the_reference, Algorithm::RelaySgd);
-family!(cnn5_ngm_tracks_the_reference, Algorithm::Ngm);
+family!(cnn5_dsgd_tracks_the_reference, Algorithm::Dsgd, "cnn5");
+family!(cnn5_qgm_tracks_the_reference, Algorithm::Qgm, "cnn5");
+family!(
+    cnn5_relaysgd_tracks_the_reference,
+    Algorithm::RelaySgd,
+    "cnn5"
+);
+family!(cnn5_ngm_tracks_the_reference, Algorithm::Ngm, "cnn5");
+// The residual sums' forward add, their backward copy-free hand-off and the scratch
+// accumulation, on the f32 backends.
+family!(
+    small_resnet_ngm_tracks_the_reference,
+    Algorithm::Ngm,
+    SMALL_RESNET
+);
 
 target_tests!([gpu, native] cnn5_dsgd_tracks_the_reference, cnn5_qgm_tracks_the_reference,
-    cnn5_relaysgd_tracks_the_reference, cnn5_ngm_tracks_the_reference);
+    cnn5_relaysgd_tracks_the_reference, cnn5_ngm_tracks_the_reference,
+    small_resnet_ngm_tracks_the_reference);
 
 /// A small residual network: every kind of node (convolution, EvoNorm, identity and projection
 /// residual sums, global pooling, dense).
