@@ -142,6 +142,21 @@ struct Tile {
     len: usize,
 }
 
+/// A layer's job-list shape for tile `t` of a pass (the fields every `*Jobs` struct shares,
+/// plus any others given).
+macro_rules! job_shape {
+    ($ty:ident, $pass:expr, $t:expr, $layer:expr $(, $field:ident: $value:expr)*) => {
+        $ty {
+            jobs: $t.jobs,
+            n_jobs: $t.len,
+            batch: $pass.batch,
+            layer: $layer,
+            stride: $pass.model.stride(),
+            $($field: $value,)*
+        }
+    };
+}
+
 /// Activation and gradient buffers for one job list; reused every step.
 ///
 /// When the activations of the whole list would pass the backend's buffer limits (a GPU's
@@ -370,35 +385,15 @@ impl Pass {
     }
 
     fn dense_shape(&self, t: &Tile, l: crate::model::DenseLayer, input: Input) -> DenseJobs {
-        DenseJobs {
-            jobs: t.jobs,
-            n_jobs: t.len,
-            batch: self.batch,
-            layer: l,
-            stride: self.model.stride(),
-            input_blocks: Self::input_blocks(input),
-        }
+        job_shape!(DenseJobs, self, t, l, input_blocks: Self::input_blocks(input))
     }
 
     fn conv_shape(&self, t: &Tile, l: ConvLayer, input: Input) -> ConvJobs {
-        ConvJobs {
-            jobs: t.jobs,
-            n_jobs: t.len,
-            batch: self.batch,
-            layer: l,
-            stride: self.model.stride(),
-            input_blocks: Self::input_blocks(input),
-        }
+        job_shape!(ConvJobs, self, t, l, input_blocks: Self::input_blocks(input))
     }
 
     fn norm_shape(&self, t: &Tile, l: NormLayer) -> NormJobs {
-        NormJobs {
-            jobs: t.jobs,
-            n_jobs: t.len,
-            batch: self.batch,
-            layer: l,
-            stride: self.model.stride(),
-        }
+        job_shape!(NormJobs, self, t, l)
     }
 
     /// Records the forward pass and the loss (loss, d-logits, per-job loss sum and hits) of
