@@ -277,3 +277,23 @@ fn tiled_pass_matches_the_untiled_one(t: &Target) {
 }
 
 target_tests!([reference, native, gpu] tiled_pass_matches_the_untiled_one);
+
+/// A convolutional model on flat features (the synthetic task) is refused with a typed error
+/// that names the layer and says why.
+#[test]
+fn conv_models_on_flat_features_are_refused() {
+    let c = TrainConfig {
+        model: Some("cnn5".into()),
+        synthetic_dim: 64,
+        ..Default::default()
+    };
+    let err = Trainer::new(c, Box::new(ReferenceBackend::new()))
+        .err()
+        .expect("refused");
+    let msg = err.to_string();
+    assert!(matches!(err, Error::BadParameter { .. }), "{msg}");
+    assert!(
+        msg.contains("pooling") && msg.contains("flat, 1×1×64"),
+        "{msg}"
+    );
+}

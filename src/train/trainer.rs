@@ -205,7 +205,20 @@ impl Trainer {
     ) -> Result<Self> {
         config.validate()?;
         let classes = train.n_classes().max(test.n_classes());
-        let model = config.model(crate::model::input_shape(train), classes)?;
+        let model = config
+            .model(crate::model::input_shape(train), classes)
+            .map_err(|e| match (e, train.shape()) {
+                (Error::BadParameter { name, reason }, None) => Error::BadParameter {
+                    name,
+                    reason: format!(
+                        "{reason} (the {} features of this dataset are flat, 1×1×{}: layers \
+                         that need an image need an image dataset)",
+                        train.dim(),
+                        train.dim()
+                    ),
+                },
+                (e, _) => e,
+            })?;
         if model.input_dim() != train.dim() || model.input_dim() != test.dim() {
             return Err(Error::param(
                 "model",
