@@ -10,8 +10,8 @@
 // Output pixel (oy, ox) reads input pixel (oy * stride + ky - pad, ox * stride + kx - pad),
 // zero outside the image.
 //
-// Every invocation computes a 4 × 4 register tile of its job's GEMM; loads are clamped in range
-// (or select 0 in the padding) and stores masked at the edges:
+// Every invocation computes a register tile of its job's GEMM (4 × 8 forward, 4 × 4 backward);
+// loads are clamped in range (or select 0 in the padding) and stores masked at the edges:
 //   forward           M = batch × out pixels, N = out channels, K = in_c · k²
 //   backward_data     M = batch × in pixels,  N = in channels,  K = out_c · k² (the transposed conv)
 //   backward_weights  M = out channels,       N = in_c · k² (+1: the bias), K = batch × out pixels
@@ -70,72 +70,95 @@ fn lhs4(at: vec4<u32>) -> vec4<f32> {
 }
 
 // y[j, b, oc, oy, ox] = bias[oc] + sum_{ic, ky, kx} W[oc, ic, ky, kx] · x[blk, b, ic, iy, ix].
-// Tile: 4 consecutive (sample, output pixel) rows × 4 output channels.
+// Tile: 4 neighbouring pixels of one output row × 8 output channels (8 FMAs per input load).
+// The padding test along y is one scalar per kernel row, and a tile whose taps all fall inside
+// the image along x loads without masks (every tile of a row but the first and last).
 @compute @workgroup_size(WG)
 fn conv_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let out_plane = p.out_h * p.out_w;
     let in_plane = p.in_h * p.in_w;
-    let rows = p.batch * out_plane;
+    let tx = (p.out_w + T - 1u) / T;
+    let tm = p.batch * p.out_h * tx;
+    let tn = (p.out_c + 7u) / 8u;
     let id = linear_id(gid, nwg);
-    if (id >= tile_count(rows, p.out_c)) {
+    if (id >= p.n_jobs * tm * tn) {
         return;
     }
-    let tile = tile_at(id, rows, p.out_c);
-    let j = tile.x;
-    let m0 = tile.y;
-    let o0 = tile.z;
-    let r = clamp4(m0, rows - 1u);
-    let b = r / out_plane;
-    let pix = r - b * out_plane;
-    let oy = pix / p.out_w;
-    let ox = pix - oy * p.out_w;
-    let iy0 = vec4<i32>(oy * p.stride) - i32(p.pad);
-    let ix0 = vec4<i32>(ox * p.stride) - i32(p.pad);
+    let j = id / (tm * tn);
+    let rest = id - j * tm * tn;
+    let mt = rest % tm;
+    let o0 = (rest / tm) * 8u;
+    let row = mt / tx;
+    let ox0 = (mt - row * tx) * T;
+    let b = row / p.out_h;
+    let oy = row - b * p.out_h;
+    let st = i32(p.stride);
+    let iy0 = i32(oy * p.stride) - i32(p.pad);
+    let ix0 = vec4<i32>(i32(ox0 * p.stride) - i32(p.pad)) + vec4<i32>(0, st, 2 * st, 3 * st);
+    let w = vec4<i32>(i32(p.in_w));
+    // Every tap of the tile inside the image along x: its four pixels exist and the window's
+    // first and last columns are inside.
+    let inside = ox0 + T <= p.out_w && ix0.x >= 0 && ix0.w + i32(p.kernel) <= i32(p.in_w);
     let x_base = (input_block(j) * p.batch + b) * p.in_c * in_plane;
     let kk = p.kernel * p.kernel;
     let slab = jobs[2u * j] * p.param_stride;
-    let w_base = slab + p.w_off + clamp4(o0, p.out_c - 1u) * (p.in_c * kk);
-    let h = vec4<i32>(i32(p.in_h));
-    let w = vec4<i32>(i32(p.in_w));
-    var acc0 = vec4<f32>(0.0);
-    var acc1 = vec4<f32>(0.0);
-    var acc2 = vec4<f32>(0.0);
-    var acc3 = vec4<f32>(0.0);
-    var wk = 0u;
+    let w_lo = slab + p.w_off + clamp4(o0, p.out_c - 1u) * (p.in_c * kk);
+    let w_hi = slab + p.w_off + clamp4(o0 + 4u, p.out_c - 1u) * (p.in_c * kk);
+    var a0 = vec4<f32>(0.0);
+    var a1 = vec4<f32>(0.0);
+    var a2 = vec4<f32>(0.0);
+    var a3 = vec4<f32>(0.0);
+    var b0 = vec4<f32>(0.0);
+    var b1 = vec4<f32>(0.0);
+    var b2 = vec4<f32>(0.0);
+    var b3 = vec4<f32>(0.0);
     for (var ic = 0u; ic < p.in_c; ic++) {
         let c_base = x_base + ic * in_plane;
         for (var ky = 0u; ky < p.kernel; ky++) {
             let iy = iy0 + i32(ky);
-            let ok_y = (iy >= vec4<i32>(0)) & (iy < h);
-            let row_base = c_base + vec4<u32>(max(iy, vec4<i32>(0))) * p.in_w;
+            if (iy < 0 || iy >= i32(p.in_h)) {
+                continue;
+            }
+            let row_base = c_base + u32(iy) * p.in_w;
+            let wk = (ic * p.kernel + ky) * p.kernel;
             for (var kx = 0u; kx < p.kernel; kx++) {
                 let ix = ix0 + i32(kx);
-                let ok = ok_y & (ix >= vec4<i32>(0)) & (ix < w);
-                let x = rhs4(row_base + vec4<u32>(max(ix, vec4<i32>(0))), ok);
-                let wt = lhs4(w_base + wk);
-                wk++;
-                acc0 += x.x * wt;
-                acc1 += x.y * wt;
-                acc2 += x.z * wt;
-                acc3 += x.w * wt;
+                var x: vec4<f32>;
+                if (inside) {
+                    let at = row_base + vec4<u32>(ix);
+                    x = vec4<f32>(rhs[at.x], rhs[at.y], rhs[at.z], rhs[at.w]);
+                } else {
+                    let ok = (ix >= vec4<i32>(0)) & (ix < w);
+                    x = rhs4(row_base + vec4<u32>(max(ix, vec4<i32>(0))), ok);
+                }
+                let lo = lhs4(w_lo + wk + kx);
+                let hi = lhs4(w_hi + wk + kx);
+                a0 += x.x * lo;
+                a1 += x.y * lo;
+                a2 += x.z * lo;
+                a3 += x.w * lo;
+                b0 += x.x * hi;
+                b1 += x.y * hi;
+                b2 += x.z * hi;
+                b3 += x.w * hi;
             }
         }
     }
-    var bias = vec4<f32>(0.0);
-    if (p.has_bias != 0u) {
-        bias = lhs4(slab + p.b_off + clamp4(o0, p.out_c - 1u));
-    }
-    var tile_rows = array<vec4<f32>, 4>(acc0 + bias, acc1 + bias, acc2 + bias, acc3 + bias);
+    var tile_rows = array<vec4<f32>, 8>(a0, b0, a1, b1, a2, b2, a3, b3);
+    let y_base = (j * p.batch + b) * p.out_c * out_plane + oy * p.out_w;
     for (var t = 0u; t < T; t++) {
-        let row = m0 + t;
-        if (row >= rows) {
+        let ox = ox0 + t;
+        if (ox >= p.out_w) {
             break;
         }
-        let bt = row / out_plane;
-        let y_base = ((j * p.batch + bt) * p.out_c) * out_plane + row - bt * out_plane;
-        for (var u = 0u; u < T; u++) {
-            if (o0 + u < p.out_c) {
-                out[y_base + (o0 + u) * out_plane] = tile_rows[t][u];
+        for (var u = 0u; u < 8u; u++) {
+            let o = o0 + u;
+            if (o < p.out_c) {
+                var v = tile_rows[2u * t + u / 4u][u % 4u];
+                if (p.has_bias != 0u) {
+                    v += lhs[slab + p.b_off + o];
+                }
+                out[y_base + o * out_plane + ox] = v;
             }
         }
     }

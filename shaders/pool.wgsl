@@ -20,48 +20,53 @@ struct PoolParams {
 // backward: dy.
 @group(0) @binding(3) var<storage, read> dy: array<f32>;
 
-// Index within x of the first maximum of window (oy, ox) of the plane starting at `plane`.
-fn first_max(plane: u32, oy: u32, ox: u32) -> u32 {
+// (image plane, row, column) of element `id` of h × w planes.
+fn pixel(id: u32, h: u32, w: u32) -> vec3<u32> {
+    let plane = id / (h * w);
+    let pix = id - plane * h * w;
+    let row = pix / w;
+    return vec3<u32>(plane, row, pix - row * w);
+}
+
+// One window's scan in row-major order: the index within x of its first maximum (strict >)
+// and the sum of its values.
+struct Window {
+    first_max: u32,
+    sum: f32,
+}
+
+// Window (oy, ox) of the plane starting at `plane`.
+fn scan(plane: u32, oy: u32, ox: u32) -> Window {
     let top = plane + oy * p.stride * p.in_w + ox * p.stride;
-    var best = top;
+    var w = Window(top, 0.0);
     var best_v = x[top];
     for (var wy = 0u; wy < p.window; wy++) {
         for (var wx = 0u; wx < p.window; wx++) {
             let k = top + wy * p.in_w + wx;
             let v = x[k];
+            w.sum += v;
             if (v > best_v) {
-                best = k;
+                w.first_max = k;
                 best_v = v;
             }
         }
     }
-    return best;
+    return w;
 }
 
 @compute @workgroup_size(WG)
 fn pool(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let id = linear_id(gid, nwg);
-    let out_plane = p.out_h * p.out_w;
-    if (id >= p.samples * p.channels * out_plane) {
+    if (id >= p.samples * p.channels * p.out_h * p.out_w) {
         return;
     }
-    let sc = id / out_plane;
-    let pix = id - sc * out_plane;
-    let oy = pix / p.out_w;
-    let ox = pix - oy * p.out_w;
-    let plane = sc * p.in_h * p.in_w;
+    let at = pixel(id, p.out_h, p.out_w);
+    let w = scan(at.x * p.in_h * p.in_w, at.y, at.z);
     if (p.is_max != 0u) {
-        out[id] = x[first_max(plane, oy, ox)];
-        return;
+        out[id] = x[w.first_max];
+    } else {
+        out[id] = w.sum / f32(p.window * p.window);
     }
-    let top = plane + oy * p.stride * p.in_w + ox * p.stride;
-    var acc = 0.0;
-    for (var wy = 0u; wy < p.window; wy++) {
-        for (var wx = 0u; wx < p.window; wx++) {
-            acc += x[top + wy * p.in_w + wx];
-        }
-    }
-    out[id] = acc / f32(p.window * p.window);
 }
 
 // The output indices o along one axis whose window [o · stride, o · stride + window) holds i.
@@ -76,18 +81,14 @@ fn windows_over(i: u32, n_out: u32) -> vec2<u32> {
 @compute @workgroup_size(WG)
 fn pool_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let id = linear_id(gid, nwg);
-    let in_plane = p.in_h * p.in_w;
-    if (id >= p.samples * p.channels * in_plane) {
+    if (id >= p.samples * p.channels * p.in_h * p.in_w) {
         return;
     }
-    let sc = id / in_plane;
-    let pix = id - sc * in_plane;
-    let iy = pix / p.in_w;
-    let ix = pix - iy * p.in_w;
-    let plane = sc * in_plane;
-    let dy_plane = sc * p.out_h * p.out_w;
-    let ys = windows_over(iy, p.out_h);
-    let xs = windows_over(ix, p.out_w);
+    let at = pixel(id, p.in_h, p.in_w);
+    let plane = at.x * p.in_h * p.in_w;
+    let dy_plane = at.x * p.out_h * p.out_w;
+    let ys = windows_over(at.y, p.out_h);
+    let xs = windows_over(at.z, p.out_w);
     let area = f32(p.window * p.window);
     var acc = 0.0;
     for (var oy = ys.x; oy < ys.y; oy++) {
@@ -95,7 +96,7 @@ fn pool_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wor
             let g = dy[dy_plane + oy * p.out_w + ox];
             if (p.is_max == 0u) {
                 acc += g / area;
-            } else if (first_max(plane, oy, ox) == id) {
+            } else if (scan(plane, oy, ox).first_max == id) {
                 acc += g;
             }
         }

@@ -374,7 +374,8 @@ fn pool_backward_matches_reference(t: &Target) {
 target_tests!([gpu, native] relu_matches_reference);
 fn relu_matches_reference(t: &Target) {
     let mut bench = Bench::new(t);
-    for len in [1, 63, 64, 1000, 4099] {
+    // The last length needs more than 65535 workgroups of 64: a 2-D dispatch grid on a GPU.
+    for len in [1, 63, 64, 1000, 4099, 65535 * 64 + 3] {
         bench.parity(
             &format!("relu len {len}"),
             |be, _| {

@@ -538,8 +538,9 @@ impl Backend for GpuBackend {
         op.check(&self.ix)?;
         let s = &op.shape;
         let l = &s.layer;
-        let rows = s.batch * l.output().height * l.output().width;
-        let work = s.n_jobs * rows.div_ceil(4) * l.out_channels.div_ceil(4);
+        let o = l.output();
+        // 4-pixel tiles along each output row × 8 output channels.
+        let work = s.n_jobs * s.batch * o.height * o.width.div_ceil(4) * l.out_channels.div_ceil(8);
         self.dispatch(
             Kernel::ConvForward,
             Variant::SCALAR,

@@ -354,61 +354,53 @@ static DEFS: [KernelDef; 25] = [
         )
     },
     // The convolutional layers (issue 13).
-    k("conv.wgsl", "conv_forward", "ConvParams", CONV, SCALAR),
-    k(
-        "conv.wgsl",
-        "conv_backward_data",
-        "ConvParams",
-        CONV,
-        SCALAR,
-    ),
-    k(
-        "conv.wgsl",
-        "conv_backward_weights",
-        "ConvParams",
-        CONV,
-        SCALAR,
-    ),
-    k("pool.wgsl", "pool", "PoolParams", &[R, W], SCALAR),
-    k(
-        "pool.wgsl",
-        "pool_backward",
-        "PoolParams",
-        &[R, W, R],
-        SCALAR,
-    ),
-    k("vector.wgsl", "relu", "VectorParams", &[R, W], SCALAR),
-    k(
+    layer("conv.wgsl", "conv_forward", "ConvParams", CONV, 64),
+    layer("conv.wgsl", "conv_backward_data", "ConvParams", CONV, 64),
+    layer("conv.wgsl", "conv_backward_weights", "ConvParams", CONV, 64),
+    layer("pool.wgsl", "pool", "PoolParams", &[R, W], 64),
+    layer("pool.wgsl", "pool_backward", "PoolParams", &[R, W, R], 64),
+    layer("vector.wgsl", "relu", "VectorParams", &[R, W], 64),
+    layer(
         "vector.wgsl",
         "relu_backward",
         "VectorParams",
         &[R, W, R],
-        SCALAR,
+        64,
     ),
-    KernelDef {
-        workgroup_size: 256,
-        ..k(
-            "norm.wgsl",
-            "norm_forward",
-            "NormParams",
-            &[R, R, R, W],
-            SCALAR,
-        )
-    },
-    KernelDef {
-        workgroup_size: 256,
-        ..k(
-            "norm.wgsl",
-            "norm_backward",
-            "NormParams",
-            &[R, R, R, W, R, W],
-            SCALAR,
-        )
-    },
+    layer(
+        "norm.wgsl",
+        "norm_forward",
+        "NormParams",
+        &[R, R, R, W],
+        256,
+    ),
+    layer(
+        "norm.wgsl",
+        "norm_backward",
+        "NormParams",
+        NORM_BACKWARD,
+        256,
+    ),
 ];
 
 /// conv.wgsl's bindings: jobs, two operands, the output.
 const CONV: &[Access] = &[R, R, R, W];
+/// norm_backward's bindings: jobs, params, x, dx, dy, grads.
+const NORM_BACKWARD: &[Access] = &[R, R, R, W, R, W];
+
+/// A convolutional layer's kernel: scalar only, with its workgroup size.
+const fn layer(
+    file: &'static str,
+    entry: &'static str,
+    uniform: &'static str,
+    storage: &'static [Access],
+    workgroup_size: u32,
+) -> KernelDef {
+    KernelDef {
+        workgroup_size,
+        ..k(file, entry, uniform, storage, SCALAR)
+    }
+}
 
 /// What a compiled pipeline is built from: the source (shader file and width), the entry point
 /// and the pipeline-overridable constants (values as f64 bits, so the key hashes).
