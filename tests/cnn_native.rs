@@ -529,7 +529,7 @@ fn convolutional_ops_allocate_only_inside_the_gemm_crate() {
     let pooled = be
         .alloc(BufKind::F32, JOBS.len() * c.6 * pool.output().len(), "p")
         .unwrap();
-    let mut convs = |be: &mut NativeBackend| {
+    let convs = |be: &mut NativeBackend| {
         be.conv_forward(&ConvForward {
             shape,
             params,
