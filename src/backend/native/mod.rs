@@ -10,9 +10,14 @@
 //!
 //! No per-step allocation in the backend: outputs are written in place (a buffer is moved out of
 //! its slot while it is written, which does not allocate), the job list is decoded into a reused
-//! vector and the GEMM products go to a reused scratch. The `gemm` crate itself allocates its
+//! vector, the GEMM products go to a reused scratch, and the convolutions' im2col matrices to
+//! per-thread scratch kept across calls. The convolutional
+//! layers are im2col + GEMM per sample (conv.rs), pooling (pool.rs) and the normalisations
+//! (norm.rs) plain per-sample loops, all split into one task per sample or job, so they keep
+//! the bit-identity across thread counts. The `gemm` crate itself allocates its
 //! packing buffer inside each call (it offers no way to pass one in); tests/native.rs pins that
-//! to at most two allocations per GEMM call and none anywhere else.
+//! to at most two allocations per GEMM call and none anywhere else (tests/cnn_native.rs for
+//! the convolutional ops).
 
 mod conv;
 mod dense;
