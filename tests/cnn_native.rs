@@ -1,6 +1,7 @@
 //! The native backend's convolutional ops against the f64 reference on random inputs, each on
 //! 1, 2 and 3 threads, whose results must be bit-identical (every case large enough to leave
-//! the calling thread runs on the pool; the smaller ones run inline).
+//! the calling thread runs on the pool; the smaller ones run inline); max pooling's ties; and
+//! no heap allocation in these ops outside the gemm crate once their scratch is sized.
 //!
 //! Tolerances. The reference accumulates in f64, so the native error is its own f32 rounding.
 //! A sum of K products in f32 is within γ_K·Σ|terms| (γ_K ≈ K·ε, Higham §3.1) whatever the
@@ -428,4 +429,191 @@ fn bad_conv_requests_are_typed_errors() {
         })
         .unwrap_err();
     assert!(err.to_string().contains("out of range"), "{err}");
+}
+
+#[test]
+fn max_pool_routes_ties_to_the_first_maximum() {
+    // Inputs on a coarse grid, so most windows hold several equal maxima.
+    let layer = PoolLayer {
+        kind: PoolKind::Max,
+        input: image(3, 9, 8),
+        window: 3,
+        stride: 2,
+    };
+    let samples = 4;
+    parity(
+        "max pool with ties",
+        |be, _| {
+            let x: Vec<f32> = random(7, samples * layer.input.len(), false)
+                .iter()
+                .map(|v| (v * 2.0).round())
+                .collect();
+            let x = upload(be, &x);
+            let dy = upload(be, &random(8, samples * layer.output().len(), false));
+            let dx = be
+                .alloc(BufKind::F32, samples * layer.input.len(), "dx")
+                .unwrap();
+            be.pool_backward(&PoolBackward {
+                layer,
+                samples,
+                x,
+                dy,
+                dx,
+            })
+            .unwrap();
+            vec![dx]
+        },
+        // Each input gets at most 4 overlapping windows' gradients (|dy| < 1).
+        |_, want, _, _| sum_bound(4, want.abs().max(1.0)),
+    );
+}
+
+/// Counts the heap allocations of the current thread.
+struct Counting;
+
+thread_local! {
+    static ALLOCS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+// SAFETY: forwards to the system allocator; the counter is a const-initialised thread-local
+// without a destructor, so touching it never allocates.
+unsafe impl std::alloc::GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
+        ALLOCS.with(|c| c.set(c.get() + 1));
+        unsafe { std::alloc::System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
+        unsafe { std::alloc::System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+#[test]
+fn convolutional_ops_allocate_only_inside_the_gemm_crate() {
+    // One thread: every op runs on this thread, so its allocation count is the backend's.
+    let mut be = NativeBackend::new(1).unwrap();
+    let c = *conv_cases().last().unwrap();
+    let (shape, params, input, dy) = conv_setup(&mut be, &c, false, false, 3);
+    let (layer, stride) = conv_layer(&c);
+    let (n_in, n_out) = (
+        JOBS.len() * c.6 * layer.input.len(),
+        JOBS.len() * c.6 * layer.output().len(),
+    );
+    let output = be.alloc(BufKind::F32, n_out, "y").unwrap();
+    let dx = be.alloc(BufKind::F32, n_in, "dx").unwrap();
+    let act = be.alloc(BufKind::F32, n_out, "act").unwrap();
+    let grads = be.alloc(BufKind::F32, JOBS.len() * stride, "g").unwrap();
+    let out = layer.output();
+    let norm = NormJobs {
+        jobs: shape.jobs,
+        n_jobs: JOBS.len(),
+        batch: c.6,
+        layer: NormLayer {
+            kind: NormKind::EvoS0,
+            image: out,
+            groups: 3,
+            eps: 1e-5,
+            gamma_off: 0,
+            beta_off: out.channels,
+        },
+        stride,
+    };
+    let pool = PoolLayer {
+        kind: PoolKind::Max,
+        input: out,
+        window: 2,
+        stride: 2,
+    };
+    let pooled = be
+        .alloc(BufKind::F32, JOBS.len() * c.6 * pool.output().len(), "p")
+        .unwrap();
+    let convs = |be: &mut NativeBackend| {
+        be.conv_forward(&ConvForward {
+            shape,
+            params,
+            input,
+            output,
+        })
+        .unwrap();
+        be.conv_backward_data(&ConvBackwardData {
+            shape,
+            params,
+            dy,
+            dx,
+        })
+        .unwrap();
+        be.conv_backward_weights(&ConvBackwardWeights {
+            shape,
+            dy,
+            input,
+            grads,
+        })
+        .unwrap();
+    };
+    let others = |be: &mut NativeBackend| {
+        let samples = JOBS.len() * c.6;
+        be.norm_forward(&NormForward {
+            shape: norm,
+            params,
+            x: output,
+            y: act,
+        })
+        .unwrap();
+        be.norm_backward(&NormBackward {
+            shape: norm,
+            params,
+            x: output,
+            dy,
+            dx: act,
+            grads,
+        })
+        .unwrap();
+        be.relu(&Relu {
+            x: output,
+            y: act,
+            len: n_out,
+        })
+        .unwrap();
+        be.relu_backward(&ReluBackward {
+            y: act,
+            dy,
+            dx: output,
+            len: n_out,
+        })
+        .unwrap();
+        be.pool(&Pool {
+            layer: pool,
+            samples,
+            x: act,
+            y: pooled,
+        })
+        .unwrap();
+        be.pool_backward(&PoolBackward {
+            layer: pool,
+            samples,
+            x: act,
+            dy: pooled,
+            dx: output,
+        })
+        .unwrap();
+    };
+    // The first calls size the scratch.
+    convs(&mut be);
+    others(&mut be);
+    let count = || ALLOCS.with(|c| c.get());
+    let before = count();
+    convs(&mut be);
+    // The gemm crate allocates its packing buffer (and a flag vector) inside every call: one
+    // GEMM per sample and direction.
+    let gemm_calls = 3 * JOBS.len() * c.6;
+    let n = count() - before;
+    assert!(
+        n <= 2 * gemm_calls,
+        "{n} heap allocations for {gemm_calls} GEMM calls"
+    );
+    let before = count();
+    others(&mut be);
+    assert_eq!(count() - before, 0, "allocations outside the convolutions");
 }

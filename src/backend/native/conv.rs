@@ -194,17 +194,22 @@ pub(super) fn scratch_len(l: &ConvLayer) -> usize {
     col + l.out_channels * k
 }
 
+/// One sample's im2col matrix: the input itself for a pointwise layer, else written to `col`.
+fn matrix<'a>(l: &ConvLayer, xs: &'a [f32], col: &'a mut [f32]) -> &'a [f32] {
+    if pointwise(l) {
+        xs
+    } else {
+        im2col(l, xs, col);
+        col
+    }
+}
+
 /// Forward of one sample: `ys = W · col(xs) + b` (`[C_out × P]`); `col` is scratch of at
 /// least [`scratch_len`].
 pub(super) fn forward(l: &ConvLayer, slab: &[f32], xs: &[f32], ys: &mut [f32], col: &mut [f32]) {
     let (k_rows, p) = col_shape(l);
     let m = l.out_channels;
-    let cm: &[f32] = if pointwise(l) {
-        xs
-    } else {
-        im2col(l, xs, col);
-        col
-    };
+    let cm = matrix(l, xs, col);
     let w = &slab[l.w_off..][..m * k_rows];
     gemm_into(
         (m, k_rows, p),
@@ -226,7 +231,7 @@ pub(super) fn forward(l: &ConvLayer, slab: &[f32], xs: &[f32], ys: &mut [f32], c
 }
 
 /// Backward-data of one sample: `dxs = col2im(Wᵀ · dys)`; `col` is scratch of at least
-/// [`col_len`].
+/// [`scratch_len`].
 pub(super) fn backward_data(
     l: &ConvLayer,
     slab: &[f32],
@@ -237,29 +242,21 @@ pub(super) fn backward_data(
     let (k_rows, p) = col_shape(l);
     let m = l.out_channels;
     let w = &slab[l.w_off..][..m * k_rows];
-    // Wᵀ: element (k, o) of the [K × C_out] transpose sits at o·K + k.
-    if pointwise(l) {
-        gemm_into(
-            (k_rows, m, p),
-            w,
-            (1, k_rows),
-            dys,
-            (p, 1),
-            dxs,
-            (p, 1),
-            false,
-        );
-    } else {
-        gemm_into(
-            (k_rows, m, p),
-            w,
-            (1, k_rows),
-            dys,
-            (p, 1),
-            col,
-            (p, 1),
-            false,
-        );
+    // Wᵀ: element (k, o) of the [K × C_out] transpose sits at o·K + k. A pointwise layer's
+    // product is the input gradient itself.
+    let pw = pointwise(l);
+    let out: &mut [f32] = if pw { &mut *dxs } else { &mut *col };
+    gemm_into(
+        (k_rows, m, p),
+        w,
+        (1, k_rows),
+        dys,
+        (p, 1),
+        out,
+        (p, 1),
+        false,
+    );
+    if !pw {
         col2im(l, col, dxs);
     }
 }
@@ -289,13 +286,7 @@ pub(super) fn backward_weights(
             (dw, (k_rows, 1))
         };
         for b in 0..batch {
-            let xs = &x[b * n_in..][..n_in];
-            let cm: &[f32] = if pointwise(l) {
-                xs
-            } else {
-                im2col(l, xs, col);
-                col
-            };
+            let cm = matrix(l, &x[b * n_in..][..n_in], col);
             // colᵀ: element (pixel, k) of the [P × K] transpose sits at k·P + pixel.
             let dys = &dy[b * n_out..][..n_out];
             gemm_into(

@@ -5,34 +5,9 @@
 
 use crate::model::DenseLayer;
 
-/// `C[m×n] = A[m×k] · B[k×n]` with arbitrary element strides (rs: between rows, cs: between
-/// columns). The slices are bounds-checked against the strides' extents before any access.
-fn gemm(
-    mkn: (usize, usize, usize),
-    a: &[f32],
-    a_strides: (usize, usize),
-    b: &[f32],
-    b_strides: (usize, usize),
-    c: &mut [f32],
-    c_rs: usize,
-) {
-    gemm_strided(mkn, a, a_strides, b, b_strides, c, (c_rs, 1));
-}
-
-/// [`gemm`] with any destination strides (rs, cs).
-fn gemm_strided(
-    mkn: (usize, usize, usize),
-    a: &[f32],
-    a_strides: (usize, usize),
-    b: &[f32],
-    b_strides: (usize, usize),
-    c: &mut [f32],
-    c_strides: (usize, usize),
-) {
-    gemm_into(mkn, a, a_strides, b, b_strides, c, c_strides, false);
-}
-
-/// `C = A · B`, or `C += A · B` when `accumulate`, with any strides (rs, cs) for all three.
+/// `C[m×n] = A[m×k] · B[k×n]`, or `C += A · B` when `accumulate`, with arbitrary element
+/// strides (rs: between rows, cs: between columns) for all three. The slices are
+/// bounds-checked against the strides' extents before any access.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn gemm_into(
     (m, k, n): (usize, usize, usize),
@@ -92,7 +67,7 @@ fn gemm_col_major(
     b_strides: (usize, usize),
     t: &mut [f32],
 ) {
-    gemm_strided(mkn, a, a_strides, b, b_strides, t, (1, mkn.0));
+    gemm_into(mkn, a, a_strides, b, b_strides, t, (1, mkn.0), false);
 }
 
 /// Forward of one job: `y = act(x · Wᵀ + b)`; `slab` is the model agent's parameter slab,
@@ -168,7 +143,7 @@ pub(super) fn backward_weights(
 ) {
     let (i, o) = (l.in_dim, l.out_dim);
     let (w, rest) = grad_slab[l.w_off..].split_at_mut(l.b_off - l.w_off);
-    gemm((o, batch, i), dz, (1, o), x, (i, 1), w, i);
+    gemm_into((o, batch, i), dz, (1, o), x, (i, 1), w, (i, 1), false);
     let db = &mut rest[..o];
     db.copy_from_slice(&dz[..o]);
     for row in dz[o..batch * o].chunks_exact(o) {

@@ -10,9 +10,14 @@
 //!
 //! No per-step allocation in the backend: outputs are written in place (a buffer is moved out of
 //! its slot while it is written, which does not allocate), the job list is decoded into a reused
-//! vector and the GEMM products go to a reused scratch. The `gemm` crate itself allocates its
+//! vector, the GEMM products go to a reused scratch, and the convolutions' im2col matrices to
+//! per-thread scratch kept across calls. The convolutional
+//! layers are im2col + GEMM per sample (conv.rs), pooling (pool.rs) and the normalisations
+//! (norm.rs) plain per-sample loops, all split into one task per sample or job, so they keep
+//! the bit-identity across thread counts. The `gemm` crate itself allocates its
 //! packing buffer inside each call (it offers no way to pass one in); tests/native.rs pins that
-//! to at most two allocations per GEMM call and none anywhere else.
+//! to at most two allocations per GEMM call and none anywhere else (tests/cnn_native.rs for
+//! the convolutional ops).
 
 mod conv;
 mod dense;
@@ -227,6 +232,19 @@ impl NativeBackend {
         Ok(())
     }
 
+    /// [`Self::load_jobs`] for a normalisation (addressed by job).
+    fn load_norm_jobs(&mut self, what: &'static str, s: &NormJobs, params: Buf) -> Result<()> {
+        let n_models = params.len / s.stride;
+        self.load_jobs(
+            what,
+            s.jobs,
+            s.n_jobs,
+            InputBlocks::ByJob,
+            n_models,
+            s.n_jobs,
+        )
+    }
+
     /// [`Self::load_jobs`] for a dense layer.
     fn load_dense_jobs(&mut self, s: &DenseJobs, n_models: usize, n_inputs: usize) -> Result<()> {
         self.load_jobs(
@@ -237,6 +255,74 @@ impl NativeBackend {
             n_models,
             n_inputs,
         )
+    }
+
+    /// Runs `f(j, input block, slab)` on the gradient slab of every job in `self.jobs`, one
+    /// task per job (see [`Self::run`] for `work`).
+    fn per_job_slab(
+        &self,
+        work: usize,
+        g: &mut [f32],
+        stride: usize,
+        f: impl Fn(usize, usize, &mut [f32]) + Sync + Send,
+    ) {
+        self.run(work, |min| {
+            g[..self.jobs.len() * stride]
+                .par_chunks_mut(stride)
+                .zip(self.jobs.par_iter())
+                .enumerate()
+                .with_min_len(min)
+                .for_each(|(j, (slab, &(_, blk)))| f(j, blk, slab))
+        });
+    }
+
+    /// Runs `f(r, image)` on each of the first `rows` images (`len` values each) of `out`, one
+    /// task per image, on the pool when `work` is large enough (see [`Self::run`]).
+    fn per_image(
+        &self,
+        work: usize,
+        out: &mut [f32],
+        len: usize,
+        rows: usize,
+        f: impl Fn(usize, &mut [f32]) + Sync + Send,
+    ) {
+        self.run(work, |min| {
+            out[..rows * len]
+                .par_chunks_mut(len)
+                .enumerate()
+                .with_min_len(min)
+                .for_each(|(r, o)| f(r, o))
+        });
+    }
+
+    /// The body of the per-sample convolution ops: decodes the job list (input blocks below
+    /// `n_blocks`), then runs `f((model, block), sample row, model slab, input, out image,
+    /// scratch)` on every `out_len`-long image of `out`, one task each.
+    #[allow(clippy::too_many_arguments)]
+    fn conv_samples(
+        &mut self,
+        what: &'static str,
+        s: &ConvJobs,
+        params: Buf,
+        input: Buf,
+        n_blocks: usize,
+        out: Buf,
+        out_len: usize,
+        f: impl Fn((usize, usize), usize, &[f32], &[f32], &mut [f32], &mut [f32]) + Sync + Send,
+    ) -> Result<()> {
+        let n_models = params.len / s.stride;
+        self.load_jobs(what, s.jobs, s.n_jobs, s.input_blocks, n_models, n_blocks)?;
+        self.with_out(out, what, |me, y| {
+            let (p, x) = (me.reals(params, what)?, me.reals(input, what)?);
+            let col_len = conv::scratch_len(&s.layer);
+            let rows = s.n_jobs * s.batch;
+            me.per_image(2 * rows * s.layer.macs(), y, out_len, rows, |r, image| {
+                let job = me.jobs[r / s.batch];
+                let slab = &p[job.0 * s.stride..(job.0 + 1) * s.stride];
+                me.with_col(col_len, |col| f(job, r, slab, x, image, col));
+            });
+            Ok(())
+        })
     }
 
     /// Runs `f` on this thread's convolution scratch, at least `len` long (it grows to the
@@ -471,21 +557,13 @@ impl Backend for NativeBackend {
             let what = "dense_backward_weights";
             let (dz, x) = (me.reals(op.dz, what)?, me.reals(op.input, what)?);
             let out_len = s.batch * l.out_dim;
-            me.run(2 * s.n_jobs * out_len * l.in_dim, |min| {
-                g[..s.n_jobs * s.stride]
-                    .par_chunks_mut(s.stride)
-                    .zip(me.jobs.par_iter())
-                    .enumerate()
-                    .with_min_len(min)
-                    .for_each(|(j, (slab, &(_, blk)))| {
-                        dense::backward_weights(
-                            &l,
-                            s.batch,
-                            &dz[j * out_len..][..out_len],
-                            &x[blk * blk_len..][..blk_len],
-                            slab,
-                        );
-                    })
+            let work = 2 * s.n_jobs * out_len * l.in_dim;
+            me.per_job_slab(work, g, s.stride, |j, blk, slab| {
+                let (dz, x) = (
+                    &dz[j * out_len..][..out_len],
+                    &x[blk * blk_len..][..blk_len],
+                );
+                dense::backward_weights(&l, s.batch, dz, x, slab);
             });
             Ok(())
         })
@@ -493,57 +571,42 @@ impl Backend for NativeBackend {
 
     fn conv_forward(&mut self, op: &ConvForward) -> Result<()> {
         op.check(&self.ix)?;
-        let what = "conv_forward";
-        let s = op.shape;
-        let l = s.layer;
-        let (n_in, n_out) = (l.input.len(), l.output().len());
-        let (n_models, n_blocks) = (op.params.len / s.stride, op.input.len / (s.batch * n_in));
-        self.load_jobs(what, s.jobs, s.n_jobs, s.input_blocks, n_models, n_blocks)?;
-        self.with_out(op.output, what, |me, y| {
-            let (p, x) = (me.reals(op.params, what)?, me.reals(op.input, what)?);
-            let col_len = conv::scratch_len(&l);
-            // One task per sample: each output image is one GEMM on one thread.
-            me.run(2 * s.n_jobs * s.batch * l.macs(), |min| {
-                y[..s.n_jobs * s.batch * n_out]
-                    .par_chunks_mut(n_out)
-                    .enumerate()
-                    .with_min_len(min)
-                    .for_each(|(r, ys)| {
-                        let (m, blk) = me.jobs[r / s.batch];
-                        let xs = &x[(blk * s.batch + r % s.batch) * n_in..][..n_in];
-                        let slab = &p[m * s.stride..(m + 1) * s.stride];
-                        me.with_col(col_len, |col| conv::forward(&l, slab, xs, ys, col));
-                    })
-            });
-            Ok(())
-        })
+        let (s, l) = (op.shape, op.shape.layer);
+        let n_in = l.input.len();
+        let n_blocks = op.input.len / (s.batch * n_in);
+        let out_len = l.output().len();
+        self.conv_samples(
+            "conv_forward",
+            &s,
+            op.params,
+            op.input,
+            n_blocks,
+            op.output,
+            out_len,
+            |(_, blk), r, slab, x, ys, col| {
+                let xs = &x[(blk * s.batch + r % s.batch) * n_in..][..n_in];
+                conv::forward(&l, slab, xs, ys, col)
+            },
+        )
     }
 
     fn conv_backward_data(&mut self, op: &ConvBackwardData) -> Result<()> {
         op.check(&self.ix)?;
-        let what = "conv_backward_data";
-        let s = op.shape;
-        let l = s.layer;
-        let (n_in, n_out) = (l.input.len(), l.output().len());
-        let n_models = op.params.len / s.stride;
-        self.load_jobs(what, s.jobs, s.n_jobs, s.input_blocks, n_models, s.n_jobs)?;
-        self.with_out(op.dx, what, |me, dx| {
-            let (p, dy) = (me.reals(op.params, what)?, me.reals(op.dy, what)?);
-            let col_len = conv::scratch_len(&l);
-            me.run(2 * s.n_jobs * s.batch * l.macs(), |min| {
-                dx[..s.n_jobs * s.batch * n_in]
-                    .par_chunks_mut(n_in)
-                    .enumerate()
-                    .with_min_len(min)
-                    .for_each(|(r, dxs)| {
-                        let m = me.jobs[r / s.batch].0;
-                        let dys = &dy[r * n_out..][..n_out];
-                        let slab = &p[m * s.stride..(m + 1) * s.stride];
-                        me.with_col(col_len, |col| conv::backward_data(&l, slab, dys, dxs, col));
-                    })
-            });
-            Ok(())
-        })
+        let (s, l) = (op.shape, op.shape.layer);
+        let n_out = l.output().len();
+        let in_len = l.input.len();
+        self.conv_samples(
+            "conv_backward_data",
+            &s,
+            op.params,
+            op.dy,
+            s.n_jobs,
+            op.dx,
+            in_len,
+            |_, r, slab, dy, dxs, col| {
+                conv::backward_data(&l, slab, &dy[r * n_out..][..n_out], dxs, col)
+            },
+        )
     }
 
     fn conv_backward_weights(&mut self, op: &ConvBackwardWeights) -> Result<()> {
@@ -559,19 +622,15 @@ impl Backend for NativeBackend {
             let (dy, x) = (me.reals(op.dy, what)?, me.reals(op.input, what)?);
             let col_len = conv::scratch_len(&l);
             // One task per job: its samples are summed in order on one thread.
-            me.run(2 * s.n_jobs * s.batch * l.macs(), |min| {
-                g[..s.n_jobs * s.stride]
-                    .par_chunks_mut(s.stride)
-                    .zip(me.jobs.par_iter())
-                    .enumerate()
-                    .with_min_len(min)
-                    .for_each(|(j, (slab, &(_, blk)))| {
-                        let dy = &dy[j * out_len..][..out_len];
-                        let x = &x[blk * blk_len..][..blk_len];
-                        me.with_col(col_len, |col| {
-                            conv::backward_weights(&l, s.batch, dy, x, slab, col)
-                        });
-                    })
+            let work = 2 * s.n_jobs * s.batch * l.macs();
+            me.per_job_slab(work, g, s.stride, |j, blk, slab| {
+                let (dy, x) = (
+                    &dy[j * out_len..][..out_len],
+                    &x[blk * blk_len..][..blk_len],
+                );
+                me.with_col(col_len, |col| {
+                    conv::backward_weights(&l, s.batch, dy, x, slab, col)
+                });
             });
             Ok(())
         })
@@ -583,12 +642,8 @@ impl Backend for NativeBackend {
         let (n_in, n_out) = (l.input.len(), l.output().len());
         self.with_out(op.y, "pool", |me, y| {
             let x = &me.reals(op.x, "pool")?[..op.samples * n_in];
-            me.run(2 * op.samples * n_in, |min| {
-                y[..op.samples * n_out]
-                    .par_chunks_mut(n_out)
-                    .zip(x.par_chunks(n_in))
-                    .with_min_len(min)
-                    .for_each(|(ys, xs)| pool::forward(&l, xs, ys))
+            me.per_image(2 * op.samples * n_in, y, n_out, op.samples, |r, ys| {
+                pool::forward(&l, &x[r * n_in..][..n_in], ys)
             });
             Ok(())
         })
@@ -602,12 +657,9 @@ impl Backend for NativeBackend {
         self.with_out(op.dx, what, |me, dx| {
             let x = &me.reals(op.x, what)?[..op.samples * n_in];
             let dy = &me.reals(op.dy, what)?[..op.samples * n_out];
-            me.run(3 * op.samples * n_in, |min| {
-                dx[..op.samples * n_in]
-                    .par_chunks_mut(n_in)
-                    .zip(x.par_chunks(n_in).zip(dy.par_chunks(n_out)))
-                    .with_min_len(min)
-                    .for_each(|(dxs, (xs, dys))| pool::backward(&l, xs, dys, dxs))
+            me.per_image(3 * op.samples * n_in, dx, n_in, op.samples, |r, dxs| {
+                let (xs, dys) = (&x[r * n_in..][..n_in], &dy[r * n_out..][..n_out]);
+                pool::backward(&l, xs, dys, dxs)
             });
             Ok(())
         })
@@ -641,27 +693,14 @@ impl Backend for NativeBackend {
         let s = op.shape;
         let l = s.layer;
         let n = l.image.len();
-        let n_models = op.params.len / s.stride;
-        self.load_jobs(
-            what,
-            s.jobs,
-            s.n_jobs,
-            InputBlocks::ByJob,
-            n_models,
-            s.n_jobs,
-        )?;
+        self.load_norm_jobs(what, &s, op.params)?;
         self.with_out(op.y, what, |me, y| {
             let (p, x) = (me.reals(op.params, what)?, me.reals(op.x, what)?);
-            me.run(8 * s.n_jobs * s.batch * n, |min| {
-                y[..s.n_jobs * s.batch * n]
-                    .par_chunks_mut(n)
-                    .zip(x.par_chunks(n))
-                    .enumerate()
-                    .with_min_len(min)
-                    .for_each(|(r, (ys, xs))| {
-                        let m = me.jobs[r / s.batch].0;
-                        norm::forward(&l, &p[m * s.stride..(m + 1) * s.stride], xs, ys)
-                    })
+            let rows = s.n_jobs * s.batch;
+            me.per_image(8 * rows * n, y, n, rows, |r, ys| {
+                let m = me.jobs[r / s.batch].0;
+                let slab = &p[m * s.stride..(m + 1) * s.stride];
+                norm::forward(&l, slab, &x[r * n..][..n], ys)
             });
             Ok(())
         })
@@ -669,20 +708,10 @@ impl Backend for NativeBackend {
 
     fn norm_backward(&mut self, op: &NormBackward) -> Result<()> {
         op.check(&self.ix)?;
-        let what = "norm_backward";
-        let s = op.shape;
+        let (what, s) = ("norm_backward", op.shape);
+        self.load_norm_jobs(what, &s, op.params)?;
         let l = s.layer;
-        let (n, c) = (l.image.len(), l.image.channels);
-        let rows = s.n_jobs * s.batch;
-        let n_models = op.params.len / s.stride;
-        self.load_jobs(
-            what,
-            s.jobs,
-            s.n_jobs,
-            InputBlocks::ByJob,
-            n_models,
-            s.n_jobs,
-        )?;
+        let (n, c, rows) = (l.image.len(), l.image.channels, s.n_jobs * s.batch);
         let mut partials = std::mem::take(&mut self.partials);
         if partials.len() < rows * 2 * c {
             partials.resize(rows * 2 * c, 0.0);
