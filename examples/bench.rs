@@ -36,9 +36,9 @@ use swarmgrad::backend::gpu::{
 use swarmgrad::backend::native::NativeBackend;
 use swarmgrad::backend::*;
 use swarmgrad::data::synthetic_train_test;
-use swarmgrad::model::Mlp;
+use swarmgrad::model::{flat, Model};
 use swarmgrad::sparse::Csr;
-use swarmgrad::train::{TrainConfig, Trainer};
+use swarmgrad::train::{Summary, TrainConfig, Trainer};
 use swarmgrad::{Error, Result};
 
 /// Command line.
@@ -74,9 +74,19 @@ pub struct Args {
     /// Algorithms of the whole-step table (one per family).
     #[arg(long, value_delimiter = ',', default_value = "dsgd,qgm,relaysgd,ngm")]
     pub algos: Vec<String>,
-    /// Which tables: `kernels`, `steps` or both (comma-separated).
-    #[arg(long, value_delimiter = ',', default_value = "kernels,steps")]
+    /// Which tables: `kernels`, `steps`, `cnn` (comma-separated).
+    #[arg(long, value_delimiter = ',', default_value = "kernels,steps,cnn")]
     pub tables: Vec<String>,
+    /// Models of the CNN table (whole dsgd steps on MNIST-shaped 1×28×28 images).
+    #[arg(long, value_delimiter = ',', default_value = "cnn5,resnet20")]
+    pub cnn_models: Vec<String>,
+    /// Agents of the CNN table.
+    #[arg(long, default_value_t = 4)]
+    pub cnn_agents: usize,
+    /// Rows per agent in the CNN table (small: a cnn5 step is 2.5 GFLOP per agent at batch 32,
+    /// seconds on a CPU rasteriser).
+    #[arg(long, default_value_t = 8)]
+    pub cnn_batch: usize,
     /// Rounds of each whole-step figure, fused and per-agent alternating; the best round of each
     /// counts (default 3; quick 2).
     #[arg(long)]
@@ -92,8 +102,11 @@ pub struct Args {
 /// The sizes and sample counts a run uses.
 struct Plan {
     agents: Vec<usize>,
-    models: Vec<Mlp>,
-    step_model: Mlp,
+    models: Vec<Model>,
+    step_model: Model,
+    cnn_models: Vec<Model>,
+    cnn_agents: usize,
+    cnn_batch: usize,
     batch: usize,
     algos: Vec<String>,
     samples: usize,
@@ -120,12 +133,9 @@ impl Plan {
             }
             v
         });
-        let models = names
-            .iter()
-            .map(|m| Mlp::parse(m))
-            .collect::<Result<Vec<_>>>()?;
+        let models = names.iter().map(|m| mlp(m)).collect::<Result<Vec<_>>>()?;
         let step_model = match &a.step_model {
-            Some(m) => Mlp::parse(m)?,
+            Some(m) => mlp(m)?,
             None => models
                 .first()
                 .cloned()
@@ -134,11 +144,25 @@ impl Plan {
         if let Some(t) = a
             .tables
             .iter()
-            .find(|t| !["kernels", "steps"].contains(&t.as_str()))
+            .find(|t| !["kernels", "steps", "cnn"].contains(&t.as_str()))
         {
             return Err(Error::param(
                 "tables",
-                format!("'{t}': use kernels, steps or both"),
+                format!("'{t}': use kernels, steps, cnn or a list of them"),
+            ));
+        }
+        let cnn_models = if a.tables.iter().any(|t| t == "cnn") {
+            a.cnn_models
+                .iter()
+                .map(|m| Model::parse(m, CNN_INPUT, 10))
+                .collect::<Result<Vec<_>>>()?
+        } else {
+            Vec::new()
+        };
+        if a.cnn_agents == 0 || a.cnn_batch == 0 {
+            return Err(Error::param(
+                "cnn-agents",
+                "the CNN table's agents and batch must be positive",
             ));
         }
         if agents.is_empty() || agents.contains(&0) || a.batch == 0 {
@@ -151,6 +175,9 @@ impl Plan {
             agents,
             models,
             step_model,
+            cnn_models,
+            cnn_agents: a.cnn_agents,
+            cnn_batch: a.cnn_batch,
             batch: a.batch,
             algos: a.algos.clone(),
             samples: a.samples.unwrap_or(if a.quick { 3 } else { 7 }).max(1),
@@ -163,11 +190,34 @@ impl Plan {
     }
 }
 
-/// A model's spec (`mlp:784-128-10`), as the trainer and the tables take it.
-fn spec(m: &Mlp) -> String {
-    let mut w = vec![m.input_dim().to_string()];
-    w.extend(m.layers().iter().map(|l| l.out_dim.to_string()));
-    format!("mlp:{}", w.join("-"))
+/// The input of the CNN table's models: an MNIST image.
+const CNN_INPUT: ImageShape = ImageShape {
+    channels: 1,
+    height: 28,
+    width: 28,
+};
+
+/// An MLP of the kernel tables, from its spec (`mlp:784-128-10`).
+fn mlp(spec: &str) -> Result<Model> {
+    let model = Model::parse(spec, flat(1), 1)?;
+    if model.mlp_sizes().is_none() {
+        return Err(Error::param(
+            "models",
+            format!("'{spec}': the kernel tables time MLPs (CNNs go to the cnn table)"),
+        ));
+    }
+    Ok(model)
+}
+
+/// A model's spec (`mlp:784-128-10`, `cnn5`), as the trainer and the tables take it.
+fn spec(m: &Model) -> String {
+    match m.mlp_sizes() {
+        Some(sizes) => {
+            let w: Vec<String> = sizes.iter().map(usize::to_string).collect();
+            format!("mlp:{}", w.join("-"))
+        }
+        None => m.name().to_string(),
+    }
 }
 
 /// A failed write of the tables.
@@ -196,7 +246,7 @@ const SAMPLES: usize = 1024;
 
 /// The buffers of the per-kernel measurements for one (model, n, batch).
 struct Work {
-    model: Mlp,
+    model: Model,
     n: usize,
     batch: usize,
     jobs: Buf,
@@ -218,7 +268,7 @@ struct Work {
 }
 
 impl Work {
-    fn new(be: &mut dyn Backend, model: &Mlp, n: usize, batch: usize) -> Result<Work> {
+    fn new(be: &mut dyn Backend, model: &Model, n: usize, batch: usize) -> Result<Work> {
         let rows = n * batch;
         let stride = model.stride();
         let f32s = |be: &mut dyn Backend, len: usize, seed: u64, label: &str| -> Result<Buf> {
@@ -233,7 +283,7 @@ impl Work {
         be.write_f32(params, 0, &model.init(n, 1, false))?;
         let mut acts = Vec::new();
         let mut dz = Vec::new();
-        for (k, l) in model.layers().iter().enumerate() {
+        for (k, l) in model.dense_layers().iter().enumerate() {
             acts.push(f32s(be, rows * l.out_dim, 10 + k as u64, "act")?);
             dz.push(f32s(be, rows * l.out_dim, 20 + k as u64, "dz")?);
         }
@@ -291,7 +341,7 @@ impl Work {
             jobs: self.jobs,
             n_jobs: self.n,
             batch: self.batch,
-            layer: self.model.layers()[k],
+            layer: self.model.dense_layers()[k],
             stride: self.model.stride(),
             input_blocks: if k == 0 {
                 InputBlocks::ByData
@@ -311,7 +361,7 @@ impl Work {
 
     /// Records one run of `kernel` (every layer, for the dense kernels).
     fn record(&self, be: &mut dyn Backend, kernel: KernelKind) -> Result<()> {
-        let layers = self.model.layers().len();
+        let layers = self.model.dense_layers().len();
         let stride = self.model.stride();
         match kernel {
             KernelKind::Forward => (0..layers).try_for_each(|k| {
@@ -346,8 +396,7 @@ impl Work {
                 index: self.index,
                 rows: self.n * self.batch,
                 dim: self.model.input_dim(),
-                mean: 0.5,
-                std: 0.25,
+                norm: ChannelNorm::single(0.5, 0.25),
                 x: self.x,
                 y: self.y,
             }),
@@ -390,7 +439,7 @@ impl Work {
     /// FLOPs (dense kernels) or bytes read plus written (the others) of one run of `kernel`.
     fn work(&self, kernel: KernelKind) -> f64 {
         let rows = (self.n * self.batch) as f64;
-        let layers = self.model.layers();
+        let layers = self.model.dense_layers();
         let stride = self.model.stride() as f64;
         let n = self.n as f64;
         match kernel {
@@ -578,7 +627,7 @@ fn kernel_rows(
                 Err(e) => return Err(e),
             };
             for &kernel in kinds {
-                if kernel == KernelKind::BackwardData && model.layers().len() < 2 {
+                if kernel == KernelKind::BackwardData && model.dense_layers().len() < 2 {
                     continue;
                 }
                 let (seconds, clock) =
@@ -646,28 +695,7 @@ fn step_row(
     n: usize,
     mode: &'static str,
 ) -> Result<(StepRow, Box<dyn Backend>)> {
-    let model = &plan.step_model;
-    let mut c = TrainConfig {
-        algo: algo.parse()?,
-        agents: n,
-        partition: "iid".into(),
-        alpha: None,
-        model: Some(spec(model)),
-        batch: plan.batch,
-        lr: 0.05,
-        momentum: 0.9,
-        steps: Some(2 + plan.steps),
-        epochs: None,
-        ..TrainConfig::default()
-    };
-    c.eval_every = c.steps.unwrap_or(1);
-    let train_n = (4 * n * plan.batch).max(512);
-    let (train, test) =
-        synthetic_train_test(train_n, 64, model.classes(), model.input_dim(), 3.0, 0)
-            .map_err(|e| Error::param("model", e.to_string()))?;
-    let mut t = Trainer::with_data(c, be, &train, &test)?;
-    t.run_until(2, |_, _, _| {})?;
-    let s = t.run_until(2 + plan.steps, |_, _, _| {})?;
+    let (s, be) = timed_steps(be, &plan.step_model, algo, n, plan.batch, 2, plan.steps)?;
     let row = StepRow {
         algo: algo.to_string(),
         agents: n,
@@ -679,7 +707,134 @@ fn step_row(
         gpu_ms_per_step: s.gpu_s.map(|g| 1e3 * g / plan.steps as f64),
         ms_per_step_rounds: vec![s.ms_per_step],
     };
-    Ok((row, t.into_backend()))
+    Ok((row, be))
+}
+
+/// Trains `warm` warm-up steps, then `steps` timed ones, of `algo` with n agents on a seeded
+/// synthetic task shaped like the model's input; the summary of the timed steps.
+fn timed_steps(
+    be: Box<dyn Backend>,
+    model: &Model,
+    algo: &str,
+    n: usize,
+    batch: usize,
+    warm: u64,
+    steps: u64,
+) -> Result<(Summary, Box<dyn Backend>)> {
+    let mut c = TrainConfig {
+        algo: algo.parse()?,
+        agents: n,
+        partition: "iid".into(),
+        alpha: None,
+        model: Some(spec(model)),
+        batch,
+        lr: 0.05,
+        momentum: 0.9,
+        steps: Some(warm + steps),
+        epochs: None,
+        ..TrainConfig::default()
+    };
+    c.eval_every = c.steps.unwrap_or(1);
+    let train_n = (4 * n * batch).max(512);
+    let bad = |e: swarmgrad::data::DataError| Error::param("model", e.to_string());
+    let (mut train, mut test) =
+        synthetic_train_test(train_n, 64, model.classes(), model.input_dim(), 3.0, 0)
+            .map_err(bad)?;
+    if model.mlp_sizes().is_none() {
+        (train, test) = (
+            train.with_shape(model.input()).map_err(bad)?,
+            test.with_shape(model.input()).map_err(bad)?,
+        );
+    }
+    let mut t = Trainer::with_data(c, be, &train, &test)?;
+    t.run_until(warm, |_, _, _| {})?;
+    let s = t.run_until(warm + steps, |_, _, _| {})?;
+    Ok((s, t.into_backend()))
+}
+
+/// One row of the CNN table: whole dsgd steps of a convolutional model.
+#[derive(serde::Serialize)]
+struct CnnRow {
+    model: String,
+    agents: usize,
+    batch: usize,
+    ms_per_step: f64,
+    agent_steps_per_s: f64,
+    dispatches_per_step: f64,
+    /// The model's training FLOPs per step (forward and backward, all agents).
+    gflop_per_step: f64,
+    gflops: f64,
+    /// GFLOP/s over the device's measured FMA ceiling (None on the CPU).
+    fraction_of_fma_peak: Option<f64>,
+}
+
+/// Times one warm-up and `plan.steps` (at most 3) dsgd steps of every CNN of the plan.
+fn cnn_rows(
+    mut be: Box<dyn Backend>,
+    plan: &Plan,
+    fma_peak: Option<f64>,
+) -> Result<(Vec<CnnRow>, Box<dyn Backend>)> {
+    let (n, batch) = (plan.cnn_agents, plan.cnn_batch);
+    let mut rows = Vec::new();
+    for model in &plan.cnn_models {
+        let (s, back) = timed_steps(be, model, "dsgd", n, batch, 1, plan.steps.min(3))?;
+        be = back;
+        let gflop = model.step_flops(n, batch) as f64 / 1e9;
+        let gflops = gflop / (s.ms_per_step / 1e3);
+        rows.push(CnnRow {
+            model: spec(model),
+            agents: n,
+            batch,
+            ms_per_step: s.ms_per_step,
+            agent_steps_per_s: s.agent_steps_per_s,
+            dispatches_per_step: s.dispatches_per_step,
+            gflop_per_step: gflop,
+            gflops,
+            fraction_of_fma_peak: fma_peak.map(|p| gflops / p),
+        });
+    }
+    Ok((rows, be))
+}
+
+fn print_cnn(out: &mut dyn Write, rows: &[CnnRow]) -> Result<()> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    writeln!(
+        out,
+        "
+convolutional models, dsgd on 1×28×28 images
+{:<10} {:>4} {:>6} {:>10} {:>14} {:>11} {:>12} {:>9} {:>8}",
+        "model",
+        "n",
+        "batch",
+        "ms/step",
+        "agent-steps/s",
+        "dispatches",
+        "GFLOP/step",
+        "GFLOP/s",
+        "of FMA"
+    )
+    .map_err(io)?;
+    for r in rows {
+        writeln!(
+            out,
+            "{:<10} {:>4} {:>6} {:>10.1} {:>14.1} {:>11.0} {:>12.3} {:>9.2} {:>8}",
+            r.model,
+            r.agents,
+            r.batch,
+            r.ms_per_step,
+            r.agent_steps_per_s,
+            r.dispatches_per_step,
+            r.gflop_per_step,
+            r.gflops,
+            r.fraction_of_fma_peak
+                .map(|f| format!("{:.0}%", 100.0 * f))
+                .unwrap_or_else(|| "-".into()),
+        )
+        .map_err(io)?;
+    }
+    Ok(())
 }
 
 fn fmt_spread(s: Spread, scale: f64) -> String {
@@ -1009,6 +1164,8 @@ fn bench_gpu(out: &mut dyn Write, plan: &Plan, choice: &AdapterChoice) -> Result
     )
     .map_err(io)?;
     print_steps(out, &steps)?;
+    let (cnn, _) = cnn_rows(be, plan, Some(best.0))?;
+    print_cnn(out, &cnn)?;
     let mut v = Map::new();
     v.insert("adapter".into(), json!(info.name));
     v.insert("backend".into(), json!(format!("{:?}", info.backend)));
@@ -1033,6 +1190,7 @@ fn bench_gpu(out: &mut dyn Write, plan: &Plan, choice: &AdapterChoice) -> Result
         Value::Array(rows.iter().map(KernelRow::json).collect()),
     );
     v.insert("steps".into(), json!(steps));
+    v.insert("cnn".into(), json!(cnn));
     v.insert("skipped".into(), Value::Array(skipped));
     Ok(Value::Object(v))
 }
@@ -1074,8 +1232,12 @@ fn bench_cpu(out: &mut dyn Write, plan: &Plan) -> Result<Value> {
     )
     .map_err(io)?;
     print_steps(out, &steps)?;
+    let describe = be.describe();
+    let (cnn, _) = cnn_rows(be, plan, None)?;
+    print_cnn(out, &cnn)?;
     Ok(json!({
-        "backend": be.describe(),
+        "backend": describe,
+        "cnn": cnn,
         "kernels": rows.iter().map(KernelRow::json).collect::<Vec<_>>(),
         "steps": steps,
         "skipped": skipped,

@@ -7,12 +7,16 @@
 //! backward + local step + gossip (mix into the spare buffer, then swap, as the algorithms do).
 //!
 //! `cargo run --release --example bench_native -- --agents 4,16,64,256 [--threads N] [--json out.json]`
+//!
+//! `--conv` times cnn5's convolutions on MNIST instead, layer by layer (3×3, pad 1: 1→32 and
+//! 32→32 on 28×28, 32→64 on 14×14, 64→64 on 7×7; forward, backward-data, backward-weights over
+//! all agents' jobs at once), with their achieved GFLOP/s against the same ceiling.
 
 use clap::Parser;
 use std::time::Instant;
 use swarmgrad::backend::native::NativeBackend;
 use swarmgrad::backend::*;
-use swarmgrad::model::Mlp;
+use swarmgrad::model::Model;
 use swarmgrad::sparse::Csr;
 
 #[derive(Parser)]
@@ -36,6 +40,137 @@ struct Args {
     /// Also write the results as JSON to this file.
     #[arg(long)]
     json: Option<std::path::PathBuf>,
+    /// Time cnn5's convolutions layer by layer instead of the MLP workload.
+    #[arg(long)]
+    conv: bool,
+}
+
+/// cnn5's convolutions on MNIST: (input channels, side, output channels), 3×3 with padding 1.
+const CNN5_CONVS: [(usize, usize, usize); 4] =
+    [(1, 28, 32), (32, 28, 32), (32, 14, 64), (64, 7, 64)];
+
+/// Best time of one call of `op` (seconds): repeated for at least `seconds` and 5 calls after
+/// a warm-up call.
+fn best_time(
+    seconds: f64,
+    mut op: impl FnMut() -> swarmgrad::Result<()>,
+) -> swarmgrad::Result<f64> {
+    op()?;
+    let (start, mut best, mut calls) = (Instant::now(), f64::INFINITY, 0);
+    while calls < 5 || start.elapsed().as_secs_f64() < seconds {
+        let t = Instant::now();
+        op()?;
+        best = best.min(t.elapsed().as_secs_f64());
+        calls += 1;
+    }
+    Ok(best)
+}
+
+/// The conv-layer table: per agent count and layer, ms per call and GFLOP/s of each direction.
+fn conv_table(args: &Args, ceiling: f64) -> swarmgrad::Result<Vec<serde_json::Value>> {
+    println!(
+        "cnn5 convolutions (3×3, pad 1), batch {} per agent, one call over all agents' jobs; GFLOP/s (% of the sgemm ceiling)",
+        args.batch
+    );
+    println!("\n| n | layer | forward ms | GFLOP/s | backward-data ms | GFLOP/s | backward-weights ms | GFLOP/s |");
+    println!("|---|---|---|---|---|---|---|---|");
+    let per_op = (args.seconds / 12.0).max(0.05);
+    let mut rows = Vec::new();
+    for &n in &args.agents {
+        for (k, &(cin, side, cout)) in CNN5_CONVS.iter().enumerate() {
+            let layer = ConvLayer {
+                input: ImageShape {
+                    channels: cin,
+                    height: side,
+                    width: side,
+                },
+                out_channels: cout,
+                kernel: 3,
+                stride: 1,
+                pad: 1,
+                w_off: 0,
+                b_off: None,
+            };
+            let stride = layer.end();
+            let mut be = NativeBackend::new(args.threads)?;
+            let jobs = be.alloc(BufKind::U32, 2 * n, "jobs")?;
+            let flat: Vec<u32> = (0..n as u32).flat_map(|i| [i, i]).collect();
+            be.write_u32(jobs, 0, &flat)?;
+            let shape = ConvJobs {
+                jobs,
+                n_jobs: n,
+                batch: args.batch,
+                layer,
+                stride,
+                input_blocks: InputBlocks::ByJob,
+            };
+            let (n_in, n_out) = (
+                n * args.batch * layer.input.len(),
+                n * args.batch * layer.output().len(),
+            );
+            let params = be.alloc(BufKind::F32, n * stride, "params")?;
+            be.write_f32(params, 0, &uniform(n * stride, 2))?;
+            let input = be.alloc(BufKind::F32, n_in, "x")?;
+            be.write_f32(input, 0, &uniform(n_in, 3))?;
+            let dy = be.alloc(BufKind::F32, n_out, "dy")?;
+            be.write_f32(dy, 0, &uniform(n_out, 4))?;
+            let output = be.alloc(BufKind::F32, n_out, "y")?;
+            let dx = be.alloc(BufKind::F32, n_in, "dx")?;
+            let grads = be.alloc(BufKind::F32, n * stride, "grads")?;
+            let flops = 2.0 * (n * args.batch * layer.macs()) as f64;
+            let fwd = best_time(per_op, || {
+                be.conv_forward(&ConvForward {
+                    shape,
+                    params,
+                    input,
+                    output,
+                })
+            })?;
+            // cnn5's first layer reads the minibatch: it has no data gradient.
+            let bwd_data = if k == 0 {
+                None
+            } else {
+                Some(best_time(per_op, || {
+                    be.conv_backward_data(&ConvBackwardData {
+                        shape,
+                        params,
+                        dy,
+                        dx,
+                    })
+                })?)
+            };
+            let bwd_w = best_time(per_op, || {
+                be.conv_backward_weights(&ConvBackwardWeights {
+                    shape,
+                    dy,
+                    input,
+                    grads,
+                })
+            })?;
+            let cell = |t: f64| {
+                let g = flops / t / 1e9;
+                format!("{:.3} | {g:.1} ({:.0}%)", t * 1e3, 100.0 * g / ceiling)
+            };
+            println!(
+                "| {n} | {cin}→{cout} on {side}×{side} | {} | {} | {} |",
+                cell(fwd),
+                bwd_data.map_or("— | —".to_string(), cell),
+                cell(bwd_w)
+            );
+            rows.push(serde_json::json!({
+                "agents": n,
+                "layer": format!("conv3x3 {cin}->{cout} on {side}x{side}"),
+                "gflop_per_call": flops / 1e9,
+                "forward_ms": fwd * 1e3,
+                "backward_data_ms": bwd_data.map(|t| t * 1e3),
+                "backward_weights_ms": bwd_w * 1e3,
+                "forward_gflops": flops / fwd / 1e9,
+                "backward_data_gflops": bwd_data.map(|t| flops / t / 1e9),
+                "backward_weights_gflops": flops / bwd_w / 1e9,
+            }));
+        }
+    }
+    Ok(rows)
 }
 
 /// The ops of one step of an MLP with `layers` layers, in order; the profile accumulates time
@@ -56,7 +191,7 @@ fn op_names(layers: usize) -> Vec<String> {
 
 struct Bench {
     be: NativeBackend,
-    model: Mlp,
+    model: Model,
     agents: usize,
     batch: usize,
     jobs: Buf,
@@ -89,7 +224,7 @@ fn uniform(n: usize, seed: u64) -> Vec<f32> {
 }
 
 impl Bench {
-    fn new(threads: usize, model: &Mlp, agents: usize, batch: usize) -> swarmgrad::Result<Self> {
+    fn new(threads: usize, model: &Model, agents: usize, batch: usize) -> swarmgrad::Result<Self> {
         let mut be = NativeBackend::new(threads)?;
         let rows = agents * batch;
         let x = be.alloc(BufKind::F32, rows * model.input_dim(), "x")?;
@@ -104,7 +239,7 @@ impl Bench {
         be.write_u32(jobs, 0, &flat)?;
         let mut acts = Vec::new();
         let mut dz = Vec::new();
-        for l in model.layers() {
+        for l in model.dense_layers() {
             acts.push(be.alloc(BufKind::F32, rows * l.out_dim, "act")?);
             dz.push(be.alloc(BufKind::F32, rows * l.out_dim, "dz")?);
         }
@@ -146,7 +281,7 @@ impl Bench {
             jobs: self.jobs,
             n_jobs: self.agents,
             batch: self.batch,
-            layer: self.model.layers()[k],
+            layer: self.model.dense_layers()[k],
             stride: self.model.stride(),
             input_blocks: if k == 0 {
                 InputBlocks::ByData
@@ -159,7 +294,7 @@ impl Bench {
     /// One step; `lap` is called after each op with its index in [`op_names`].
     fn step(&mut self, mut lap: impl FnMut(usize)) -> swarmgrad::Result<()> {
         let p = self.params;
-        let layers = self.model.layers().len();
+        let layers = self.model.dense_layers().len();
         let mut op = 0;
         let mut lap = |op: &mut usize| {
             lap(*op);
@@ -214,7 +349,7 @@ impl Bench {
                     params: p,
                     dz: self.dz[k],
                     input: self.acts[k - 1],
-                    relu_mask: self.model.layers()[k - 1].relu,
+                    relu_mask: self.model.dense_layers()[k - 1].relu,
                     dx: self.dz[k - 1],
                 })?;
                 lap(&mut op);
@@ -252,8 +387,8 @@ impl Bench {
 
 /// FLOPs of the dense passes of one agent-step: forward and weight gradients of every layer,
 /// data gradients of all but the first.
-fn dense_flops(model: &Mlp, batch: usize) -> f64 {
-    let l = model.layers();
+fn dense_flops(model: &Model, batch: usize) -> f64 {
+    let l = model.dense_layers();
     let macs: usize = l.iter().map(|l| l.in_dim * l.out_dim).sum::<usize>() * 2
         + l[1..].iter().map(|l| l.in_dim * l.out_dim).sum::<usize>();
     2.0 * (batch * macs) as f64
@@ -315,17 +450,33 @@ fn sgemm_ceiling(threads: usize) -> (f64, usize) {
 
 fn main() -> swarmgrad::Result<()> {
     let args = Args::parse();
-    let model = Mlp::parse(&args.model)?;
+    let model = Model::parse(&args.model, swarmgrad::model::flat(0), 10)?;
     let (ceiling, threads) = sgemm_ceiling(args.threads);
     println!(
         "native CPU backend, {threads} threads; sgemm ceiling (gemm crate, 1024³ per thread): {ceiling:.1} GFLOP/s"
     );
+    if args.conv {
+        let rows = conv_table(&args, ceiling)?;
+        let doc = serde_json::json!({
+            "backend": "native",
+            "threads": threads,
+            "sgemm_ceiling_gflops": ceiling,
+            "batch": args.batch,
+            "conv_layers": rows,
+        });
+        println!("\n{}", serde_json::to_string(&doc).expect("json"));
+        if let Some(path) = args.json {
+            std::fs::write(&path, serde_json::to_string_pretty(&doc).expect("json"))
+                .map_err(|e| swarmgrad::Error::param("json", format!("{}: {e}", path.display())))?;
+        }
+        return Ok(());
+    }
     println!(
         "workload: D-PSGD + Nesterov (lr 0.05, β 0.9, wd 1e-4), ring 1/3, {model}, batch {}",
         args.batch
     );
     let flops = dense_flops(&model, args.batch);
-    let ops = op_names(model.layers().len());
+    let ops = op_names(model.dense_layers().len());
     let mut results = Vec::new();
     println!(
         "\n| n | agent-steps/s (best window) | (mean) | ms/step | dense GFLOP/s | % of sgemm ceiling | dense FLOPs / whole step, GFLOP/s |"

@@ -2,12 +2,14 @@
 //
 // Layout: the dataset is N samples × `dim` bytes, sample-major, packed four bytes per u32
 // word (little-endian). Row r of the output takes sample index[r]:
-//   x[r * dim + f] = (byte(index[r], f) / 255 - mean) * inv_std,   y[r] = labels[index[r]].
-// Several output elements per invocation (see below).
+//   x[r * dim + f] = (byte(index[r], f) / 255 - mean_c) * inv_std_c,   y[r] = labels[index[r]],
+// with c = f / plane the feature's channel (features are channel-major planes; one channel when
+// plane = dim). Several output elements per invocation (see below).
 
 struct GatherParams {
-    rows: u32, dim: u32, n_samples: u32, _pad0: u32,
-    mean: f32, inv_std: f32, _pad1: u32, _pad2: u32,
+    rows: u32, dim: u32, n_samples: u32, plane: u32,
+    mean0: f32, mean1: f32, mean2: f32, mean3: f32,
+    inv_std0: f32, inv_std1: f32, inv_std2: f32, inv_std3: f32,
 }
 
 @group(0) @binding(0) var<uniform> p: GatherParams;
@@ -23,6 +25,14 @@ struct GatherParams {
 // ceil(groups per row / GATHER_E)), so adjacent invocations read adjacent words; the row's index
 // is read (and the invocation's row found) once for all of them.
 const GATHER_E: u32 = 4u;
+
+// Feature f's normalised value: its channel is f / plane.
+fn normalise(f: u32, byte: u32) -> f32 {
+    let c = min(f / p.plane, 3u);
+    let mean = vec4<f32>(p.mean0, p.mean1, p.mean2, p.mean3)[c];
+    let inv_std = vec4<f32>(p.inv_std0, p.inv_std1, p.inv_std2, p.inv_std3)[c];
+    return (f32(byte) / 255.0 - mean) * inv_std;
+}
 
 @compute @workgroup_size(WG)
 fn gather(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
@@ -47,7 +57,7 @@ fn gather(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups
         let word = data[byte0 >> 2u];
         for (var q = 0u; q < VW; q++) {
             let byte = (word >> (((byte0 + q) & 3u) * 8u)) & 0xffu;
-            x[r * p.dim + f0 + q] = (f32(byte) / 255.0 - p.mean) * p.inv_std;
+            x[r * p.dim + f0 + q] = normalise(f0 + q, byte);
         }
     }
     if (c == 0u) {

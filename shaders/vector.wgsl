@@ -1,5 +1,6 @@
 // Vector operations over strided blocks of agent-major buffers: fill, strided copy (broadcast,
-// de-interleave) and the mean of stacked vectors. One invocation per output element.
+// de-interleave), the mean of stacked vectors, and ReLU with its backward pass. One invocation per
+// output element.
 //
 // Element k of block b lives at offset + b * stride + k * step (src_* and dst_* alike).
 
@@ -56,5 +57,26 @@ fn mean(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
             acc += src[p.src_offset + b * p.src_stride + k];
         }
         dst[p.dst_offset + k] = acc / f32(p.count);
+    }
+}
+
+// relu: dst[k] = max(src[k], 0) for k < len (src, dst: the copy bindings).
+@compute @workgroup_size(WG)
+fn relu(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let k = linear_id(gid, nwg);
+    if (k < p.len) {
+        dst[k] = max(src[k], 0.0);
+    }
+}
+
+// relu_backward binding: the output gradient (src holds the forward output y, dst gets dx).
+@group(0) @binding(3) var<storage, read> dy: array<f32>;
+
+// dst[k] = dy[k] where the forward output src[k] > 0, 0 elsewhere.
+@compute @workgroup_size(WG)
+fn relu_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let k = linear_id(gid, nwg);
+    if (k < p.len) {
+        dst[k] = select(0.0, dy[k], src[k] > 0.0);
     }
 }

@@ -28,7 +28,8 @@
 //! ```
 //!
 //! Layout, from the bottom up: [`backend`] (the operations, with the f64 reference and the wgpu
-//! backend inside), [`model`] (MLP layout and its forward/backward over job lists),
+//! backend inside), [`model`] (models — MLPs, CNNs such as `cnn5`, `resnet20` and `lenet5`,
+//! custom layer lists — their parameter layout, and their forward/backward over job lists),
 //! [`objective`] (gradient sources: minibatches, toy quadratics), [`algo`] (one module per
 //! algorithm), [`cli`] (the command lines of the examples),
 //! [`graph`], [`data`], [`train`] (trainer, schedules, evaluation, metrics, CLIs), [`toy`].

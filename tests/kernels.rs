@@ -20,7 +20,7 @@ mod common;
 use common::*;
 use swarmgrad::backend::reference::ReferenceBackend;
 use swarmgrad::backend::*;
-use swarmgrad::model::{DenseLayer, Mlp};
+use swarmgrad::model::{DenseLayer, Model};
 use swarmgrad::sparse::Csr;
 use swarmgrad::Result;
 
@@ -324,8 +324,7 @@ fn gather_matches_reference(t: &Target) {
                 index: idx,
                 rows,
                 dim,
-                mean: 0.1307,
-                std: 0.3081,
+                norm: ChannelNorm::single(0.1307, 0.3081),
                 x,
                 y,
             })?;
@@ -671,7 +670,7 @@ fn error_feedback_conserves_the_sum(t: &Target) {
 /// one submit, repeated; a backend must track the reference after many steps.
 fn train_steps(be: &mut dyn Backend, agents: usize, steps: usize) -> Result<(Vec<f64>, Vec<f64>)> {
     use swarmgrad::model::pass::{Minibatch, Pass};
-    let model = Mlp::parse("mlp:12-16-9-5").unwrap();
+    let model = Model::mlp(&[12, 16, 9, 5]).unwrap();
     let (batch, n_samples) = (6, 97);
     let bytes: Vec<u8> = indices(50, n_samples * 12, 256)
         .into_iter()
@@ -714,8 +713,7 @@ fn train_steps(be: &mut dyn Backend, agents: usize, steps: usize) -> Result<(Vec
             index: mb.index,
             rows: agents * batch,
             dim: 12,
-            mean: 0.5,
-            std: 0.25,
+            norm: ChannelNorm::single(0.5, 0.25),
             x: mb.x,
             y: mb.y,
         })?;

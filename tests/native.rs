@@ -12,7 +12,7 @@ use swarmgrad::backend::gpu::AdapterChoice;
 use swarmgrad::backend::native::NativeBackend;
 use swarmgrad::backend::reference::ReferenceBackend;
 use swarmgrad::backend::*;
-use swarmgrad::model::Mlp;
+use swarmgrad::model::Model;
 use swarmgrad::train::Algorithm;
 
 #[test]
@@ -114,7 +114,7 @@ fn a_training_step_allocates_only_inside_the_gemm_crate() {
     // One thread: every op then runs on this thread, so its allocation count is the backend's.
     use swarmgrad::model::pass::{Minibatch, Pass};
     let mut be = NativeBackend::new(1).unwrap();
-    let model = Mlp::parse("mlp:40-33-10").unwrap();
+    let model = Model::mlp(&[40, 33, 10]).unwrap();
     let (agents, batch, stride) = (6, 8, model.stride());
     let data = be.upload_u8(&vec![7u8; 50 * 40], "data").unwrap();
     let labels = upload_u32(&mut be, &indices(80, 50, 10));
@@ -160,8 +160,7 @@ fn a_training_step_allocates_only_inside_the_gemm_crate() {
             index: mb.index,
             rows: agents * batch,
             dim: 40,
-            mean: 0.5,
-            std: 0.25,
+            norm: ChannelNorm::single(0.5, 0.25),
             x: mb.x,
             y: mb.y,
         })

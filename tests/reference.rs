@@ -10,11 +10,11 @@ use rand_chacha::ChaCha8Rng;
 use swarmgrad::backend::reference::ReferenceBackend;
 use swarmgrad::backend::*;
 use swarmgrad::model::pass::{Minibatch, Pass};
-use swarmgrad::model::Mlp;
+use swarmgrad::model::Model;
 
 /// Mean loss of every job and the gradient slabs, for parameters `p` (agent-major).
 fn loss_and_grad(
-    model: &Mlp,
+    model: &Model,
     p: &[f64],
     jobs: &[(usize, usize)],
     x: &[f32],
@@ -56,7 +56,7 @@ fn dyadic(rng: &mut ChaCha8Rng) -> f64 {
 
 #[test]
 fn backward_matches_finite_differences() {
-    let model = Mlp::parse("mlp:6-5-4-3").unwrap();
+    let model = Model::mlp(&[6, 5, 4, 3]).unwrap();
     let (batch, agents) = (4, 3);
     let jobs = [(2, 0), (0, 1), (1, 1)];
     let stride = model.stride();
@@ -101,13 +101,13 @@ fn backward_matches_finite_differences() {
 
 #[test]
 fn loss_is_log_classes_for_a_zero_model() {
-    let model = Mlp::parse("mlp:3-4").unwrap();
+    let model = Model::mlp(&[3, 4]).unwrap();
     let p = vec![0.0; model.stride()];
     let x: Vec<f32> = vec![0.5; 2 * 3];
     let (loss, grads) = loss_and_grad(&model, &p, &[(0, 0)], &x, &[1, 3], 2);
     assert!((loss[0] - 4f64.ln()).abs() < 1e-12);
     // Bias gradient = mean(softmax - onehot) = 1/4 - 1/2 for the two labelled classes.
-    let b = &grads[model.layers()[0].b_off..][..4];
+    let b = &grads[model.dense_layers()[0].b_off..][..4];
     assert!(
         (b[0] - 0.25).abs() < 1e-12 && (b[1] + 0.25).abs() < 1e-12 && (b[3] + 0.25).abs() < 1e-12
     );

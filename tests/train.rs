@@ -804,7 +804,7 @@ fn dsgd_runs_on_the_exponential_graph_and_in_cta_order() {
     let (s, p) = run(c.clone(), Box::new(ReferenceBackend::new()));
     assert_eq!(s.topology, "exponential");
     assert!(p.iter().all(|v| v.is_finite()) && s.last.train_loss.is_finite());
-    let d = c.model().unwrap().n_params() as f64;
+    let d = c.model(swarmgrad::model::flat(1), 10).unwrap().n_params() as f64;
     // One message of 4d bytes to one peer per step.
     assert_eq!(s.bytes_sent_per_agent, 20.0 * 4.0 * d);
     c.options.dsgd_order = swarmgrad::algo::DsgdOrder::Cta;

@@ -37,8 +37,7 @@ fn gather_case(be: &mut dyn Backend, index: &[u32], labels: &[u32]) -> Result<(G
         index,
         rows: index.len,
         dim: 2,
-        mean: 0.0,
-        std: 1.0,
+        norm: ChannelNorm::single(0.0, 1.0),
         x,
         y,
     };

@@ -53,7 +53,7 @@ registry! {
 
 pub use crate::graph::{RelayAverage, RelayTree};
 pub use crate::objective::{
-    DeviceData, JobGradients, JobList, MlpObjective, Objective, OneShot, Quadratics,
+    DeviceData, JobGradients, JobList, ModelObjective, Objective, OneShot, Quadratics,
 };
 pub use aldsgd::{aldsgd_flag_seeds, aldsgd_matrix, aldsgd_round, aldsgd_schedules};
 pub use aldsgd::{AlDsgd, PullWeights};

@@ -8,36 +8,15 @@
 //! (PyTorch order); gradients go to slab j of the gradient buffer, as for the dense layers.
 
 use super::{distinct, need, nonzero, Buf, BufKind, HostIndices, InputBlocks};
+pub use crate::data::ImageShape;
 use crate::error::{Error, Result};
 
-/// One sample's image geometry: channels × height × width, stored channel-major.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct ImageShape {
-    /// Channels.
-    pub channels: usize,
-    /// Rows.
-    pub height: usize,
-    /// Columns.
-    pub width: usize,
-}
-
-impl ImageShape {
-    /// Scalars per sample.
-    pub fn len(&self) -> usize {
-        self.channels * self.height * self.width
+/// An empty image is rejected before any work.
+fn check_image(op: &'static str, what: &str, image: &ImageShape) -> Result<()> {
+    if image.is_empty() {
+        return Err(Error::op(op, format!("{what} image {image:?} is empty")));
     }
-
-    /// Whether the image holds no scalar.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    fn check(&self, op: &'static str, what: &str) -> Result<()> {
-        if self.is_empty() {
-            return Err(Error::op(op, format!("{what} image {self:?} is empty")));
-        }
-        Ok(())
-    }
+    Ok(())
 }
 
 /// A 2-D convolution's geometry and where its tensors sit in a slab: weight
@@ -92,7 +71,7 @@ impl ConvLayer {
     }
 
     fn check(&self, op: &'static str, stride: usize) -> Result<()> {
-        self.input.check(op, "input")?;
+        check_image(op, "input", &self.input)?;
         nonzero(
             op,
             &[
@@ -326,7 +305,7 @@ impl PoolLayer {
     }
 
     fn check(&self, op: &'static str) -> Result<()> {
-        self.input.check(op, "input")?;
+        check_image(op, "input", &self.input)?;
         nonzero(op, &[("window", self.window), ("stride", self.stride)])?;
         if self.window > self.input.height || self.window > self.input.width {
             return Err(Error::op(
@@ -492,7 +471,7 @@ pub struct NormLayer {
 
 impl NormLayer {
     fn check(&self, op: &'static str, stride: usize) -> Result<()> {
-        self.image.check(op, "input")?;
+        check_image(op, "input", &self.image)?;
         nonzero(op, &[("groups", self.groups)])?;
         if !self.image.channels.is_multiple_of(self.groups) {
             return Err(Error::op(

@@ -164,14 +164,67 @@ pub struct Gather {
     pub rows: usize,
     /// Features per sample.
     pub dim: usize,
-    /// Normalisation: feature = (byte/255 − mean)/std.
-    pub mean: f64,
-    /// Normalisation standard deviation.
-    pub std: f64,
+    /// Normalisation: feature = (byte/255 − mean_c)/std_c in the feature's channel c.
+    pub norm: ChannelNorm,
     /// Output features, `rows × dim`.
     pub x: Buf,
     /// Output labels, `rows`.
     pub y: Buf,
+}
+
+/// Most channels a gather normalises separately (CIFAR-10 has 3).
+pub const MAX_NORM_CHANNELS: usize = 4;
+
+/// Per-channel normalisation of gathered features: a sample's `dim` features are `channels`
+/// equal planes in channel-major order, and a byte b of channel c becomes
+/// `(b/255 − mean[c]) / std[c]`. One channel normalises every feature alike (MNIST).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ChannelNorm {
+    /// Channels, 1 ..= [`MAX_NORM_CHANNELS`]; it must divide the feature count.
+    pub channels: usize,
+    /// Mean of each channel (byte/255 units); entries past `channels` are unused.
+    pub mean: [f64; MAX_NORM_CHANNELS],
+    /// Standard deviation of each channel (byte/255 units); entries past `channels` are unused.
+    pub std: [f64; MAX_NORM_CHANNELS],
+}
+
+impl ChannelNorm {
+    /// One mean and standard deviation for every feature.
+    pub fn single(mean: f64, std: f64) -> Self {
+        ChannelNorm {
+            channels: 1,
+            mean: [mean, 0.0, 0.0, 0.0],
+            std: [std, 1.0, 1.0, 1.0],
+        }
+    }
+
+    /// One mean and standard deviation per channel (equal lengths, 1 ..= [`MAX_NORM_CHANNELS`]).
+    pub fn per_channel(mean: &[f64], std: &[f64]) -> Result<Self> {
+        let n = mean.len();
+        if n != std.len() || n == 0 || n > MAX_NORM_CHANNELS {
+            return Err(Error::op(
+                "gather",
+                format!(
+                    "{n} channel means and {} standard deviations: need the same number, 1 to {MAX_NORM_CHANNELS}",
+                    std.len()
+                ),
+            ));
+        }
+        let mut norm = ChannelNorm::single(0.0, 1.0);
+        norm.channels = n;
+        norm.mean[..n].copy_from_slice(mean);
+        norm.std[..n].copy_from_slice(std);
+        Ok(norm)
+    }
+
+    /// The used (mean, std) pairs, one per channel.
+    pub fn pairs(&self) -> impl Iterator<Item = (f64, f64)> + '_ {
+        let n = self.channels.min(MAX_NORM_CHANNELS);
+        self.mean[..n]
+            .iter()
+            .copied()
+            .zip(self.std[..n].iter().copied())
+    }
 }
 
 /// Where a dense layer reads its input for job j.
@@ -825,10 +878,24 @@ impl Gather {
             BufKind::U8,
             self.labels.len * self.dim,
         )?;
-        if !(self.std > 0.0 && self.std.is_finite() && self.mean.is_finite()) {
+        let c = self.norm.channels;
+        if c == 0 || c > MAX_NORM_CHANNELS || !self.dim.is_multiple_of(c) {
             return Err(Error::op(
                 op,
-                format!("bad normalisation mean {} std {}", self.mean, self.std),
+                format!(
+                    "{c} normalisation channels do not split {} features (1 to {MAX_NORM_CHANNELS}, dividing them)",
+                    self.dim
+                ),
+            ));
+        }
+        if let Some((mean, std)) = self
+            .norm
+            .pairs()
+            .find(|&(m, s)| !(s > 0.0 && s.is_finite() && m.is_finite()))
+        {
+            return Err(Error::op(
+                op,
+                format!("bad normalisation mean {mean} std {std}"),
             ));
         }
         distinct(op, self.x, &[self.y])?;

@@ -499,6 +499,11 @@ pub fn run_args_on(
         trainer.total_steps(),
         trainer.steps_per_epoch()
     );
+    let _ = writeln!(
+        info,
+        "{}",
+        crate::model::cost_line(trainer.model(), config.agents, config.batch)
+    );
     for n in trainer.algorithm_notes() {
         let _ = writeln!(info, "note: {n}");
     }

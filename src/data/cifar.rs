@@ -9,10 +9,11 @@ use super::{DataError, Dataset, ImageShape, Split};
 
 /// Bytes per CIFAR-10 record: 1 label + 3·32·32 pixels.
 pub const CIFAR_RECORD_BYTES: usize = 1 + 3 * 32 * 32;
-/// Scalar normalisation mean over all channels of CIFAR-10 (byte/255 units).
-pub const CIFAR10_MEAN: f32 = 0.4734;
-/// Scalar normalisation std over all channels of CIFAR-10 (byte/255 units).
-pub const CIFAR10_STD: f32 = 0.2516;
+/// Per-channel normalisation means of CIFAR-10, red, green, blue (byte/255 units; the standard
+/// values of the training set).
+pub const CIFAR10_MEAN: [f32; 3] = [0.4914, 0.4822, 0.4465];
+/// Per-channel normalisation standard deviations of CIFAR-10, red, green, blue (byte/255 units).
+pub const CIFAR10_STD: [f32; 3] = [0.2470, 0.2435, 0.2616];
 /// Number of CIFAR-10 classes.
 const CIFAR_CLASSES: usize = 10;
 /// Pixel bytes per image.
@@ -52,7 +53,7 @@ pub fn parse_cifar_batch(bytes: &[u8], name: &str) -> Result<(Vec<u8>, Vec<u32>)
     Ok((pixels, labels))
 }
 
-/// Builds the CIFAR-10 dataset (shape 3×32×32, scalar normalisation) from pixels and labels.
+/// Builds the CIFAR-10 dataset (shape 3×32×32, per-channel normalisation) from pixels and labels.
 fn cifar_dataset(name: String, pixels: Vec<u8>, labels: Vec<u32>) -> Result<Dataset, DataError> {
     Dataset::new(name, pixels, labels, CIFAR_PIXELS, CIFAR_CLASSES)?
         .with_shape(ImageShape {
@@ -60,7 +61,11 @@ fn cifar_dataset(name: String, pixels: Vec<u8>, labels: Vec<u32>) -> Result<Data
             height: 32,
             width: 32,
         })?
-        .with_normalization(CIFAR10_MEAN, CIFAR10_STD)
+        .with_channel_normalization(&[
+            (CIFAR10_MEAN[0], CIFAR10_STD[0]),
+            (CIFAR10_MEAN[1], CIFAR10_STD[1]),
+            (CIFAR10_MEAN[2], CIFAR10_STD[2]),
+        ])
 }
 
 /// Loads one CIFAR-10 batch file as a dataset.
@@ -180,7 +185,8 @@ mod tests {
         assert_eq!(test.len(), 3);
         assert_eq!(test.dim(), 3072);
         assert_eq!(test.labels(), &[4, 5, 6]);
-        assert_eq!((test.mean(), test.std()), (CIFAR10_MEAN, CIFAR10_STD));
+        let per_channel: Vec<(f32, f32)> = CIFAR10_MEAN.into_iter().zip(CIFAR10_STD).collect();
+        assert_eq!(test.normalization(), &per_channel[..]);
         let err = load_cifar_dir(&dir, Split::Train).unwrap_err();
         assert!(err.to_string().contains("data_batch_5.bin"), "{err}");
         std::fs::write(sub.join("data_batch_5.bin"), cifar_bytes(&[5, 5])).unwrap();

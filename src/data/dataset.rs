@@ -2,7 +2,8 @@
 
 use super::DataError;
 
-/// Image layout of a sample's features (channel-major: `c·h·w + y·w + x`).
+/// Image layout of a sample's features (channel-major: `c·h·w + y·w + x`), also the geometry
+/// of the convolutional layers' activations ([`crate::backend::ConvLayer`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
 pub struct ImageShape {
     /// Number of channels (1 for MNIST, 3 for CIFAR-10).
@@ -20,14 +21,27 @@ impl ImageShape {
             .checked_mul(self.height)
             .and_then(|x| x.checked_mul(self.width))
     }
+
+    /// Scalars per sample, `channels·height·width` (the layer geometries that use it are
+    /// bounded by the model's 32-bit parameter and activation checks).
+    pub fn len(&self) -> usize {
+        self.channels * self.height * self.width
+    }
+
+    /// Whether the image holds no scalar.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 /// An in-memory classification dataset.
 ///
-/// Features are `len() × dim()` bytes, row-major; feature byte `b` is used as
-/// `(b / 255 − mean) / std` (the GPU gather kernel does this, see [`Dataset::normalize`]).
+/// Features are `len() × dim()` bytes, row-major; feature byte `b` of channel c is used as
+/// `(b / 255 − mean_c) / std_c` (the gather kernels do this, see [`Dataset::normalize`]), with
+/// one (mean, std) pair for every feature or one per image channel.
 /// Invariants (checked by every constructor): `features.len() == labels.len() · dim`, `dim > 0`,
-/// every label `< n_classes`, `std` finite and `> 0`, `mean` finite, `shape.numel() == dim`.
+/// every label `< n_classes`, every `std` finite and `> 0`, every `mean` finite,
+/// `shape.numel() == dim`, and per-channel pairs only with an image shape of as many channels.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Dataset {
     name: String,
@@ -36,8 +50,8 @@ pub struct Dataset {
     dim: usize,
     n_classes: usize,
     shape: Option<ImageShape>,
-    mean: f32,
-    std: f32,
+    /// (mean, std): one pair, or one per channel of `shape`.
+    norm: Vec<(f32, f32)>,
 }
 
 impl Dataset {
@@ -88,13 +102,23 @@ impl Dataset {
             dim,
             n_classes,
             shape: None,
-            mean: 0.5,
-            std: 0.5,
+            norm: vec![(0.5, 0.5)],
         })
     }
 
-    /// Sets the image shape; its `numel()` must equal `dim()`.
+    /// Sets the image shape; its `numel()` must equal `dim()` (and its channels the number of
+    /// per-channel normalisation pairs, if there are several).
     pub fn with_shape(mut self, shape: ImageShape) -> Result<Self, DataError> {
+        if self.norm.len() > 1 && self.norm.len() != shape.channels {
+            return Err(DataError::InvalidDataset {
+                name: self.name,
+                reason: format!(
+                    "{} normalisation channels for a {}-channel image",
+                    self.norm.len(),
+                    shape.channels
+                ),
+            });
+        }
         if shape.numel() != Some(self.dim) {
             return Err(DataError::InvalidDataset {
                 name: self.name,
@@ -108,16 +132,35 @@ impl Dataset {
         Ok(self)
     }
 
-    /// Sets the normalisation constants (`mean` finite, `std` finite and `> 0`).
-    pub fn with_normalization(mut self, mean: f32, std: f32) -> Result<Self, DataError> {
-        if !mean.is_finite() || !std.is_finite() || std <= 0.0 {
-            return Err(DataError::InvalidDataset {
-                name: self.name,
-                reason: format!("normalisation mean {mean} / std {std} (need finite, std > 0)"),
-            });
+    /// Sets one pair of normalisation constants for every feature (`mean` finite, `std` finite
+    /// and `> 0`).
+    pub fn with_normalization(self, mean: f32, std: f32) -> Result<Self, DataError> {
+        self.with_channel_normalization(&[(mean, std)])
+    }
+
+    /// Sets the normalisation constants per image channel, `(mean, std)` for each (one pair:
+    /// every feature alike). Several pairs need an image shape with that many channels, at most
+    /// [`MAX_NORM_CHANNELS`](crate::backend::MAX_NORM_CHANNELS).
+    pub fn with_channel_normalization(mut self, pairs: &[(f32, f32)]) -> Result<Self, DataError> {
+        let invalid = |name: String, reason: String| DataError::InvalidDataset { name, reason };
+        if let Some((mean, std)) = pairs
+            .iter()
+            .find(|(m, s)| !m.is_finite() || !s.is_finite() || *s <= 0.0)
+        {
+            return Err(invalid(
+                self.name,
+                format!("normalisation mean {mean} / std {std} (need finite, std > 0)"),
+            ));
         }
-        self.mean = mean;
-        self.std = std;
+        let channels = self.shape.map_or(1, |s| s.channels);
+        let n = pairs.len();
+        if n == 0 || (n > 1 && n != channels) || n > crate::backend::MAX_NORM_CHANNELS {
+            return Err(invalid(
+                self.name,
+                format!("{n} normalisation pairs for {channels} image channels"),
+            ));
+        }
+        self.norm = pairs.to_vec();
         Ok(self)
     }
 
@@ -157,14 +200,10 @@ impl Dataset {
         self.shape
     }
 
-    /// Normalisation mean (in units of byte/255).
-    pub fn mean(&self) -> f32 {
-        self.mean
-    }
-
-    /// Normalisation standard deviation (in units of byte/255).
-    pub fn std(&self) -> f32 {
-        self.std
+    /// Normalisation (mean, std) in units of byte/255: one pair for every feature, or one per
+    /// image channel.
+    pub fn normalization(&self) -> &[(f32, f32)] {
+        &self.norm
     }
 
     /// All features, `len() × dim()` bytes, row-major.
@@ -193,9 +232,11 @@ impl Dataset {
         Some((self.sample(i), label))
     }
 
-    /// The normalised value of one feature byte, `(b / 255 − mean) / std`.
-    pub fn normalize(&self, byte: u8) -> f32 {
-        (f32::from(byte) / 255.0 - self.mean) / self.std
+    /// The normalised value of byte `b` at feature `f` (< `dim()`), `(b / 255 − mean_c) / std_c`
+    /// in the feature's channel c.
+    pub fn normalize(&self, f: usize, byte: u8) -> f32 {
+        let (mean, std) = self.norm[f / (self.dim / self.norm.len())];
+        (f32::from(byte) / 255.0 - mean) / std
     }
 
     /// Writes the normalised features of sample `i` into `out` (length `dim()`).
@@ -214,8 +255,8 @@ impl Dataset {
                 ),
             });
         }
-        for (o, &b) in out.iter_mut().zip(x) {
-            *o = self.normalize(b);
+        for (f, (o, &b)) in out.iter_mut().zip(x).enumerate() {
+            *o = self.normalize(f, b);
         }
         Ok(())
     }
@@ -261,8 +302,7 @@ impl Dataset {
             dim: self.dim,
             n_classes: self.n_classes,
             shape: self.shape,
-            mean: self.mean,
-            std: self.std,
+            norm: self.norm.clone(),
         })
     }
 

@@ -112,7 +112,10 @@ fn run_all_parsers(bytes: &[u8], labels_bytes: Option<&[u8]>) -> usize {
                 Ok(ds) => {
                     assert_eq!(ds.len(), count);
                     assert_eq!(ds.features().len(), ds.len() * ds.dim());
-                    assert!(ds.std() > 0.0 && ds.mean().is_finite());
+                    assert!(ds
+                        .normalization()
+                        .iter()
+                        .all(|(m, s)| *s > 0.0 && m.is_finite()));
                 }
                 Err(DataError::CountMismatch { .. }) => assert_ne!(count, n_labels),
                 Err(e) => panic!("unexpected error {e}"),

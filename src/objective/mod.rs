@@ -1,13 +1,13 @@
 //! Where gradients come from. An [`Objective`] records ∇F_i(x_i; ξ_i^t) for every agent into the
-//! agent's gradient slab; the algorithms never know whether that is an MLP on minibatches or a
+//! agent's gradient slab; the algorithms never know whether that is a model on minibatches or a
 //! toy quadratic.
 //!
 //! Cross-gradients (NGM, CGA) are gradients over a **job list**: (model slab m, data agent i)
 //! pairs, job k's gradient ∇F_i(x_m; ξ_i^t) going to slab k of the output. A job list is
 //! registered once ([`Objective::prepare_jobs`]) and evaluated every step
-//! ([`Objective::record_job_gradients`]) in the same dispatches whatever its length: the MLP
+//! ([`Objective::record_job_gradients`]) in the same dispatches whatever its length: a model
 //! runs one batched forward/backward over all jobs, a quadratic one dense dispatch. The cost is
-//! one gradient slab (and, for the MLP, one set of activations) per job.
+//! one gradient slab (and, for a model, one set of activations) per job.
 
 mod quadratic;
 pub mod sampler;
@@ -15,11 +15,11 @@ pub mod sampler;
 pub use quadratic::{OneShot, Quadratics};
 pub use sampler::{Sampler, SamplerState};
 
-use crate::backend::{Backend, Buf, BufKind, CopyRange, Gather};
+use crate::backend::{Backend, Buf, BufKind, ChannelNorm, CopyRange, Gather};
 use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::model::pass::{Minibatch, Pass};
-use crate::model::Mlp;
+use crate::model::Model;
 
 /// A gradient source for all agents.
 pub trait Objective {
@@ -134,15 +134,19 @@ pub struct DeviceData {
     pub n: usize,
     /// Features per sample.
     pub dim: usize,
-    /// Normalisation mean.
-    pub mean: f64,
-    /// Normalisation std.
-    pub std: f64,
+    /// Normalisation, per channel where the dataset has several.
+    pub norm: ChannelNorm,
 }
 
 impl DeviceData {
     /// Uploads a dataset.
     pub fn upload(be: &mut dyn Backend, ds: &Dataset, label: &str) -> Result<Self> {
+        let (mean, std): (Vec<f64>, Vec<f64>) = ds
+            .normalization()
+            .iter()
+            .map(|&(m, s)| (m as f64, s as f64))
+            .unzip();
+        let norm = ChannelNorm::per_channel(&mean, &std)?;
         let data = be.upload_u8(ds.features(), &format!("{label}.data"))?;
         let labels = be.alloc(BufKind::U32, ds.len(), &format!("{label}.labels"))?;
         be.write_u32(labels, 0, ds.labels())?;
@@ -151,8 +155,7 @@ impl DeviceData {
             labels,
             n: ds.len(),
             dim: ds.dim(),
-            mean: ds.mean() as f64,
-            std: ds.std() as f64,
+            norm,
         })
     }
 
@@ -164,16 +167,15 @@ impl DeviceData {
             index: mb.index,
             rows,
             dim: self.dim,
-            mean: self.mean,
-            std: self.std,
+            norm: self.norm,
             x: mb.x,
             y: mb.y,
         })
     }
 }
 
-/// An MLP trained on per-agent minibatches of a resident dataset: the identity job list.
-pub struct MlpObjective {
+/// A model trained on per-agent minibatches of a resident dataset: the identity job list.
+pub struct ModelObjective {
     data: DeviceData,
     mb: Minibatch,
     pass: Pass,
@@ -183,18 +185,18 @@ pub struct MlpObjective {
     job_passes: Vec<Pass>,
 }
 
-impl MlpObjective {
+impl ModelObjective {
     /// Prepares the passes of `model` for the sampler's agents and batch size.
     pub fn new(
         be: &mut dyn Backend,
-        model: &Mlp,
+        model: &Model,
         data: DeviceData,
         sampler: Sampler,
     ) -> Result<Self> {
         let n = sampler.agents();
         let batch = sampler.batch();
         let jobs: Vec<(usize, usize)> = (0..n).map(|i| (i, i)).collect();
-        Ok(MlpObjective {
+        Ok(ModelObjective {
             data,
             mb: Minibatch::new(be, n, batch, data.dim)?,
             pass: Pass::new(be, model, batch, &jobs)?,
@@ -222,7 +224,7 @@ impl MlpObjective {
     }
 }
 
-impl Objective for MlpObjective {
+impl Objective for ModelObjective {
     fn record_gradients(
         &mut self,
         be: &mut dyn Backend,
@@ -231,8 +233,7 @@ impl Objective for MlpObjective {
         _t: u64,
     ) -> Result<()> {
         self.record_minibatch(be)?;
-        self.pass.record_forward(be, params, &self.mb)?;
-        self.pass.record_backward(be, params, &self.mb, grads)
+        self.pass.record_gradients(be, params, &self.mb, grads)
     }
 
     fn prepare_jobs(&mut self, be: &mut dyn Backend, jobs: &[(usize, usize)]) -> Result<JobList> {
@@ -250,8 +251,7 @@ impl Objective for MlpObjective {
         let k = list.index(self.job_passes.len())?;
         self.record_minibatch(be)?;
         let pass = &self.job_passes[k];
-        pass.record_forward(be, params, &self.mb)?;
-        pass.record_backward(be, params, &self.mb, j.grads)?;
+        pass.record_gradients(be, params, &self.mb, j.grads)?;
         let n = self.sampler.agents();
         let own_first = list.len() >= n && list.jobs[..n].iter().enumerate().all(|(i, j)| j.1 == i);
         if own_first {

@@ -2,11 +2,12 @@
 //! (serde) and validated with a clear [`Error::BadParameter`] per bad value.
 
 use crate::algo::{AlgoOptions, Algorithm, LocalHyper};
+use crate::backend::ImageShape;
 use crate::cli::{clap_defaults, flag_value};
 use crate::data::{self, Dataset, MnistKind, Partition, Split};
 use crate::error::{Error, Result};
 use crate::graph::{MixingRule, Topology};
-use crate::model::Mlp;
+use crate::model::{Model, ModelSpec};
 use crate::train::schedule::LrSchedule;
 use std::path::PathBuf;
 
@@ -107,7 +108,8 @@ pub struct TrainConfig {
     /// ../shared/data/mnist).
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
-    /// Model spec, e.g. mlp:64-64-10 (default per dataset).
+    /// Model: mlp:784-128-10, cnn5, resnet20, lenet5, or layers such as
+    /// conv3x32,evo,pool2,dense (README: Models; default per dataset).
     #[arg(long)]
     pub model: Option<String>,
     /// Minibatch rows per agent.
@@ -249,13 +251,19 @@ impl TrainConfig {
         }
     }
 
-    /// The model (explicit spec or the dataset's default).
-    pub fn model(&self) -> Result<Mlp> {
+    /// The parsed model spec (explicit or the dataset's default).
+    pub fn model_spec(&self) -> Result<ModelSpec> {
         let spec = self
             .model
             .clone()
             .unwrap_or_else(|| self.dataset.default_model(self.synthetic_dim, 10));
-        Mlp::parse(&spec).map_err(|e| Error::param("model", e.to_string()))
+        ModelSpec::parse(&spec).map_err(|e| Error::param("model", e.to_string()))
+    }
+
+    /// The model for `input` images (the data's geometry) and `classes` classes.
+    pub fn model(&self, input: ImageShape, classes: usize) -> Result<Model> {
+        Model::build(&self.model_spec()?, input, classes)
+            .map_err(|e| Error::param("model", e.to_string()))
     }
 
     /// The learning-rate schedule for a run of `total_epochs`.
@@ -368,7 +376,7 @@ impl TrainConfig {
             ));
         }
         self.partition()?;
-        self.model()?;
+        self.model_spec()?;
         self.validate_topology()
     }
 

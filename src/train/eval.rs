@@ -7,8 +7,8 @@ use crate::backend::{Axpby, Backend, Buf, BufKind, CopyRange, Reduce, ReduceMode
 use crate::comm::AllReduce;
 use crate::dist::Shard;
 use crate::error::{Error, Result};
-use crate::model::pass::{Minibatch, Pass};
-use crate::model::Mlp;
+use crate::model::pass::{Minibatch, Pass, PassOptions};
+use crate::model::Model;
 
 /// Largest activation buffer (floats) an evaluation chunk may use.
 const EVAL_ACT_BUDGET: usize = 1 << 22;
@@ -57,7 +57,12 @@ pub struct Evaluator {
 
 impl Evaluator {
     /// Prepares evaluation of `agents` models of shape `model` on `test`.
-    pub fn new(be: &mut dyn Backend, model: &Mlp, agents: usize, test: DeviceData) -> Result<Self> {
+    pub fn new(
+        be: &mut dyn Backend,
+        model: &Model,
+        agents: usize,
+        test: DeviceData,
+    ) -> Result<Self> {
         let average = AllReduce::new(agents, model.stride(), model.n_params());
         Evaluator::build(be, model, agents, agents, test, average, None)
     }
@@ -66,7 +71,7 @@ impl Evaluator {
     /// of the size one process uses (so every sum runs in the same order).
     pub fn new_sharded(
         be: &mut dyn Backend,
-        model: &Mlp,
+        model: &Model,
         shard: &Shard,
         test: DeviceData,
     ) -> Result<Self> {
@@ -77,7 +82,7 @@ impl Evaluator {
 
     fn build(
         be: &mut dyn Backend,
-        model: &Mlp,
+        model: &Model,
         agents: usize,
         all_agents: usize,
         test: DeviceData,
@@ -87,13 +92,17 @@ impl Evaluator {
         if test.n == 0 {
             return Err(Error::param("dataset", "the test set is empty"));
         }
-        let widest = model.sizes().iter().copied().max().unwrap_or(1);
+        let widest = model.widest().max(1);
         let chunk = (EVAL_ACT_BUDGET / ((all_agents + 1) * widest)).clamp(1, test.n);
         let jobs: Vec<(usize, usize)> = (0..=agents).map(|m| (m, 0)).collect();
-        let full = Pass::new(be, model, chunk, &jobs)?;
+        let forward = PassOptions {
+            backward: false,
+            max_tile_jobs: None,
+        };
+        let full = Pass::with_options(be, model, chunk, &jobs, forward)?;
         let rem = test.n % chunk;
         let rest = if rem > 0 {
-            Some((rem, Pass::new(be, model, rem, &jobs)?))
+            Some((rem, Pass::with_options(be, model, rem, &jobs, forward)?))
         } else {
             None
         };

@@ -1,12 +1,12 @@
 //! The trainer: builds data, partition, graph and state from a [`TrainConfig`], runs the steps
 //! with evaluations in between, and returns a [`Summary`].
 
-use crate::algo::{Algo, AlgoSetup, DeviceData, MlpObjective, Objective};
+use crate::algo::{Algo, AlgoSetup, DeviceData, ModelObjective, Objective};
 use crate::backend::Backend;
 use crate::data::{Dataset, PartitionSummary};
 use crate::dist::Shard;
 use crate::error::{Error, Result};
-use crate::model::Mlp;
+use crate::model::Model;
 use crate::objective::sampler::Sampler;
 use crate::train::checkpoint::{self, Checkpoint};
 use crate::train::config::TrainConfig;
@@ -81,8 +81,10 @@ fn available_host_bytes() -> Option<u64> {
 
 /// Checks the run's largest buffers against the backend's limits and the host's memory before
 /// anything is allocated: the agents' parameter slab (agents × stride reals), which every
-/// algorithm holds several copies of and the initialisation builds on the host.
-fn preflight(n: usize, model: &Mlp, be: &dyn Backend) -> Result<()> {
+/// algorithm holds several copies of and the initialisation builds on the host, and the
+/// activations of the training pass (one job per agent; a cross-gradient algorithm's longer
+/// job list is checked the same way when it is registered, before its buffers exist).
+fn preflight(n: usize, batch: usize, model: &Model, be: &dyn Backend) -> Result<()> {
     let stride = model.stride();
     let reduce = "reduce --agents or the model's layer widths";
     let slab = n.checked_mul(stride).ok_or_else(|| {
@@ -93,6 +95,8 @@ fn preflight(n: usize, model: &Mlp, be: &dyn Backend) -> Result<()> {
     })?;
     let what = format!("the parameters of {n} agents × {stride} floats per model ({reduce})");
     be.check_alloc(crate::backend::BufKind::F32, slab, &what)?;
+    let own: Vec<(usize, usize)> = (0..n).map(|i| (i, i)).collect();
+    crate::model::pass::Pass::check_fits(be, model, batch, &own, true)?;
     let slab_u = slab as u64;
     // The initial parameters (f32) on the host, plus the backend's copies in host memory.
     let need = 4 * slab_u + MIN_SLABS * be.host_bytes(crate::backend::BufKind::F32, slab);
@@ -157,9 +161,9 @@ fn diff_values(prefix: &str, a: &serde_json::Value, b: &serde_json::Value, out: 
 pub struct Trainer {
     config: TrainConfig,
     be: Box<dyn Backend>,
-    model: Mlp,
+    model: Model,
     state: Box<dyn Algo>,
-    objective: MlpObjective,
+    objective: ModelObjective,
     eval: Evaluator,
     schedule: LrSchedule,
     steps: u64,
@@ -223,7 +227,21 @@ impl Trainer {
         shard: Option<Shard>,
     ) -> Result<Self> {
         config.validate()?;
-        let model = config.model()?;
+        let classes = train.n_classes().max(test.n_classes());
+        let model = config
+            .model(crate::model::input_shape(train), classes)
+            .map_err(|e| match (e, train.shape()) {
+                (Error::BadParameter { name, reason }, None) => Error::BadParameter {
+                    name,
+                    reason: format!(
+                        "{reason} (the {} features of this dataset are flat, 1×1×{}: layers \
+                         that need an image need an image dataset)",
+                        train.dim(),
+                        train.dim()
+                    ),
+                },
+                (e, _) => e,
+            })?;
         if model.input_dim() != train.dim() || model.input_dim() != test.dim() {
             return Err(Error::param(
                 "model",
@@ -260,7 +278,7 @@ impl Trainer {
             }
         }
         let local = shard.as_ref().map_or(n, Shard::local);
-        preflight(local, &model, be.as_ref())?;
+        preflight(local, config.batch, &model, be.as_ref())?;
         let parts = config
             .partition()?
             .apply(train, n, config.seed)
@@ -310,7 +328,7 @@ impl Trainer {
         };
         let train_dev = DeviceData::upload(be_ref, train, "train")?;
         let test_dev = DeviceData::upload(be_ref, test, "test")?;
-        let objective = MlpObjective::new(be_ref, &model, train_dev, sampler)?;
+        let objective = ModelObjective::new(be_ref, &model, train_dev, sampler)?;
         let eval = match &shard {
             None => Evaluator::new(be_ref, &model, n, test_dev)?,
             Some(s) => Evaluator::new_sharded(be_ref, &model, s, test_dev)?,
@@ -398,7 +416,7 @@ impl Trainer {
     }
 
     /// The model.
-    pub fn model(&self) -> &Mlp {
+    pub fn model(&self) -> &Model {
         &self.model
     }
 

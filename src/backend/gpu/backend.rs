@@ -274,7 +274,8 @@ impl GpuBackend {
         if work == 0 {
             return Ok(());
         }
-        // The reductions index workgroups (one per segment), the others invocations.
+        // The reductions and the norms index workgroups (one per segment or group), the others
+        // invocations.
         let per_group = if kernel.counts_workgroups() {
             1
         } else {
@@ -549,13 +550,21 @@ impl Backend for GpuBackend {
     fn gather(&mut self, op: &Gather) -> Result<()> {
         op.check(&self.ix)?;
         self.ix.gather(op);
+        let n = &op.norm;
+        let inv_std = |c: usize| (1.0 / n.std[c]) as f32;
         let p = GatherParams {
             rows: u(op.rows)?,
             dim: u(op.dim)?,
             n_samples: u(op.labels.len)?,
-            mean: op.mean as f32,
-            inv_std: (1.0 / op.std) as f32,
-            ..Default::default()
+            plane: u(op.dim / n.channels)?,
+            mean0: n.mean[0] as f32,
+            mean1: n.mean[1] as f32,
+            mean2: n.mean[2] as f32,
+            mean3: n.mean[3] as f32,
+            inv_std0: inv_std(0),
+            inv_std1: inv_std(1),
+            inv_std2: inv_std(2),
+            inv_std3: inv_std(3),
         };
         // A word of four features per invocation where every row starts on a word.
         let variant = self.width(&[op.dim]);
@@ -628,36 +637,104 @@ impl Backend for GpuBackend {
         self.dispatch_jobs(kernel, variant, s, &buffers, per_job)
     }
 
-    // TODO(cnn): the convolutional ops on this backend are being written (issue 13).
-    fn conv_forward(&mut self, _: &ConvForward) -> Result<()> {
-        Err(Error::op("conv_forward", "not on this backend yet"))
+    fn conv_forward(&mut self, op: &ConvForward) -> Result<()> {
+        op.check(&self.ix)?;
+        let s = &op.shape;
+        let l = &s.layer;
+        let o = l.output();
+        // 4-pixel tiles along each output row × 8 output channels.
+        let work = s.n_jobs * s.batch * o.height * o.width.div_ceil(4) * l.out_channels.div_ceil(8);
+        self.dispatch(
+            Kernel::ConvForward,
+            Variant::SCALAR,
+            &conv_params(s)?,
+            &[s.jobs, op.params, op.input, op.output],
+            work,
+        )
     }
-    fn conv_backward_data(&mut self, _: &ConvBackwardData) -> Result<()> {
-        Err(Error::op("conv_backward_data", "not on this backend yet"))
+
+    fn conv_backward_data(&mut self, op: &ConvBackwardData) -> Result<()> {
+        op.check(&self.ix)?;
+        let s = &op.shape;
+        let l = &s.layer;
+        let rows = s.batch * l.input.height * l.input.width;
+        let work = s.n_jobs * rows.div_ceil(4) * l.input.channels.div_ceil(4);
+        self.dispatch(
+            Kernel::ConvBackwardData,
+            Variant::SCALAR,
+            &conv_params(s)?,
+            &[s.jobs, op.params, op.dy, op.dx],
+            work,
+        )
     }
-    fn conv_backward_weights(&mut self, _: &ConvBackwardWeights) -> Result<()> {
-        Err(Error::op(
-            "conv_backward_weights",
-            "not on this backend yet",
-        ))
+
+    fn conv_backward_weights(&mut self, op: &ConvBackwardWeights) -> Result<()> {
+        op.check(&self.ix)?;
+        let s = &op.shape;
+        let l = &s.layer;
+        let cols = l.weight_len() / l.out_channels + l.b_off.is_some() as usize;
+        let work = s.n_jobs * l.out_channels.div_ceil(4) * cols.div_ceil(4);
+        self.dispatch(
+            Kernel::ConvBackwardWeights,
+            Variant::SCALAR,
+            &conv_params(s)?,
+            &[s.jobs, op.dy, op.input, op.grads],
+            work,
+        )
     }
-    fn pool(&mut self, _: &Pool) -> Result<()> {
-        Err(Error::op("pool", "not on this backend yet"))
+
+    fn pool(&mut self, op: &Pool) -> Result<()> {
+        op.check()?;
+        let work = op.samples * op.layer.output().len();
+        let p = pool_params(&op.layer, op.samples)?;
+        self.dispatch(Kernel::Pool, Variant::SCALAR, &p, &[op.x, op.y], work)
     }
-    fn pool_backward(&mut self, _: &PoolBackward) -> Result<()> {
-        Err(Error::op("pool_backward", "not on this backend yet"))
+
+    fn pool_backward(&mut self, op: &PoolBackward) -> Result<()> {
+        op.check()?;
+        let work = op.samples * op.layer.input.len();
+        let p = pool_params(&op.layer, op.samples)?;
+        let buffers = [op.x, op.dx, op.dy];
+        self.dispatch(Kernel::PoolBackward, Variant::SCALAR, &p, &buffers, work)
     }
-    fn relu(&mut self, _: &Relu) -> Result<()> {
-        Err(Error::op("relu", "not on this backend yet"))
+
+    fn relu(&mut self, op: &Relu) -> Result<()> {
+        op.check()?;
+        let p = vector_params(1, op.len, (0, 0, 1), (0, 0, 1))?;
+        self.dispatch(Kernel::Relu, Variant::SCALAR, &p, &[op.x, op.y], op.len)
     }
-    fn relu_backward(&mut self, _: &ReluBackward) -> Result<()> {
-        Err(Error::op("relu_backward", "not on this backend yet"))
+
+    fn relu_backward(&mut self, op: &ReluBackward) -> Result<()> {
+        op.check()?;
+        let p = vector_params(1, op.len, (0, 0, 1), (0, 0, 1))?;
+        let buffers = [op.y, op.dx, op.dy];
+        self.dispatch(Kernel::ReluBackward, Variant::SCALAR, &p, &buffers, op.len)
     }
-    fn norm_forward(&mut self, _: &NormForward) -> Result<()> {
-        Err(Error::op("norm_forward", "not on this backend yet"))
+
+    fn norm_forward(&mut self, op: &NormForward) -> Result<()> {
+        op.check(&self.ix)?;
+        let s = &op.shape;
+        let groups = s.n_jobs * s.batch * s.layer.groups;
+        self.dispatch(
+            Kernel::NormForward,
+            Variant::SCALAR,
+            &norm_params(s)?,
+            &[s.jobs, op.params, op.x, op.y],
+            groups,
+        )
     }
-    fn norm_backward(&mut self, _: &NormBackward) -> Result<()> {
-        Err(Error::op("norm_backward", "not on this backend yet"))
+
+    fn norm_backward(&mut self, op: &NormBackward) -> Result<()> {
+        op.check(&self.ix)?;
+        let s = &op.shape;
+        let groups = s.n_jobs * s.layer.groups;
+        self.dispatch(
+            Kernel::NormBackward,
+            Variant::SCALAR,
+            &norm_params(s)?,
+            &[s.jobs, op.params, op.x, op.dx, op.dy, op.grads],
+            groups,
+        )
     }
 
     fn softmax_xent(&mut self, op: &SoftmaxXent) -> Result<()> {
@@ -927,6 +1004,62 @@ fn dense_params(s: &DenseJobs) -> Result<DenseParams> {
         b_off: u(s.layer.b_off)?,
         param_stride: u(s.stride)?,
         in_by_data: (s.input_blocks == InputBlocks::ByData) as u32,
+        ..Default::default()
+    })
+}
+
+fn conv_params(s: &ConvJobs) -> Result<ConvParams> {
+    let l = &s.layer;
+    let o = l.output();
+    Ok(ConvParams {
+        n_jobs: u(s.n_jobs)?,
+        batch: u(s.batch)?,
+        in_c: u(l.input.channels)?,
+        in_h: u(l.input.height)?,
+        in_w: u(l.input.width)?,
+        out_c: u(l.out_channels)?,
+        out_h: u(o.height)?,
+        out_w: u(o.width)?,
+        kernel: u(l.kernel)?,
+        stride: u(l.stride)?,
+        pad: u(l.pad)?,
+        param_stride: u(s.stride)?,
+        w_off: u(l.w_off)?,
+        b_off: u(l.b_off.unwrap_or(0))?,
+        has_bias: l.b_off.is_some() as u32,
+        in_by_data: (s.input_blocks == InputBlocks::ByData) as u32,
+    })
+}
+
+fn pool_params(l: &PoolLayer, samples: usize) -> Result<PoolParams> {
+    let o = l.output();
+    Ok(PoolParams {
+        samples: u(samples)?,
+        channels: u(l.input.channels)?,
+        in_h: u(l.input.height)?,
+        in_w: u(l.input.width)?,
+        out_h: u(o.height)?,
+        out_w: u(o.width)?,
+        window: u(l.window)?,
+        stride: u(l.stride)?,
+        is_max: (l.kind == PoolKind::Max) as u32,
+        ..Default::default()
+    })
+}
+
+fn norm_params(s: &NormJobs) -> Result<NormParams> {
+    let l = &s.layer;
+    Ok(NormParams {
+        n_jobs: u(s.n_jobs)?,
+        batch: u(s.batch)?,
+        channels: u(l.image.channels)?,
+        plane: u(l.image.height * l.image.width)?,
+        groups: u(l.groups)?,
+        gamma_off: u(l.gamma_off)?,
+        beta_off: u(l.beta_off)?,
+        param_stride: u(s.stride)?,
+        is_evo: (l.kind == NormKind::EvoS0) as u32,
+        eps: l.eps as f32,
         ..Default::default()
     })
 }

@@ -31,6 +31,9 @@ pub const SHADERS: &[(&str, &str)] = &[
     ("gram.wgsl", include_str!("../../../shaders/gram.wgsl")),
     ("vector.wgsl", include_str!("../../../shaders/vector.wgsl")),
     ("probe.wgsl", include_str!("../../../shaders/probe.wgsl")),
+    ("conv.wgsl", include_str!("../../../shaders/conv.wgsl")),
+    ("pool.wgsl", include_str!("../../../shaders/pool.wgsl")),
+    ("norm.wgsl", include_str!("../../../shaders/norm.wgsl")),
 ];
 
 /// Element width of a kernel variant: what the WGSL alias `V` stands for.
@@ -187,6 +190,24 @@ pub enum Kernel {
     /// dense.wgsl `dense_backward_data_wide` (8 × 8 tiles: the CPU-rasteriser form of
     /// `dense_backward_data`; scalar or vec4 weight loads).
     DenseBackwardDataWide,
+    /// conv.wgsl `conv_forward`.
+    ConvForward,
+    /// conv.wgsl `conv_backward_data`.
+    ConvBackwardData,
+    /// conv.wgsl `conv_backward_weights`.
+    ConvBackwardWeights,
+    /// pool.wgsl `pool`.
+    Pool,
+    /// pool.wgsl `pool_backward`.
+    PoolBackward,
+    /// vector.wgsl `relu`.
+    Relu,
+    /// vector.wgsl `relu_backward`.
+    ReluBackward,
+    /// norm.wgsl `norm_forward` (one workgroup per sample and group).
+    NormForward,
+    /// norm.wgsl `norm_backward` (one workgroup per job and group).
+    NormBackward,
 }
 
 const SCALAR: &[Variant] = &[Variant::SCALAR];
@@ -194,7 +215,7 @@ const WIDTHS: &[Variant] = &[Variant::SCALAR, Variant::VEC4];
 
 impl Kernel {
     /// Every kernel.
-    pub const ALL: [Kernel; 19] = [
+    pub const ALL: [Kernel; 28] = [
         Kernel::Gather,
         Kernel::DenseForward,
         Kernel::DenseBackwardData,
@@ -214,6 +235,15 @@ impl Kernel {
         Kernel::DenseForwardWide,
         Kernel::DenseBackwardWeightsWide,
         Kernel::DenseBackwardDataWide,
+        Kernel::ConvForward,
+        Kernel::ConvBackwardData,
+        Kernel::ConvBackwardWeights,
+        Kernel::Pool,
+        Kernel::PoolBackward,
+        Kernel::Relu,
+        Kernel::ReluBackward,
+        Kernel::NormForward,
+        Kernel::NormBackward,
     ];
 
     /// The kernel's file, entry point, bindings, workgroup size and variants.
@@ -226,7 +256,11 @@ impl Kernel {
     pub fn counts_workgroups(self) -> bool {
         matches!(
             self,
-            Kernel::Reduce | Kernel::SignCompress | Kernel::PairDots
+            Kernel::Reduce
+                | Kernel::SignCompress
+                | Kernel::PairDots
+                | Kernel::NormForward
+                | Kernel::NormBackward
         )
     }
 }
@@ -258,7 +292,7 @@ const RELU: &[Variant] = &[
 const RELU_SCALAR: &[Variant] = &[Variant::SCALAR.relu(false), Variant::SCALAR.relu(true)];
 
 /// The catalogue, in the order of [`Kernel`]'s variants (a unit test checks it).
-static DEFS: [KernelDef; 19] = [
+static DEFS: [KernelDef; 28] = [
     k(
         "gather.wgsl",
         "gather",
@@ -365,7 +399,54 @@ static DEFS: [KernelDef; 19] = [
         DENSE,
         RELU,
     ),
+    // The convolutional layers (issue 13).
+    layer("conv.wgsl", "conv_forward", "ConvParams", CONV, 64),
+    layer("conv.wgsl", "conv_backward_data", "ConvParams", CONV, 64),
+    layer("conv.wgsl", "conv_backward_weights", "ConvParams", CONV, 64),
+    layer("pool.wgsl", "pool", "PoolParams", &[R, W], 64),
+    layer("pool.wgsl", "pool_backward", "PoolParams", &[R, W, R], 64),
+    layer("vector.wgsl", "relu", "VectorParams", &[R, W], 64),
+    layer(
+        "vector.wgsl",
+        "relu_backward",
+        "VectorParams",
+        &[R, W, R],
+        64,
+    ),
+    layer(
+        "norm.wgsl",
+        "norm_forward",
+        "NormParams",
+        &[R, R, R, W],
+        256,
+    ),
+    layer(
+        "norm.wgsl",
+        "norm_backward",
+        "NormParams",
+        NORM_BACKWARD,
+        256,
+    ),
 ];
+
+/// conv.wgsl's bindings: jobs, two operands, the output.
+const CONV: &[Access] = &[R, R, R, W];
+/// norm_backward's bindings: jobs, params, x, dx, dy, grads.
+const NORM_BACKWARD: &[Access] = &[R, R, R, W, R, W];
+
+/// A convolutional layer's kernel: scalar only, with its workgroup size.
+const fn layer(
+    file: &'static str,
+    entry: &'static str,
+    uniform: &'static str,
+    storage: &'static [Access],
+    workgroup_size: u32,
+) -> KernelDef {
+    KernelDef {
+        workgroup_size,
+        ..k(file, entry, uniform, storage, SCALAR)
+    }
+}
 
 /// What a compiled pipeline is built from: the source (shader file and width), the entry point
 /// and the pipeline-overridable constants (values as f64 bits, so the key hashes).

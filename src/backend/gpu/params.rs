@@ -70,11 +70,15 @@ uniforms! {
         rows: u32,
         dim: u32,
         n_samples: u32,
-        _pad0: u32,
-        mean: f32,
-        inv_std: f32,
-        _pad1: u32,
-        _pad2: u32,
+        plane: u32,
+        mean0: f32,
+        mean1: f32,
+        mean2: f32,
+        mean3: f32,
+        inv_std0: f32,
+        inv_std1: f32,
+        inv_std2: f32,
+        inv_std3: f32,
     }
 
     /// `DenseParams` in dense.wgsl (the activation is the pipeline constant `RELU`).
@@ -187,6 +191,58 @@ uniforms! {
         _pad0: u32,
         _pad1: u32,
         _pad2: u32,
+    }
+
+    /// `ConvParams` in conv.wgsl.
+    ConvParams {
+        n_jobs: u32,
+        batch: u32,
+        in_c: u32,
+        in_h: u32,
+        in_w: u32,
+        out_c: u32,
+        out_h: u32,
+        out_w: u32,
+        kernel: u32,
+        stride: u32,
+        pad: u32,
+        param_stride: u32,
+        w_off: u32,
+        b_off: u32,
+        has_bias: u32,
+        in_by_data: u32,
+    }
+
+    /// `PoolParams` in pool.wgsl.
+    PoolParams {
+        samples: u32,
+        channels: u32,
+        in_h: u32,
+        in_w: u32,
+        out_h: u32,
+        out_w: u32,
+        window: u32,
+        stride: u32,
+        is_max: u32,
+        _pad0: u32,
+        _pad1: u32,
+        _pad2: u32,
+    }
+
+    /// `NormParams` in norm.wgsl.
+    NormParams {
+        n_jobs: u32,
+        batch: u32,
+        channels: u32,
+        plane: u32,
+        groups: u32,
+        gamma_off: u32,
+        beta_off: u32,
+        param_stride: u32,
+        is_evo: u32,
+        eps: f32,
+        _pad0: u32,
+        _pad1: u32,
     }
 
     /// `ProbeParams` in probe.wgsl (benchmarks).

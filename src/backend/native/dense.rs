@@ -5,22 +5,11 @@
 
 use crate::model::DenseLayer;
 
-/// `C[m×n] = A[m×k] · B[k×n]` with arbitrary element strides (rs: between rows, cs: between
-/// columns). The slices are bounds-checked against the strides' extents before any access.
-fn gemm(
-    mkn: (usize, usize, usize),
-    a: &[f32],
-    a_strides: (usize, usize),
-    b: &[f32],
-    b_strides: (usize, usize),
-    c: &mut [f32],
-    c_rs: usize,
-) {
-    gemm_strided(mkn, a, a_strides, b, b_strides, c, (c_rs, 1));
-}
-
-/// [`gemm`] with any destination strides (rs, cs).
-fn gemm_strided(
+/// `C[m×n] = A[m×k] · B[k×n]`, or `C += A · B` when `accumulate`, with arbitrary element
+/// strides (rs: between rows, cs: between columns) for all three. The slices are
+/// bounds-checked against the strides' extents before any access.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn gemm_into(
     (m, k, n): (usize, usize, usize),
     a: &[f32],
     (a_rs, a_cs): (usize, usize),
@@ -28,10 +17,11 @@ fn gemm_strided(
     (b_rs, b_cs): (usize, usize),
     c: &mut [f32],
     (c_rs, c_cs): (usize, usize),
+    accumulate: bool,
 ) {
     let extent =
         |rows: usize, cols: usize, rs: usize, cs: usize| (rows - 1) * rs + (cols - 1) * cs + 1;
-    assert!(m > 0 && k > 0 && n > 0, "dense shapes are checked positive");
+    assert!(m > 0 && k > 0 && n > 0, "shapes are checked positive");
     assert!(a.len() >= extent(m, k, a_rs, a_cs), "lhs extent");
     assert!(b.len() >= extent(k, n, b_rs, b_cs), "rhs extent");
     // Distinct destination elements: one stride spans the other dimension entirely.
@@ -50,14 +40,15 @@ fn gemm_strided(
             c.as_mut_ptr(),
             c_cs as isize,
             c_rs as isize,
-            false,
+            accumulate,
             a.as_ptr(),
             a_cs as isize,
             a_rs as isize,
             b.as_ptr(),
             b_cs as isize,
             b_rs as isize,
-            0.0,
+            // dst = alpha·dst + beta·A·B (alpha is read only with `accumulate`).
+            1.0,
             1.0,
             false,
             false,
@@ -76,7 +67,7 @@ fn gemm_col_major(
     b_strides: (usize, usize),
     t: &mut [f32],
 ) {
-    gemm_strided(mkn, a, a_strides, b, b_strides, t, (1, mkn.0));
+    gemm_into(mkn, a, a_strides, b, b_strides, t, (1, mkn.0), false);
 }
 
 /// Forward of one job: `y = act(x · Wᵀ + b)`; `slab` is the model agent's parameter slab,
@@ -152,7 +143,7 @@ pub(super) fn backward_weights(
 ) {
     let (i, o) = (l.in_dim, l.out_dim);
     let (w, rest) = grad_slab[l.w_off..].split_at_mut(l.b_off - l.w_off);
-    gemm((o, batch, i), dz, (1, o), x, (i, 1), w, i);
+    gemm_into((o, batch, i), dz, (1, o), x, (i, 1), w, (i, 1), false);
     let db = &mut rest[..o];
     db.copy_from_slice(&dz[..o]);
     for row in dz[o..batch * o].chunks_exact(o) {

@@ -229,3 +229,30 @@ pub(super) fn mix_row(out: &mut [f32], edges: (&[u32], &[f32]), input: MixInput<
         mix_block(o, blk * MIX_BLOCK, edges, input);
     }
 }
+
+/// ReLU: `y = max(x, 0)`.
+pub(super) fn relu(x: &[f32], y: &mut [f32], min: usize) {
+    y.par_chunks_mut(CHUNK)
+        .zip(x.par_chunks(CHUNK))
+        .with_min_len(min)
+        .for_each(|(y, x)| {
+            for (y, x) in y.iter_mut().zip(x) {
+                *y = x.max(0.0);
+            }
+        });
+}
+
+/// ReLU backward: `dx = dy · [y > 0]`.
+pub(super) fn relu_backward(y: &[f32], dy: &[f32], dx: &mut [f32], min: usize) {
+    dx.par_chunks_mut(CHUNK)
+        .zip(y.par_chunks(CHUNK).zip(dy.par_chunks(CHUNK)))
+        .with_min_len(min)
+        .for_each(|(dx, (y, dy))| {
+            // A bit mask rather than a select, which did not vectorise (and mispredicts half
+            // the time after a ReLU): measured 10× faster on 3.2M elements.
+            for ((dx, y), dy) in dx.iter_mut().zip(y).zip(dy) {
+                let keep = 0u32.wrapping_sub((*y > 0.0) as u32);
+                *dx = f32::from_bits(dy.to_bits() & keep);
+            }
+        });
+}

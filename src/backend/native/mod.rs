@@ -10,17 +10,26 @@
 //!
 //! No per-step allocation in the backend: outputs are written in place (a buffer is moved out of
 //! its slot while it is written, which does not allocate), the job list is decoded into a reused
-//! vector and the GEMM products go to a reused scratch. The `gemm` crate itself allocates its
+//! vector, the GEMM products go to a reused scratch, and the convolutions' im2col matrices to
+//! per-thread scratch kept across calls. The convolutional
+//! layers are im2col + GEMM per sample (conv.rs), pooling (pool.rs) and the normalisations
+//! (norm.rs) plain per-sample loops, all split into one task per sample or job, so they keep
+//! the bit-identity across thread counts. The `gemm` crate itself allocates its
 //! packing buffer inside each call (it offers no way to pass one in); tests/native.rs pins that
-//! to at most two allocations per GEMM call and none anywhere else.
+//! to at most two allocations per GEMM call and none anywhere else (tests/cnn_native.rs for
+//! the convolutional ops).
 
+mod conv;
 mod dense;
 mod elementwise;
+mod norm;
+mod pool;
 
 use crate::backend::*;
 use crate::error::{Error, Result};
 use elementwise::{Adam, MixInput, MixMatrix, Sgd};
 use rayon::prelude::*;
+use std::sync::Mutex;
 
 /// Work (about one unit per flop or element touched) below which an op runs on the calling
 /// thread: about 10 µs on one core.
@@ -40,6 +49,10 @@ pub struct NativeBackend {
     jobs: Vec<(usize, usize)>,
     /// Per-job GEMM products before their epilogue; grows to the largest pass, then is reused.
     scratch: Vec<f32>,
+    /// Per-thread im2col scratch of the convolutions (see [`NativeBackend::with_col`]).
+    cols: Vec<Mutex<Vec<f32>>>,
+    /// Per-sample dγ and dβ of a normalisation backward, before the per-job sums.
+    partials: Vec<f64>,
 }
 
 impl NativeBackend {
@@ -55,9 +68,13 @@ impl NativeBackend {
             ix: HostIndices::default(),
             counters: Counters::default(),
             threads: pool.current_num_threads(),
+            cols: (0..=pool.current_num_threads())
+                .map(|_| Mutex::new(Vec::new()))
+                .collect(),
             pool,
             jobs: Vec::new(),
             scratch: Vec::new(),
+            partials: Vec::new(),
         })
     }
 
@@ -176,11 +193,19 @@ impl NativeBackend {
         t
     }
 
-    /// Decodes the job list into `self.jobs`, checking every (model, input block) against the
-    /// buffers' extents, as the reference does.
-    fn load_jobs(&mut self, s: &DenseJobs, n_models: usize, n_inputs: usize) -> Result<()> {
+    /// Decodes a job list into `self.jobs` as (model agent, input block) pairs, checking every
+    /// pair against the buffers' extents, as the reference does.
+    fn load_jobs(
+        &mut self,
+        op: &'static str,
+        list: Buf,
+        n_jobs: usize,
+        input_blocks: InputBlocks,
+        n_models: usize,
+        n_inputs: usize,
+    ) -> Result<()> {
         let mut jobs = std::mem::take(&mut self.jobs);
-        let raw = match self.indices(s.jobs, "dense") {
+        let raw = match self.indices(list, op) {
             Ok(r) => r,
             Err(e) => {
                 self.jobs = jobs;
@@ -188,16 +213,16 @@ impl NativeBackend {
             }
         };
         jobs.clear();
-        for j in 0..s.n_jobs {
+        for j in 0..n_jobs {
             let (m, d) = (raw[2 * j] as usize, raw[2 * j + 1] as usize);
-            let blk = match s.input_blocks {
+            let blk = match input_blocks {
                 InputBlocks::ByData => d,
                 InputBlocks::ByJob => j,
             };
             if m >= n_models || blk >= n_inputs {
                 self.jobs = jobs;
                 return Err(Error::op(
-                    "dense",
+                    op,
                     format!("job {j} = ({m}, {d}) is out of range ({n_models} models, {n_inputs} input blocks)"),
                 ));
             }
@@ -205,6 +230,114 @@ impl NativeBackend {
         }
         self.jobs = jobs;
         Ok(())
+    }
+
+    /// [`Self::load_jobs`] for a normalisation (addressed by job).
+    fn load_norm_jobs(&mut self, what: &'static str, s: &NormJobs, params: Buf) -> Result<()> {
+        let n_models = params.len / s.stride;
+        self.load_jobs(
+            what,
+            s.jobs,
+            s.n_jobs,
+            InputBlocks::ByJob,
+            n_models,
+            s.n_jobs,
+        )
+    }
+
+    /// [`Self::load_jobs`] for a dense layer.
+    fn load_dense_jobs(&mut self, s: &DenseJobs, n_models: usize, n_inputs: usize) -> Result<()> {
+        self.load_jobs(
+            "dense",
+            s.jobs,
+            s.n_jobs,
+            s.input_blocks,
+            n_models,
+            n_inputs,
+        )
+    }
+
+    /// Runs `f(j, input block, slab)` on the gradient slab of every job in `self.jobs`, one
+    /// task per job (see [`Self::run`] for `work`).
+    fn per_job_slab(
+        &self,
+        work: usize,
+        g: &mut [f32],
+        stride: usize,
+        f: impl Fn(usize, usize, &mut [f32]) + Sync + Send,
+    ) {
+        self.run(work, |min| {
+            g[..self.jobs.len() * stride]
+                .par_chunks_mut(stride)
+                .zip(self.jobs.par_iter())
+                .enumerate()
+                .with_min_len(min)
+                .for_each(|(j, (slab, &(_, blk)))| f(j, blk, slab))
+        });
+    }
+
+    /// Runs `f(r, image)` on each of the first `rows` images (`len` values each) of `out`, one
+    /// task per image, on the pool when `work` is large enough (see [`Self::run`]).
+    fn per_image(
+        &self,
+        work: usize,
+        out: &mut [f32],
+        len: usize,
+        rows: usize,
+        f: impl Fn(usize, &mut [f32]) + Sync + Send,
+    ) {
+        self.run(work, |min| {
+            out[..rows * len]
+                .par_chunks_mut(len)
+                .enumerate()
+                .with_min_len(min)
+                .for_each(|(r, o)| f(r, o))
+        });
+    }
+
+    /// The body of the per-sample convolution ops: decodes the job list (input blocks below
+    /// `n_blocks`), then runs `f((model, block), sample row, model slab, input, out image,
+    /// scratch)` on every `out_len`-long image of `out`, one task each.
+    #[allow(clippy::too_many_arguments)]
+    fn conv_samples(
+        &mut self,
+        what: &'static str,
+        s: &ConvJobs,
+        params: Buf,
+        input: Buf,
+        n_blocks: usize,
+        out: Buf,
+        out_len: usize,
+        f: impl Fn((usize, usize), usize, &[f32], &[f32], &mut [f32], &mut [f32]) + Sync + Send,
+    ) -> Result<()> {
+        let n_models = params.len / s.stride;
+        self.load_jobs(what, s.jobs, s.n_jobs, s.input_blocks, n_models, n_blocks)?;
+        self.with_out(out, what, |me, y| {
+            let (p, x) = (me.reals(params, what)?, me.reals(input, what)?);
+            let col_len = conv::scratch_len(&s.layer);
+            let rows = s.n_jobs * s.batch;
+            me.per_image(2 * rows * s.layer.macs(), y, out_len, rows, |r, image| {
+                let job = me.jobs[r / s.batch];
+                let slab = &p[job.0 * s.stride..(job.0 + 1) * s.stride];
+                me.with_col(col_len, |col| f(job, r, slab, x, image, col));
+            });
+            Ok(())
+        })
+    }
+
+    /// Runs `f` on this thread's convolution scratch, at least `len` long (it grows to the
+    /// largest layer, then is reused). One slot per pool thread plus one for the calling
+    /// thread; what a slot holds never reaches a result, so which slot a task gets does not
+    /// matter to determinism.
+    fn with_col<R>(&self, len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
+        let slot = rayon::current_thread_index().map_or(self.threads, |i| i.min(self.threads));
+        let mut col = self.cols[slot]
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if col.len() < len {
+            col.resize(len, 0.0);
+        }
+        f(&mut col[..len])
     }
 }
 
@@ -314,7 +447,8 @@ impl Backend for NativeBackend {
             let idx = &s.indices(op.index, "gather")?[..op.rows];
             let data = s.bytes(op.data, "gather")?;
             let labels = s.indices(op.labels, "gather")?;
-            let (dim, mean, inv_std) = (op.dim, op.mean, 1.0 / op.std);
+            let (dim, norm) = (op.dim, op.norm);
+            let plane = dim / norm.channels;
             s.run(op.rows * dim, |min| {
                 x[..op.rows * dim]
                     .par_chunks_mut(dim)
@@ -322,8 +456,13 @@ impl Backend for NativeBackend {
                     .with_min_len(min)
                     .for_each(|(row, &smp)| {
                         let src = &data[smp as usize * dim..][..dim];
-                        for (v, &byte) in row.iter_mut().zip(src) {
-                            *v = ((byte as f64 / 255.0 - mean) * inv_std) as f32;
+                        // One plane per channel, each with its own mean and std.
+                        let planes = row.chunks_mut(plane).zip(src.chunks(plane));
+                        for ((vs, bytes), (mean, std)) in planes.zip(norm.pairs()) {
+                            let inv_std = 1.0 / std;
+                            for (v, &byte) in vs.iter_mut().zip(bytes) {
+                                *v = ((byte as f64 / 255.0 - mean) * inv_std) as f32;
+                            }
                         }
                     })
             });
@@ -341,7 +480,7 @@ impl Backend for NativeBackend {
         let s = op.shape;
         let l = s.layer;
         let blk_len = s.batch * l.in_dim;
-        self.load_jobs(&s, op.params.len / s.stride, op.input.len / blk_len)?;
+        self.load_dense_jobs(&s, op.params.len / s.stride, op.input.len / blk_len)?;
         let out_len = s.batch * l.out_dim;
         let mut scratch = self.take_scratch(s.n_jobs * out_len);
         let r = self.with_out(op.output, "dense_forward", |me, y| {
@@ -371,7 +510,7 @@ impl Backend for NativeBackend {
         op.check(&self.ix)?;
         let s = op.shape;
         let l = s.layer;
-        self.load_jobs(&s, op.params.len / s.stride, s.n_jobs)?;
+        self.load_dense_jobs(&s, op.params.len / s.stride, s.n_jobs)?;
         let mut scratch = self.take_scratch(s.n_jobs * s.batch * l.in_dim);
         let r = self.with_out(op.dx, "dense_backward_data", |me, dx| {
             let what = "dense_backward_data";
@@ -413,61 +552,205 @@ impl Backend for NativeBackend {
         let s = op.shape;
         let l = s.layer;
         let blk_len = s.batch * l.in_dim;
-        self.load_jobs(&s, usize::MAX, op.input.len / blk_len)?;
+        self.load_dense_jobs(&s, usize::MAX, op.input.len / blk_len)?;
         self.with_out(op.grads, "dense_backward_weights", |me, g| {
             let what = "dense_backward_weights";
             let (dz, x) = (me.reals(op.dz, what)?, me.reals(op.input, what)?);
             let out_len = s.batch * l.out_dim;
-            me.run(2 * s.n_jobs * out_len * l.in_dim, |min| {
-                g[..s.n_jobs * s.stride]
-                    .par_chunks_mut(s.stride)
-                    .zip(me.jobs.par_iter())
-                    .enumerate()
-                    .with_min_len(min)
-                    .for_each(|(j, (slab, &(_, blk)))| {
-                        dense::backward_weights(
-                            &l,
-                            s.batch,
-                            &dz[j * out_len..][..out_len],
-                            &x[blk * blk_len..][..blk_len],
-                            slab,
-                        );
-                    })
+            let work = 2 * s.n_jobs * out_len * l.in_dim;
+            me.per_job_slab(work, g, s.stride, |j, blk, slab| {
+                let (dz, x) = (
+                    &dz[j * out_len..][..out_len],
+                    &x[blk * blk_len..][..blk_len],
+                );
+                dense::backward_weights(&l, s.batch, dz, x, slab);
             });
             Ok(())
         })
     }
 
-    // TODO(cnn): the convolutional ops on this backend are being written (issue 13).
-    fn conv_forward(&mut self, _: &ConvForward) -> Result<()> {
-        Err(Error::op("conv_forward", "not on this backend yet"))
+    fn conv_forward(&mut self, op: &ConvForward) -> Result<()> {
+        op.check(&self.ix)?;
+        let (s, l) = (op.shape, op.shape.layer);
+        let n_in = l.input.len();
+        let n_blocks = op.input.len / (s.batch * n_in);
+        let out_len = l.output().len();
+        self.conv_samples(
+            "conv_forward",
+            &s,
+            op.params,
+            op.input,
+            n_blocks,
+            op.output,
+            out_len,
+            |(_, blk), r, slab, x, ys, col| {
+                let xs = &x[(blk * s.batch + r % s.batch) * n_in..][..n_in];
+                conv::forward(&l, slab, xs, ys, col)
+            },
+        )
     }
-    fn conv_backward_data(&mut self, _: &ConvBackwardData) -> Result<()> {
-        Err(Error::op("conv_backward_data", "not on this backend yet"))
+
+    fn conv_backward_data(&mut self, op: &ConvBackwardData) -> Result<()> {
+        op.check(&self.ix)?;
+        let (s, l) = (op.shape, op.shape.layer);
+        let n_out = l.output().len();
+        let in_len = l.input.len();
+        self.conv_samples(
+            "conv_backward_data",
+            &s,
+            op.params,
+            op.dy,
+            s.n_jobs,
+            op.dx,
+            in_len,
+            |_, r, slab, dy, dxs, col| {
+                conv::backward_data(&l, slab, &dy[r * n_out..][..n_out], dxs, col)
+            },
+        )
     }
-    fn conv_backward_weights(&mut self, _: &ConvBackwardWeights) -> Result<()> {
-        Err(Error::op(
-            "conv_backward_weights",
-            "not on this backend yet",
-        ))
+
+    fn conv_backward_weights(&mut self, op: &ConvBackwardWeights) -> Result<()> {
+        op.check(&self.ix)?;
+        let what = "conv_backward_weights";
+        let s = op.shape;
+        let l = s.layer;
+        let blk_len = s.batch * l.input.len();
+        let out_len = s.batch * l.output().len();
+        let n_blocks = op.input.len / blk_len;
+        self.load_jobs(what, s.jobs, s.n_jobs, s.input_blocks, usize::MAX, n_blocks)?;
+        self.with_out(op.grads, what, |me, g| {
+            let (dy, x) = (me.reals(op.dy, what)?, me.reals(op.input, what)?);
+            let col_len = conv::scratch_len(&l);
+            // One task per job: its samples are summed in order on one thread.
+            let work = 2 * s.n_jobs * s.batch * l.macs();
+            me.per_job_slab(work, g, s.stride, |j, blk, slab| {
+                let (dy, x) = (
+                    &dy[j * out_len..][..out_len],
+                    &x[blk * blk_len..][..blk_len],
+                );
+                me.with_col(col_len, |col| {
+                    conv::backward_weights(&l, s.batch, dy, x, slab, col)
+                });
+            });
+            Ok(())
+        })
     }
-    fn pool(&mut self, _: &Pool) -> Result<()> {
-        Err(Error::op("pool", "not on this backend yet"))
+
+    fn pool(&mut self, op: &Pool) -> Result<()> {
+        op.check()?;
+        let l = op.layer;
+        let (n_in, n_out) = (l.input.len(), l.output().len());
+        self.with_out(op.y, "pool", |me, y| {
+            let x = &me.reals(op.x, "pool")?[..op.samples * n_in];
+            me.per_image(2 * op.samples * n_in, y, n_out, op.samples, |r, ys| {
+                pool::forward(&l, &x[r * n_in..][..n_in], ys)
+            });
+            Ok(())
+        })
     }
-    fn pool_backward(&mut self, _: &PoolBackward) -> Result<()> {
-        Err(Error::op("pool_backward", "not on this backend yet"))
+
+    fn pool_backward(&mut self, op: &PoolBackward) -> Result<()> {
+        op.check()?;
+        let what = "pool_backward";
+        let l = op.layer;
+        let (n_in, n_out) = (l.input.len(), l.output().len());
+        self.with_out(op.dx, what, |me, dx| {
+            let x = &me.reals(op.x, what)?[..op.samples * n_in];
+            let dy = &me.reals(op.dy, what)?[..op.samples * n_out];
+            me.per_image(3 * op.samples * n_in, dx, n_in, op.samples, |r, dxs| {
+                let (xs, dys) = (&x[r * n_in..][..n_in], &dy[r * n_out..][..n_out]);
+                pool::backward(&l, xs, dys, dxs)
+            });
+            Ok(())
+        })
     }
-    fn relu(&mut self, _: &Relu) -> Result<()> {
-        Err(Error::op("relu", "not on this backend yet"))
+
+    fn relu(&mut self, op: &Relu) -> Result<()> {
+        op.check()?;
+        self.with_out(op.y, "relu", |me, y| {
+            let x = &me.reals(op.x, "relu")?[..op.len];
+            me.run(op.len, |min| elementwise::relu(x, &mut y[..op.len], min));
+            Ok(())
+        })
     }
-    fn relu_backward(&mut self, _: &ReluBackward) -> Result<()> {
-        Err(Error::op("relu_backward", "not on this backend yet"))
+
+    fn relu_backward(&mut self, op: &ReluBackward) -> Result<()> {
+        op.check()?;
+        let what = "relu_backward";
+        self.with_out(op.dx, what, |me, dx| {
+            let y = &me.reals(op.y, what)?[..op.len];
+            let dy = &me.reals(op.dy, what)?[..op.len];
+            me.run(2 * op.len, |min| {
+                elementwise::relu_backward(y, dy, &mut dx[..op.len], min)
+            });
+            Ok(())
+        })
     }
-    fn norm_forward(&mut self, _: &NormForward) -> Result<()> {
-        Err(Error::op("norm_forward", "not on this backend yet"))
+
+    fn norm_forward(&mut self, op: &NormForward) -> Result<()> {
+        op.check(&self.ix)?;
+        let what = "norm_forward";
+        let s = op.shape;
+        let l = s.layer;
+        let n = l.image.len();
+        self.load_norm_jobs(what, &s, op.params)?;
+        self.with_out(op.y, what, |me, y| {
+            let (p, x) = (me.reals(op.params, what)?, me.reals(op.x, what)?);
+            let rows = s.n_jobs * s.batch;
+            me.per_image(8 * rows * n, y, n, rows, |r, ys| {
+                let m = me.jobs[r / s.batch].0;
+                let slab = &p[m * s.stride..(m + 1) * s.stride];
+                norm::forward(&l, slab, &x[r * n..][..n], ys)
+            });
+            Ok(())
+        })
     }
-    fn norm_backward(&mut self, _: &NormBackward) -> Result<()> {
-        Err(Error::op("norm_backward", "not on this backend yet"))
+
+    fn norm_backward(&mut self, op: &NormBackward) -> Result<()> {
+        op.check(&self.ix)?;
+        let (what, s) = ("norm_backward", op.shape);
+        self.load_norm_jobs(what, &s, op.params)?;
+        let l = s.layer;
+        let (n, c, rows) = (l.image.len(), l.image.channels, s.n_jobs * s.batch);
+        let mut partials = std::mem::take(&mut self.partials);
+        if partials.len() < rows * 2 * c {
+            partials.resize(rows * 2 * c, 0.0);
+        }
+        let mut g = self.take(op.grads, what)?;
+        let r = self.with_out(op.dx, what, |me, dx| {
+            let p = me.reals(op.params, what)?;
+            let (x, dy) = (me.reals(op.x, what)?, me.reals(op.dy, what)?);
+            // One task per sample, each with its own dγ, dβ; then per job the samples' shares
+            // are added in order.
+            me.run(16 * rows * n, |min| {
+                dx[..rows * n]
+                    .par_chunks_mut(n)
+                    .zip(partials.par_chunks_mut(2 * c))
+                    .enumerate()
+                    .with_min_len(min)
+                    .for_each(|(r, (dxs, part))| {
+                        let m = me.jobs[r / s.batch].0;
+                        let slab = &p[m * s.stride..(m + 1) * s.stride];
+                        let (xs, dys) = (&x[r * n..][..n], &dy[r * n..][..n]);
+                        norm::backward(&l, slab, xs, dys, dxs, part)
+                    })
+            });
+            for (j, slab) in g[..s.n_jobs * s.stride]
+                .chunks_exact_mut(s.stride)
+                .enumerate()
+            {
+                let shares = &partials[j * s.batch * 2 * c..][..s.batch * 2 * c];
+                let sum = |at: usize| shares.chunks_exact(2 * c).map(|sh| sh[at]).sum::<f64>();
+                for k in 0..c {
+                    slab[l.gamma_off + k] = sum(k) as f32;
+                    slab[l.beta_off + k] = sum(c + k) as f32;
+                }
+            }
+            Ok(())
+        });
+        self.put(op.grads, g);
+        self.partials = partials;
+        r
     }
 
     fn softmax_xent(&mut self, op: &SoftmaxXent) -> Result<()> {

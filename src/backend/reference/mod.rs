@@ -170,7 +170,7 @@ impl Backend for ReferenceBackend {
         op.check(&self.ix)?;
         self.ix.gather(op);
         let idx = self.indices(op.index)[..op.rows].to_vec();
-        let inv_std = 1.0 / op.std;
+        let plane = op.dim / op.norm.channels;
         let data = self.bytes(op.data);
         let labels = self.indices(op.labels);
         let mut x = vec![0.0; op.rows * op.dim];
@@ -178,7 +178,9 @@ impl Backend for ReferenceBackend {
         for (r, &s) in idx.iter().enumerate() {
             let s = s as usize;
             for f in 0..op.dim {
-                x[r * op.dim + f] = (data[s * op.dim + f] as f64 / 255.0 - op.mean) * inv_std;
+                let c = f / plane;
+                let (mean, inv_std) = (op.norm.mean[c], 1.0 / op.norm.std[c]);
+                x[r * op.dim + f] = (data[s * op.dim + f] as f64 / 255.0 - mean) * inv_std;
             }
             y[r] = labels[s];
         }
