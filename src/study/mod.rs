@@ -148,8 +148,7 @@ pub fn run_study(opts: &StudyOptions, log: &mut dyn Write) -> Result<StudyOutcom
     report::write_reports(opts, &settings, &rows, &choices)?;
     let runs_wall_s = report::final_and_grid_rows(&settings, &rows, &choices, seeds)
         .iter()
-        .map(|r| r.wall_s)
-        .sum();
+        .fold(0.0, |t, r| t + r.wall_s);
     Ok(StudyOutcome {
         ran,
         skipped,

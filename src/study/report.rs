@@ -8,6 +8,7 @@ use crate::study::run::{self, ResultRow};
 use crate::study::{LrChoice, StudyOptions};
 use crate::train::metrics::{write_csv, write_file, MetricsRow};
 use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 use std::fmt::Write as _;
 use std::path::Path;
 
@@ -382,8 +383,9 @@ pub fn summary(
     out
 }
 
-/// Colour and dash of series `k` (Tableau 10, dashed beyond ten).
-fn style(k: usize) -> (RGBColor, bool) {
+/// Colour and dash (dash, gap) of series `k` (Tableau 10; dashed beyond ten, dotted beyond
+/// twenty).
+fn style(k: usize) -> (RGBColor, Option<(u32, u32)>) {
     const P: [(u8, u8, u8); 10] = [
         (0x1f, 0x77, 0xb4),
         (0xff, 0x7f, 0x0e),
@@ -397,8 +399,12 @@ fn style(k: usize) -> (RGBColor, bool) {
         (0x17, 0xbe, 0xcf),
     ];
     let (r, g, b) = P[k % 10];
-    (RGBColor(r, g, b), k >= 10)
+    let dash = [None, Some((6, 3)), Some((2, 3))][(k / 10) % 3];
+    (RGBColor(r, g, b), dash)
 }
+
+/// Width of the plots (pixels).
+const W: u32 = 980;
 
 /// A line chart: `series` of (label, points), x ticks labelled by `x_label`.
 fn line_chart(
@@ -412,7 +418,7 @@ fn line_chart(
 ) -> Result<String> {
     let mut svg = String::new();
     let draw = |svg: &mut String| -> std::result::Result<(), Box<dyn std::error::Error>> {
-        let root = SVGBackend::with_string(svg, (980, 620)).into_drawing_area();
+        let root = SVGBackend::with_string(svg, (W, 620)).into_drawing_area();
         root.fill(&WHITE)?;
         let mut chart = ChartBuilder::on(&root)
             .caption(title, ("sans-serif", 17))
@@ -432,26 +438,31 @@ fn line_chart(
             .bold_line_style(RGBColor(0xee, 0xee, 0xee))
             .draw()?;
         for (k, (label, pts)) in series.iter().enumerate() {
-            let (color, dashed) = style(k);
+            let (color, dash) = style(k);
             let stroke = color.stroke_width(2);
             let pts: Vec<(f64, f64)> = pts.iter().copied().filter(|p| p.1.is_finite()).collect();
-            let anno = if dashed {
-                chart.draw_series(DashedLineSeries::new(pts.clone(), 6, 3, stroke))?
-            } else {
-                chart.draw_series(LineSeries::new(pts.clone(), stroke))?
+            match dash {
+                Some((d, g)) => {
+                    chart.draw_series(DashedLineSeries::new(pts.clone(), d, g, stroke))?
+                }
+                None => chart.draw_series(LineSeries::new(pts.clone(), stroke))?,
             };
-            anno.label(label.as_str()).legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 24, y)], color.stroke_width(2))
-            });
             chart.draw_series(pts.iter().map(|&p| Circle::new(p, 2, color.filled())))?;
+            // The legend, right of the plot: a swatch and the label.
+            let (x, y) = (W as i32 - 215, 40 + 18 * k as i32);
+            let ends = vec![(x, y), (x + 26, y)];
+            match dash {
+                Some((d, g)) => root.draw(&plotters::element::DashedPathElement::new(
+                    ends, d, g, stroke,
+                ))?,
+                None => root.draw(&PathElement::new(ends, stroke))?,
+            }
+            let font = ("sans-serif", 13)
+                .into_font()
+                .color(&BLACK)
+                .pos(Pos::new(HPos::Left, VPos::Center));
+            root.draw(&Text::new(label.as_str(), (x + 32, y), font))?;
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::Coordinate(750, 20))
-            .background_style(WHITE)
-            .border_style(RGBColor(0xcc, 0xcc, 0xcc))
-            .label_font(("sans-serif", 12))
-            .draw()?;
         root.present()?;
         Ok(())
     };
@@ -557,8 +568,8 @@ pub fn plot_curves(
                 (row.step as f64, y)
             })
             .collect();
-        // The floor follows the second half of the curves (the first evaluations are near 10%).
-        for p in &pts[pts.len() / 2..] {
+        // The floor follows the curves after the initial evaluation (near 10%).
+        for p in pts.iter().skip(1) {
             lo = lo.min(p.1);
         }
         series.push((v.label.clone(), pts));
