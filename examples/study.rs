@@ -28,9 +28,13 @@ struct Args {
     /// Threads of the native CPU backend (0: one per core).
     #[arg(long, default_value_t = 0)]
     threads: usize,
-    /// Only these groups, comma-separated: ring16, social32, ngm-shards, matcha8.
+    /// Only these groups (ring16, social32, ngm-shards, matcha8) or settings (ring16-a0.01),
+    /// comma-separated.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
+    /// Only these variants (labels, comma-separated, as in the tables).
+    #[arg(long, value_delimiter = ',')]
+    variants: Vec<String>,
     /// Only write the reports from the runs already in results.csv (train nothing).
     #[arg(long)]
     report_only: bool,
@@ -62,6 +66,7 @@ fn main() {
         data_dir: args.data_dir,
         threads: args.threads,
         only: args.only,
+        variants: args.variants,
         report_only: args.report_only,
         results_md,
     };

@@ -5,15 +5,20 @@
 
 use swarmgrad::backend::native::NativeBackend;
 use swarmgrad::backend::Backend;
+use swarmgrad::data::DataError;
 use swarmgrad::study::plan::{settings, Scale};
 use swarmgrad::study::run::{self, load_data};
+use swarmgrad::Error;
 
 #[test]
 fn relaysgd_keeps_the_worst_agent_far_above_dsgd_at_alpha_001() {
     let require = std::env::var("SWARMGRAD_REQUIRE_DATA").as_deref() == Ok("1");
     let (train, test) = match load_data(None) {
         Ok((train, test, _)) => (train, test),
-        Err(e) if !require => {
+        // No MNIST folder found, or one without the t10k files: skipped unless required.
+        Err(e @ (Error::BadParameter { .. } | Error::Data(DataError::MissingFile { .. })))
+            if !require =>
+        {
             eprintln!("SKIPPED study ordering test: the MNIST files are missing: {e}");
             return;
         }
@@ -53,8 +58,11 @@ fn relaysgd_keeps_the_worst_agent_far_above_dsgd_at_alpha_001() {
 }
 
 /// RelaySGD + momentum's rate (the full study's choice at α = 0.01).
-const RELAY_LR: f64 = 0.03;
+const RELAY_LR: f64 = 0.09;
 /// D-PSGD's rate (the full study's choice at α = 0.01).
 const DSGD_LR: f64 = 0.1;
-/// The required gap in worst-agent accuracy.
+/// The required gap in worst-agent accuracy: at these 60 steps the two seeds gave gaps of 52
+/// and 38 points; the full study's D-PSGD worst agent at α = 0.01 spreads by 4.6 points (std
+/// over 3 seeds) around a 25-point gap, so 20 points sits about 4 such spreads below the
+/// smaller observed gap.
 const MARGIN: f64 = 0.2;

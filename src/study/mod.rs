@@ -30,8 +30,11 @@ pub struct StudyOptions {
     pub data_dir: Option<PathBuf>,
     /// Threads of the native CPU backend (0: one per core).
     pub threads: usize,
-    /// Only these groups (`ring16`, `social32`, `ngm-shards`, `matcha8`); empty: all.
+    /// Only these groups (`ring16`, `social32`, `ngm-shards`, `matcha8`) or settings
+    /// (`ring16-a0.01`); empty: all.
     pub only: Vec<String>,
+    /// Only these variants (labels); empty: all.
+    pub variants: Vec<String>,
     /// Write the reports from results.csv without training anything (runs not there are
     /// left out of the tables).
     pub report_only: bool,
@@ -83,7 +86,14 @@ pub fn run_study(opts: &StudyOptions, log: &mut dyn Write) -> Result<StudyOutcom
     );
     let settings: Vec<Setting> = plan::settings(opts.scale)
         .into_iter()
-        .filter(|s| opts.only.is_empty() || opts.only.contains(&s.group))
+        .filter(|s| {
+            opts.only.is_empty() || opts.only.contains(&s.group) || opts.only.contains(&s.id)
+        })
+        .map(|mut s| {
+            s.variants
+                .retain(|v| opts.variants.is_empty() || opts.variants.contains(&v.label));
+            s
+        })
         .collect();
     let seeds = opts.scale.seeds();
     let total: usize = settings
