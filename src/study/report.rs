@@ -516,7 +516,7 @@ pub fn plot_group(
         }
     };
     let title = format!(
-        "{group}: worst-agent test accuracy (mean over {seeds} seed{}) against label skew",
+        "{group}: worst-agent test accuracy (mean over {seeds} seed{}) per setting",
         if seeds == 1 { "" } else { "s" }
     );
     line_chart(
