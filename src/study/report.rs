@@ -256,10 +256,17 @@ pub fn tables(
     for (group, ss) in groups(settings) {
         let first = ss[0];
         let v0 = &first.variants[0].config;
+        let mut agents: Vec<String> = Vec::new();
+        for s in &ss {
+            let a = s.variants[0].config.agents.to_string();
+            if !agents.contains(&a) {
+                agents.push(a);
+            }
+        }
         let _ = writeln!(
             md,
             "### {group}: {} agents · {} · {} steps · batch {} · {} seed{}\n",
-            v0.agents,
+            agents.join(" / "),
             first.model,
             first.steps,
             v0.batch,
@@ -631,7 +638,15 @@ pub fn write_reports(
     let mut plots = Vec::new();
     for (group, _) in groups(settings) {
         if let Some(svg) = plot_group(group, settings, rows, choices, seeds)? {
-            let file = format!("{group}_worst_vs_alpha.svg");
+            let alphas = settings
+                .iter()
+                .filter(|s| s.group == group)
+                .all(|s| s.column.starts_with("α="));
+            let file = if alphas {
+                format!("{group}_worst_vs_alpha.svg")
+            } else {
+                format!("{group}_worst_by_setting.svg")
+            };
             write_file(&out.join(&file), svg)?;
             plots.push(file);
         }
