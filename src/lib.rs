@@ -47,6 +47,7 @@ pub mod graph;
 pub mod model;
 pub mod objective;
 pub mod sparse;
+pub mod study;
 pub mod toy;
 pub mod train;
 
