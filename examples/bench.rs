@@ -847,6 +847,9 @@ fn fmt_spread(s: Spread, scale: f64) -> String {
 }
 
 fn print_kernels(out: &mut dyn Write, rows: &[KernelRow]) -> Result<()> {
+    if rows.is_empty() {
+        return Ok(());
+    }
     writeln!(
         out,
         "{:<22} {:>4} {:<22} {:<9} {:>28} {:>22} {:>8}",
@@ -896,7 +899,12 @@ fn print_skipped(out: &mut dyn Write, skipped: &[Value]) -> Result<()> {
     Ok(())
 }
 
-fn print_steps(out: &mut dyn Write, rows: &[StepRow]) -> Result<()> {
+/// The whole-step table under its title (nothing when the table was not asked for).
+fn print_steps(out: &mut dyn Write, title: &str, rows: &[StepRow]) -> Result<()> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    writeln!(out, "\n{title}").map_err(io)?;
     writeln!(
         out,
         "{:<10} {:>4} {:>10} {:>14} {:>11} | {:>13} {:>11} | {:>8}",
@@ -1156,14 +1164,12 @@ fn bench_gpu(out: &mut dyn Write, plan: &Plan, choice: &AdapterChoice) -> Result
         }
     }
     switch.store(false, Ordering::Relaxed);
-    writeln!(
-        out,
-        "\nwhole training step, {} batch {} (per-agent: every dense kernel dispatched once per job)",
+    let title = format!(
+        "whole training step, {} batch {} (per-agent: every dense kernel dispatched once per job)",
         spec(&plan.step_model),
         plan.batch
-    )
-    .map_err(io)?;
-    print_steps(out, &steps)?;
+    );
+    print_steps(out, &title, &steps)?;
     let (cnn, _) = cnn_rows(be, plan, Some(best.0))?;
     print_cnn(out, &cnn)?;
     let mut v = Map::new();
@@ -1224,14 +1230,12 @@ fn bench_cpu(out: &mut dyn Write, plan: &Plan) -> Result<Value> {
             steps.extend(best);
         }
     }
-    writeln!(
-        out,
-        "\nwhole training step, {} batch {}",
+    let title = format!(
+        "whole training step, {} batch {}",
         spec(&plan.step_model),
         plan.batch
-    )
-    .map_err(io)?;
-    print_steps(out, &steps)?;
+    );
+    print_steps(out, &title, &steps)?;
     let describe = be.describe();
     let (cnn, _) = cnn_rows(be, plan, None)?;
     print_cnn(out, &cnn)?;
