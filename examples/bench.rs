@@ -1029,6 +1029,7 @@ fn choices(spec: &str) -> Result<Vec<AdapterChoice>> {
                 let c = AdapterChoice {
                     backends: wgpu::Backends::from(i.backend),
                     name: Some(i.name.clone()),
+                    spread: 0,
                 };
                 if !v
                     .iter()

@@ -1071,7 +1071,7 @@ fn backend_flag_forces_wgpu_the_native_backend_or_the_reference() {
     ] {
         let choice = AdapterChoice {
             backends,
-            name: None,
+            ..AdapterChoice::default()
         };
         if GpuContext::adapters(&choice).is_empty() {
             assert!(

@@ -140,6 +140,7 @@ pub fn choose(choice: BackendChoice, adapters: &AdapterChoice, threads: usize) -
             let pick = AdapterChoice {
                 backends: wgpu::Backends::from(info.backend),
                 name: Some(info.name.clone()),
+                spread: adapters.spread,
             };
             match GpuBackend::new(&pick) {
                 Ok(g) => Ok(Chosen {

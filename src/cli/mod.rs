@@ -50,6 +50,12 @@ impl BackendArgs {
     /// Opens the backend these flags choose (through [`choice::choose`]); a notice goes to
     /// `notices` when `--threads` is given but the backend chosen is not the native one.
     pub fn open(&self, notices: &mut Vec<String>) -> Result<Chosen> {
+        self.open_spread(notices, 0)
+    }
+
+    /// Like [`BackendArgs::open`], opening GPU adapter number `spread` of several equally good
+    /// ones ([`AdapterChoice::spread`]): a rank of a sharded run passes its local rank.
+    pub fn open_spread(&self, notices: &mut Vec<String>, spread: usize) -> Result<Chosen> {
         let env = |k: &str| std::env::var(k).ok().filter(|s| !s.trim().is_empty());
         // What the user asked of the GPU explicitly, as written (flags over the environment).
         let mut asked = Vec::new();
@@ -63,16 +69,16 @@ impl BackendArgs {
             (None, Some(n)) => asked.push(format!("WGPU_ADAPTER_NAME={n}")),
             _ => {}
         }
-        let adapters = AdapterChoice::from_env()
-            .with_overrides(self.gpu_backend.as_deref(), self.adapter.as_deref())?;
+        let adapters = AdapterChoice {
+            spread,
+            ..AdapterChoice::from_env()
+                .with_overrides(self.gpu_backend.as_deref(), self.adapter.as_deref())?
+        };
         let mut backend = self.backend;
         if !asked.is_empty() && matches!(backend, BackendChoice::Auto | BackendChoice::Gpu) {
             // An explicit request is met or refused, never replaced by a fallback.
             if GpuContext::adapters(&adapters).is_empty() {
-                let all = GpuContext::adapters(&AdapterChoice {
-                    backends: wgpu::Backends::all(),
-                    name: None,
-                });
+                let all = GpuContext::adapters(&AdapterChoice::default());
                 let available = if all.is_empty() {
                     "none".to_string()
                 } else {

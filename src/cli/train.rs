@@ -443,7 +443,15 @@ pub fn run_args_on(
     let mut notices = Vec::new();
     let chosen = match world {
         None => args.device.open(&mut notices)?,
-        Some(w) => w.agree("starting the backend", args.device.open(&mut notices))?,
+        Some(w) => {
+            // Ranks sharing a node spread over its equally good GPUs by local rank.
+            #[cfg(feature = "mpi")]
+            let spread = crate::dist::mpi::local_rank();
+            #[cfg(not(feature = "mpi"))]
+            let spread = 0;
+            let opened = args.device.open_spread(&mut notices, spread);
+            w.agree("starting the backend", opened)?
+        }
     };
     let info: &mut dyn Write = if args.json { err } else { out };
     for n in &notices {

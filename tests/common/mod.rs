@@ -101,6 +101,7 @@ impl Target {
         let choice = AdapterChoice {
             backends,
             name: env.name.clone(),
+            spread: 0,
         };
         match GpuContext::new(&choice) {
             Ok(ctx) => Some(Target {

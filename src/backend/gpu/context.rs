@@ -9,6 +9,11 @@ pub struct AdapterChoice {
     pub backends: wgpu::Backends,
     /// Case-insensitive substring the adapter name must contain.
     pub name: Option<String>,
+    /// Which of several equally good adapters (the best device type on the best backend, e.g.
+    /// the eight GPUs of a node) to open: number `spread` modulo their count. 0 opens the
+    /// first; a rank of a sharded run passes its local rank, so ranks sharing a node spread
+    /// over its GPUs.
+    pub spread: usize,
 }
 
 impl Default for AdapterChoice {
@@ -16,6 +21,7 @@ impl Default for AdapterChoice {
         AdapterChoice {
             backends: wgpu::Backends::all(),
             name: None,
+            spread: 0,
         }
     }
 }
@@ -28,6 +34,7 @@ impl AdapterChoice {
             name: std::env::var("WGPU_ADAPTER_NAME")
                 .ok()
                 .filter(|s| !s.is_empty()),
+            spread: 0,
         }
     }
 
@@ -59,6 +66,14 @@ fn rank(t: wgpu::DeviceType) -> u8 {
         wgpu::DeviceType::Cpu => 3,
         wgpu::DeviceType::Other => 4,
     }
+}
+
+/// Index into a best-first list of adapter classes of the `spread`-th adapter (modulo their
+/// count) among those of the first one's class; `None` for an empty list.
+fn spread_index<C: PartialEq>(classes: &[C], spread: usize) -> Option<usize> {
+    let best = classes.first()?;
+    let equal = classes.iter().take_while(|c| *c == best).count();
+    Some(spread % equal)
 }
 
 /// An open device with what the rest of the crate needs to know about it.
@@ -97,9 +112,24 @@ impl GpuContext {
         adapters
     }
 
-    /// Opens the best adapter for the choice, requesting all the limits it offers.
+    /// The adapter the choice opens: of the best class (the first adapter's device type and
+    /// backend), number `choice.spread` modulo the class's size.
+    pub fn pick(choice: &AdapterChoice) -> Option<wgpu::Adapter> {
+        let mut adapters = Self::adapters(choice);
+        let class: Vec<(wgpu::DeviceType, wgpu::Backend)> = adapters
+            .iter()
+            .map(|a| {
+                let i = a.get_info();
+                (i.device_type, i.backend)
+            })
+            .collect();
+        let k = spread_index(&class, choice.spread)?;
+        Some(adapters.swap_remove(k))
+    }
+
+    /// Opens the choice's adapter ([`GpuContext::pick`]), requesting all the limits it offers.
     pub fn new(choice: &AdapterChoice) -> Result<Self> {
-        let adapter = Self::adapters(choice).into_iter().next().ok_or_else(|| {
+        let adapter = Self::pick(choice).ok_or_else(|| {
             Error::NoAdapter(format!(
                 "backends {:?}{}",
                 choice.backends,
@@ -156,5 +186,20 @@ impl GpuContext {
             self.features.contains(wgpu::Features::TIMESTAMP_QUERY),
             self.features.contains(wgpu::Features::SHADER_F16),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::spread_index;
+
+    #[test]
+    fn spread_cycles_over_the_best_class_only() {
+        // Two discrete GPUs of one backend, then an integrated one and a software one.
+        let classes = ["dgpu", "dgpu", "igpu", "cpu"];
+        let picks: Vec<usize> = (0..5).map(|r| spread_index(&classes, r).unwrap()).collect();
+        assert_eq!(picks, [0, 1, 0, 1, 0]);
+        assert_eq!(spread_index(&["cpu"], 3), Some(0));
+        assert_eq!(spread_index::<&str>(&[], 0), None);
     }
 }
