@@ -28,7 +28,7 @@
 use clap::Parser;
 use serde_json::{json, Map, Value};
 use std::io::Write;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 use swarmgrad::backend::gpu::{
     AdapterChoice, Ceilings, GpuBackend, GpuContext, KernelFamily, Probe, Spread,
@@ -686,6 +686,45 @@ impl StepRow {
     }
 }
 
+/// The whole-step table: every algorithm at every n, fused and, where the backend has a
+/// per-agent switch, per agent. Rounds alternate the two modes, so a change of load on a shared
+/// machine hits both; each mode keeps its best round.
+fn step_rows(
+    mut be: Box<dyn Backend>,
+    plan: &Plan,
+    per_agent: Option<&AtomicBool>,
+) -> Result<(Vec<StepRow>, Box<dyn Backend>)> {
+    let modes: &[(&'static str, bool)] = if per_agent.is_some() {
+        &[("fused", false), ("per_agent", true)]
+    } else {
+        &[("fused", false)]
+    };
+    let mut steps = Vec::new();
+    for algo in plan.algos.iter().filter(|_| plan.steps_table) {
+        for &n in &plan.agents {
+            let mut best: Vec<Option<StepRow>> = modes.iter().map(|_| None).collect();
+            for _ in 0..plan.rounds {
+                for (k, &(mode, split)) in modes.iter().enumerate() {
+                    if let Some(switch) = per_agent {
+                        switch.store(split, Ordering::Relaxed);
+                    }
+                    let (row, back) = step_row(be, plan, algo, n, mode)?;
+                    be = back;
+                    best[k] = Some(match best[k].take() {
+                        Some(b) => b.best_of(row),
+                        None => row,
+                    });
+                }
+            }
+            steps.extend(best.into_iter().flatten());
+        }
+    }
+    if let Some(switch) = per_agent {
+        switch.store(false, Ordering::Relaxed);
+    }
+    Ok((steps, be))
+}
+
 /// Trains `plan.steps` timed steps (after two warm-up steps) of `algo` with n agents on the
 /// step model, on a synthetic task of the model's input width; returns the backend.
 fn step_row(
@@ -1140,31 +1179,7 @@ fn bench_gpu(out: &mut dyn Write, plan: &Plan, choice: &AdapterChoice) -> Result
     .map_err(io)?;
     print_kernels(out, &rows)?;
     print_skipped(out, &skipped)?;
-    let mut be: Box<dyn Backend> = Box::new(be);
-    let mut steps = Vec::new();
-    for algo in plan.algos.iter().filter(|_| plan.steps_table) {
-        for &n in &plan.agents {
-            // Rounds alternate the two modes, so a change of load on a shared machine hits both;
-            // each mode keeps its best round.
-            let mut best: [Option<StepRow>; 2] = [None, None];
-            for _ in 0..plan.rounds {
-                for (k, (mode, split)) in [("fused", false), ("per_agent", true)]
-                    .into_iter()
-                    .enumerate()
-                {
-                    switch.store(split, Ordering::Relaxed);
-                    let (row, back) = step_row(be, plan, algo, n, mode)?;
-                    be = back;
-                    best[k] = Some(match best[k].take() {
-                        Some(b) => b.best_of(row),
-                        None => row,
-                    });
-                }
-            }
-            steps.extend(best.into_iter().flatten());
-        }
-    }
-    switch.store(false, Ordering::Relaxed);
+    let (steps, be) = step_rows(Box::new(be), plan, Some(&switch))?;
     let title = format!(
         "whole training step, {} batch {} (per-agent: every dense kernel dispatched once per job)",
         spec(&plan.step_model),
@@ -1215,22 +1230,7 @@ fn bench_cpu(out: &mut dyn Write, plan: &Plan) -> Result<Value> {
     let rows = kernel_rows(&mut be, plan, kinds, None, &mut skipped)?;
     print_kernels(out, &rows)?;
     print_skipped(out, &skipped)?;
-    let mut be: Box<dyn Backend> = Box::new(be);
-    let mut steps = Vec::new();
-    for algo in plan.algos.iter().filter(|_| plan.steps_table) {
-        for &n in &plan.agents {
-            let mut best: Option<StepRow> = None;
-            for _ in 0..plan.rounds {
-                let (row, back) = step_row(be, plan, algo, n, "fused")?;
-                be = back;
-                best = Some(match best.take() {
-                    Some(b) => b.best_of(row),
-                    None => row,
-                });
-            }
-            steps.extend(best);
-        }
-    }
+    let (steps, be) = step_rows(Box::new(be), plan, None)?;
     let title = format!(
         "whole training step, {} batch {}",
         spec(&plan.step_model),
